@@ -1,0 +1,217 @@
+//! `sluice broker`: starts one shard per core, opens the data dir, and shuts down cleanly on
+//! SIGINT/SIGTERM, leaving the clean-shutdown marker so the next start skips recovery.
+//!
+//! Owns: process lifecycle. Signals are blocked in every thread and taken with `sigwait` on
+//! the main thread — which is not a shard, so it may block. Must never: block on a shard
+//! thread, or write the clean-shutdown marker unless every shard closed its logs cleanly.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use clap::Args;
+use sluice_engine::shard::{available_cpus, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
+use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
+use sluice_engine::watermark::Watermark;
+use sluice_engine::{ShardStorage, StorageOptions};
+
+use crate::broker_config::{self, BrokerSettings};
+
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    /// Directory holding the partition logs.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address Kafka clients connect to.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Shards (one per core); defaults to every available CPU.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Kafka-style properties file (broker names like log.segment.bytes, or topic names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// One setting, `key=value`; repeatable; applied after --config.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+thread_local! {
+    static STORAGE: RefCell<Option<Rc<ShardStorage>>> = const { RefCell::new(None) };
+    static STOP: RefCell<Option<Rc<Watermark>>> = const { RefCell::new(None) };
+}
+
+fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
+    let mut settings = BrokerSettings::default();
+    if let Some(path) = &args.config {
+        let props = broker_config::load_file(path)?;
+        broker_config::apply(&mut settings, &props)?;
+    }
+    let mut overrides = std::collections::BTreeMap::new();
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got {kv:?}"))?;
+        overrides.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    broker_config::apply(&mut settings, &overrides)?;
+    Ok(settings)
+}
+
+/// Runs the broker until a signal; returns the process exit code.
+pub fn run(args: BrokerArgs) -> i32 {
+    let settings = match settings_from(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("invalid configuration: {e}");
+            return 2;
+        }
+    };
+    let shard_count = args.cores.unwrap_or_else(available_cpus);
+    if shard_count == 0 || shard_count > 1024 {
+        tracing::error!(cores = shard_count, "--cores must be between 1 and 1024");
+        return 2;
+    }
+    let clean = match take_clean_shutdown_marker(&args.data_dir) {
+        Ok(clean) => clean,
+        Err(e) => {
+            tracing::error!(data_dir = %args.data_dir.display(), error = %e, "cannot use data dir");
+            return 1;
+        }
+    };
+    block_shutdown_signals();
+
+    let mut options = StorageOptions::new(&args.data_dir);
+    if let Some(b) = settings.memory_budget_bytes {
+        options.memory_budget_bytes = b;
+    }
+    if let Some(ms) = settings.retention_check_interval_ms {
+        options.retention_check_interval_ms = ms;
+    }
+    let default_config = settings.default_log_config.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
+    let pool_config = ShardPoolConfig { shard_count, name: "sluice-shard".into(), io_memory_bytes: IO_MEMORY_BYTES };
+    let pool = ShardPool::start(&pool_config, move |shard, _mesh| {
+        let options = options.clone();
+        let config = default_config.clone();
+        let ready_tx = ready_tx.clone();
+        async move {
+            let storage = match ShardStorage::open(shard, shard_count, options, clean, &|_| config.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("shard {shard}: {e}")));
+                    return;
+                }
+            };
+            storage.spawn_background_tasks();
+            let partitions = storage.partitions().len();
+            let stop = Watermark::new(0);
+            STORAGE.with(|s| *s.borrow_mut() = Some(storage));
+            STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
+            let _ = ready_tx.send(Ok(partitions));
+            let _ = stop.wait_for(1).await;
+        }
+    });
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start shards");
+            return 1;
+        }
+    };
+    let mut partitions = 0;
+    for _ in 0..shard_count {
+        match ready_rx.recv() {
+            Ok(Ok(n)) => partitions += n,
+            Ok(Err(e)) => {
+                tracing::error!("start-up failed: {e}");
+                shutdown(&pool.mesh, shard_count);
+                pool.join();
+                return 1;
+            }
+            Err(_) => {
+                tracing::error!("a shard exited during start-up");
+                return 1;
+            }
+        }
+    }
+    tracing::info!(
+        data_dir = %args.data_dir.display(), listen = %args.listen, shards = shard_count, partitions, recovered = !clean,
+        "sluice broker started (storage engine only; the Kafka listener lands with the protocol server)"
+    );
+    let signal = wait_for_shutdown_signal();
+    tracing::info!(signal, "shutting down");
+    let all_closed = shutdown(&pool.mesh, shard_count);
+    let joined = pool.join();
+    if all_closed && joined.iter().all(|r| r.is_ok()) {
+        if let Err(e) = write_clean_shutdown_marker(&args.data_dir) {
+            tracing::error!(error = %e, "could not write the clean-shutdown marker");
+            return 1;
+        }
+        tracing::info!("clean shutdown");
+        0
+    } else {
+        tracing::error!("unclean shutdown: the next start will run recovery");
+        1
+    }
+}
+
+/// Closes every shard's logs and stops the shards. True if every shard closed cleanly.
+fn shutdown(mesh: &sluice_engine::ShardMesh, shard_count: usize) -> bool {
+    let mut all_ok = true;
+    for shard in 0..shard_count {
+        let rx = mesh.send(shard, || async {
+            let storage = STORAGE.with(|s| s.borrow().clone());
+            let result = match storage {
+                Some(storage) => storage.close_all().await.map_err(|e| e.to_string()),
+                None => Ok(()),
+            };
+            if let Some(stop) = STOP.with(|s| s.borrow().clone()) {
+                stop.advance(1);
+            }
+            result
+        });
+        let result = match rx {
+            Ok(rx) => futures::executor::block_on(rx).map_err(|_| "shard exited".to_string()).and_then(|r| r),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::error!(shard, error = %e, "shard did not close cleanly");
+            all_ok = false;
+        }
+    }
+    all_ok
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread; threads spawned afterwards inherit the mask.
+fn block_shutdown_signals() {
+    let set = signal_set();
+    // SAFETY: valid set; a null old-set pointer is allowed.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_shutdown_signal() -> &'static str {
+    let set = signal_set();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: valid set and out-pointer; the signals are blocked so sigwait receives them.
+    unsafe {
+        libc::sigwait(&set, &mut sig);
+    }
+    if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}

@@ -1,0 +1,112 @@
+//! Broker settings from a Kafka-style properties file (`--config server.properties`) and
+//! `--set key=value` overrides. Owns the translation of broker-level names
+//! (`log.segment.bytes`, `log.retention.ms`, `log.flush.interval.messages`, …) into the default
+//! topic [`LogConfig`]. Must never: accept an unknown key silently — a typo is an error with a
+//! message, like Kafka's config validation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sluice_engine::log_config::{broker_default_name, FlushMode, LogConfig};
+
+/// Parses `key=value` lines; `#` and `!` start comments, blank lines are ignored.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: expected key=value, got {line:?}", n + 1))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Settings that are not topic defaults.
+#[derive(Debug, Default, Clone)]
+pub struct BrokerSettings {
+    pub default_log_config: LogConfig,
+    pub memory_budget_bytes: Option<u64>,
+    pub retention_check_interval_ms: Option<u64>,
+}
+
+/// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
+/// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS) and
+/// `sluice.shard.memory.bytes`.
+pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) -> Result<(), String> {
+    let topic_names: Vec<&'static str> = settings.default_log_config.describe().iter().map(|e| e.name).collect();
+    for (key, value) in props {
+        match key.as_str() {
+            "sluice.flush.mode" => {
+                let mode = FlushMode::parse(value).map_err(|e| format!("{key}: {e}"))?;
+                settings.default_log_config.apply_flush_mode(mode);
+            }
+            "sluice.shard.memory.bytes" => {
+                settings.memory_budget_bytes =
+                    Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
+            }
+            "log.retention.check.interval.ms" => {
+                settings.retention_check_interval_ms =
+                    Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
+            }
+            // Settings owned by other layers or fixed by sluice's design; accepted so a Kafka
+            // server.properties can be reused.
+            "node.id"
+            | "broker.id"
+            | "process.roles"
+            | "listeners"
+            | "advertised.listeners"
+            | "log.dirs"
+            | "log.dir"
+            | "num.network.threads"
+            | "num.io.threads"
+            | "controller.quorum.voters"
+            | "controller.listener.names"
+            | "listener.security.protocol.map"
+            | "inter.broker.listener.name" => {
+                tracing::info!(key, "setting is not used by the storage engine");
+            }
+            _ => {
+                let topic_name = topic_names
+                    .iter()
+                    .find(|t| broker_default_name(t) == Some(key.as_str()) || **t == key.as_str())
+                    .ok_or_else(|| format!("unknown broker config {key:?}"))?;
+                settings.default_log_config.set(topic_name, value).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads a properties file.
+pub fn load_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_properties(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_and_topic_names_both_set_topic_defaults() {
+        let props =
+            parse_properties("# comment\nlog.segment.bytes=2097152\nretention.ms = 1000\n\nsluice.flush.mode=always\n")
+                .unwrap();
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &props).unwrap();
+        assert_eq!(s.default_log_config.segment_bytes, 2097152);
+        assert_eq!(s.default_log_config.retention_ms, 1000);
+        assert_eq!(s.default_log_config.flush_policy().every_messages, 1);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_default() {
+        let mut s = BrokerSettings::default();
+        assert!(parse_properties("novalue\n").is_err());
+        assert!(apply(&mut s, &parse_properties("log.segment.bytes=-5").unwrap()).is_err());
+        assert!(apply(&mut s, &parse_properties("log.segmnet.bytes=5").unwrap()).is_err());
+        assert!(apply(&mut s, &parse_properties("sluice.flush.mode=sometimes").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! Wall-clock milliseconds, the unit of every Kafka timestamp. Owns nothing; must never be
+//! used to measure durations (use `Instant` for that).
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

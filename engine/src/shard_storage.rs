@@ -1,0 +1,325 @@
+//! The partitions one shard owns, and the shard's storage housekeeping timers.
+//!
+//! Owns: the map of this shard's [`PartitionLog`]s, the shard's [`MemoryBudget`] for their
+//! write-behind buffers, and the background tasks that run `flush.ms` syncs, retention and
+//! recovery-point checkpoints. Which shard owns a partition is [`owner_shard`] — a stable hash,
+//! so every shard can compute it without asking anyone.
+//!
+//! Must never: touch a partition owned by another shard (callers go through
+//! [`crate::shard::ShardMesh::call`]), or exceed its memory budget silently (over-budget
+//! partitions fall back to the smallest writer and log a warning).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::checkpoint_file::blocking;
+use crate::clock::now_ms;
+use crate::log_config::LogConfig;
+use crate::memory_budget::{MemoryBudget, Reservation};
+use crate::partition_log::{parse_partition_dir_name, LogError, LogOptions, PartitionLog};
+use crate::segment_writer::WriterOptions;
+
+/// Name of the marker a clean shutdown leaves in the data directory.
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
+
+/// The shard that owns `topic`/`partition` among `shard_count` shards. Consecutive partitions
+/// of one topic land on consecutive shards.
+pub fn owner_shard(topic: &str, partition: i32, shard_count: usize) -> usize {
+    assert!(shard_count > 0);
+    let topic_hash = crc32c::crc32c(topic.as_bytes()) as u64;
+    ((topic_hash + partition.max(0) as u64) % shard_count as u64) as usize
+}
+
+/// Start-up settings of a shard's storage.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    pub data_dir: PathBuf,
+    pub log_options: LogOptions,
+    /// Smallest writer used when the budget is exhausted.
+    pub min_writer: WriterOptions,
+    pub memory_budget_bytes: u64,
+    /// `log.retention.check.interval.ms` (Kafka default 300000).
+    pub retention_check_interval_ms: u64,
+    /// How often `flush.ms` is checked.
+    pub flush_check_interval_ms: u64,
+    /// `log.flush.offset.checkpoint.interval.ms` (Kafka default 60000).
+    pub recovery_point_checkpoint_interval_ms: u64,
+}
+
+impl StorageOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions {
+            data_dir: data_dir.into(),
+            log_options: LogOptions::default(),
+            min_writer: WriterOptions { chunk_bytes: 64 << 10, max_in_flight: 1 },
+            memory_budget_bytes: 1 << 30,
+            retention_check_interval_ms: 300_000,
+            flush_check_interval_ms: 100,
+            recovery_point_checkpoint_interval_ms: 60_000,
+        }
+    }
+}
+
+type PartitionKey = (String, i32);
+
+struct OwnedPartition {
+    log: Rc<PartitionLog>,
+    _memory: Option<Reservation>,
+}
+
+/// One shard's partitions. See the module docs.
+pub struct ShardStorage {
+    shard: usize,
+    shard_count: usize,
+    options: StorageOptions,
+    budget: Rc<MemoryBudget>,
+    partitions: RefCell<HashMap<PartitionKey, OwnedPartition>>,
+    stopping: Cell<bool>,
+}
+
+impl ShardStorage {
+    /// Opens every partition directory under the data dir that this shard owns. `config_for`
+    /// gives each topic's config (from metadata; the default until topics persist configs).
+    pub async fn open(
+        shard: usize,
+        shard_count: usize,
+        options: StorageOptions,
+        clean_shutdown: bool,
+        config_for: &dyn Fn(&str) -> LogConfig,
+    ) -> Result<Rc<ShardStorage>, LogError> {
+        let storage = Rc::new(ShardStorage {
+            shard,
+            shard_count,
+            budget: MemoryBudget::new(options.memory_budget_bytes),
+            options,
+            partitions: RefCell::new(HashMap::new()),
+            stopping: Cell::new(false),
+        });
+        let data_dir = storage.options.data_dir.clone();
+        let names: Vec<String> = blocking(move || {
+            std::fs::create_dir_all(&data_dir)?;
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&data_dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Ok(names)
+        })
+        .await
+        .map_err(|e| LogError::Io(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let mut opened = 0usize;
+        for name in names {
+            let Some((topic, partition)) = parse_partition_dir_name(&name) else { continue };
+            if owner_shard(&topic, partition, shard_count) != shard {
+                continue;
+            }
+            storage.open_partition(&topic, partition, config_for(&topic), clean_shutdown).await?;
+            opened += 1;
+        }
+        tracing::info!(
+            shard,
+            opened,
+            clean_shutdown,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard storage open"
+        );
+        Ok(storage)
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shard_count
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.options.data_dir
+    }
+
+    pub fn memory_budget(&self) -> &Rc<MemoryBudget> {
+        &self.budget
+    }
+
+    fn writer_for_budget(&self) -> (LogOptions, Option<Reservation>) {
+        let mut log_options = self.options.log_options;
+        let wanted = log_options.writer.max_memory_bytes() as u64;
+        if let Some(r) = self.budget.try_reserve(wanted) {
+            return (log_options, Some(r));
+        }
+        log_options.writer = self.options.min_writer;
+        let reservation = self.budget.try_reserve(self.options.min_writer.max_memory_bytes() as u64);
+        if reservation.is_none() {
+            tracing::warn!(
+                shard = self.shard,
+                budget = self.budget.limit_bytes(),
+                "memory budget exhausted; partition writer runs over budget"
+            );
+        }
+        (log_options, reservation)
+    }
+
+    async fn open_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+        clean: bool,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        debug_assert_eq!(owner_shard(topic, partition, self.shard_count), self.shard);
+        let (log_options, reservation) = self.writer_for_budget();
+        let log = PartitionLog::open(&self.options.data_dir, topic, partition, config, log_options, clean).await?;
+        self.partitions
+            .borrow_mut()
+            .insert((topic.to_string(), partition), OwnedPartition { log: log.clone(), _memory: reservation });
+        Ok(log)
+    }
+
+    /// Returns the partition, creating its directory and first segment if new.
+    pub async fn create_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        if let Some(log) = self.partition(topic, partition) {
+            return Ok(log);
+        }
+        self.open_partition(topic, partition, config, true).await
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).map(|p| p.log.clone())
+    }
+
+    /// All partitions of this shard.
+    pub fn partitions(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions.borrow().values().map(|p| p.log.clone()).collect()
+    }
+
+    /// Deletes a partition's files (DeleteTopics). Returns false if it was not here.
+    pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<bool, LogError> {
+        let removed = self.partitions.borrow_mut().remove(&(topic.to_string(), partition));
+        match removed {
+            Some(p) => {
+                p.log.delete().await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Starts the housekeeping timers; they stop when [`ShardStorage::close_all`] runs.
+    pub fn spawn_background_tasks(self: &Rc<Self>) {
+        let intervals = [
+            (self.options.flush_check_interval_ms, Housekeeping::Flush),
+            (self.options.retention_check_interval_ms, Housekeeping::Retention),
+            (self.options.recovery_point_checkpoint_interval_ms, Housekeeping::Checkpoint),
+        ];
+        for (interval_ms, kind) in intervals {
+            let storage = self.clone();
+            glommio::spawn_local(async move {
+                let interval = Duration::from_millis(interval_ms.max(1));
+                while !storage.stopping.get() {
+                    glommio::timer::sleep(interval).await;
+                    if storage.stopping.get() {
+                        break;
+                    }
+                    storage.run_housekeeping(kind).await;
+                }
+            })
+            .detach();
+        }
+    }
+
+    async fn run_housekeeping(&self, kind: Housekeeping) {
+        let now = now_ms();
+        for log in self.partitions() {
+            let result = match kind {
+                Housekeeping::Flush => log.flush_if_due(now).await,
+                Housekeeping::Retention => log.apply_retention(now).await.map(|_| ()),
+                Housekeeping::Checkpoint => log.checkpoint_recovery_point().await,
+            };
+            if let Err(e) = result {
+                if !log.is_closed() {
+                    tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
+                }
+            }
+        }
+    }
+
+    /// Runs retention on every partition now (admin and tests).
+    pub async fn apply_retention_now(&self) -> usize {
+        let mut deleted = 0;
+        for log in self.partitions() {
+            deleted += log.apply_retention(now_ms()).await.unwrap_or(0);
+        }
+        deleted
+    }
+
+    /// Clean close of every partition; the caller writes the clean-shutdown marker once every
+    /// shard returned Ok.
+    pub async fn close_all(&self) -> Result<(), LogError> {
+        self.stopping.set(true);
+        let mut first_error = None;
+        for log in self.partitions() {
+            if let Err(e) = log.close().await {
+                tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Housekeeping {
+    Flush,
+    Retention,
+    Checkpoint,
+}
+
+/// Whether the data dir holds a clean-shutdown marker (checked before shards start; the main
+/// thread may block).
+pub fn take_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<bool> {
+    std::fs::create_dir_all(data_dir)?;
+    let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Leaves the clean-shutdown marker (main thread, after every shard closed cleanly).
+pub fn write_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<()> {
+    let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let file = std::fs::File::create(&marker)?;
+    file.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_is_stable_and_spreads_partitions() {
+        for n in 1..5 {
+            for p in 0..16 {
+                let s = owner_shard("orders", p, n);
+                assert!(s < n);
+                assert_eq!(s, owner_shard("orders", p, n));
+            }
+        }
+        let shards: std::collections::HashSet<_> = (0..4).map(|p| owner_shard("t", p, 4)).collect();
+        assert_eq!(shards.len(), 4, "consecutive partitions land on distinct shards");
+    }
+}

@@ -37,6 +37,29 @@ pub struct BrokerArgs {
     pub set: Vec<String>,
 }
 
+/// Reports a shard's start-up outcome exactly once; if the shard dies before reporting (a
+/// panic), the drop reports the failure so the main thread never waits forever.
+struct ReadyReport {
+    shard: usize,
+    tx: Option<std::sync::mpsc::Sender<Result<usize, String>>>,
+}
+
+impl ReadyReport {
+    fn send(mut self, result: Result<usize, String>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl Drop for ReadyReport {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Err(format!("shard {} exited during start-up", self.shard)));
+        }
+    }
+}
+
 thread_local! {
     static STORAGE: RefCell<Option<Rc<ShardStorage>>> = const { RefCell::new(None) };
     static STOP: RefCell<Option<Rc<Watermark>>> = const { RefCell::new(None) };
@@ -93,12 +116,12 @@ pub fn run(args: BrokerArgs) -> i32 {
     let pool = ShardPool::start(&pool_config, move |shard, _mesh| {
         let options = options.clone();
         let config = default_config.clone();
-        let ready_tx = ready_tx.clone();
+        let report = ReadyReport { shard, tx: Some(ready_tx.clone()) };
         async move {
             let storage = match ShardStorage::open(shard, shard_count, options, clean, &|_| config.clone()).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(format!("shard {shard}: {e}")));
+                    report.send(Err(format!("shard {shard}: {e}")));
                     return;
                 }
             };
@@ -107,7 +130,7 @@ pub fn run(args: BrokerArgs) -> i32 {
             let stop = Watermark::new(0);
             STORAGE.with(|s| *s.borrow_mut() = Some(storage));
             STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
-            let _ = ready_tx.send(Ok(partitions));
+            report.send(Ok(partitions));
             let _ = stop.wait_for(1).await;
         }
     });
@@ -118,21 +141,24 @@ pub fn run(args: BrokerArgs) -> i32 {
             return 1;
         }
     };
+    // Every shard reports once (ReadyReport guarantees it), so this cannot wait forever.
     let mut partitions = 0;
+    let mut failures = Vec::new();
     for _ in 0..shard_count {
         match ready_rx.recv() {
             Ok(Ok(n)) => partitions += n,
-            Ok(Err(e)) => {
-                tracing::error!("start-up failed: {e}");
-                shutdown(&pool.mesh, shard_count);
-                pool.join();
-                return 1;
-            }
-            Err(_) => {
-                tracing::error!("a shard exited during start-up");
-                return 1;
-            }
+            Ok(Err(e)) => failures.push(e),
+            Err(_) => failures.push("start-up channel closed".to_string()),
         }
+    }
+    if !failures.is_empty() {
+        for e in &failures {
+            tracing::error!("start-up failed: {e}");
+        }
+        // Shards that did start hold open logs: close them properly, then stop.
+        shutdown(&pool.mesh, shard_count);
+        pool.join();
+        return 1;
     }
     tracing::info!(
         data_dir = %args.data_dir.display(), listen = %args.listen, shards = shard_count, partitions, recovered = !clean,

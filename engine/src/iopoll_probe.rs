@@ -7,8 +7,9 @@
 //! later direct read on that device then fails with EOPNOTSUPP (seen on virtio disks here).
 //! Opening a non-empty file first makes the probe reach the device and cache the truth.
 //!
-//! Owns: the probe file `<dir>/.sluice-iopoll-probe` (created, opened, removed) and the set of
-//! devices primed on this thread. Must never: run the blocking file creation on the shard
+//! Owns: the probe file `<dir>/.sluice-iopoll-probe-<thread>` (created, opened, removed; one
+//! per thread, so shards priming the same directory never see each other's half-written
+//! file) and the set of devices primed on this thread. Must never: run the blocking file creation on the shard
 //! thread itself (it uses the blocking pool).
 
 use std::cell::RefCell;
@@ -29,7 +30,9 @@ thread_local! {
 /// Makes sure glommio on this thread probed the device holding `dir` with real data. Cheap
 /// after the first call per device and thread.
 pub async fn prime(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(PROBE_FILE);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let probe = dir.join(format!("{PROBE_FILE}-{tid}"));
     let dir_owned = dir.to_path_buf();
     let device = blocking(move || {
         use std::os::unix::fs::MetadataExt;
@@ -43,10 +46,9 @@ pub async fn prime(dir: &Path) -> std::io::Result<()> {
     let probe_path = probe.clone();
     blocking(move || std::fs::write(&probe_path, vec![0u8; PROBE_BYTES])).await?;
     let opened = OpenOptions::new().read(true).dma_open(&probe).await;
-    if let Ok(file) = opened {
-        let _ = file.close().await;
-    }
     crate::checkpoint_file::remove_if_exists(&probe).await?;
+    let file = opened.map_err(std::io::Error::from)?;
+    file.close().await.map_err(std::io::Error::from)?;
     PRIMED_DEVICES.with(|d| d.borrow_mut().insert(device));
     Ok(())
 }

@@ -502,7 +502,13 @@ impl PartitionLog {
         if let Some(last) = segment.time_index.last() {
             segment.max_timestamp_ms = last.timestamp_ms;
             segment.offset_of_max_timestamp = last.offset;
-            segment.first_batch_timestamp_ms = Some(last.timestamp_ms);
+        }
+        if start > 0 {
+            // segment.ms counts from the first batch's timestamp (Kafka's rollingBasedTimestamp).
+            let first = segment.file.read_at(0, crate::batch::BATCH_HEADER_LEN).await.map_err(io)?;
+            if let Ok(header) = crate::batch::BatchHeader::parse(&first) {
+                segment.first_batch_timestamp_ms = Some(header.max_timestamp());
+            }
         }
         if let Some(first) = infos.first() {
             segment.next_offset = first.1.base_offset;
@@ -1225,6 +1231,9 @@ impl PartitionLog {
         if self.recovery_point() > new_end {
             self.flushed.reset(new_end as u64);
         }
+        // The on-disk recovery point must not claim offsets that no longer exist: a crash
+        // now must rescan the truncated segment.
+        self.write_recovery_point(self.recovery_point().min(base)).await?;
         self.write_epoch_checkpoint().await?;
         Ok(())
     }

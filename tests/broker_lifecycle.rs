@@ -11,6 +11,8 @@ use std::time::Duration;
 use sluice_engine::batch::build_batch_of_size;
 use sluice_engine::log_config::LogConfig;
 use sluice_engine::partition_log::{LogOptions, PartitionLog, ReadBound};
+use sluice_net::controller::{metadata_path, new_cluster_id, new_topic_id};
+use sluice_net::metadata_image::{MetadataCommand, MetadataImage};
 
 /// The `sluice` binary: `$SLUICE_BIN`, else target/debug/sluice (built on demand).
 fn sluice_bin() -> PathBuf {
@@ -30,6 +32,11 @@ fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 struct Broker {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -40,7 +47,7 @@ impl Broker {
         let mut child = Command::new(sluice_bin())
             .args(["broker", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:19092", "--cores", "2"])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--cores", "2"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -125,9 +132,24 @@ fn count_records(data_dir: &Path, partition: i32) -> i64 {
     })
 }
 
+/// Registers topic `orders` with `partitions` partitions in the broker's metadata file.
+fn register_topic(data_dir: &Path, partitions: i32) {
+    let mut image = MetadataImage::new(new_cluster_id());
+    let create = MetadataCommand::CreateTopic {
+        name: "orders".into(),
+        id: new_topic_id(),
+        partitions,
+        replication_factor: 1,
+        configs: Default::default(),
+    };
+    image.apply(&create, &LogConfig::default()).unwrap();
+    std::fs::write(metadata_path(data_dir), serde_json::to_vec(&image).unwrap()).unwrap();
+}
+
 #[test]
 fn clean_stop_marks_and_sigkill_forces_recovery_without_losing_data() {
     let dir = tempfile::tempdir().unwrap();
+    register_topic(dir.path(), 2);
     write_unclean(dir.path(), 0, 25);
     write_unclean(dir.path(), 1, 10);
 

@@ -1,5 +1,6 @@
-//! `sluice broker`: starts one shard per core, opens the data dir, and shuts down cleanly on
-//! SIGINT/SIGTERM, leaving the clean-shutdown marker so the next start skips recovery.
+//! `sluice broker`: starts one shard per core, opens the data dir, serves the Kafka protocol on
+//! every shard (SO_REUSEPORT), and shuts down cleanly on SIGINT/SIGTERM, leaving the
+//! clean-shutdown marker so the next start skips recovery.
 //!
 //! Owns: process lifecycle. Signals are blocked in every thread and taken with `sigwait` on
 //! the main thread — which is not a shard, so it may block. Must never: block on a shard
@@ -11,10 +12,15 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use clap::Args;
+use std::sync::Arc;
+
 use sluice_engine::shard::{available_cpus, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
 use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
 use sluice_engine::watermark::Watermark;
 use sluice_engine::{ShardStorage, StorageOptions};
+use sluice_net::broker_config::BrokerConfig;
+use sluice_net::controller;
+use sluice_net::shard_context::ShardContext;
 
 use crate::broker_config::{self, BrokerSettings};
 
@@ -110,22 +116,68 @@ pub fn run(args: BrokerArgs) -> i32 {
     if let Some(ms) = settings.retention_check_interval_ms {
         options.retention_check_interval_ms = ms;
     }
-    let default_config = settings.default_log_config.clone();
+    let image = match controller::load_or_init(&args.data_dir) {
+        Ok(image) => image,
+        Err(e) => {
+            tracing::error!("cannot read cluster metadata: {e}");
+            return 1;
+        }
+    };
+    if !controller::metadata_path(&args.data_dir).exists() {
+        // Persist the new cluster id before anything else so it never changes.
+        let json = serde_json::to_vec_pretty(&image).expect("metadata serializes");
+        if let Err(e) = std::fs::write(controller::metadata_path(&args.data_dir), json) {
+            tracing::error!(error = %e, "cannot write cluster metadata");
+            return 1;
+        }
+    }
+    let mut broker_config = BrokerConfig::new(args.data_dir.clone(), advertised_host(&args.listen), args.listen.port() as i32);
+    broker_config.default_log_config = settings.default_log_config.clone();
+    settings.apply_to(&mut broker_config);
+    let broker_config = Arc::new(broker_config);
+    let listen = args.listen;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
     let pool_config = ShardPoolConfig { shard_count, name: "sluice-shard".into(), io_memory_bytes: IO_MEMORY_BYTES };
-    let pool = ShardPool::start(&pool_config, move |shard, _mesh| {
+    let pool = ShardPool::start(&pool_config, move |shard, mesh| {
         let options = options.clone();
-        let config = default_config.clone();
+        let image = image.clone();
+        let broker_config = broker_config.clone();
         let report = ReadyReport { shard, tx: Some(ready_tx.clone()) };
         async move {
-            let storage = match ShardStorage::open(shard, shard_count, options, clean, &|_| config.clone()).await {
+            let defaults = broker_config.default_log_config.clone();
+            let config_for = |topic: &str| image.log_config(topic, &defaults);
+            let storage = match ShardStorage::open(shard, shard_count, options, clean, &config_for).await {
                 Ok(s) => s,
                 Err(e) => {
                     report.send(Err(format!("shard {shard}: {e}")));
                     return;
                 }
             };
+            let listener = match sluice_net::server::bind(listen) {
+                Ok(l) => l,
+                Err(e) => {
+                    report.send(Err(format!("shard {shard}: cannot listen on {listen}: {e}")));
+                    let _ = storage.close_all().await;
+                    return;
+                }
+            };
+            let ctx = Rc::new(ShardContext {
+                shard,
+                mesh,
+                storage: storage.clone(),
+                image: std::cell::RefCell::new(image.clone()),
+                config: broker_config.clone(),
+                controller_lock: glommio::sync::Semaphore::new(1),
+            });
+            ShardContext::install(ctx.clone());
+            // Partitions of known topics that have no directory yet (new shard count, or a
+            // crash between metadata commit and partition creation).
+            let topics: Vec<(String, i32)> = image.topics.iter().map(|(n, t)| (n.clone(), t.partitions)).collect();
+            for (topic, partitions) in topics {
+                controller::ensure_partitions(&ctx, &topic, 0, partitions).await;
+            }
             storage.spawn_background_tasks();
+            glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
             let partitions = storage.partitions().len();
             let stop = Watermark::new(0);
             STORAGE.with(|s| *s.borrow_mut() = Some(storage));
@@ -162,7 +214,7 @@ pub fn run(args: BrokerArgs) -> i32 {
     }
     tracing::info!(
         data_dir = %args.data_dir.display(), listen = %args.listen, shards = shard_count, partitions, recovered = !clean,
-        "sluice broker started (storage engine only; the Kafka listener lands with the protocol server)"
+        "sluice broker started"
     );
     let signal = wait_for_shutdown_signal();
     tracing::info!(signal, "shutting down");
@@ -206,6 +258,15 @@ fn shutdown(mesh: &sluice_engine::ShardMesh, shard_count: usize) -> bool {
         }
     }
     all_ok
+}
+
+/// The host clients are told to connect to: the listen address, or loopback for a wildcard.
+fn advertised_host(listen: &SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        listen.ip().to_string()
+    }
 }
 
 fn signal_set() -> libc::sigset_t {

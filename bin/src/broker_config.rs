@@ -29,6 +29,36 @@ pub struct BrokerSettings {
     pub default_log_config: LogConfig,
     pub memory_budget_bytes: Option<u64>,
     pub retention_check_interval_ms: Option<u64>,
+    pub num_partitions: Option<i32>,
+    pub auto_create_topics: Option<bool>,
+    pub max_request_bytes: Option<usize>,
+    pub node_id: Option<i32>,
+    pub default_replication_factor: Option<i16>,
+}
+
+impl BrokerSettings {
+    /// Copies the protocol-layer settings into the broker config.
+    pub fn apply_to(&self, config: &mut sluice_net::broker_config::BrokerConfig) {
+        if let Some(n) = self.num_partitions {
+            config.num_partitions = n;
+        }
+        if let Some(b) = self.auto_create_topics {
+            config.auto_create_topics = b;
+        }
+        if let Some(m) = self.max_request_bytes {
+            config.max_request_bytes = m;
+        }
+        if let Some(id) = self.node_id {
+            config.node_id = id;
+        }
+        if let Some(rf) = self.default_replication_factor {
+            config.default_replication_factor = rf;
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| format!("{key}: invalid value {value:?}"))
 }
 
 /// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
@@ -46,15 +76,27 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.memory_budget_bytes =
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
             }
-            "log.retention.check.interval.ms" => {
-                settings.retention_check_interval_ms =
-                    Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
+            "log.retention.check.interval.ms" => settings.retention_check_interval_ms = Some(parse(key, value)?),
+            "num.partitions" => {
+                let n: i32 = parse(key, value)?;
+                if n < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.num_partitions = Some(n);
             }
+            "auto.create.topics.enable" => settings.auto_create_topics = Some(parse(key, value)?),
+            "socket.request.max.bytes" => {
+                let n: usize = parse(key, value)?;
+                if n < 1024 || n > i32::MAX as usize {
+                    return Err(format!("{key}: must be between 1024 and {}", i32::MAX));
+                }
+                settings.max_request_bytes = Some(n);
+            }
+            "node.id" | "broker.id" => settings.node_id = Some(parse(key, value)?),
+            "default.replication.factor" => settings.default_replication_factor = Some(parse(key, value)?),
             // Settings owned by other layers or fixed by sluice's design; accepted so a Kafka
             // server.properties can be reused.
-            "node.id"
-            | "broker.id"
-            | "process.roles"
+            "process.roles"
             | "listeners"
             | "advertised.listeners"
             | "log.dirs"

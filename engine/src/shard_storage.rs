@@ -82,13 +82,14 @@ pub struct ShardStorage {
 
 impl ShardStorage {
     /// Opens every partition directory under the data dir that this shard owns. `config_for`
-    /// gives each topic's config (from metadata; the default until topics persist configs).
+    /// gives each topic's config from the metadata image; a directory of a topic it does not
+    /// know is left untouched (and logged), never deleted.
     pub async fn open(
         shard: usize,
         shard_count: usize,
         options: StorageOptions,
         clean_shutdown: bool,
-        config_for: &dyn Fn(&str) -> LogConfig,
+        config_for: &dyn Fn(&str) -> Option<LogConfig>,
     ) -> Result<Rc<ShardStorage>, LogError> {
         let storage = Rc::new(ShardStorage {
             shard,
@@ -119,7 +120,11 @@ impl ShardStorage {
             if owner_shard(&topic, partition, shard_count) != shard {
                 continue;
             }
-            storage.open_partition(&topic, partition, config_for(&topic), clean_shutdown).await?;
+            let Some(config) = config_for(&topic) else {
+                tracing::warn!(dir = %name, "partition directory of a topic missing from metadata; left untouched");
+                continue;
+            };
+            storage.open_partition(&topic, partition, config, clean_shutdown).await?;
             opened += 1;
         }
         tracing::info!(

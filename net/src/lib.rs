@@ -1,1 +1,20 @@
-//! Kafka protocol server. Placeholder until the protocol-server issue lands: owns nothing yet.
+//! sluice's Kafka protocol server.
+//!
+//! Owns: framing ([`frame`]), one connection's request loop ([`connection`]), the per-shard
+//! listener ([`server`]), the table of supported APIs ([`supported_apis`]), request handlers
+//! ([`handlers`]), the cluster metadata image ([`metadata_image`]) and the controller that
+//! changes it ([`controller`]), and each shard's context ([`shard_context`]).
+//!
+//! Must never: store record data itself (that is the engine's), keep mutable state shared
+//! between shards, or block a shard thread.
+
+pub mod broker_config;
+pub mod connection;
+pub mod controller;
+pub mod frame;
+pub mod handlers;
+pub mod metadata_image;
+pub mod server;
+pub mod shard_context;
+pub mod supported_apis;
+pub mod topic_name;

@@ -1,0 +1,46 @@
+//! Broker-wide settings the protocol layer needs (Kafka names in comments). Plain data, `Send`
+//! and `Sync`, shared by every shard behind an `Arc`. Owns nothing mutable; must never grow
+//! per-shard state.
+
+use std::path::PathBuf;
+
+use sluice_engine::log_config::LogConfig;
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// Host and port put in Metadata responses (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `socket.request.max.bytes` (Kafka default 100 MiB).
+    pub max_request_bytes: usize,
+    /// `auto.create.topics.enable` (default true).
+    pub auto_create_topics: bool,
+    /// `num.partitions` for auto-created topics (default 1).
+    pub num_partitions: i32,
+    /// `default.replication.factor` (default 1).
+    pub default_replication_factor: i16,
+    /// Topic defaults (`log.*` broker settings).
+    pub default_log_config: LogConfig,
+    pub data_dir: PathBuf,
+    /// Longest a Fetch may wait (`fetch.max.wait.ms` is the client's; this caps it).
+    pub max_fetch_wait_ms: i32,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: PathBuf, advertised_host: String, advertised_port: i32) -> BrokerConfig {
+        BrokerConfig {
+            node_id: 1,
+            advertised_host,
+            advertised_port,
+            max_request_bytes: 100 * 1024 * 1024,
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            default_log_config: LogConfig::default(),
+            data_dir,
+            max_fetch_wait_ms: 30_000,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! One client connection: read a frame, decode, handle, answer — in request order.
+//!
+//! Owns: the socket of one connection and its framing/decoding errors. Requests are handled one
+//! at a time, like Kafka (which mutes a connection while a request is in flight), so responses
+//! are in request order by construction and appends from one producer connection keep their
+//! order; a pipelining client's next requests wait in the socket buffer. acks=0 produce gets no
+//! response.
+//!
+//! Bad input policy: an oversized, negative or truncated frame, an unknown API key, an
+//! unsupported version (except ApiVersions, which gets the v0 error response of KIP-511) or an
+//! undecodable body closes *this* connection with a log line; nothing else is affected.
+//!
+//! Must never: allocate from an unchecked size, panic on any byte sequence, or block the shard.
+
+use std::rc::Rc;
+
+use bytes::{BufMut, BytesMut};
+use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::frame::{read_frame, FrameError};
+use crate::handlers;
+use crate::shard_context::ShardContext;
+use crate::supported_apis::{decodable_min, supported_range};
+
+/// Socket read buffer per connection.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves one connection until the peer closes it or sends something we refuse.
+pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let max_request_bytes = ctx.config.max_request_bytes;
+    loop {
+        let frame = match read_frame(&mut reader, max_request_bytes).await {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                return;
+            }
+        };
+        match process(frame, &ctx).await {
+            Ok(Some(response)) => {
+                if let Err(e) = writer.write_all(&response).await {
+                    tracing::debug!(%peer, error = %e, "write failed; closing");
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                let _ = writer.close().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
+pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<BytesMut>, String> {
+    debug_assert!(frame.len() >= 8, "frame checks guarantee a header prefix");
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(api_key_raw).map_err(|_| format!("unknown API key {api_key_raw}"))?;
+    let Some((min, max)) = supported_range(api) else {
+        return Err(format!("API {api:?} is not supported"));
+    };
+    if version < min.max(decodable_min(api)) || version > max {
+        if api == ApiKey::ApiVersions {
+            return Ok(Some(handlers::api_versions::unsupported_version_response(correlation_id)));
+        }
+        return Err(format!("{api:?} v{version} is not supported (supported {min}..={max})"));
+    }
+    let mut bytes = frame.freeze();
+    let header = RequestHeader::decode(&mut bytes, api.request_header_version(version))
+        .map_err(|e| format!("bad {api:?} v{version} request header: {e}"))?;
+    let request = RequestKind::decode(api, &mut bytes, version).map_err(|e| format!("bad {api:?} v{version} body: {e}"))?;
+    let Some(response) = handlers::dispatch(ctx, &header, request, version).await? else {
+        return Ok(None);
+    };
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0); // size, patched below
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api.response_header_version(version))
+        .map_err(|e| format!("encoding {api:?} response header: {e}"))?;
+    response.encode(&mut out, version).map_err(|e| format!("encoding {api:?} v{version} response: {e}"))?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(Some(out))
+}

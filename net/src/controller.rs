@@ -1,0 +1,154 @@
+//! Applies metadata commands: validated and persisted on the controller shard (shard 0), then
+//! applied on every shard, each of which creates, reconfigures or deletes the partitions it
+//! owns. A command's caller gets its answer only after every shard applied it, so a topic is
+//! usable everywhere once CreateTopics returns.
+//!
+//! Owns: `<data-dir>/metadata.json` (the persisted image, rewritten atomically) and the order of
+//! commands. Must never: persist a command that failed validation, or answer before the image
+//! is durable. (The openraft quorum of the replication issue replaces the file with a log.)
+
+use std::path::{Path, PathBuf};
+
+use sluice_engine::checkpoint_file::write_atomic;
+use sluice_engine::log_config::LogConfig;
+
+use crate::metadata_image::{MetadataCommand, MetadataError, MetadataImage};
+use crate::shard_context::ShardContext;
+
+pub const CONTROLLER_SHARD: usize = 0;
+pub const METADATA_FILE: &str = "metadata.json";
+
+pub fn metadata_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(METADATA_FILE)
+}
+
+/// Loads the persisted image (main thread, at start-up; may block), or a fresh one with a new
+/// cluster id.
+pub fn load_or_init(data_dir: &Path) -> Result<MetadataImage, String> {
+    let path = metadata_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MetadataImage::new(new_cluster_id())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Kafka cluster ids are a UUID in URL-safe base64 without padding (22 characters).
+pub fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits: u128 = u128::from_be_bytes(bytes);
+    let mut out = Vec::with_capacity(22);
+    for _ in 0..22 {
+        out.push(ALPHABET[((bits >> 122) & 63) as usize]);
+        bits <<= 6;
+    }
+    String::from_utf8(out).expect("ascii")
+}
+
+/// A fresh topic id (never the all-zero or "metadata topic" ids).
+pub fn new_topic_id() -> [u8; 16] {
+    uuid::Uuid::new_v4().into_bytes()
+}
+
+/// Submits a command from any shard; resolves once every shard applied it.
+pub async fn submit(command: MetadataCommand) -> Result<(), MetadataError> {
+    let ctx = ShardContext::current();
+    let result = ctx.mesh.call(CONTROLLER_SHARD, move || async move { apply_as_controller(command).await }).await;
+    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
+}
+
+/// Validates a command against the controller's image without applying it (validate-only).
+pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
+    let ctx = ShardContext::current();
+    let result = ctx
+        .mesh
+        .call(CONTROLLER_SHARD, move || async move {
+            let ctx = ShardContext::current();
+            let image = ctx.image.borrow();
+            image.validate(&command, &ctx.config.default_log_config)
+        })
+        .await;
+    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
+}
+
+async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataError> {
+    let ctx = ShardContext::current();
+    let _permit = ctx.controller_lock.acquire_permit(1).await.map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+    let defaults = ctx.config.default_log_config.clone();
+    let mut next = ctx.image.borrow().clone();
+    next.apply(&command, &defaults)?;
+    let json = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError { code: -1, message: e.to_string() })?;
+    write_atomic(&metadata_path(&ctx.config.data_dir), &json)
+        .await
+        .map_err(|e| MetadataError { code: 56, message: format!("persisting metadata: {e}") })?;
+    for shard in 0..ctx.mesh.shard_count() {
+        let command = command.clone();
+        let applied = ctx.mesh.call(shard, move || async move { apply_on_shard(command).await }).await;
+        if let Err(e) = applied {
+            tracing::error!(shard, error = %e, "a shard could not apply a metadata command");
+        }
+    }
+    tracing::info!(?command, "metadata command applied");
+    Ok(())
+}
+
+/// Applies a committed command to this shard's image and its partitions.
+pub async fn apply_on_shard(command: MetadataCommand) {
+    let ctx = ShardContext::current();
+    let defaults = ctx.config.default_log_config.clone();
+    if let Err(e) = ctx.image.borrow_mut().apply(&command, &defaults) {
+        tracing::error!(?command, error = ?e, "committed metadata command failed on a shard");
+        return;
+    }
+    match &command {
+        MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
+        MetadataCommand::CreatePartitions { name, total } => ensure_partitions(&ctx, name, 0, *total).await,
+        MetadataCommand::DeleteTopic { name } => {
+            for log in ctx.storage.partitions() {
+                if log.topic() == name {
+                    if let Err(e) = ctx.storage.delete_partition(name, log.partition()).await {
+                        tracing::error!(topic = %name, partition = log.partition(), error = %e, "deleting partition failed");
+                    }
+                }
+            }
+        }
+        MetadataCommand::SetTopicConfigs { name, .. } => {
+            let config = ctx.image.borrow().log_config(name, &defaults);
+            if let Some(config) = config {
+                for log in ctx.storage.partitions() {
+                    if log.topic() == name {
+                        log.set_config(config.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Creates (or opens) this shard's partitions `from..to` of `topic`.
+pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i32) {
+    let config: Option<LogConfig> = ctx.image.borrow().log_config(topic, &ctx.config.default_log_config);
+    let Some(config) = config else { return };
+    for p in from..to {
+        if ctx.owner_of(topic, p) != ctx.shard || ctx.storage.partition(topic, p).is_some() {
+            continue;
+        }
+        if let Err(e) = ctx.storage.create_partition(topic, p, config.clone()).await {
+            tracing::error!(topic, partition = p, error = %e, "creating partition failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let a = new_cluster_id();
+        assert_eq!(a.len(), 22);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(a, new_cluster_id());
+    }
+}

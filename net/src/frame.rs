@@ -1,0 +1,90 @@
+//! Kafka's framing: a 4-byte big-endian size, then that many bytes of request.
+//!
+//! Owns: reading one frame with the cheap checks first (size within
+//! `socket.request.max.bytes`, not negative, at least a request header's 8 bytes) before any
+//! allocation, like mini-redis's `Frame::check`. Must never: allocate from an unchecked size,
+//! or return a partial frame.
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncReadExt};
+
+/// Smallest request: api key (2) + api version (2) + correlation id (4).
+pub const MIN_REQUEST_BYTES: i32 = 8;
+
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection between frames.
+    Closed,
+    /// Size prefix outside `[MIN_REQUEST_BYTES, max]`.
+    BadSize { size: i32, max: usize },
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed => write!(f, "connection closed"),
+            FrameError::BadSize { size, max } => write!(f, "request size {size} outside [{MIN_REQUEST_BYTES}, {max}]"),
+            FrameError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Checks a size prefix before anything is allocated.
+pub fn check_size(size: i32, max_request_bytes: usize) -> Result<usize, FrameError> {
+    if size < MIN_REQUEST_BYTES || size as i64 > max_request_bytes as i64 {
+        return Err(FrameError::BadSize { size, max: max_request_bytes });
+    }
+    Ok(size as usize)
+}
+
+/// Reads one whole frame (without its size prefix).
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_request_bytes: usize) -> Result<BytesMut, FrameError> {
+    let mut size_bytes = [0u8; 4];
+    // A clean close is only a close before the first byte of a frame.
+    let mut got = 0;
+    while got < 4 {
+        match reader.read(&mut size_bytes[got..]).await {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let size = check_size(i32::from_be_bytes(size_bytes), max_request_bytes)?;
+    let mut frame = BytesMut::zeroed(size);
+    reader.read_exact(&mut frame).await.map_err(FrameError::Io)?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_before_allocation() {
+        assert!(check_size(8, 100).is_ok());
+        assert!(check_size(100, 100).is_ok());
+        for bad in [-1, 0, 7, 101, i32::MAX, i32::MIN] {
+            assert!(check_size(bad, 100).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_frames_and_rejects_truncation() {
+        futures_lite::future::block_on(async {
+            let mut data = Vec::new();
+            data.extend_from_slice(&9i32.to_be_bytes());
+            data.extend_from_slice(b"123456789");
+            data.extend_from_slice(&8i32.to_be_bytes());
+            data.extend_from_slice(b"1234");
+            let mut r = futures_lite::io::Cursor::new(data);
+            assert_eq!(&read_frame(&mut r, 100).await.unwrap()[..], b"123456789");
+            assert!(matches!(read_frame(&mut r, 100).await, Err(FrameError::Io(_))));
+            let mut empty = futures_lite::io::Cursor::new(Vec::<u8>::new());
+            assert!(matches!(read_frame(&mut empty, 100).await, Err(FrameError::Closed)));
+            let mut huge = futures_lite::io::Cursor::new(i32::MAX.to_be_bytes().to_vec());
+            assert!(matches!(read_frame(&mut huge, 100).await, Err(FrameError::BadSize { .. })));
+        });
+    }
+}

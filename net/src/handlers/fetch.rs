@@ -1,0 +1,234 @@
+//! Fetch: read each requested partition on its owner shard, from the batch containing the fetch
+//! offset, bounded by the high watermark, `partition_max_bytes` and the response's `max_bytes`
+//! (the first non-empty partition is returned whole even past the limits, so consumers make
+//! progress — KIP-74). If fewer than `min_bytes` are available the request waits — woken by the
+//! append that moves a high watermark, not by polling — until `max_wait_ms` passes.
+//!
+//! Sessions (KIP-227): this broker answers every fetch as a full, sessionless fetch (session id
+//! 0, which clients treat as "no session"); an incremental request naming a session id gets
+//! FETCH_SESSION_ID_NOT_FOUND so the client falls back to a full fetch.
+//!
+//! Must never: return bytes above the high watermark to a consumer, encode absent records as
+//! null (librdkafka breaks on it: empty bytes instead), or hold a waiter after responding.
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::{select, select_all, Either, Future};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_engine::partition_log::{LogError, ReadBound};
+use uuid::Uuid;
+
+use crate::handlers::{check_leader_epoch, codes};
+use crate::shard_context::ShardContext;
+
+/// Isolation level 1 = READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
+/// One partition to read, resolved against the metadata image.
+#[derive(Clone)]
+struct Wanted {
+    topic_index: usize,
+    topic: Option<String>,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    /// Error decided before reading (unknown topic/partition, fenced epoch).
+    error: i16,
+}
+
+/// What a read of one partition returned (all `Send`: it may come from another shard).
+#[derive(Clone, Debug)]
+struct PartitionRead {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND)
+            .with_session_id(0)
+            .with_responses(vec![]);
+    }
+    let by_id = version >= 13;
+    let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
+    let mut wanted = Vec::new();
+    for topic in &request.topics {
+        let resolved: Option<(String, i32)> = {
+            let image = ctx.image.borrow();
+            if by_id {
+                image.topic_by_id(topic.topic_id.as_bytes()).map(|(n, m)| (n.clone(), m.partitions))
+            } else {
+                let name = topic.topic.0.to_string();
+                image.topic(&name).map(|m| (name, m.partitions))
+            }
+        };
+        let topic_index = topic_headers.len();
+        topic_headers.push((topic.topic.clone(), topic.topic_id));
+        for p in &topic.partitions {
+            let error = match &resolved {
+                None if by_id => codes::UNKNOWN_TOPIC_ID,
+                None => codes::UNKNOWN_TOPIC_OR_PARTITION,
+                Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_) => check_leader_epoch(p.current_leader_epoch),
+            };
+            wanted.push(Wanted {
+                topic_index,
+                topic: resolved.as_ref().map(|(n, _)| n.clone()),
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                error,
+            });
+        }
+    }
+    let bound = if request.isolation_level == READ_COMMITTED { ReadBound::HighWatermark } else { ReadBound::HighWatermark };
+    let max_bytes = request.max_bytes.max(0) as usize;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, ctx.config.max_fetch_wait_ms) as u64);
+    let deadline = Instant::now() + max_wait;
+
+    let reads = loop {
+        let reads = read_all(ctx, &wanted, bound).await;
+        let total: usize = reads.iter().map(|r| r.records.len()).sum();
+        let any_error = reads.iter().any(|r| r.error != codes::NONE);
+        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline || wanted.is_empty() {
+            break reads;
+        }
+        // Wait for any high watermark to pass what we just saw, or the deadline.
+        if !wait_for_data(ctx, &wanted, &reads, deadline).await {
+            break read_all(ctx, &wanted, bound).await;
+        }
+    };
+
+    // Assemble in request order within the response budget.
+    let mut responses: Vec<FetchableTopicResponse> = topic_headers
+        .iter()
+        .map(|(name, id)| {
+            let mut t = FetchableTopicResponse::default().with_partitions(vec![]);
+            if by_id {
+                t = t.with_topic_id(*id);
+            } else {
+                t = t.with_topic(name.clone());
+            }
+            t
+        })
+        .collect();
+    let mut budget = max_bytes;
+    let mut any_records = false;
+    for (w, r) in wanted.iter().zip(reads) {
+        let mut records = r.records;
+        if records.len() > budget && any_records {
+            records = Bytes::new();
+        }
+        if !records.is_empty() {
+            any_records = true;
+            budget = budget.saturating_sub(records.len());
+        }
+        let data = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(r.error)
+            .with_high_watermark(r.high_watermark)
+            .with_last_stable_offset(r.high_watermark)
+            .with_log_start_offset(r.log_start_offset)
+            .with_aborted_transactions(if request.isolation_level == READ_COMMITTED { Some(vec![]) } else { None })
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_records(Some(records));
+        responses[w.topic_index].partitions.push(data);
+    }
+    FetchResponse::default().with_throttle_time_ms(0).with_error_code(codes::NONE).with_session_id(0).with_responses(responses)
+}
+
+/// Reads every wanted partition concurrently on its owner. The first non-empty partition may
+/// exceed its limit by one batch (min-one-batch), the others are capped.
+async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -> Vec<PartitionRead> {
+    let futures = wanted.iter().map(|w| {
+        let w = w.clone();
+        let ctx = ctx.clone();
+        async move {
+            let missing = PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() };
+            if w.error != codes::NONE {
+                return missing;
+            }
+            let topic = w.topic.clone().expect("resolved");
+            let result = ctx
+                .on_partition(&topic, w.partition, move |log| async move {
+                    let hw = log.high_watermark();
+                    let lso = log.log_start_offset();
+                    match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
+                        Ok(read) => match read.to_vec().await {
+                            Ok(bytes) => PartitionRead {
+                                error: codes::NONE,
+                                high_watermark: read.high_watermark,
+                                log_start_offset: read.log_start_offset,
+                                records: Bytes::from(bytes),
+                            },
+                            Err(e) => {
+                                tracing::error!(error = %e, "fetch read failed");
+                                PartitionRead { error: codes::KAFKA_STORAGE_ERROR, high_watermark: hw, log_start_offset: lso, records: Bytes::new() }
+                            }
+                        },
+                        Err(e) => {
+                            let error = match e {
+                                LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+                                other => other.error_code().0,
+                            };
+                            PartitionRead { error, high_watermark: hw, log_start_offset: lso, records: Bytes::new() }
+                        }
+                    }
+                })
+                .await;
+            result.unwrap_or(PartitionRead { error: codes::UNKNOWN_TOPIC_OR_PARTITION, ..missing })
+        }
+    });
+    futures::future::join_all(futures).await
+}
+
+/// Waits until one partition's high watermark moves past what the last read saw, or the
+/// deadline. Returns false on deadline.
+async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[PartitionRead], deadline: Instant) -> bool {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return false;
+    }
+    let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
+    for (w, r) in wanted.iter().zip(reads) {
+        let Some(topic) = w.topic.clone() else { continue };
+        // Wake when the HW passes both the fetch offset and what we saw.
+        let seen = w.fetch_offset.max(r.high_watermark).max(0) as u64;
+        let partition = w.partition;
+        let ctx = ctx.clone();
+        waits.push(Box::pin(async move {
+            ctx.on_partition(&topic, partition, move |log| async move {
+                let hw = log.high_watermark_watermark();
+                let wait = hw.wait_for(seen + 1);
+                let timer = glommio::timer::sleep(remaining);
+                futures::pin_mut!(wait, timer);
+                matches!(select(wait, timer).await, Either::Left((Ok(()), _)))
+            })
+            .await
+            .unwrap_or(false)
+        }));
+    }
+    if waits.is_empty() {
+        glommio::timer::sleep(remaining).await;
+        return false;
+    }
+    let timer = Box::pin(glommio::timer::sleep(remaining));
+    match select(select_all(waits), timer).await {
+        Either::Left(((woke, _, _), _)) => woke,
+        Either::Right(_) => false,
+    }
+}
+
+#[allow(dead_code)]
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}

@@ -1,0 +1,72 @@
+//! ListOffsets: earliest (-2, and -4 earliest-local), latest (-1: the high watermark), max
+//! timestamp (-3), or the first offset whose batch timestamp is ≥ a given time. Unknown
+//! timestamps give offset -1 / timestamp -1 as in Kafka v1+.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::handlers::{check_leader_epoch, codes, LEADER_EPOCH};
+use crate::shard_context::ShardContext;
+
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL: i64 = -4;
+pub const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; the codec refuses a non-default value below that.
+    let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let mut topics = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let partitions = ctx.image.borrow().topic(&name).map(|t| t.partitions);
+        let futures = topic.partitions.into_iter().map(|p| {
+            let name = name.clone();
+            let ctx = ctx.clone();
+            async move {
+                let index = p.partition_index;
+                let base = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(leader_epoch);
+                if partitions.is_none_or(|n| index < 0 || index >= n) {
+                    return base.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
+                }
+                let epoch_error = check_leader_epoch(p.current_leader_epoch);
+                if epoch_error != codes::NONE {
+                    return base.with_error_code(epoch_error);
+                }
+                let timestamp = p.timestamp;
+                let answer = ctx
+                    .on_partition(&name, index, move |log| async move {
+                        match timestamp {
+                            LATEST => Ok((-1, log.high_watermark())),
+                            EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+                            LATEST_TIERED => Ok((-1, -1)),
+                            MAX_TIMESTAMP => Ok(log.max_timestamp_offset().map_or((-1, -1), |(o, t)| (t, o))),
+                            t if t >= 0 => log
+                                .offset_for_timestamp(t)
+                                .await
+                                .map(|found| found.map_or((-1, -1), |(o, ts)| (ts, o)))
+                                .map_err(|e| e.error_code().0),
+                            _ => Err(codes::INVALID_REQUEST),
+                        }
+                    })
+                    .await;
+                match answer {
+                    None => base.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(Ok((ts, offset))) => base.with_error_code(codes::NONE).with_timestamp(ts).with_offset(offset),
+                    Some(Err(code)) => base.with_error_code(code),
+                }
+            }
+        });
+        let partitions = join_all(futures).await;
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_throttle_time_ms(0).with_topics(topics)
+}

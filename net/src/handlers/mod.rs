@@ -1,0 +1,75 @@
+//! Request handlers, one file per API, and the dispatch table from request kind to handler.
+//!
+//! Owns: turning a decoded request into a response with Kafka's semantics and error codes.
+//! Handlers reach partitions through [`ShardContext::on_partition`] (the owner shard runs the
+//! work) and change topics only through [`crate::controller`]. Must never: panic on a request
+//! the codec accepted, or touch another shard's partition directly.
+
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::shard_context::ShardContext;
+
+/// The leader epoch of every partition on a single node (replication moves it).
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Kafka error codes handlers use (beyond the engine's).
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+/// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
+/// `Err` closes the connection.
+pub async fn dispatch(
+    ctx: &Rc<ShardContext>,
+    _header: &RequestHeader,
+    request: RequestKind,
+    version: i16,
+) -> Result<Option<ResponseKind>, String> {
+    Ok(Some(match request {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
+        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await {
+            Some(response) => ResponseKind::Produce(response),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, version).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version).await),
+        other => return Err(format!("no handler for {other:?}")),
+    }))
+}
+
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Is `epoch` (a client's `current_leader_epoch`, -1 = unknown) acceptable? Kafka's check.
+pub fn check_leader_epoch(epoch: i32) -> i16 {
+    match epoch {
+        -1 => codes::NONE,
+        e if e == LEADER_EPOCH => codes::NONE,
+        e if e > LEADER_EPOCH => codes::UNKNOWN_LEADER_EPOCH,
+        _ => codes::FENCED_LEADER_EPOCH,
+    }
+}

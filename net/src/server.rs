@@ -1,0 +1,50 @@
+//! The Kafka listener of one shard: every shard binds the same address (glommio sets
+//! SO_REUSEPORT), so the kernel spreads connections across shards; each connection then lives
+//! on the shard that accepted it.
+//!
+//! Owns: the accept loop and a bound on open connections per shard. Must never: let one bad
+//! connection stop the accept loop.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use glommio::net::TcpListener;
+
+use crate::connection;
+use crate::shard_context::ShardContext;
+
+/// Most open connections one shard serves (`max.connections`-like limit).
+pub const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
+
+/// Binds the shard's listener. Separate from [`serve`] so start-up can fail fast.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(std::io::Error::from)
+}
+
+/// Accepts connections until `stop` resolves.
+pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard = ctx.shard, error = %e, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= MAX_CONNECTIONS_PER_SHARD {
+            tracing::warn!(shard = ctx.shard, "too many connections; refusing one");
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let ctx = ctx.clone();
+        let open = open.clone();
+        glommio::spawn_local(async move {
+            connection::serve(stream, ctx).await;
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+}

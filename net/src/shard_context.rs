@@ -1,0 +1,72 @@
+//! Everything a shard's request handlers reach: its storage, its replica of the metadata image,
+//! the shard mesh and the broker config. Installed once per shard thread.
+//!
+//! Owns: the per-shard, `!Send` context and helpers to run work on a partition's owner shard.
+//! Must never: be touched from another thread (other shards reach it only through
+//! [`ShardMesh::call`], which runs a closure *on* this shard).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use sluice_engine::shard::ShardMesh;
+use sluice_engine::{owner_shard, PartitionLog, ShardStorage};
+
+use crate::broker_config::BrokerConfig;
+use crate::metadata_image::MetadataImage;
+
+pub struct ShardContext {
+    pub shard: usize,
+    pub mesh: ShardMesh,
+    pub storage: Rc<ShardStorage>,
+    pub image: RefCell<MetadataImage>,
+    pub config: Arc<BrokerConfig>,
+    /// Serializes metadata commands (used on the controller shard only).
+    pub controller_lock: Semaphore,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Option<Rc<ShardContext>>> = const { RefCell::new(None) };
+}
+
+impl ShardContext {
+    pub fn install(ctx: Rc<ShardContext>) {
+        CONTEXT.with(|c| *c.borrow_mut() = Some(ctx));
+    }
+
+    /// The context of the calling shard. Panics off a shard thread (a programming error).
+    pub fn current() -> Rc<ShardContext> {
+        CONTEXT.with(|c| c.borrow().clone()).expect("no shard context on this thread")
+    }
+
+    pub fn try_current() -> Option<Rc<ShardContext>> {
+        CONTEXT.with(|c| c.borrow().clone())
+    }
+
+    pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
+        owner_shard(topic, partition, self.mesh.shard_count())
+    }
+
+    /// Runs `f(log)` on the shard that owns the partition; `None` if that shard has no such
+    /// partition (unknown topic/partition).
+    pub async fn on_partition<R, F, Fut>(&self, topic: &str, partition: i32, f: F) -> Option<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<PartitionLog>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let owner = self.owner_of(topic, partition);
+        let topic = topic.to_string();
+        self.mesh
+            .call(owner, move || async move {
+                let ctx = ShardContext::current();
+                let log = ctx.storage.partition(&topic, partition)?;
+                Some(f(log).await)
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+}

@@ -1,0 +1,51 @@
+//! The one table of what this broker implements: API key → version range. ApiVersions
+//! advertises exactly this, and the connection refuses anything outside it, so the two can
+//! never disagree.
+//!
+//! Ranges are Kafka 4.x's, intersected with what the `kafka-protocol` crate decodes and what
+//! the handlers implement. Produce advertises a minimum of 0 although only v3+ decodes:
+//! librdkafka refuses a broker whose Produce minimum is not 0 (KAFKA-18659); no client that
+//! negotiates will send v0–2 to a broker whose Produce maximum is 11.
+//!
+//! Must never: list an API without a handler in [`crate::handlers::dispatch`].
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api key, min version, max version).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+];
+
+/// Versions of `api` this broker decodes and answers, if any.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api).map(|(_, min, max)| (*min, *max))
+}
+
+/// Produce v0–2 are advertised (see the module docs) but cannot be decoded.
+pub fn decodable_min(api: ApiKey) -> i16 {
+    match api {
+        ApiKey::Produce => 3,
+        _ => supported_range(api).map_or(0, |r| r.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::Message;
+
+    #[test]
+    fn every_advertised_range_is_decodable_by_the_codec() {
+        for (api, _, max) in SUPPORTED_APIS {
+            let codec = api.valid_versions();
+            assert!(decodable_min(*api) >= codec.min, "{api:?}");
+            assert!(*max <= codec.max, "{api:?} max {max} > codec {}", codec.max);
+        }
+        assert_eq!(supported_range(ApiKey::Produce), Some((0, 11)));
+        let _ = kafka_protocol::messages::ProduceRequest::VERSIONS;
+    }
+}

@@ -2,105 +2,16 @@
 //! marker and skip recovery; SIGKILL leaves none and the next start recovers; data written by
 //! the engine survives both; bad flags and configs exit with an error instead of starting.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
+
+mod support;
+use support::Broker;
 
 use sluice_engine::batch::build_batch_of_size;
 use sluice_engine::log_config::LogConfig;
 use sluice_engine::partition_log::{LogOptions, PartitionLog, ReadBound};
 use sluice_net::controller::{metadata_path, new_cluster_id, new_topic_id};
 use sluice_net::metadata_image::{MetadataCommand, MetadataImage};
-
-/// The `sluice` binary: `$SLUICE_BIN`, else target/debug/sluice (built on demand).
-fn sluice_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SLUICE_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let bin = root.join("target/debug/sluice");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building sluice failed");
-    }
-    bin
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Broker {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Broker {
-    fn start(data_dir: &Path, extra: &[&str]) -> Broker {
-        let mut child = Command::new(sluice_bin())
-            .args(["broker", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--cores", "2"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sluice");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Broker { child, lines: rx }
-    }
-
-    /// Waits for a log line containing `needle`; panics with what was seen on timeout.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while std::time::Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    if line.contains(needle) {
-                        return line;
-                    }
-                    seen.push(line);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!("no log line containing {needle:?}; saw:\n{}", seen.join("\n"));
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, sig);
-        }
-    }
-
-    fn wait_exit(mut self) -> i32 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(std::time::Instant::now() < deadline, "broker did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(512 << 10).make().unwrap().run(f)
@@ -154,7 +65,7 @@ fn clean_stop_marks_and_sigkill_forces_recovery_without_losing_data() {
     write_unclean(dir.path(), 1, 10);
 
     // First start after an engine "crash": no marker → recovery.
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = Broker::start_with(dir.path(), &["--cores", "2"]);
     let started = broker.wait_for("sluice broker started");
     assert!(started.contains("recovered=true"), "{started}");
     assert!(started.contains("partitions=2"), "{started}");
@@ -165,7 +76,7 @@ fn clean_stop_marks_and_sigkill_forces_recovery_without_losing_data() {
     assert!(dir.path().join(".clean_shutdown").exists());
 
     // Clean start: marker consumed, no recovery.
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = Broker::start_with(dir.path(), &["--cores", "2"]);
     let started = broker.wait_for("sluice broker started");
     assert!(started.contains("recovered=false"), "{started}");
     assert!(!dir.path().join(".clean_shutdown").exists(), "marker is consumed at start");
@@ -173,7 +84,7 @@ fn clean_stop_marks_and_sigkill_forces_recovery_without_losing_data() {
     broker.signal(libc::SIGKILL);
     assert_ne!(broker.wait_exit(), 0);
     assert!(!dir.path().join(".clean_shutdown").exists());
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = Broker::start_with(dir.path(), &["--cores", "2"]);
     assert!(broker.wait_for("sluice broker started").contains("recovered=true"));
     broker.signal(libc::SIGINT);
     assert_eq!(broker.wait_exit(), 0);
@@ -192,16 +103,17 @@ fn bad_flags_and_configs_exit_with_an_error() {
         vec!["--set", "sluice.flush.mode=sometimes"],
         vec!["--cores", "0"],
     ] {
-        let broker = Broker::start(dir.path(), &extra);
+        let broker = Broker::start_with(dir.path(), &extra);
         let code = broker.wait_exit();
         assert_eq!(code, 2, "{extra:?} should be refused with exit code 2");
     }
     let props = dir.path().join("server.properties");
-    std::fs::write(&props, "log.segment.bytes=2097152\nsluice.flush.mode=interval:100\nlog.retention.hours.bogus\n").unwrap();
-    let broker = Broker::start(dir.path(), &["--config", props.to_str().unwrap()]);
+    std::fs::write(&props, "log.segment.bytes=2097152\nsluice.flush.mode=interval:100\nlog.retention.hours.bogus\n")
+        .unwrap();
+    let broker = Broker::start_with(dir.path(), &["--config", props.to_str().unwrap()]);
     assert_eq!(broker.wait_exit(), 2, "a malformed properties line is refused");
     std::fs::write(&props, "# ok\nlog.segment.bytes=2097152\nsluice.flush.mode=interval:100\n").unwrap();
-    let broker = Broker::start(dir.path(), &["--config", props.to_str().unwrap()]);
+    let broker = Broker::start_with(dir.path(), &["--config", props.to_str().unwrap()]);
     broker.wait_for("sluice broker started");
     broker.signal(libc::SIGTERM);
     assert_eq!(broker.wait_exit(), 0);

@@ -131,7 +131,8 @@ pub fn run(args: BrokerArgs) -> i32 {
             return 1;
         }
     }
-    let mut broker_config = BrokerConfig::new(args.data_dir.clone(), advertised_host(&args.listen), args.listen.port() as i32);
+    let mut broker_config =
+        BrokerConfig::new(args.data_dir.clone(), advertised_host(&args.listen), args.listen.port() as i32);
     broker_config.default_log_config = settings.default_log_config.clone();
     settings.apply_to(&mut broker_config);
     let broker_config = Arc::new(broker_config);

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use bytes::{BufMut, BytesMut};
 use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::frame::{read_frame, FrameError};
@@ -61,9 +61,26 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     }
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
-pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<BytesMut>, String> {
-    debug_assert!(frame.len() >= 8, "frame checks guarantee a header prefix");
+/// A request decoded from one frame, or the immediate answer for one we can only refuse.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        request: RequestKind,
+    },
+    /// Send these bytes and carry on (KIP-511's ApiVersions fallback).
+    Reply(BytesMut),
+}
+
+/// Decodes one frame. Pure (no runtime, no state): the fuzz target drives it directly.
+/// `Err` means the connection must be closed.
+pub fn decode_request(frame: BytesMut) -> Result<Decoded, String> {
+    if frame.len() < 8 {
+        return Err(format!("frame of {} bytes is shorter than a request header", frame.len()));
+    }
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -73,17 +90,25 @@ pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<B
     };
     if version < min.max(decodable_min(api)) || version > max {
         if api == ApiKey::ApiVersions {
-            return Ok(Some(handlers::api_versions::unsupported_version_response(correlation_id)));
+            return Ok(Decoded::Reply(handlers::api_versions::unsupported_version_response(correlation_id)));
         }
         return Err(format!("{api:?} v{version} is not supported (supported {min}..={max})"));
     }
     let mut bytes = frame.freeze();
     let header = RequestHeader::decode(&mut bytes, api.request_header_version(version))
         .map_err(|e| format!("bad {api:?} v{version} request header: {e}"))?;
-    let request = RequestKind::decode(api, &mut bytes, version).map_err(|e| format!("bad {api:?} v{version} body: {e}"))?;
-    let Some(response) = handlers::dispatch(ctx, &header, request, version).await? else {
-        return Ok(None);
-    };
+    let request =
+        RequestKind::decode(api, &mut bytes, version).map_err(|e| format!("bad {api:?} v{version} body: {e}"))?;
+    Ok(Decoded::Request { api, version, correlation_id, header, request })
+}
+
+/// Encodes a response with its header and size prefix.
+pub fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<BytesMut, String> {
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0); // size, patched below
     ResponseHeader::default()
@@ -93,5 +118,19 @@ pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<B
     response.encode(&mut out, version).map_err(|e| format!("encoding {api:?} v{version} response: {e}"))?;
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
+pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<BytesMut>, String> {
+    let (api, version, correlation_id, header, request) = match decode_request(frame)? {
+        Decoded::Reply(bytes) => return Ok(Some(bytes)),
+        Decoded::Request { api, version, correlation_id, header, request } => {
+            (api, version, correlation_id, header, request)
+        }
+    };
+    let Some(response) = handlers::dispatch(ctx, &header, request, version).await? else {
+        return Ok(None);
+    };
+    encode_response(api, version, correlation_id, &response).map(Some)
 }

@@ -74,7 +74,11 @@ pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
 
 async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataError> {
     let ctx = ShardContext::current();
-    let _permit = ctx.controller_lock.acquire_permit(1).await.map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+    let _permit = ctx
+        .controller_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
     let defaults = ctx.config.default_log_config.clone();
     let mut next = ctx.image.borrow().clone();
     next.apply(&command, &defaults)?;

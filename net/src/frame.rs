@@ -16,7 +16,10 @@ pub enum FrameError {
     /// The peer closed the connection between frames.
     Closed,
     /// Size prefix outside `[MIN_REQUEST_BYTES, max]`.
-    BadSize { size: i32, max: usize },
+    BadSize {
+        size: i32,
+        max: usize,
+    },
     Io(std::io::Error),
 }
 
@@ -39,7 +42,10 @@ pub fn check_size(size: i32, max_request_bytes: usize) -> Result<usize, FrameErr
 }
 
 /// Reads one whole frame (without its size prefix).
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_request_bytes: usize) -> Result<BytesMut, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_request_bytes: usize,
+) -> Result<BytesMut, FrameError> {
     let mut size_bytes = [0u8; 4];
     // A clean close is only a close before the first byte of a frame.
     let mut got = 0;

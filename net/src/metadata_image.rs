@@ -42,11 +42,25 @@ pub struct TopicMeta {
 /// A change to the image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataCommand {
-    CreateTopic { name: String, id: [u8; 16], partitions: i32, replication_factor: i16, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String },
-    CreatePartitions { name: String, total: i32 },
+    CreateTopic {
+        name: String,
+        id: [u8; 16],
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+    },
     /// Replaces the topic's whole override map.
-    SetTopicConfigs { name: String, configs: BTreeMap<String, String> },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// A refused command: Kafka error code and message.
@@ -100,7 +114,10 @@ impl MetadataImage {
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
                 if self.topics.contains_key(name) {
-                    return Err(MetadataError::new(codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+                    return Err(MetadataError::new(
+                        codes::TOPIC_ALREADY_EXISTS,
+                        format!("Topic '{name}' already exists."),
+                    ));
                 }
                 if let Some(other) = self.topics.keys().find(|t| collides(t, name)) {
                     return Err(MetadataError::new(
@@ -114,7 +131,9 @@ impl MetadataImage {
                 if *partitions < 1 || *partitions > MAX_PARTITIONS_PER_TOPIC {
                     return Err(MetadataError::new(
                         codes::INVALID_PARTITIONS,
-                        format!("Number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {partitions}."),
+                        format!(
+                            "Number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {partitions}."
+                        ),
                     ));
                 }
                 if *replication_factor != 1 {
@@ -131,11 +150,17 @@ impl MetadataImage {
                 if *total <= topic.partitions {
                     return Err(MetadataError::new(
                         codes::INVALID_PARTITIONS,
-                        format!("Topic currently has {} partitions, which is higher than the requested {total}.", topic.partitions),
+                        format!(
+                            "Topic currently has {} partitions, which is higher than the requested {total}.",
+                            topic.partitions
+                        ),
                     ));
                 }
                 if *total > MAX_PARTITIONS_PER_TOPIC {
-                    return Err(MetadataError::new(codes::INVALID_PARTITIONS, format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions")));
+                    return Err(MetadataError::new(
+                        codes::INVALID_PARTITIONS,
+                        format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions"),
+                    ));
                 }
                 Ok(())
             }

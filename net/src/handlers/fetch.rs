@@ -89,7 +89,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             });
         }
     }
-    let bound = if request.isolation_level == READ_COMMITTED { ReadBound::HighWatermark } else { ReadBound::HighWatermark };
+    let bound =
+        if request.isolation_level == READ_COMMITTED { ReadBound::HighWatermark } else { ReadBound::HighWatermark };
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, ctx.config.max_fetch_wait_ms) as u64);
@@ -143,7 +144,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             .with_records(Some(records));
         responses[w.topic_index].partitions.push(data);
     }
-    FetchResponse::default().with_throttle_time_ms(0).with_error_code(codes::NONE).with_session_id(0).with_responses(responses)
+    FetchResponse::default()
+        .with_throttle_time_ms(0)
+        .with_error_code(codes::NONE)
+        .with_session_id(0)
+        .with_responses(responses)
 }
 
 /// Reads every wanted partition concurrently on its owner. The first non-empty partition may
@@ -153,7 +158,8 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
         let w = w.clone();
         let ctx = ctx.clone();
         async move {
-            let missing = PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() };
+            let missing =
+                PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() };
             if w.error != codes::NONE {
                 return missing;
             }
@@ -172,7 +178,12 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                             },
                             Err(e) => {
                                 tracing::error!(error = %e, "fetch read failed");
-                                PartitionRead { error: codes::KAFKA_STORAGE_ERROR, high_watermark: hw, log_start_offset: lso, records: Bytes::new() }
+                                PartitionRead {
+                                    error: codes::KAFKA_STORAGE_ERROR,
+                                    high_watermark: hw,
+                                    log_start_offset: lso,
+                                    records: Bytes::new(),
+                                }
                             }
                         },
                         Err(e) => {

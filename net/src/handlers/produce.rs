@@ -75,7 +75,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
             }
         });
         let partition_responses = join_all(partitions).await;
-        topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
+        topics
+            .push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
     }
     if acks == 0 {
         return None;

@@ -1,0 +1,180 @@
+//! Shared harness for end-to-end tests: start the real `sluice` binary on a free port with a
+//! temp data dir, read its log, stop it; plus real-client (rdkafka) helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, FutureProducer};
+use rdkafka::ClientConfig;
+
+/// The `sluice` binary: `$SLUICE_BIN`, else target/debug/sluice (built on demand).
+pub fn sluice_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let bin = root.join("target/debug/sluice");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building sluice failed");
+    }
+    bin
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running broker process; killed (SIGKILL) when dropped if still running.
+pub struct Broker {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts `sluice broker` on a free port with `extra` flags (does not wait for readiness).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Broker {
+        let port = free_port();
+        let mut child = Command::new(sluice_bin())
+            .args(["broker", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sluice");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Broker { child, lines: rx, port }
+    }
+
+    /// Waits for a log line containing `needle`; panics with what was seen on timeout.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if line.contains(needle) {
+                        return line;
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("no log line containing {needle:?}; saw:\n{}", seen.join("\n"));
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    pub fn wait_exit(mut self) -> i32 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "broker did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Broker {
+    /// Starts a broker with `cores` shards and waits until it serves.
+    pub fn start(data_dir: &Path, cores: usize) -> Broker {
+        let cores = cores.to_string();
+        let broker = Broker::start_with(data_dir, &["--cores", &cores]);
+        broker.wait_for("sluice broker started");
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM and wait: a clean stop (asserts exit code 0).
+    pub fn stop(self) {
+        self.signal(libc::SIGTERM);
+        assert_eq!(self.wait_exit(), 0, "clean shutdown exits 0");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Base rdkafka client config for this broker (quick failure, no waiting on a missing broker).
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("socket.timeout.ms", "10000").set("message.timeout.ms", "20000");
+    c
+}
+
+pub fn future_producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+pub fn base_producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer {
+    let mut c = client_config(bootstrap);
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+/// A group-less consumer assigned explicitly (consumer groups land with issue 4).
+pub fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[(i32, i64)],
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", "sluice-e2e-unused").set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let consumer: BaseConsumer = c.create().expect("consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for (p, offset) in partitions {
+        list.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*offset)).expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    consumer
+}
+
+pub const POLL: Duration = Duration::from_millis(100);

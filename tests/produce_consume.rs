@@ -54,3 +54,20 @@ fn keyed_messages_with_headers_and_timestamps_round_trip_exactly() {
     drop(consumer);
     broker.stop();
 }
+
+#[test]
+fn raw_client_speaks_api_versions_and_metadata() {
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let mut client = raw::RawClient::connect(&broker.bootstrap());
+    let versions = client.send(&ApiVersionsRequest::default(), 3);
+    assert_eq!(versions.error_code, 0);
+    let produce = versions.api_keys.iter().find(|k| k.api_key == 0).expect("Produce advertised");
+    assert_eq!(produce.min_version, 0, "librdkafka needs Produce min 0 (KAFKA-18659)");
+    let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
+    assert_eq!(metadata.brokers.len(), 1);
+    assert_eq!(metadata.brokers[0].port, broker.port as i32);
+    assert!(metadata.cluster_id.is_some());
+    broker.stop();
+}

@@ -12,6 +12,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, FutureProducer};
 use rdkafka::ClientConfig;
 
+pub mod raw;
+
 /// The `sluice` binary: `$SLUICE_BIN`, else target/debug/sluice (built on demand).
 pub fn sluice_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_BIN") {

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use futures::future::{select, select_all, Either, Future};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use sluice_engine::partition_log::{LogError, ReadBound};
 use uuid::Uuid;
 
@@ -79,12 +78,15 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(_) => check_leader_epoch(p.current_leader_epoch),
             };
+            // No partition can contribute more than the whole response may hold (the first
+            // batch of the first partition aside, which min-one-batch reads whole anyway).
+            let partition_max_bytes = (p.partition_max_bytes.max(0) as usize).min(request.max_bytes.max(0) as usize);
             wanted.push(Wanted {
                 topic_index,
                 topic: resolved.as_ref().map(|(n, _)| n.clone()),
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                partition_max_bytes,
                 error,
             });
         }
@@ -100,7 +102,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         let reads = read_all(ctx, &wanted, bound).await;
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
         let any_error = reads.iter().any(|r| r.error != codes::NONE);
-        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline || wanted.is_empty() {
+        // min_bytes 0 answers at once, like Kafka; otherwise wait for enough data.
+        if total >= min_bytes || any_error || Instant::now() >= deadline || wanted.is_empty() {
             break reads;
         }
         // Wait for any high watermark to pass what we just saw, or the deadline.
@@ -237,9 +240,4 @@ async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[Parti
         Either::Left(((woke, _, _), _)) => woke,
         Either::Right(_) => false,
     }
-}
-
-#[allow(dead_code)]
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
 }

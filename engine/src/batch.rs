@@ -769,6 +769,34 @@ pub fn assign_offsets(
     batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// [`assign_offsets`] for a batch split into a private copy of its 61-byte header and its
+/// untouched remainder (the records), so the append path can rewrite the header without
+/// copying the records: the caller writes `header` then `rest`. With LogAppendTime the CRC is
+/// recomputed as CRC-32C(header[21..]) extended over `rest`.
+pub fn assign_offsets_split(
+    header: &mut [u8; BATCH_HEADER_LEN],
+    rest: &[u8],
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    log_append_time_ms: Option<i64>,
+) {
+    let (h, _) = BatchHeader::mut_from_prefix(&mut header[..]).expect("61 bytes hold a header");
+    debug_assert_eq!(h.batch_length.get() as usize + LOG_OVERHEAD, BATCH_HEADER_LEN + rest.len());
+    h.base_offset.set(base_offset);
+    h.partition_leader_epoch.set(partition_leader_epoch);
+    let Some(time) = log_append_time_ms else {
+        return;
+    };
+    let attributes = h.attributes.get() | TIMESTAMP_TYPE_MASK;
+    if attributes == h.attributes.get() && h.max_timestamp.get() == time {
+        return;
+    }
+    h.attributes.set(attributes);
+    h.max_timestamp.set(time);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]), rest);
+    header[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+}
+
 // ---------------------------------------------------------------------------------------
 // Builders for tests and benchmarks. Not used on the data path.
 // ---------------------------------------------------------------------------------------
@@ -1795,6 +1823,22 @@ mod tests {
                 .map(|r| r.unwrap().1.records_count)
                 .collect();
             prop_assert_eq!(counts, vec![records.len() as i32; 2]);
+        }
+    }
+
+    #[test]
+    fn assign_offsets_split_matches_in_place_rewrite() {
+        for log_append_time in [None, Some(1_234_567_890_123i64)] {
+            let original = build_batch_of_size(0, 7, 33, 1_000);
+            let mut in_place = original.clone();
+            assign_offsets(&mut in_place, 4242, 9, log_append_time);
+            let mut header = [0u8; BATCH_HEADER_LEN];
+            header.copy_from_slice(&original[..BATCH_HEADER_LEN]);
+            assign_offsets_split(&mut header, &original[BATCH_HEADER_LEN..], 4242, 9, log_append_time);
+            let mut split = header.to_vec();
+            split.extend_from_slice(&original[BATCH_HEADER_LEN..]);
+            assert_eq!(split, in_place);
+            assert!(validate_stored(&split).is_ok());
         }
     }
 }

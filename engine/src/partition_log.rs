@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
-use crate::batch::{assign_offsets, batches, BatchError, BatchInfo, TimestampType, Validation};
+use crate::batch::{assign_offsets_split, batches, BatchError, BatchInfo, TimestampType, Validation, BATCH_HEADER_LEN};
 use crate::checkpoint_file::{self, blocking, read_small, write_atomic};
 use crate::clock::now_ms;
 use crate::error_code::ErrorCode;
@@ -632,8 +632,10 @@ impl PartitionLog {
     }
 
     /// Validates and appends the batches in `records` (a produce request's record set) as the
-    /// leader in `leader_epoch`. Rewrites base offsets (and LogAppendTime) in place.
-    pub async fn append(&self, records: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+    /// leader in `leader_epoch`. `records` is not modified: each batch's header is rewritten in
+    /// a private copy (base offset, leader epoch, LogAppendTime) and streamed to the writer
+    /// with the untouched record bytes — the records are copied once, into the write-behind.
+    pub async fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
         let config = self.config.borrow().clone();
         let infos = Self::validate(records, &config)?;
         let now = now_ms();
@@ -660,9 +662,12 @@ impl PartitionLog {
         let mut position_in_records = 0usize;
         let mut new_epoch = false;
         for info in &infos {
-            let batch = &mut records[position_in_records..position_in_records + info.total_len];
+            let batch = &records[position_in_records..position_in_records + info.total_len];
             position_in_records += info.total_len;
-            assign_offsets(batch, next_offset, leader_epoch, log_append_time);
+            let mut header = [0u8; BATCH_HEADER_LEN];
+            header.copy_from_slice(&batch[..BATCH_HEADER_LEN]);
+            let rest = &batch[BATCH_HEADER_LEN..];
+            assign_offsets_split(&mut header, rest, next_offset, leader_epoch, log_append_time);
             let mut stored = *info;
             stored.base_offset = next_offset;
             stored.partition_leader_epoch = leader_epoch;
@@ -689,7 +694,8 @@ impl PartitionLog {
                 let active = state.active();
                 (active.writer.clone().expect("active writer"), active.size_bytes)
             };
-            writer.append(batch).await.map_err(|e| AppendError::Log(io(e)))?;
+            writer.append(&header).await.map_err(|e| AppendError::Log(io(e)))?;
+            writer.append(rest).await.map_err(|e| AppendError::Log(io(e)))?;
             {
                 let mut state = self.state.borrow_mut();
                 state.active_mut().note_batch(position, &stored, settings.index_interval_bytes);

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -54,9 +54,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                 let topic_for_log = name.clone();
                 let result = ctx
                     .on_partition(&name, index, move |log| async move {
-                        // Offsets are rewritten in place, so the batch gets its own buffer.
-                        let mut buf = BytesMut::from(&records[..]);
-                        log.append(&mut buf, LEADER_EPOCH).await.map_err(|e| (e.error_code().0, e.to_string()))
+                        log.append(&records, LEADER_EPOCH).await.map_err(|e| (e.error_code().0, e.to_string()))
                     })
                     .await;
                 match result {

@@ -55,11 +55,30 @@ pub struct LogOptions {
     /// Single-replica mode: the high watermark follows the log end offset on every append.
     /// The replication layer turns this off and moves the HW itself.
     pub high_watermark_follows_log_end: bool,
+    /// Bytes of the active segment's tail kept in memory for tailing readers (0 = off).
+    pub tail_cache_bytes: usize,
 }
+
+/// Size of one tail-cache piece.
+pub const TAIL_CACHE_PIECE_BYTES: usize = 1 << 20;
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { writer: WriterOptions::default(), high_watermark_follows_log_end: true }
+        LogOptions {
+            writer: WriterOptions::default(),
+            high_watermark_follows_log_end: true,
+            tail_cache_bytes: 32 << 20,
+        }
+    }
+}
+
+impl LogOptions {
+    fn new_tail_cache(&self, next_pos: u64) -> crate::segment::SharedTailCache {
+        Rc::new(RefCell::new(crate::tail_cache::TailCache::new(
+            next_pos,
+            self.tail_cache_bytes,
+            TAIL_CACHE_PIECE_BYTES,
+        )))
     }
 }
 
@@ -194,6 +213,15 @@ impl LogRead {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The read as one `Bytes`: zero-copy when it is a single in-memory slice (a tailing read
+    /// from the tail cache), otherwise read and copied into one buffer.
+    pub async fn into_bytes(self) -> std::io::Result<bytes::Bytes> {
+        if let [ReadChunk::Memory(b)] = self.chunks.as_slice() {
+            return Ok(b.clone());
+        }
+        Ok(bytes::Bytes::from(self.to_vec().await?))
     }
 
     /// Copies the whole read into one buffer (tests, and the non-zero-copy path).
@@ -411,7 +439,8 @@ impl PartitionLog {
         let writer_options = options.writer;
         if segments.is_empty() {
             let base = checkpointed_start.max(0);
-            let segment = Segment::create(&dir, base, settings, writer_options, now).await.map_err(io)?;
+            let mut segment = Segment::create(&dir, base, settings, writer_options, now).await.map_err(io)?;
+            segment.tail_cache = Some(options.new_tail_cache(0));
             segments.insert(base, segment);
         } else {
             let active = segments.values_mut().next_back().expect("non-empty");
@@ -424,6 +453,7 @@ impl PartitionLog {
                 Vec::new()
             };
             active.writer = Some(SegmentWriter::new(active.file.clone(), active.size_bytes, &tail, writer_options));
+            active.tail_cache = Some(options.new_tail_cache(active.size_bytes));
         }
 
         let first_base = *segments.keys().next().expect("non-empty");
@@ -698,7 +728,13 @@ impl PartitionLog {
             writer.append(rest).await.map_err(|e| AppendError::Log(io(e)))?;
             {
                 let mut state = self.state.borrow_mut();
-                state.active_mut().note_batch(position, &stored, settings.index_interval_bytes);
+                let active = state.active_mut();
+                if let Some(cache) = &active.tail_cache {
+                    let mut cache = cache.borrow_mut();
+                    cache.push(position, &header);
+                    cache.push(position + BATCH_HEADER_LEN as u64, rest);
+                }
+                active.note_batch(position, &stored, settings.index_interval_bytes);
                 if state.epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e) {
                     new_epoch = state.epoch_cache.assign(leader_epoch, next_offset);
                 }
@@ -813,12 +849,14 @@ impl PartitionLog {
         writer.sync().await.map_err(io)?;
         file.truncate(size).await.map_err(io)?;
         self.write_segment_indexes(base).await?;
-        let segment = Segment::create(&self.dir, new_base, settings_of(config), self.options.writer, now_ms())
+        let mut segment = Segment::create(&self.dir, new_base, settings_of(config), self.options.writer, now_ms())
             .await
             .map_err(io)?;
+        segment.tail_cache = Some(self.options.new_tail_cache(0));
         {
             let mut state = self.state.borrow_mut();
             state.active_mut().writer = None;
+            state.active_mut().tail_cache = None;
             state.segments.insert(new_base, segment);
         }
         // Everything below the new base is durable.
@@ -932,6 +970,7 @@ impl PartitionLog {
                     (
                         seg.file.clone(),
                         seg.writer.clone(),
+                        seg.tail_cache.clone(),
                         seg.size_bytes,
                         start,
                         bound_pos,
@@ -940,10 +979,10 @@ impl PartitionLog {
                     )
                 })
             };
-            let Some((file, writer, size, index_start, bound_pos, bound_index, seg_next)) = snapshot else {
+            let Some((file, writer, cache, size, index_start, bound_pos, bound_index, seg_next)) = snapshot else {
                 return Ok(empty(-1));
             };
-            let location = Self::locate(&file, writer.as_ref(), index_start, size, offset).await?;
+            let location = Self::locate(&file, writer.as_ref(), cache.as_ref(), index_start, size, offset).await?;
             let Some(location) = location else {
                 // Not in this segment (gap) — continue at its end.
                 offset = seg_next.max(offset + 1);
@@ -954,10 +993,12 @@ impl PartitionLog {
             };
             let end_pos = match bound_pos {
                 Some(p) => p,
-                None => match Self::locate(&file, writer.as_ref(), bound_index, size, bound_offset).await? {
-                    Some(l) => l.position,
-                    None => size,
-                },
+                None => {
+                    match Self::locate(&file, writer.as_ref(), cache.as_ref(), bound_index, size, bound_offset).await? {
+                        Some(l) => l.position,
+                        None => size,
+                    }
+                }
             };
             if end_pos <= location.position {
                 return Ok(empty(-1));
@@ -970,7 +1011,7 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(empty(location.base_offset));
             }
-            let chunks = Segment::chunks(&file, writer.as_ref(), location.position, len).map_err(io)?;
+            let chunks = Segment::chunks(&file, writer.as_ref(), cache.as_ref(), location.position, len).map_err(io)?;
             return Ok(LogRead {
                 chunks,
                 first_batch_offset: location.base_offset,
@@ -987,15 +1028,16 @@ impl PartitionLog {
     async fn locate(
         file: &Rc<glommio::io::DmaFile>,
         writer: Option<&SegmentWriter>,
+        cache: Option<&crate::segment::SharedTailCache>,
         index_start: u64,
         size: u64,
         target: i64,
     ) -> Result<Option<crate::segment::BatchLocation>, LogError> {
-        match Segment::find_batch(file, writer, index_start, size, target, false).await.map_err(io)? {
+        match Segment::find_batch(file, writer, cache, index_start, size, target, false).await.map_err(io)? {
             Ok(found) => Ok(found),
             Err(at) if index_start > 0 => {
                 tracing::warn!(position = at, "index entry does not point at a batch; walking the segment");
-                match Segment::find_batch(file, writer, 0, size, target, false).await.map_err(io)? {
+                match Segment::find_batch(file, writer, cache, 0, size, target, false).await.map_err(io)? {
                     Ok(found) => Ok(found),
                     Err(at) => Err(LogError::Corrupt(format!("no batch header at position {at}"))),
                 }
@@ -1025,7 +1067,7 @@ impl PartitionLog {
         let lso = self.log_start_offset();
         for (file, writer, size, start) in candidates {
             if let Ok(Some(location)) =
-                Segment::find_batch(&file, writer.as_ref(), start, size, timestamp_ms, true).await.map_err(io)?
+                Segment::find_batch(&file, writer.as_ref(), None, start, size, timestamp_ms, true).await.map_err(io)?
             {
                 if location.base_offset < self.high_watermark() {
                     return Ok(Some((location.base_offset.max(lso), location.max_timestamp_ms)));
@@ -1224,6 +1266,7 @@ impl PartitionLog {
             Vec::new()
         };
         segment.writer = Some(SegmentWriter::new(file, segment.size_bytes, &tail, self.options.writer));
+        segment.tail_cache = Some(self.options.new_tail_cache(segment.size_bytes));
         let new_end = segment.next_offset.max(base);
         {
             let mut state = self.state.borrow_mut();

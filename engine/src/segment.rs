@@ -12,6 +12,7 @@
 //! the unwritten tail it must serve from memory, or hold a `RefCell` borrow across an await
 //! (callers take what they need — the file `Rc`, a writer clone — and drop the borrow).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -21,7 +22,11 @@ use glommio::io::{DmaFile, OpenOptions};
 use crate::batch::{BatchHeader, BatchInfo, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use crate::offset_index::{log_file_name, offset_index_file_name, time_index_file_name, OffsetIndex};
 use crate::segment_writer::{SegmentWriter, WriterOptions};
+use crate::tail_cache::TailCache;
 use crate::time_index::TimeIndex;
+
+/// A segment's tail cache, shared with in-flight reads.
+pub type SharedTailCache = Rc<RefCell<TailCache>>;
 
 /// Bytes read per step when walking batch headers on disk.
 const HEADER_SCAN_READ_BYTES: usize = 64 * 1024;
@@ -156,6 +161,8 @@ pub struct Segment {
     pub created_at_ms: i64,
     /// Present only while this is the active segment.
     pub writer: Option<SegmentWriter>,
+    /// Recent bytes in memory; present only while this is the active segment.
+    pub tail_cache: Option<SharedTailCache>,
     /// True when the on-disk index files may not match the in-memory ones.
     pub indexes_dirty: bool,
 }
@@ -220,6 +227,7 @@ impl Segment {
             first_batch_timestamp_ms: None,
             created_at_ms: now_ms,
             writer,
+            tail_cache: None,
             indexes_dirty: true,
         }
     }
@@ -285,9 +293,13 @@ impl Segment {
     pub async fn read_bytes(
         file: &Rc<DmaFile>,
         writer: Option<&SegmentWriter>,
+        cache: Option<&SharedTailCache>,
         pos: u64,
         len: usize,
     ) -> std::io::Result<Vec<u8>> {
+        if let Some(slices) = cache.and_then(|c| c.borrow_mut().slices(pos, len)) {
+            return Ok(slices.concat());
+        }
         let mut out = vec![0u8; len];
         let end = pos + len as u64;
         let mut file_end = end;
@@ -322,9 +334,13 @@ impl Segment {
     pub fn chunks(
         file: &Rc<DmaFile>,
         writer: Option<&SegmentWriter>,
+        cache: Option<&SharedTailCache>,
         pos: u64,
         len: usize,
     ) -> std::io::Result<Vec<ReadChunk>> {
+        if let Some(slices) = cache.and_then(|c| c.borrow_mut().slices(pos, len)) {
+            return Ok(slices.into_iter().map(ReadChunk::Memory).collect());
+        }
         let end = pos + len as u64;
         let mut chunks = Vec::with_capacity(2);
         let written = writer.map_or(u64::MAX, |w| w.written_len());
@@ -348,6 +364,7 @@ impl Segment {
     pub async fn find_batch(
         file: &Rc<DmaFile>,
         writer: Option<&SegmentWriter>,
+        cache: Option<&SharedTailCache>,
         start: u64,
         segment_end: u64,
         target: i64,
@@ -356,7 +373,7 @@ impl Segment {
         let mut pos = start;
         while pos < segment_end {
             let want = HEADER_SCAN_READ_BYTES.min((segment_end - pos) as usize);
-            let buf = Self::read_bytes(file, writer, pos, want).await?;
+            let buf = Self::read_bytes(file, writer, cache, pos, want).await?;
             match scan_headers(&buf, pos, pos, segment_end, target, by_timestamp) {
                 HeaderScan::Found(location) => return Ok(Ok(Some(location))),
                 HeaderScan::Corrupt(at) => return Ok(Err(at)),

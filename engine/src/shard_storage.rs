@@ -155,12 +155,15 @@ impl ShardStorage {
 
     fn writer_for_budget(&self) -> (LogOptions, Option<Reservation>) {
         let mut log_options = self.options.log_options;
-        let wanted = log_options.writer.max_memory_bytes() as u64;
+        let wanted = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
         if let Some(r) = self.budget.try_reserve(wanted) {
             return (log_options, Some(r));
         }
+        // Over budget: the smallest writer and a 1 MiB tail cache.
         log_options.writer = self.options.min_writer;
-        let reservation = self.budget.try_reserve(self.options.min_writer.max_memory_bytes() as u64);
+        log_options.tail_cache_bytes = log_options.tail_cache_bytes.min(1 << 20);
+        let minimum = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
+        let reservation = self.budget.try_reserve(minimum);
         if reservation.is_none() {
             tracing::warn!(
                 shard = self.shard,

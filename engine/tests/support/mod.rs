@@ -37,7 +37,12 @@ impl Rng {
 
 /// Small writer chunks so tests cross chunk boundaries and back-pressure often.
 pub fn small_writer_options() -> LogOptions {
-    LogOptions { writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2 }, high_watermark_follows_log_end: true }
+    // A small tail cache, so reads are served from it, from the write-behind and from disk.
+    LogOptions {
+        writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2 },
+        high_watermark_follows_log_end: true,
+        tail_cache_bytes: 20_000,
+    }
 }
 
 pub fn config_with(pairs: &[(&str, &str)]) -> LogConfig {

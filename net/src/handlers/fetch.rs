@@ -172,14 +172,11 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                     let hw = log.high_watermark();
                     let lso = log.log_start_offset();
                     match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
-                        Ok(read) => match read.to_vec().await {
-                            Ok(bytes) => PartitionRead {
-                                error: codes::NONE,
-                                high_watermark: read.high_watermark,
-                                log_start_offset: read.log_start_offset,
-                                records: Bytes::from(bytes),
-                            },
-                            Err(e) => {
+                        Ok(read) => match (read.high_watermark, read.log_start_offset, read.into_bytes().await) {
+                            (high_watermark, log_start_offset, Ok(records)) => {
+                                PartitionRead { error: codes::NONE, high_watermark, log_start_offset, records }
+                            }
+                            (_, _, Err(e)) => {
                                 tracing::error!(error = %e, "fetch read failed");
                                 PartitionRead {
                                     error: codes::KAFKA_STORAGE_ERROR,

@@ -1,0 +1,159 @@
+//! The most recent bytes of a partition's active segment, kept in memory for tailing readers.
+//!
+//! Why: segments are written with direct I/O, which bypasses the page cache, so without this
+//! every fetch of fresh data would go to the disk. Appends copy each batch here once; reads of
+//! a range held here get `Bytes` slices — zero-copy, and `Send`, so they can cross shards.
+//!
+//! Owns: a bounded list of immutable pieces (file position → `Bytes`) plus the piece being
+//! filled. A read that reaches into the piece being filled seals its current content first
+//! (a `BytesMut::split`, no copy), so a reader never sees bytes that can still change.
+//!
+//! Must never: hold more than `max_bytes` (oldest pieces are dropped first), or return bytes
+//! for a range it does not hold completely (callers then read the file).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+/// Tail cache of one active segment. See the module docs.
+#[derive(Debug)]
+pub struct TailCache {
+    max_bytes: usize,
+    piece_bytes: usize,
+    pieces: VecDeque<(u64, Bytes)>,
+    building: BytesMut,
+    /// File position of `building[0]`.
+    building_pos: u64,
+    cached_bytes: usize,
+}
+
+impl TailCache {
+    /// An empty cache whose next byte is file position `next_pos`. `max_bytes` 0 disables it.
+    pub fn new(next_pos: u64, max_bytes: usize, piece_bytes: usize) -> TailCache {
+        TailCache {
+            max_bytes,
+            piece_bytes: piece_bytes.max(4096),
+            pieces: VecDeque::new(),
+            building: BytesMut::new(),
+            building_pos: next_pos,
+            cached_bytes: 0,
+        }
+    }
+
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
+    fn end_pos(&self) -> u64 {
+        self.building_pos + self.building.len() as u64
+    }
+
+    /// Appends `data` found at file position `pos`. A gap (e.g. after truncation) restarts the
+    /// cache at `pos`.
+    pub fn push(&mut self, pos: u64, data: &[u8]) {
+        if self.max_bytes == 0 {
+            return;
+        }
+        if pos != self.end_pos() {
+            self.clear(pos);
+        }
+        if self.building.capacity() - self.building.len() < data.len() {
+            self.seal();
+            self.building.reserve(self.piece_bytes.max(data.len()));
+        }
+        self.building.extend_from_slice(data);
+        self.cached_bytes += data.len();
+        while self.cached_bytes > self.max_bytes {
+            let Some((_, oldest)) = self.pieces.pop_front() else { break };
+            self.cached_bytes -= oldest.len();
+        }
+    }
+
+    /// Moves the filled part of `building` into an immutable piece (no copy).
+    fn seal(&mut self) {
+        if self.building.is_empty() {
+            return;
+        }
+        let len = self.building.len();
+        let piece = self.building.split().freeze();
+        self.pieces.push_back((self.building_pos, piece));
+        self.building_pos += len as u64;
+    }
+
+    /// Drops everything; the next byte is at `next_pos`.
+    pub fn clear(&mut self, next_pos: u64) {
+        self.pieces.clear();
+        self.building = BytesMut::new();
+        self.building_pos = next_pos;
+        self.cached_bytes = 0;
+    }
+
+    /// The bytes `[pos, pos + len)` as zero-copy slices, if all of them are held.
+    pub fn slices(&mut self, pos: u64, len: usize) -> Option<Vec<Bytes>> {
+        let end = pos + len as u64;
+        let start = self.pieces.front().map_or(self.building_pos, |(p, _)| *p);
+        if len == 0 || pos < start || end > self.end_pos() {
+            return None;
+        }
+        if end > self.building_pos {
+            self.seal();
+        }
+        let mut out = Vec::new();
+        for (piece_pos, piece) in &self.pieces {
+            let piece_end = piece_pos + piece.len() as u64;
+            if piece_end <= pos || *piece_pos >= end {
+                continue;
+            }
+            let lo = (pos.max(*piece_pos) - piece_pos) as usize;
+            let hi = (end.min(piece_end) - piece_pos) as usize;
+            out.push(piece.slice(lo..hi));
+        }
+        debug_assert_eq!(out.iter().map(|b| b.len()).sum::<usize>(), len);
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+    }
+
+    #[test]
+    fn serves_exact_ranges_across_pieces_and_seals_on_read() {
+        let mut c = TailCache::new(100, 1 << 20, 4096);
+        let a = data(3000, 1);
+        let b = data(3000, 2);
+        c.push(100, &a);
+        // A read inside the piece being built seals it; later appends don't change it.
+        let first = c.slices(100, 3000).unwrap();
+        assert_eq!(first.concat(), a);
+        c.push(3100, &b);
+        let all = c.slices(100, 6000).unwrap().concat();
+        assert_eq!(&all[..3000], &a[..]);
+        assert_eq!(&all[3000..], &b[..]);
+        assert_eq!(first.concat(), a, "sealed bytes never change");
+        assert_eq!(c.slices(1600, 3000).unwrap().concat(), [&a[1500..], &b[..1500]].concat());
+        assert!(c.slices(99, 10).is_none(), "before the cache");
+        assert!(c.slices(6000, 200).is_none(), "past the end");
+    }
+
+    #[test]
+    fn bounded_and_restarts_on_gaps() {
+        let mut c = TailCache::new(0, 10_000, 4096);
+        for i in 0..10u64 {
+            c.push(i * 3000, &data(3000, i as u8));
+        }
+        assert!(c.cached_bytes() <= 10_000 + 4096, "bounded: {}", c.cached_bytes());
+        assert!(c.slices(0, 100).is_none(), "oldest dropped");
+        assert_eq!(c.slices(27_000, 3000).unwrap().concat(), data(3000, 9));
+        c.push(50_000, &data(10, 1));
+        assert!(c.slices(27_000, 10).is_none(), "a gap restarts the cache");
+        assert_eq!(c.slices(50_000, 10).unwrap().concat(), data(10, 1));
+        let mut off = TailCache::new(0, 0, 4096);
+        off.push(0, &data(10, 0));
+        assert!(off.slices(0, 10).is_none());
+    }
+}

@@ -113,6 +113,9 @@ pub fn run(args: BrokerArgs) -> i32 {
     if let Some(b) = settings.memory_budget_bytes {
         options.memory_budget_bytes = b;
     }
+    if let Some(bytes) = settings.tail_cache_bytes {
+        options.log_options.tail_cache_bytes = bytes;
+    }
     if let Some(ms) = settings.retention_check_interval_ms {
         options.retention_check_interval_ms = ms;
     }

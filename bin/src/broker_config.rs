@@ -34,6 +34,7 @@ pub struct BrokerSettings {
     pub max_request_bytes: Option<usize>,
     pub node_id: Option<i32>,
     pub default_replication_factor: Option<i16>,
+    pub tail_cache_bytes: Option<usize>,
 }
 
 impl BrokerSettings {
@@ -62,8 +63,8 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
 }
 
 /// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
-/// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS) and
-/// `sluice.shard.memory.bytes`.
+/// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS),
+/// `sluice.shard.memory.bytes` and `sluice.tail.cache.bytes` (per partition).
 pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) -> Result<(), String> {
     let topic_names: Vec<&'static str> = settings.default_log_config.describe().iter().map(|e| e.name).collect();
     for (key, value) in props {
@@ -72,6 +73,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 let mode = FlushMode::parse(value).map_err(|e| format!("{key}: {e}"))?;
                 settings.default_log_config.apply_flush_mode(mode);
             }
+            "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
             "sluice.shard.memory.bytes" => {
                 settings.memory_budget_bytes =
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);

@@ -60,7 +60,7 @@ pub struct LogOptions {
 }
 
 /// Size of one tail-cache piece.
-pub const TAIL_CACHE_PIECE_BYTES: usize = 1 << 20;
+pub const TAIL_CACHE_PIECE_BYTES: usize = 4 << 20;
 
 impl Default for LogOptions {
     fn default() -> Self {

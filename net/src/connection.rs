@@ -14,7 +14,7 @@
 
 use std::rc::Rc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -22,6 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::frame::{read_frame, FrameError};
 use crate::handlers;
+use crate::response_buf::SegmentedBuf;
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
 
@@ -45,10 +46,12 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
             }
         };
         match process(frame, &ctx).await {
-            Ok(Some(response)) => {
-                if let Err(e) = writer.write_all(&response).await {
-                    tracing::debug!(%peer, error = %e, "write failed; closing");
-                    return;
+            Ok(Some(segments)) => {
+                for segment in &segments {
+                    if let Err(e) = writer.write_all(segment).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing");
+                        return;
+                    }
                 }
             }
             Ok(None) => {}
@@ -102,29 +105,45 @@ pub fn decode_request(frame: BytesMut) -> Result<Decoded, String> {
     Ok(Decoded::Request { api, version, correlation_id, header, request })
 }
 
-/// Encodes a response with its header and size prefix.
+/// Encodes a response with its header and size prefix, as segments to write in order. Fetch
+/// record data is referenced, not copied (see [`crate::response_buf`]).
 pub fn encode_response(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<BytesMut, String> {
-    let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0); // size, patched below
+) -> Result<Vec<Bytes>, String> {
+    let candidates = match response {
+        ResponseKind::Fetch(f) => {
+            f.responses.iter().flat_map(|t| t.partitions.iter()).filter_map(|p| p.records.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut out = SegmentedBuf::new(candidates);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut out, api.response_header_version(version))
         .map_err(|e| format!("encoding {api:?} response header: {e}"))?;
-    response.encode(&mut out, version).map_err(|e| format!("encoding {api:?} v{version} response: {e}"))?;
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+    let encoded = match response {
+        // The generic encoder, so record bytes go through SegmentedBuf::put_slice.
+        ResponseKind::Fetch(f) => Encodable::encode(f, &mut out, version),
+        other => {
+            let mut body = BytesMut::with_capacity(256);
+            other.encode(&mut body, version).map(|()| out.put_slice(&body))
+        }
+    };
+    encoded.map_err(|e| format!("encoding {api:?} v{version} response: {e}"))?;
+    let size = i32::try_from(out.len()).map_err(|_| format!("{api:?} response of {} bytes is too large", out.len()))?;
+    let mut segments = Vec::with_capacity(4);
+    segments.push(Bytes::copy_from_slice(&size.to_be_bytes()));
+    segments.extend(out.into_segments());
+    Ok(segments)
 }
 
 /// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
-pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<BytesMut>, String> {
+pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<Vec<Bytes>>, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame)? {
-        Decoded::Reply(bytes) => return Ok(Some(bytes)),
+        Decoded::Reply(bytes) => return Ok(Some(vec![bytes.freeze()])),
         Decoded::Request { api, version, correlation_id, header, request } => {
             (api, version, correlation_id, header, request)
         }

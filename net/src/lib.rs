@@ -14,6 +14,7 @@ pub mod controller;
 pub mod frame;
 pub mod handlers;
 pub mod metadata_image;
+pub mod response_buf;
 pub mod server;
 pub mod shard_context;
 pub mod supported_apis;

@@ -24,7 +24,7 @@ fn write_unclean(data_dir: &Path, partition: i32, batches: usize) {
             .await
             .unwrap();
         for i in 0..batches {
-            log.append(&mut build_batch_of_size(0, 4, 100, 1000 + i as i64), 0).await.unwrap();
+            log.append(&build_batch_of_size(0, 4, 100, 1000 + i as i64), 0).await.unwrap();
         }
         log.flush().await.unwrap();
     });

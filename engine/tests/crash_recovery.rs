@@ -20,7 +20,7 @@ fn write_log(dir: &std::path::Path, seed: u64, segment_bytes: u64, batch_count: 
         for i in 0..batch_count {
             let count = 1 + rng.below(4) as usize;
             let len = 10 + rng.below(900) as usize;
-            log.append(&mut tagged_batch(i, count, len, 1000 + i as i64), 0).await.unwrap();
+            log.append(&tagged_batch(i, count, len, 1000 + i as i64), 0).await.unwrap();
         }
         log.flush().await.unwrap();
         let all = read_all(&log, 0).await;
@@ -54,8 +54,8 @@ fn check_recovered(dir: &std::path::Path, before: &[(i64, Vec<u8>)], first_damag
             all.last().map_or(0, |(b, bytes)| b + validate_stored(bytes).unwrap().last_offset_delta as i64 + 1);
         assert_eq!(log.log_end_offset(), expected_end, "seed {seed}: LEO must follow the last good batch");
         // Appends continue right after the survivors, and are readable.
-        let mut b = tagged_batch(9999, 1, 5, 1);
-        let info = log.append(&mut b, 0).await.unwrap();
+        let b = tagged_batch(9999, 1, 5, 1);
+        let info = log.append(&b, 0).await.unwrap();
         assert_eq!(info.base_offset, expected_end, "seed {seed}");
         let r = log.read(expected_end, 1 << 20, ReadBound::HighWatermark, true).await.unwrap();
         assert_eq!(r.first_batch_offset, expected_end);
@@ -197,7 +197,7 @@ fn corrupt_or_missing_index_files_are_rebuilt_on_clean_start() {
         )
         .await;
         for i in 0..60u64 {
-            log.append(&mut tagged_batch(i, 2, 300, 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i, 2, 300, 1000), 0).await.unwrap();
         }
         let all = read_all(&log, 0).await;
         log.close().await.unwrap();

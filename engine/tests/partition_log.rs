@@ -19,8 +19,8 @@ fn append_assigns_offsets_and_reads_from_any_offset_inside_a_batch() {
         let mut next = 0i64;
         for i in 0..60u64 {
             let count = 1 + (i as usize % 5);
-            let mut batch = tagged_batch(i, count, 50 + (i as usize * 37) % 700, 1_700_000_000_000 + i as i64);
-            let info = log.append(&mut batch, 0).await.unwrap();
+            let batch = tagged_batch(i, count, 50 + (i as usize * 37) % 700, 1_700_000_000_000 + i as i64);
+            let info = log.append(&batch, 0).await.unwrap();
             assert_eq!((info.base_offset, info.last_offset), (next, next + count as i64 - 1));
             assert_eq!(info.record_count, count as i64);
             expected.push((next, count));
@@ -61,9 +61,9 @@ fn read_respects_max_bytes_min_one_batch_and_the_high_watermark() {
         let log = open(dir.path(), config_with(&[]), options, true).await;
         let mut sizes = Vec::new();
         for i in 0..10u64 {
-            let mut b = tagged_batch(i, 2, 300, 1000);
+            let b = tagged_batch(i, 2, 300, 1000);
             sizes.push(b.len());
-            log.append(&mut b, 0).await.unwrap();
+            log.append(&b, 0).await.unwrap();
         }
         assert_eq!(log.log_end_offset(), 20);
         assert_eq!(log.high_watermark(), 0, "replication owns the HW in this mode");
@@ -101,8 +101,8 @@ fn segments_roll_by_size_and_reads_cross_them() {
         .await;
         let mut total = 0;
         for i in 0..100u64 {
-            let mut b = tagged_batch(i, 3, 200, 1000 + i as i64);
-            log.append(&mut b, 0).await.unwrap();
+            let b = tagged_batch(i, 3, 200, 1000 + i as i64);
+            log.append(&b, 0).await.unwrap();
             total += 3;
         }
         let bases = log.segment_base_offsets();
@@ -137,11 +137,11 @@ fn clean_restart_keeps_everything_and_continues_offsets() {
     let before = run(async {
         let log = open(dir.path(), config_with(&[("segment.bytes", "20000")]), small_writer_options(), true).await;
         for i in 0..50u64 {
-            log.append(&mut tagged_batch(i, 2, 400, 5000 + i as i64), 3).await.unwrap();
+            log.append(&tagged_batch(i, 2, 400, 5000 + i as i64), 3).await.unwrap();
         }
         let all = read_all(&log, 0).await;
         log.close().await.unwrap();
-        assert!(matches!(log.append(&mut tagged_batch(0, 1, 1, 0), 3).await, Err(AppendError::Log(LogError::Closed))));
+        assert!(matches!(log.append(&tagged_batch(0, 1, 1, 0), 3).await, Err(AppendError::Log(LogError::Closed))));
         all
     });
     run(async {
@@ -149,7 +149,7 @@ fn clean_restart_keeps_everything_and_continues_offsets() {
         assert_eq!(log.log_end_offset(), 100);
         assert_eq!(read_all(&log, 0).await, before);
         assert_eq!(log.max_timestamp_offset(), Some((98, 5049)));
-        let info = log.append(&mut tagged_batch(99, 1, 10, 6000), 4).await.unwrap();
+        let info = log.append(&tagged_batch(99, 1, 10, 6000), 4).await.unwrap();
         assert_eq!(info.base_offset, 100);
         assert_eq!(log.leader_epoch_entries(), vec![(3, 0), (4, 100)]);
     });
@@ -161,7 +161,7 @@ fn unclean_restart_keeps_everything_that_was_flushed() {
     let before = run(async {
         let log = open(dir.path(), config_with(&[("segment.bytes", "30000")]), small_writer_options(), true).await;
         for i in 0..80u64 {
-            log.append(&mut tagged_batch(i, 1 + (i as usize % 3), 250, 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i, 1 + (i as usize % 3), 250, 1000), 0).await.unwrap();
         }
         log.flush().await.unwrap();
         assert_eq!(log.recovery_point(), log.log_end_offset());
@@ -183,28 +183,28 @@ fn invalid_or_oversized_batches_are_rejected_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let log = open(dir.path(), config_with(&[("max.message.bytes", "2000")]), small_writer_options(), true).await;
-        log.append(&mut tagged_batch(1, 2, 100, 1000), 0).await.unwrap();
+        log.append(&tagged_batch(1, 2, 100, 1000), 0).await.unwrap();
         let size_before = log.size_bytes();
 
         let mut corrupt = tagged_batch(2, 2, 100, 1000);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        let err = log.append(&mut corrupt, 0).await.unwrap_err();
+        let err = log.append(&corrupt, 0).await.unwrap_err();
         assert_eq!(err.error_code(), ErrorCode::CORRUPT_MESSAGE);
 
         // A valid batch followed by a corrupt one: the whole request is refused.
         let mut pair = tagged_batch(3, 1, 10, 1000);
         pair.extend_from_slice(&corrupt);
-        assert_eq!(log.append(&mut pair, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
+        assert_eq!(log.append(&pair, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
 
-        let mut big = tagged_batch(4, 1, 3000, 1000);
-        let err = log.append(&mut big, 0).await.unwrap_err();
+        let big = tagged_batch(4, 1, 3000, 1000);
+        let err = log.append(&big, 0).await.unwrap_err();
         assert_eq!(err.error_code(), ErrorCode::MESSAGE_TOO_LARGE);
 
         let mut truncated = tagged_batch(5, 1, 10, 1000);
         truncated.truncate(truncated.len() - 3);
-        assert_eq!(log.append(&mut truncated, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
-        assert_eq!(log.append(&mut Vec::new(), 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
+        assert_eq!(log.append(&truncated, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
+        assert_eq!(log.append(&Vec::new(), 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
 
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(log.size_bytes(), size_before);
@@ -220,7 +220,7 @@ fn timestamps_log_append_time_and_lookup_by_time() {
             open(dir.path(), config_with(&[("message.timestamp.type", "LogAppendTime")]), small_writer_options(), true)
                 .await;
         let before = sluice_engine::clock::now_ms();
-        let info = log.append(&mut tagged_batch(1, 3, 10, 1), 0).await.unwrap();
+        let info = log.append(&tagged_batch(1, 3, 10, 1), 0).await.unwrap();
         assert!(info.log_append_time_ms >= before);
         let bytes = log.read(0, 1 << 20, ReadBound::HighWatermark, true).await.unwrap().to_vec().await.unwrap();
         let stored = validate_stored(&bytes).expect("CRC still valid after LogAppendTime rewrite");
@@ -232,7 +232,7 @@ fn timestamps_log_append_time_and_lookup_by_time() {
         let log = open(dir.path(), config_with(&[("index.interval.bytes", "100")]), small_writer_options(), true).await;
         let now = sluice_engine::clock::now_ms();
         for i in 0..20i64 {
-            log.append(&mut tagged_batch(i as u64, 2, 100, now - 100_000 + i * 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i as u64, 2, 100, now - 100_000 + i * 1000), 0).await.unwrap();
         }
         assert_eq!(log.offset_for_timestamp(now - 100_000).await.unwrap(), Some((0, now - 100_000)));
         assert_eq!(log.offset_for_timestamp(now - 100_000 + 5500).await.unwrap(), Some((12, now - 100_000 + 6000)));
@@ -240,7 +240,7 @@ fn timestamps_log_append_time_and_lookup_by_time() {
         assert_eq!(log.max_timestamp_offset(), Some((38, now - 100_000 + 19_000)));
         // Too old for message.timestamp.before.max.ms → INVALID_TIMESTAMP.
         log.set_config(config_with(&[("message.timestamp.before.max.ms", "1000")]));
-        let err = log.append(&mut tagged_batch(1, 1, 1, now - 60_000), 0).await.unwrap_err();
+        let err = log.append(&tagged_batch(1, 1, 1, now - 60_000), 0).await.unwrap_err();
         assert_eq!(err.error_code(), ErrorCode::INVALID_TIMESTAMP);
     });
 }
@@ -251,7 +251,7 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     run(async {
         let log = open(dir.path(), config_with(&[("segment.bytes", "8192")]), small_writer_options(), true).await;
         for i in 0..60u64 {
-            log.append(&mut tagged_batch(i, 2, 400, sluice_engine::clock::now_ms()), 0).await.unwrap();
+            log.append(&tagged_batch(i, 2, 400, sluice_engine::clock::now_ms()), 0).await.unwrap();
         }
         let segments_before = log.segment_count();
         assert!(segments_before > 4);
@@ -275,7 +275,7 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
         assert_eq!(log.log_start_offset(), 120);
         assert_eq!(log.log_end_offset(), 120);
         assert_eq!(
-            log.append(&mut tagged_batch(1, 1, 1, sluice_engine::clock::now_ms()), 0).await.unwrap().base_offset,
+            log.append(&tagged_batch(1, 1, 1, sluice_engine::clock::now_ms()), 0).await.unwrap().base_offset,
             120
         );
     });
@@ -287,7 +287,7 @@ fn delete_records_moves_the_start_and_survives_restart() {
     run(async {
         let log = open(dir.path(), config_with(&[("segment.bytes", "8192")]), small_writer_options(), true).await;
         for i in 0..40u64 {
-            log.append(&mut tagged_batch(i, 2, 400, 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i, 2, 400, 1000), 0).await.unwrap();
         }
         let err = log.delete_records_before(81).await.unwrap_err();
         assert_eq!(err.error_code(), ErrorCode::OFFSET_OUT_OF_RANGE);
@@ -314,14 +314,14 @@ fn flush_always_syncs_before_acking_and_concurrent_appends_share_syncs() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let log = open(dir.path(), config_with(&[("flush.messages", "1")]), small_writer_options(), true).await;
-        log.append(&mut tagged_batch(1, 1, 10, 1000), 0).await.unwrap();
+        log.append(&tagged_batch(1, 1, 10, 1000), 0).await.unwrap();
         assert_eq!(log.recovery_point(), 1);
         let syncs_before = log.sync_count();
         let mut tasks = Vec::new();
         for i in 0..64u64 {
             let log = log.clone();
             tasks.push(glommio::spawn_local(async move {
-                let info = log.append(&mut tagged_batch(i, 1, 100, 1000), 0).await.unwrap();
+                let info = log.append(&tagged_batch(i, 1, 100, 1000), 0).await.unwrap();
                 assert!(log.recovery_point() > info.last_offset, "acked before its fsync");
             }));
         }
@@ -336,7 +336,7 @@ fn flush_always_syncs_before_acking_and_concurrent_appends_share_syncs() {
     run(async {
         // flush.ms: the append does not wait; flush_if_due syncs once the interval passed.
         let log = open(dir.path(), config_with(&[("flush.ms", "10")]), small_writer_options(), true).await;
-        log.append(&mut tagged_batch(1, 1, 10, 1000), 0).await.unwrap();
+        log.append(&tagged_batch(1, 1, 10, 1000), 0).await.unwrap();
         assert_eq!(log.recovery_point(), 0);
         log.flush_if_due(sluice_engine::clock::now_ms() + 1000).await.unwrap();
         assert_eq!(log.recovery_point(), 1);
@@ -349,7 +349,7 @@ fn leader_epochs_are_tracked_persisted_and_truncated() {
     run(async {
         let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
         for (epoch, count) in [(0, 3usize), (0, 2), (2, 4), (5, 1)] {
-            log.append(&mut tagged_batch(epoch as u64, count, 10, 1000), epoch).await.unwrap();
+            log.append(&tagged_batch(epoch as u64, count, 10, 1000), epoch).await.unwrap();
         }
         assert_eq!(log.leader_epoch_entries(), vec![(0, 0), (2, 5), (5, 9)]);
         assert_eq!(log.end_offset_for_epoch(0), (0, 5));
@@ -362,7 +362,7 @@ fn leader_epochs_are_tracked_persisted_and_truncated() {
         log.truncate_to(5).await.unwrap();
         assert_eq!(log.log_end_offset(), 5);
         assert_eq!(log.leader_epoch_entries(), vec![(0, 0)]);
-        assert_eq!(log.append(&mut tagged_batch(9, 1, 10, 1000), 6).await.unwrap().base_offset, 5);
+        assert_eq!(log.append(&tagged_batch(9, 1, 10, 1000), 6).await.unwrap().base_offset, 5);
         log.close().await.unwrap();
     });
     run(async {
@@ -378,13 +378,13 @@ fn truncate_across_segments_then_append() {
     run(async {
         let log = open(dir.path(), config_with(&[("segment.bytes", "4096")]), small_writer_options(), true).await;
         for i in 0..40u64 {
-            log.append(&mut tagged_batch(i, 1, 500, 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i, 1, 500, 1000), 0).await.unwrap();
         }
         assert!(log.segment_count() > 3);
         log.truncate_to(7).await.unwrap();
         assert_eq!(log.log_end_offset(), 7);
         assert_eq!(read_all(&log, 0).await.len(), 7);
-        let info = log.append(&mut tagged_batch(99, 2, 10, 1000), 0).await.unwrap();
+        let info = log.append(&tagged_batch(99, 2, 10, 1000), 0).await.unwrap();
         assert_eq!(info.base_offset, 7);
         assert_eq!(read_all(&log, 0).await.len(), 8);
         log.close().await.unwrap();
@@ -406,7 +406,7 @@ fn tailing_reads_see_unwritten_bytes_from_memory() {
         };
         let log: Rc<_> = open(dir.path(), config_with(&[]), options, true).await;
         for i in 0..200u64 {
-            log.append(&mut tagged_batch(i, 1, 1000, 1000), 0).await.unwrap();
+            log.append(&tagged_batch(i, 1, 1000, 1000), 0).await.unwrap();
             // Read back immediately: the bytes may be in flight or in the current chunk.
             let r = log.read(i as i64, 1 << 20, ReadBound::HighWatermark, true).await.unwrap();
             let bytes = r.to_vec().await.unwrap();

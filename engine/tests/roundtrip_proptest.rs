@@ -48,7 +48,7 @@ proptest! {
                     match op {
                         Op::Append { count, value_len } => {
                             let tag = model.len() as u64 + 1000 * epoch_restarts;
-                            let info = log.append(&mut tagged_batch(tag, count, value_len, 1000), 0).await.unwrap();
+                            let info = log.append(&tagged_batch(tag, count, value_len, 1000), 0).await.unwrap();
                             let expected = model.last().map_or(0, |(b, c, _)| b + *c as i64);
                             assert_eq!(info.base_offset, expected);
                             model.push((info.base_offset, count, tag));

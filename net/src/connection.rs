@@ -71,8 +71,8 @@ pub enum Decoded {
         api: ApiKey,
         version: i16,
         correlation_id: i32,
-        header: RequestHeader,
-        request: RequestKind,
+        header: Box<RequestHeader>,
+        request: Box<RequestKind>,
     },
     /// Send these bytes and carry on (KIP-511's ApiVersions fallback).
     Reply(BytesMut),
@@ -102,7 +102,7 @@ pub fn decode_request(frame: BytesMut) -> Result<Decoded, String> {
         .map_err(|e| format!("bad {api:?} v{version} request header: {e}"))?;
     let request =
         RequestKind::decode(api, &mut bytes, version).map_err(|e| format!("bad {api:?} v{version} body: {e}"))?;
-    Ok(Decoded::Request { api, version, correlation_id, header, request })
+    Ok(Decoded::Request { api, version, correlation_id, header: Box::new(header), request: Box::new(request) })
 }
 
 /// Encodes a response with its header and size prefix, as segments to write in order. Fetch
@@ -148,7 +148,7 @@ pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<V
             (api, version, correlation_id, header, request)
         }
     };
-    let Some(response) = handlers::dispatch(ctx, &header, request, version).await? else {
+    let Some(response) = handlers::dispatch(ctx, &header, *request, version).await? else {
         return Ok(None);
     };
     encode_response(api, version, correlation_id, &response).map(Some)

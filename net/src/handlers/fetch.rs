@@ -91,8 +91,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             });
         }
     }
-    let bound =
-        if request.isolation_level == READ_COMMITTED { ReadBound::HighWatermark } else { ReadBound::HighWatermark };
+    // READ_COMMITTED reads to the last stable offset, which equals the high watermark until
+    // transactions exist (the transactions issue).
+    let bound = ReadBound::HighWatermark;
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, ctx.config.max_fetch_wait_ms) as u64);

@@ -35,6 +35,7 @@ pub struct BrokerSettings {
     pub node_id: Option<i32>,
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
+    pub fetch_sendfile: Option<bool>,
 }
 
 impl BrokerSettings {
@@ -55,6 +56,9 @@ impl BrokerSettings {
         if let Some(rf) = self.default_replication_factor {
             config.default_replication_factor = rf;
         }
+        if let Some(b) = self.fetch_sendfile {
+            config.fetch_sendfile = b;
+        }
     }
 }
 
@@ -74,6 +78,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.default_log_config.apply_flush_mode(mode);
             }
             "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
+            "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
             "sluice.shard.memory.bytes" => {
                 settings.memory_budget_bytes =
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);

@@ -215,6 +215,15 @@ impl LogRead {
         self.len() == 0
     }
 
+    /// The read as a single range of the segment file with a buffered handle, if that is what
+    /// it is (the `sendfile` path).
+    pub fn file_range(&self) -> Option<(std::sync::Arc<std::fs::File>, u64, usize)> {
+        match self.chunks.as_slice() {
+            [ReadChunk::File { reader: Some(reader), position, len, .. }] => Some((reader.clone(), *position, *len)),
+            _ => None,
+        }
+    }
+
     /// The read as one `Bytes`: zero-copy when it is a single in-memory slice (a tailing read
     /// from the tail cache), otherwise read and copied into one buffer.
     pub async fn into_bytes(self) -> std::io::Result<bytes::Bytes> {
@@ -230,7 +239,7 @@ impl LogRead {
         for chunk in &self.chunks {
             match chunk {
                 ReadChunk::Memory(b) => out.extend_from_slice(b),
-                ReadChunk::File { file, position, len } => {
+                ReadChunk::File { file, position, len, .. } => {
                     let data = file.read_at(*position, *len).await.map_err(std::io::Error::from)?;
                     if data.len() != *len {
                         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short read"));
@@ -971,6 +980,7 @@ impl PartitionLog {
                         seg.file.clone(),
                         seg.writer.clone(),
                         seg.tail_cache.clone(),
+                        (b, seg.reader.clone(), seg.log_path.clone()),
                         seg.size_bytes,
                         start,
                         bound_pos,
@@ -979,7 +989,18 @@ impl PartitionLog {
                     )
                 })
             };
-            let Some((file, writer, cache, size, index_start, bound_pos, bound_index, seg_next)) = snapshot else {
+            let Some((
+                file,
+                writer,
+                cache,
+                (segment_base, reader, log_path),
+                size,
+                index_start,
+                bound_pos,
+                bound_index,
+                seg_next,
+            )) = snapshot
+            else {
                 return Ok(empty(-1));
             };
             let location = Self::locate(&file, writer.as_ref(), cache.as_ref(), index_start, size, offset).await?;
@@ -1011,7 +1032,25 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(empty(location.base_offset));
             }
-            let chunks = Segment::chunks(&file, writer.as_ref(), cache.as_ref(), location.position, len).map_err(io)?;
+            let reader = match reader {
+                Some(r) => Some(r),
+                // The sendfile handle is opened on first need and kept with the segment.
+                None => match Segment::open_reader(&log_path).await {
+                    Ok(r) => {
+                        if let Some(seg) = self.state.borrow_mut().segments.get_mut(&segment_base) {
+                            seg.reader = Some(r.clone());
+                        }
+                        Some(r)
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                        None
+                    }
+                },
+            };
+            let chunks =
+                Segment::chunks(&file, writer.as_ref(), cache.as_ref(), reader.as_ref(), location.position, len)
+                    .map_err(io)?;
             return Ok(LogRead {
                 chunks,
                 first_batch_offset: location.base_offset,

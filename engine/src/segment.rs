@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
@@ -34,8 +35,10 @@ const HEADER_SCAN_READ_BYTES: usize = 64 * 1024;
 /// A contiguous piece of a read result.
 #[derive(Clone)]
 pub enum ReadChunk {
-    /// Bytes that are in the segment file: serve with sendfile/splice or read them.
-    File { file: Rc<DmaFile>, position: u64, len: usize },
+    /// Bytes that are in the segment file: serve with sendfile/splice or read them. `reader`
+    /// is a buffered (non-`O_DIRECT`) handle on the same file for `sendfile`, `Send` so the
+    /// range can be handed to the connection's shard.
+    File { file: Rc<DmaFile>, position: u64, len: usize, reader: Option<Arc<std::fs::File>> },
     /// Bytes not on disk yet (the write-behind tail), already copied out.
     Memory(Bytes),
 }
@@ -163,6 +166,8 @@ pub struct Segment {
     pub writer: Option<SegmentWriter>,
     /// Recent bytes in memory; present only while this is the active segment.
     pub tail_cache: Option<SharedTailCache>,
+    /// Buffered read handle for `sendfile`, opened on first need.
+    pub reader: Option<Arc<std::fs::File>>,
     /// True when the on-disk index files may not match the in-memory ones.
     pub indexes_dirty: bool,
 }
@@ -198,6 +203,12 @@ impl Segment {
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
     }
 
+    /// Opens a buffered, read-only handle on a segment file for `sendfile` (blocking pool).
+    pub async fn open_reader(log_path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+        let path = log_path.to_path_buf();
+        crate::checkpoint_file::blocking(move || std::fs::File::open(&path)).await.map(Arc::new)
+    }
+
     /// Opens an existing `.log` file read+write (for recovery or as a sealed segment).
     pub async fn open_file(log_path: &Path) -> std::io::Result<Rc<DmaFile>> {
         let file = OpenOptions::new().read(true).write(true).dma_open(log_path).await.map_err(std::io::Error::from)?;
@@ -228,6 +239,7 @@ impl Segment {
             created_at_ms: now_ms,
             writer,
             tail_cache: None,
+            reader: None,
             indexes_dirty: true,
         }
     }
@@ -335,6 +347,7 @@ impl Segment {
         file: &Rc<DmaFile>,
         writer: Option<&SegmentWriter>,
         cache: Option<&SharedTailCache>,
+        reader: Option<&Arc<std::fs::File>>,
         pos: u64,
         len: usize,
     ) -> std::io::Result<Vec<ReadChunk>> {
@@ -346,7 +359,12 @@ impl Segment {
         let written = writer.map_or(u64::MAX, |w| w.written_len());
         let file_end = end.min(written.max(pos));
         if file_end > pos {
-            chunks.push(ReadChunk::File { file: file.clone(), position: pos, len: (file_end - pos) as usize });
+            chunks.push(ReadChunk::File {
+                file: file.clone(),
+                position: pos,
+                len: (file_end - pos) as usize,
+                reader: reader.cloned(),
+            });
         }
         if end > file_end {
             let mut mem = vec![0u8; (end - file_end) as usize];

@@ -26,6 +26,9 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Longest a Fetch may wait (`fetch.max.wait.ms` is the client's; this caps it).
     pub max_fetch_wait_ms: i32,
+    /// `sluice.fetch.sendfile`: serve fetched data that is on disk (not in the tail cache) with
+    /// `sendfile(2)` from the page cache instead of a direct read and a copy.
+    pub fetch_sendfile: bool,
 }
 
 impl BrokerConfig {
@@ -41,6 +44,7 @@ impl BrokerConfig {
             default_log_config: LogConfig::default(),
             data_dir,
             max_fetch_wait_ms: 30_000,
+            fetch_sendfile: true,
         }
     }
 }

@@ -22,7 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::frame::{read_frame, FrameError};
 use crate::handlers;
-use crate::response_buf::SegmentedBuf;
+use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
 
@@ -33,6 +33,9 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
+    // The socket stays open for as long as this task owns `stream`'s halves, which outlives
+    // every sendfile below (each is awaited before the next write).
+    let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (reader, mut writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_request_bytes = ctx.config.max_request_bytes;
@@ -47,8 +50,13 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
         };
         match process(frame, &ctx).await {
             Ok(Some(segments)) => {
-                for segment in &segments {
-                    if let Err(e) = writer.write_all(segment).await {
+                for segment in segments {
+                    let written = match segment {
+                        OutSegment::Bytes(b) => writer.write_all(&b).await,
+                        OutSegment::File(range) => send_file_range(socket_fd, range).await,
+                    };
+                    if let Err(e) = written {
+                        // A partly written response cannot be resumed: close.
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         return;
                     }
@@ -112,14 +120,16 @@ pub fn encode_response(
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<Vec<Bytes>, String> {
+    files: Vec<FileRange>,
+) -> Result<Vec<OutSegment>, String> {
     let candidates = match response {
         ResponseKind::Fetch(f) => {
             f.responses.iter().flat_map(|t| t.partitions.iter()).filter_map(|p| p.records.clone()).collect()
         }
         _ => Vec::new(),
     };
-    let mut out = SegmentedBuf::new(candidates);
+    // Fetch is a flexible version (compact record bytes) from v12.
+    let mut out = SegmentedBuf::with_files(candidates, files, api == ApiKey::Fetch && version >= 12);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut out, api.response_header_version(version))
@@ -135,15 +145,15 @@ pub fn encode_response(
     encoded.map_err(|e| format!("encoding {api:?} v{version} response: {e}"))?;
     let size = i32::try_from(out.len()).map_err(|_| format!("{api:?} response of {} bytes is too large", out.len()))?;
     let mut segments = Vec::with_capacity(4);
-    segments.push(Bytes::copy_from_slice(&size.to_be_bytes()));
+    segments.push(OutSegment::Bytes(Bytes::copy_from_slice(&size.to_be_bytes())));
     segments.extend(out.into_segments());
     Ok(segments)
 }
 
 /// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
-pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<Vec<Bytes>>, String> {
+pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<Vec<OutSegment>>, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame)? {
-        Decoded::Reply(bytes) => return Ok(Some(vec![bytes.freeze()])),
+        Decoded::Reply(bytes) => return Ok(Some(vec![OutSegment::Bytes(bytes.freeze())])),
         Decoded::Request { api, version, correlation_id, header, request } => {
             (api, version, correlation_id, header, request)
         }
@@ -151,5 +161,37 @@ pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<V
     let Some(response) = handlers::dispatch(ctx, &header, *request, version).await? else {
         return Ok(None);
     };
-    encode_response(api, version, correlation_id, &response).map(Some)
+    encode_response(api, version, correlation_id, &response.kind, response.files).map(Some)
+}
+
+/// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the
+/// socket is a blocking fd, and a blocking syscall must never run on the shard thread. The
+/// bytes go from the page cache to the socket without a user-space copy.
+async fn send_file_range(socket_fd: std::os::fd::RawFd, range: FileRange) -> std::io::Result<()> {
+    glommio::executor()
+        .spawn_blocking(move || {
+            let file_fd = std::os::fd::AsRawFd::as_raw_fd(&*range.file);
+            let mut offset = range.position as libc::off_t;
+            let mut left = range.len;
+            while left > 0 {
+                // SAFETY: both fds are open for the duration (see `serve`); offset is ours.
+                let n = unsafe { libc::sendfile(socket_fd, file_fd, &mut offset, left) };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "segment file shorter than its range",
+                    ));
+                }
+                left -= n as usize;
+            }
+            Ok(())
+        })
+        .await
 }

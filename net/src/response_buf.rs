@@ -13,8 +13,50 @@
 //! (kafka-protocol's message encoders never seek; only its snappy codec does). The unit tests
 //! compare every Fetch version's output with plain `BytesMut` encoding byte for byte.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::buf::ByteBufMut;
+
+/// A range of a segment file to send with `sendfile`.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub position: u64,
+    pub len: usize,
+}
+
+/// One piece of an encoded response.
+#[derive(Clone, Debug)]
+pub enum OutSegment {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+impl OutSegment {
+    pub fn len(&self) -> usize {
+        match self {
+            OutSegment::Bytes(b) => b.len(),
+            OutSegment::File(f) => f.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Most file-backed record fields one response can carry (one marker byte each).
+pub const MAX_FILE_MARKERS: usize = 4096;
+static FILE_MARKERS: [u8; MAX_FILE_MARKERS] = [0; MAX_FILE_MARKERS];
+
+/// The 1-byte stand-in a response carries in place of file-backed records number `index`:
+/// the encoder writes its length prefix and passes its address to `put_slice`, where
+/// [`SegmentedBuf`] swaps in the real length and the file range.
+pub fn file_marker(index: usize) -> Bytes {
+    assert!(index < MAX_FILE_MARKERS, "too many file-backed partitions in one response");
+    Bytes::from_static(&FILE_MARKERS[index..index + 1])
+}
 
 /// Smallest slice worth referencing instead of copying.
 pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
@@ -22,7 +64,11 @@ pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 /// See the module docs.
 pub struct SegmentedBuf {
     candidates: Vec<Bytes>,
-    segments: Vec<Bytes>,
+    files: Vec<FileRange>,
+    /// Record fields are compact bytes (flexible versions: uvarint length + 1) rather than
+    /// int32-length bytes.
+    compact: bool,
+    segments: Vec<OutSegment>,
     inline: BytesMut,
     /// Logical length of everything in `segments`.
     segments_len: usize,
@@ -31,8 +77,61 @@ pub struct SegmentedBuf {
 impl SegmentedBuf {
     /// `candidates`: record blobs that may be referenced rather than copied.
     pub fn new(candidates: Vec<Bytes>) -> SegmentedBuf {
+        Self::with_files(candidates, Vec::new(), false)
+    }
+
+    /// Also replaces file marker `i` (see [`file_marker`]) by `files[i]`.
+    pub fn with_files(candidates: Vec<Bytes>, files: Vec<FileRange>, compact: bool) -> SegmentedBuf {
         let candidates = candidates.into_iter().filter(|b| b.len() >= ZERO_COPY_MIN_BYTES).collect();
-        SegmentedBuf { candidates, segments: Vec::new(), inline: BytesMut::with_capacity(512), segments_len: 0 }
+        SegmentedBuf {
+            candidates,
+            files,
+            compact,
+            segments: Vec::new(),
+            inline: BytesMut::with_capacity(512),
+            segments_len: 0,
+        }
+    }
+
+    fn marker_index(&self, src: &[u8]) -> Option<usize> {
+        let base = FILE_MARKERS.as_ptr() as usize;
+        let at = src.as_ptr() as usize;
+        (src.len() == 1 && at >= base && at < base + MAX_FILE_MARKERS)
+            .then(|| at - base)
+            .filter(|i| *i < self.files.len())
+    }
+
+    fn flush_inline(&mut self) {
+        if !self.inline.is_empty() {
+            let head = self.inline.split().freeze();
+            self.segments_len += head.len();
+            self.segments.push(OutSegment::Bytes(head));
+        }
+    }
+
+    /// Rewrites the length prefix the encoder just wrote for a 1-byte field into the file
+    /// range's length, then appends the file segment.
+    fn put_file(&mut self, index: usize) {
+        let range = self.files[index].clone();
+        if self.compact {
+            // uvarint(1 + 1) = 0x02, one byte.
+            let last = self.inline.len() - 1;
+            debug_assert_eq!(self.inline[last], 2);
+            self.inline.truncate(last);
+            let mut v = range.len as u64 + 1;
+            while v >= 0x80 {
+                self.inline.put_u8((v as u8) | 0x80);
+                v >>= 7;
+            }
+            self.inline.put_u8(v as u8);
+        } else {
+            let at = self.inline.len() - 4;
+            debug_assert_eq!(&self.inline[at..], &1i32.to_be_bytes());
+            self.inline[at..].copy_from_slice(&(range.len as i32).to_be_bytes());
+        }
+        self.flush_inline();
+        self.segments_len += range.len;
+        self.segments.push(OutSegment::File(range));
     }
 
     fn candidate_for(&self, src: &[u8]) -> Option<Bytes> {
@@ -45,11 +144,9 @@ impl SegmentedBuf {
         })
     }
 
-    /// The encoded bytes as segments (total length = `len()`).
-    pub fn into_segments(mut self) -> Vec<Bytes> {
-        if !self.inline.is_empty() {
-            self.segments.push(self.inline.split().freeze());
-        }
+    /// The encoded response as segments (total length = `len()`).
+    pub fn into_segments(mut self) -> Vec<OutSegment> {
+        self.flush_inline();
         self.segments
     }
 
@@ -78,15 +175,15 @@ unsafe impl BufMut for SegmentedBuf {
     }
 
     fn put_slice(&mut self, src: &[u8]) {
+        if let Some(index) = self.marker_index(src) {
+            self.put_file(index);
+            return;
+        }
         if src.len() >= ZERO_COPY_MIN_BYTES {
             if let Some(referenced) = self.candidate_for(src) {
-                if !self.inline.is_empty() {
-                    let head = self.inline.split().freeze();
-                    self.segments_len += head.len();
-                    self.segments.push(head);
-                }
+                self.flush_inline();
                 self.segments_len += referenced.len();
-                self.segments.push(referenced);
+                self.segments.push(OutSegment::Bytes(referenced));
                 return;
             }
         }
@@ -158,12 +255,52 @@ mod tests {
             let mut seg = SegmentedBuf::new(records.clone());
             r.encode(&mut seg, version).unwrap();
             assert_eq!(seg.len(), plain.len());
-            let segments = seg.into_segments();
+            let segments: Vec<Bytes> = seg
+                .into_segments()
+                .into_iter()
+                .map(|s| match s {
+                    OutSegment::Bytes(b) => b,
+                    OutSegment::File(_) => panic!("no files registered"),
+                })
+                .collect();
             assert_eq!(segments.concat(), plain.to_vec(), "v{version}");
             let referenced: Vec<_> = segments.iter().filter(|s| s.len() >= ZERO_COPY_MIN_BYTES).collect();
             assert_eq!(referenced.len(), 2);
             assert_eq!(referenced[0].as_ptr(), big.as_ptr(), "v{version}: big records not copied");
             assert_eq!(referenced[1].as_ptr(), big2.as_ptr());
+        }
+    }
+
+    #[test]
+    fn file_markers_become_file_segments_with_correct_length_prefixes() {
+        use std::io::Write;
+        let mut tmp = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        tmp.write_all(&data).unwrap();
+        let file = Arc::new(tmp);
+        for version in 4..=16 {
+            let ranges = vec![
+                FileRange { file: file.clone(), position: 10, len: 200_000 },
+                FileRange { file: file.clone(), position: 0, len: 5 },
+            ];
+            // Expected: the same response with the real bytes inline.
+            let real = vec![Bytes::copy_from_slice(&data[10..200_010]), Bytes::copy_from_slice(&data[0..5])];
+            let mut plain = BytesMut::new();
+            response(&real, version).encode(&mut plain, version).unwrap();
+            let markers = vec![file_marker(0), file_marker(1)];
+            let mut seg = SegmentedBuf::with_files(vec![], ranges, version >= 12);
+            response(&markers, version).encode(&mut seg, version).unwrap();
+            assert_eq!(seg.len(), plain.len(), "v{version}");
+            let mut rebuilt = Vec::new();
+            for s in seg.into_segments() {
+                match s {
+                    OutSegment::Bytes(b) => rebuilt.extend_from_slice(&b),
+                    OutSegment::File(f) => {
+                        rebuilt.extend_from_slice(&data[f.position as usize..f.position as usize + f.len])
+                    }
+                }
+            }
+            assert_eq!(rebuilt, plain.to_vec(), "v{version}");
         }
     }
 }

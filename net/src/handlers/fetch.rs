@@ -23,6 +23,7 @@ use sluice_engine::partition_log::{LogError, ReadBound};
 use uuid::Uuid;
 
 use crate::handlers::{check_leader_epoch, codes};
+use crate::response_buf::{file_marker, FileRange, MAX_FILE_MARKERS};
 use crate::shard_context::ShardContext;
 
 /// Isolation level 1 = READ_COMMITTED.
@@ -40,21 +41,40 @@ struct Wanted {
     error: i16,
 }
 
+/// Record data of one partition: bytes (from the tail cache, or read and copied), or a range
+/// of the segment file to `sendfile` (`sluice.fetch.sendfile`).
+#[derive(Clone, Debug)]
+enum Records {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Bytes(b) => b.len(),
+            Records::File(f) => f.len,
+        }
+    }
+}
+
 /// What a read of one partition returned (all `Send`: it may come from another shard).
 #[derive(Clone, Debug)]
 struct PartitionRead {
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: Records,
 }
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16) -> FetchResponse {
+/// Answers a Fetch; the file ranges are what the response's file markers stand for.
+pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16) -> (FetchResponse, Vec<FileRange>) {
     if request.session_id != 0 {
-        return FetchResponse::default()
+        let response = FetchResponse::default()
             .with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND)
             .with_session_id(0)
             .with_responses(vec![]);
+        return (response, Vec::new());
     }
     let by_id = version >= 13;
     let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
@@ -128,15 +148,25 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         .collect();
     let mut budget = max_bytes;
     let mut any_records = false;
+    let mut files = Vec::new();
     for (w, r) in wanted.iter().zip(reads) {
         let mut records = r.records;
         if records.len() > budget && any_records {
-            records = Bytes::new();
+            records = Records::Bytes(Bytes::new());
         }
-        if !records.is_empty() {
+        if records.len() > 0 {
             any_records = true;
             budget = budget.saturating_sub(records.len());
         }
+        let records = match records {
+            Records::Bytes(b) => b,
+            Records::File(range) if files.len() < MAX_FILE_MARKERS => {
+                files.push(range);
+                file_marker(files.len() - 1)
+            }
+            // Out of markers: answer this partition empty; the client fetches it again.
+            Records::File(_) => Bytes::new(),
+        };
         let data = PartitionData::default()
             .with_partition_index(w.partition)
             .with_error_code(r.error)
@@ -148,22 +178,24 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             .with_records(Some(records));
         responses[w.topic_index].partitions.push(data);
     }
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(codes::NONE)
         .with_session_id(0)
-        .with_responses(responses)
+        .with_responses(responses);
+    (response, files)
 }
 
 /// Reads every wanted partition concurrently on its owner. The first non-empty partition may
 /// exceed its limit by one batch (min-one-batch), the others are capped.
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -> Vec<PartitionRead> {
+    let sendfile = ctx.config.fetch_sendfile;
     let futures = wanted.iter().map(|w| {
         let w = w.clone();
         let ctx = ctx.clone();
         async move {
-            let missing =
-                PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() };
+            let empty = || Records::Bytes(Bytes::new());
+            let missing = PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: empty() };
             if w.error != codes::NONE {
                 return missing;
             }
@@ -172,27 +204,43 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                 .on_partition(&topic, w.partition, move |log| async move {
                     let hw = log.high_watermark();
                     let lso = log.log_start_offset();
-                    match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
-                        Ok(read) => match (read.high_watermark, read.log_start_offset, read.into_bytes().await) {
-                            (high_watermark, log_start_offset, Ok(records)) => {
-                                PartitionRead { error: codes::NONE, high_watermark, log_start_offset, records }
-                            }
-                            (_, _, Err(e)) => {
-                                tracing::error!(error = %e, "fetch read failed");
-                                PartitionRead {
-                                    error: codes::KAFKA_STORAGE_ERROR,
-                                    high_watermark: hw,
-                                    log_start_offset: lso,
-                                    records: Bytes::new(),
-                                }
-                            }
-                        },
+                    let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
+                        Ok(read) => read,
                         Err(e) => {
                             let error = match e {
                                 LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
                                 other => other.error_code().0,
                             };
-                            PartitionRead { error, high_watermark: hw, log_start_offset: lso, records: Bytes::new() }
+                            return PartitionRead {
+                                error,
+                                high_watermark: hw,
+                                log_start_offset: lso,
+                                records: empty(),
+                            };
+                        }
+                    };
+                    let (high_watermark, log_start_offset) = (read.high_watermark, read.log_start_offset);
+                    if sendfile {
+                        if let Some((file, position, len)) = read.file_range() {
+                            let records = Records::File(FileRange { file, position, len });
+                            return PartitionRead { error: codes::NONE, high_watermark, log_start_offset, records };
+                        }
+                    }
+                    match read.into_bytes().await {
+                        Ok(bytes) => PartitionRead {
+                            error: codes::NONE,
+                            high_watermark,
+                            log_start_offset,
+                            records: Records::Bytes(bytes),
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "fetch read failed");
+                            PartitionRead {
+                                error: codes::KAFKA_STORAGE_ERROR,
+                                high_watermark: hw,
+                                log_start_offset: lso,
+                                records: empty(),
+                            }
                         }
                     }
                 })

@@ -26,7 +26,21 @@ use std::rc::Rc;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::response_buf::FileRange;
 use crate::shard_context::ShardContext;
+
+/// A handler's answer: the response, plus the file ranges its file markers stand for (Fetch
+/// with sendfile; empty otherwise).
+pub struct HandlerResponse {
+    pub kind: ResponseKind,
+    pub files: Vec<FileRange>,
+}
+
+impl From<ResponseKind> for HandlerResponse {
+    fn from(kind: ResponseKind) -> Self {
+        HandlerResponse { kind, files: Vec::new() }
+    }
+}
 
 /// The leader epoch of every partition on a single node (replication moves it).
 pub const LEADER_EPOCH: i32 = 0;
@@ -56,15 +70,22 @@ pub async fn dispatch(
     _header: &RequestHeader,
     request: RequestKind,
     version: i16,
-) -> Result<Option<ResponseKind>, String> {
-    Ok(Some(match request {
+) -> Result<Option<HandlerResponse>, String> {
+    // Fetch may answer with file ranges (sendfile) besides the response itself.
+    let request = match request {
+        RequestKind::Fetch(r) => {
+            let (response, files) = fetch::handle(ctx, r, version).await;
+            return Ok(Some(HandlerResponse { kind: ResponseKind::Fetch(response), files }));
+        }
+        other => other,
+    };
+    Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
         RequestKind::Produce(r) => match produce::handle(ctx, r, version).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Ok(None),
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, version).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await),
@@ -86,7 +107,7 @@ pub async fn dispatch(
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r, version).await)
         }
         other => return Err(format!("no handler for {other:?}")),
-    }))
+    })))
 }
 
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {

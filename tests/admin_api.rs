@@ -1169,3 +1169,43 @@ fn describe_cluster_and_offset_for_leader_epoch() {
     assert_eq!(summary(ask(&mut client, "epochs", &[(0, -1, 0)], 2)), vec![(0, NONE, 0, 5)]);
     broker.stop();
 }
+
+#[test]
+fn concurrent_incremental_alters_of_one_topic_all_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let bootstrap = broker.bootstrap();
+    let mut client = RawClient::connect(&bootstrap);
+    assert_eq!(create_one(&mut client, topic("contended", 1, 1), false).error_code, NONE);
+    // Eight clients (spread over both shards by the kernel) each SET a different key at once.
+    let keys = [
+        ("retention.ms", "111111"),
+        ("segment.ms", "222222"),
+        ("flush.ms", "333333"),
+        ("flush.messages", "444444"),
+        ("max.message.bytes", "555555"),
+        ("retention.bytes", "666666"),
+        ("segment.bytes", "7777777"),
+        ("delete.retention.ms", "888888"),
+    ];
+    let handles: Vec<_> = keys
+        .iter()
+        .map(|(k, v)| {
+            let bootstrap = bootstrap.clone();
+            let (k, v) = (k.to_string(), v.to_string());
+            std::thread::spawn(move || {
+                let mut c = RawClient::connect(&bootstrap);
+                alter_incremental(&mut c, 2, "contended", &[(&k, 0, Some(&v))], false)
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().0, NONE);
+    }
+    let got = overrides(&mut client, "contended");
+    let want = pairs(&keys);
+    for kv in &want {
+        assert!(got.contains(kv), "override {kv:?} lost; overrides are {got:?}");
+    }
+    broker.stop();
+}

@@ -79,6 +79,11 @@ async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataErr
         .acquire_permit(1)
         .await
         .map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+    commit_locked(&ctx, command).await
+}
+
+/// Validates, persists and broadcasts a command. The caller holds `controller_lock`.
+async fn commit_locked(ctx: &ShardContext, command: MetadataCommand) -> Result<(), MetadataError> {
     let defaults = ctx.config.default_log_config.clone();
     let mut next = ctx.image.borrow().clone();
     next.apply(&command, &defaults)?;
@@ -95,6 +100,45 @@ async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataErr
     }
     tracing::info!(?command, "metadata command applied");
     Ok(())
+}
+
+/// Read-modify-write of a topic's config overrides, run on the controller shard under its
+/// lock so concurrent updates (IncrementalAlterConfigs) never overwrite each other. `update`
+/// gets the current overrides and the broker defaults and returns the new overrides.
+pub async fn update_topic_configs<F>(topic: String, validate_only: bool, update: F) -> Result<(), MetadataError>
+where
+    F: FnOnce(
+            &std::collections::BTreeMap<String, String>,
+            &LogConfig,
+        ) -> Result<std::collections::BTreeMap<String, String>, MetadataError>
+        + Send
+        + 'static,
+{
+    let ctx = ShardContext::current();
+    let result = ctx
+        .mesh
+        .call(CONTROLLER_SHARD, move || async move {
+            let ctx = ShardContext::current();
+            let _permit = ctx
+                .controller_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+            let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
+                code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
+                message: format!("The topic '{topic}' does not exist."),
+            })?;
+            let configs = update(&current, &ctx.config.default_log_config)?;
+            let command = MetadataCommand::SetTopicConfigs { name: topic, configs };
+            if validate_only {
+                let image = ctx.image.borrow();
+                image.validate(&command, &ctx.config.default_log_config)
+            } else {
+                commit_locked(&ctx, command).await
+            }
+        })
+        .await;
+    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
 }
 
 /// Applies a committed command to this shard's image and its partitions.

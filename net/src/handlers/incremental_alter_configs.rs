@@ -17,9 +17,10 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use sluice_engine::log_config::{ConfigType, LogConfig};
 
+use crate::controller;
 use crate::handlers::config_resources::{
-    admin_codes, check_alter_resource, commit_topic_overrides, duplicate_resources, effective_topic_config, op,
-    topic_config_type, AlterItem,
+    admin_codes, check_alter_resource, duplicate_resources, effective_topic_config, internal_to_unknown_server_error,
+    op, topic_config_type, AlterItem,
 };
 use crate::handlers::{codes, str_bytes};
 use crate::metadata_image::MetadataError;
@@ -49,12 +50,14 @@ pub async fn handle(
                 })
                 .collect();
             match check_alter_resource(ctx, resource.resource_type, &resource.resource_name, &items, true) {
+                // The read-modify-write runs on the controller shard under its lock, so
+                // concurrent alters of one topic never lose each other's changes.
                 Ok(topic) => {
-                    let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).unwrap_or_default();
-                    match apply_ops(&current, &items, &ctx.config.default_log_config) {
-                        Ok(next) => commit_topic_overrides(&topic, next, request.validate_only).await,
-                        Err(e) => Err(e),
-                    }
+                    controller::update_topic_configs(topic, request.validate_only, move |current, defaults| {
+                        apply_ops(current, &items, defaults)
+                    })
+                    .await
+                    .map_err(internal_to_unknown_server_error)
                 }
                 Err(e) => Err(e),
             }

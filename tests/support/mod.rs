@@ -180,3 +180,38 @@ pub fn assigned_consumer(
 }
 
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// What one partition of a raw Fetch (v12, by topic name, `min_bytes` 0) returned.
+pub struct RawFetch {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: bytes::Bytes,
+}
+
+/// Fetches `topic`/`partition` from `offset` (up to 8 MiB) on a fresh raw connection: exactly
+/// the stored batches, for tests that check batch layout or stored bytes.
+pub fn raw_fetch(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> RawFetch {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = raw::RawClient::connect(bootstrap);
+    let request =
+        FetchRequest::default().with_max_wait_ms(0).with_min_bytes(0).with_max_bytes(8 << 20).with_topics(vec![
+            FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.to_string()))).with_partitions(
+                vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(8 << 20)],
+            ),
+        ]);
+    let response = client.send(&request, 12);
+    assert_eq!(response.error_code, 0, "fetch error");
+    let p = &response.responses[0].partitions[0];
+    RawFetch {
+        error_code: p.error_code,
+        high_watermark: p.high_watermark,
+        log_start_offset: p.log_start_offset,
+        records: p.records.clone().unwrap_or_default(),
+    }
+}

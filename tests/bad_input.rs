@@ -562,10 +562,6 @@ fn pipelined_requests_are_answered_in_order_and_acks_zero_gets_no_response() {
 /// Kafka's `ProduceRequest.validateRecords` (v3+): a partition's records must hold exactly one
 /// batch, else INVALID_RECORD and nothing of the partition is written.
 #[test]
-#[ignore = "bug: a Produce (v3+) partition with two record batches is accepted and both are \
-            appended (base offset returned, error 0); Kafka refuses it with INVALID_RECORD (87), \
-            'only allowed to contain exactly one record batch per partition'. A valid batch followed \
-            by a corrupt one gets CORRUPT_MESSAGE (2) instead of INVALID_RECORD"]
 fn a_partition_with_two_batches_is_invalid_record() {
     let (_dir, broker, mut expected) = start_seeded();
     let mut client = RawClient::connect(&broker.bootstrap());
@@ -588,9 +584,6 @@ fn a_partition_with_two_batches_is_invalid_record() {
 /// Kafka reads a partial batch as no batch at all: INVALID_RECORD ("must have at least one
 /// record batch per partition"), not CORRUPT_MESSAGE, which clients retry.
 #[test]
-#[ignore = "bug: records holding only part of a batch (cut inside the 61-byte header, or inside \
-            the records) get CORRUPT_MESSAGE (2, 'record batch truncated'); Kafka answers \
-            INVALID_RECORD (87), its ByteBufferLogInputStream yields no batch for a partial one"]
 fn records_holding_a_partial_batch_are_invalid_record() {
     let (_dir, broker, expected) = start_seeded();
     let mut client = RawClient::connect(&broker.bootstrap());

@@ -487,9 +487,6 @@ fn watermarks_and_offsets_for_times_match_what_was_produced() {
 }
 
 #[test]
-#[ignore = "bug: ListOffsets by timestamp answers the base offset of the batch whose max timestamp \
-            is >= the target (PartitionLog::offset_for_timestamp), not the first record with \
-            timestamp >= target as Kafka does; inside a multi-record batch clients get an earlier offset"]
 fn offsets_for_times_is_exact_inside_a_multi_record_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, _) = start(dir.path(), &[]);

@@ -769,6 +769,41 @@ pub fn assign_offsets(
     batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The first record of an uncompressed batch whose timestamp is `>= target_ms`, as (offset,
+/// timestamp) — ListOffsets by time inside a multi-record batch, like Kafka. LogAppendTime
+/// batches stamp every record with the batch's max timestamp. `None` when no record
+/// qualifies, or the batch is compressed (the caller falls back to the batch as a whole) or
+/// malformed. Never allocates.
+pub fn first_record_at_or_after(batch: &[u8], target_ms: i64) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch).ok()?;
+    let total = header.total_len();
+    if total > batch.len() || total < BATCH_HEADER_LEN {
+        return None;
+    }
+    if header.timestamp_type() == TimestampType::LogAppendTime {
+        return (header.max_timestamp() >= target_ms).then(|| (header.base_offset(), header.max_timestamp()));
+    }
+    if header.compression() != Compression::None {
+        return None;
+    }
+    let records = &batch[BATCH_HEADER_LEN..total];
+    let mut pos = 0usize;
+    for _ in 0..header.records_count().max(0) {
+        let len = read_varint(records, &mut pos)?;
+        let start = pos;
+        let body = records.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
+        let mut at = 1usize; // attributes byte
+        let timestamp_delta = read_varlong(body, &mut at)?;
+        let offset_delta = read_varint(body, &mut at)?;
+        let timestamp = header.base_timestamp().checked_add(timestamp_delta)?;
+        if timestamp >= target_ms {
+            return Some((header.base_offset() + offset_delta as i64, timestamp));
+        }
+        pos = start + body.len();
+    }
+    None
+}
+
 /// [`assign_offsets`] for a batch split into a private copy of its 61-byte header and its
 /// untouched remainder (the records), so the append path can rewrite the header without
 /// copying the records: the caller writes `header` then `rest`. With LogAppendTime the CRC is
@@ -866,7 +901,21 @@ fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
 
 /// Size of a record body (after its length varint) with timestamp delta 0.
 fn record_body_len(offset_delta: i32, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[HeaderSpec<'_>]) -> usize {
-    let mut len = 1 + 1 + varint_len(offset_delta) + nullable_len(key) + nullable_len(value);
+    record_body_len_at(0, offset_delta, key, value, headers)
+}
+
+fn record_body_len_at(
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[HeaderSpec<'_>],
+) -> usize {
+    let mut len = 1
+        + unsigned_varint_len(zigzag64(timestamp_delta))
+        + varint_len(offset_delta)
+        + nullable_len(key)
+        + nullable_len(value);
     len += varint_len(len_i32(headers.len()));
     for (header_key, header_value) in headers {
         len += nullable_len(Some(header_key)) + nullable_len(*header_value);
@@ -881,9 +930,20 @@ fn put_record(
     value: Option<&[u8]>,
     headers: &[HeaderSpec<'_>],
 ) {
-    put_varint(out, len_i32(record_body_len(offset_delta, key, value, headers)));
+    put_record_at(out, 0, offset_delta, key, value, headers);
+}
+
+fn put_record_at(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[HeaderSpec<'_>],
+) {
+    put_varint(out, len_i32(record_body_len_at(timestamp_delta, offset_delta, key, value, headers)));
     out.push(0); // attributes
-    put_varlong(out, 0); // timestampDelta
+    put_varlong(out, timestamp_delta);
     put_varint(out, offset_delta);
     put_nullable(out, key);
     put_nullable(out, value);
@@ -913,6 +973,29 @@ fn finish_batch(out: &mut [u8], base_offset: i64, count: usize, base_timestamp_m
     header.records_count.set(count);
     let crc = compute_crc(out);
     out[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Like [`build_batch_of_size`] but record `i` has timestamp `base_timestamp_ms +
+/// timestamp_deltas_ms[i]` (maxTimestamp is the largest). For tests of timestamp lookups.
+pub fn build_batch_with_timestamps(
+    base_offset: i64,
+    value: &[u8],
+    base_timestamp_ms: i64,
+    timestamp_deltas_ms: &[i64],
+) -> Vec<u8> {
+    let mut out = vec![0u8; BATCH_HEADER_LEN];
+    for (i, delta) in timestamp_deltas_ms.iter().enumerate() {
+        put_record_at(&mut out, *delta, len_i32(i), None, Some(value), &[]);
+    }
+    let max_delta = timestamp_deltas_ms.iter().copied().max().unwrap_or(0);
+    finish_batch(&mut out, base_offset, timestamp_deltas_ms.len(), base_timestamp_ms);
+    if max_delta != 0 {
+        let (header, _) = BatchHeader::mut_from_prefix(&mut out[..]).expect("header");
+        header.max_timestamp.set(base_timestamp_ms + max_delta);
+        let crc = compute_crc(&out);
+        out[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+    }
+    out
 }
 
 /// Builds a valid uncompressed v2 batch, as a non-idempotent Java producer would send it:
@@ -1840,5 +1923,22 @@ mod tests {
             assert_eq!(split, in_place);
             assert!(validate_stored(&split).is_ok());
         }
+    }
+
+    #[test]
+    fn first_record_at_or_after_walks_record_timestamps() {
+        let batch = build_batch_with_timestamps(100, b"value", 5_000, &[0, 1_000, 2_000, 300_000]);
+        assert!(validate_from_client(&batch).is_ok());
+        assert_eq!(validate_stored(&batch).unwrap().max_timestamp, 305_000);
+        assert_eq!(first_record_at_or_after(&batch, 0), Some((100, 5_000)));
+        assert_eq!(first_record_at_or_after(&batch, 5_000), Some((100, 5_000)));
+        assert_eq!(first_record_at_or_after(&batch, 5_001), Some((101, 6_000)));
+        assert_eq!(first_record_at_or_after(&batch, 6_500), Some((102, 7_000)));
+        assert_eq!(first_record_at_or_after(&batch, 7_001), Some((103, 305_000)));
+        assert_eq!(first_record_at_or_after(&batch, 305_001), None);
+        let mut lat = batch.clone();
+        assign_offsets(&mut lat, 100, 0, Some(9_999));
+        assert_eq!(first_record_at_or_after(&lat, 9_000), Some((100, 9_999)), "LogAppendTime: the batch time");
+        assert_eq!(first_record_at_or_after(&batch[..70], 0), None, "truncated input is not trusted");
     }
 }

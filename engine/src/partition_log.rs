@@ -136,6 +136,8 @@ pub enum AppendError {
     },
     /// The request carried no batch at all.
     Empty,
+    /// Not exactly one whole batch (Kafka's produce rule for v3+).
+    InvalidRecordSet(&'static str),
     Log(LogError),
 }
 
@@ -145,7 +147,7 @@ impl AppendError {
             AppendError::Batch(e) => e.error_code(),
             AppendError::RecordTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
             AppendError::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
-            AppendError::Empty => ErrorCode::INVALID_RECORD,
+            AppendError::Empty | AppendError::InvalidRecordSet(_) => ErrorCode::INVALID_RECORD,
             AppendError::Log(e) => e.error_code(),
         }
     }
@@ -162,6 +164,7 @@ impl std::fmt::Display for AppendError {
                 write!(f, "timestamp {timestamp_ms} too far from broker time {now_ms}")
             }
             AppendError::Empty => write!(f, "no record batch in request"),
+            AppendError::InvalidRecordSet(why) => write!(f, "produce records {why}"),
             AppendError::Log(e) => write!(f, "{e}"),
         }
     }
@@ -778,6 +781,19 @@ impl PartitionLog {
 
     /// Validates every batch of a produce record set; nothing is written if any fails.
     pub fn validate(records: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo>, AppendError> {
+        // Kafka (ProduceRequest.validateRecords, v3+): exactly one whole batch per partition,
+        // checked on the framing before the batch itself.
+        let total_len = match crate::batch::BatchHeader::parse(records) {
+            Ok(header) => header.total_len(),
+            Err(_) if records.is_empty() => return Err(AppendError::Empty),
+            Err(_) => return Err(AppendError::InvalidRecordSet("must have at least one record batch per partition")),
+        };
+        if total_len >= crate::batch::BATCH_HEADER_LEN && records.len() < total_len {
+            return Err(AppendError::InvalidRecordSet("must have at least one record batch per partition"));
+        }
+        if total_len >= crate::batch::BATCH_HEADER_LEN && records.len() > total_len {
+            return Err(AppendError::InvalidRecordSet("must have exactly one record batch per partition"));
+        }
         let max_bytes = config.max_message_bytes.max(0) as usize;
         let mut infos = Vec::new();
         let mut consumed = 0usize;
@@ -1085,9 +1101,11 @@ impl PartitionLog {
         }
     }
 
-    /// ListOffsets by timestamp: the first batch whose max timestamp is `>= timestamp_ms`, as
-    /// (base offset, max timestamp) — record-level precision for compressed batches lands with
-    /// the codec issue. `None` when no batch qualifies.
+    /// ListOffsets by timestamp: the first record whose timestamp is `>= timestamp_ms`, as
+    /// (offset, timestamp), found through the time index, the batch headers, then the records of
+    /// that batch (Kafka's `findOffsetByTimestamp`). For compressed batches the batch's base
+    /// offset and max timestamp stand in until the codec issue can look inside them. `None`
+    /// when no record qualifies.
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
         let candidates: Vec<_> = {
             let state = self.state.borrow();
@@ -1099,33 +1117,49 @@ impl PartitionLog {
                 .map(|s| {
                     let entry = s.time_index.lookup(timestamp_ms);
                     let start = s.offset_index.lookup(entry.offset).position as u64;
-                    (s.file.clone(), s.writer.clone(), s.size_bytes, start)
+                    (s.file.clone(), s.writer.clone(), s.tail_cache.clone(), s.size_bytes, start)
                 })
                 .collect()
         };
         let lso = self.log_start_offset();
-        for (file, writer, size, start) in candidates {
-            if let Ok(Some(location)) =
-                Segment::find_batch(&file, writer.as_ref(), None, start, size, timestamp_ms, true).await.map_err(io)?
-            {
-                if location.base_offset < self.high_watermark() {
-                    return Ok(Some((location.base_offset.max(lso), location.max_timestamp_ms)));
-                }
+        for (file, writer, cache, size, start) in candidates {
+            let found = Segment::find_batch(&file, writer.as_ref(), cache.as_ref(), start, size, timestamp_ms, true)
+                .await
+                .map_err(io)?;
+            let Ok(Some(location)) = found else { continue };
+            if location.base_offset >= self.high_watermark() {
+                continue;
             }
+            let bytes = Segment::read_bytes(
+                &file,
+                writer.as_ref(),
+                cache.as_ref(),
+                location.position,
+                location.total_len as usize,
+            )
+            .await
+            .map_err(io)?;
+            let (offset, timestamp) = crate::batch::first_record_at_or_after(&bytes, timestamp_ms)
+                .unwrap_or((location.base_offset, location.max_timestamp_ms));
+            return Ok(Some((offset.max(lso), timestamp)));
         }
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: (base offset of the batch with the largest timestamp, that
-    /// timestamp), or `None` for an empty log.
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        let state = self.state.borrow();
-        state
-            .segments
-            .values()
-            .filter(|s| s.offset_of_max_timestamp >= 0)
-            .max_by_key(|s| s.max_timestamp_ms)
-            .map(|s| (s.offset_of_max_timestamp, s.max_timestamp_ms))
+    /// ListOffsets MAX_TIMESTAMP: (offset of the first record carrying the largest timestamp,
+    /// that timestamp) — KIP-734 — or `None` for an empty log.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let max = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .values()
+                .filter(|s| s.offset_of_max_timestamp >= 0)
+                .max_by_key(|s| s.max_timestamp_ms)
+                .map(|s| s.max_timestamp_ms)
+        };
+        let Some(max) = max else { return Ok(None) };
+        Ok(self.offset_for_timestamp(max).await?.map(|(offset, _)| (offset, max)))
     }
 
     /// Deletes segments by `retention.ms`, `retention.bytes` and the log start offset. Returns

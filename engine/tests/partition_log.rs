@@ -148,7 +148,7 @@ fn clean_restart_keeps_everything_and_continues_offsets() {
         let log = open(dir.path(), config_with(&[("segment.bytes", "20000")]), small_writer_options(), true).await;
         assert_eq!(log.log_end_offset(), 100);
         assert_eq!(read_all(&log, 0).await, before);
-        assert_eq!(log.max_timestamp_offset(), Some((98, 5049)));
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((98, 5049)));
         let info = log.append(&tagged_batch(99, 1, 10, 6000), 4).await.unwrap();
         assert_eq!(info.base_offset, 100);
         assert_eq!(log.leader_epoch_entries(), vec![(3, 0), (4, 100)]);
@@ -192,10 +192,13 @@ fn invalid_or_oversized_batches_are_rejected_and_nothing_is_written() {
         let err = log.append(&corrupt, 0).await.unwrap_err();
         assert_eq!(err.error_code(), ErrorCode::CORRUPT_MESSAGE);
 
-        // A valid batch followed by a corrupt one: the whole request is refused.
+        // More than one batch (valid or not) is INVALID_RECORD, like Kafka's produce rule.
         let mut pair = tagged_batch(3, 1, 10, 1000);
         pair.extend_from_slice(&corrupt);
-        assert_eq!(log.append(&pair, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
+        assert_eq!(log.append(&pair, 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
+        let mut two_good = tagged_batch(3, 1, 10, 1000);
+        two_good.extend_from_slice(&tagged_batch(4, 1, 10, 1000));
+        assert_eq!(log.append(&two_good, 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
 
         let big = tagged_batch(4, 1, 3000, 1000);
         let err = log.append(&big, 0).await.unwrap_err();
@@ -203,7 +206,9 @@ fn invalid_or_oversized_batches_are_rejected_and_nothing_is_written() {
 
         let mut truncated = tagged_batch(5, 1, 10, 1000);
         truncated.truncate(truncated.len() - 3);
-        assert_eq!(log.append(&truncated, 0).await.unwrap_err().error_code(), ErrorCode::CORRUPT_MESSAGE);
+        // No whole batch: INVALID_RECORD (Kafka: "must have at least one record batch").
+        assert_eq!(log.append(&truncated, 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
+        assert_eq!(log.append(&truncated[..30], 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
         assert_eq!(log.append(&Vec::new(), 0).await.unwrap_err().error_code(), ErrorCode::INVALID_RECORD);
 
         assert_eq!(log.log_end_offset(), 2);
@@ -237,7 +242,7 @@ fn timestamps_log_append_time_and_lookup_by_time() {
         assert_eq!(log.offset_for_timestamp(now - 100_000).await.unwrap(), Some((0, now - 100_000)));
         assert_eq!(log.offset_for_timestamp(now - 100_000 + 5500).await.unwrap(), Some((12, now - 100_000 + 6000)));
         assert_eq!(log.offset_for_timestamp(now).await.unwrap(), None);
-        assert_eq!(log.max_timestamp_offset(), Some((38, now - 100_000 + 19_000)));
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((38, now - 100_000 + 19_000)));
         // Too old for message.timestamp.before.max.ms → INVALID_TIMESTAMP.
         log.set_config(config_with(&[("message.timestamp.before.max.ms", "1000")]));
         let err = log.append(&tagged_batch(1, 1, 1, now - 60_000), 0).await.unwrap_err();
@@ -413,5 +418,22 @@ fn tailing_reads_see_unwritten_bytes_from_memory() {
             let got: Vec<_> = batches(&bytes, Validation::Stored).map(|b| b.unwrap().1.base_offset).collect();
             assert_eq!(got, vec![i as i64]);
         }
+    });
+}
+
+#[test]
+fn lookup_by_time_is_exact_inside_a_multi_record_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
+        let now = sluice_engine::clock::now_ms();
+        let base = now - 60_000;
+        let batch = sluice_engine::batch::build_batch_with_timestamps(0, b"v", base, &[0, 1_000, 2_000, 500]);
+        log.append(&batch, 0).await.unwrap();
+        assert_eq!(log.offset_for_timestamp(base + 1).await.unwrap(), Some((1, base + 1_000)));
+        assert_eq!(log.offset_for_timestamp(base + 1_500).await.unwrap(), Some((2, base + 2_000)));
+        assert_eq!(log.offset_for_timestamp(base + 2_001).await.unwrap(), None);
+        // The max timestamp belongs to offset 2, not to the batch's base offset.
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((2, base + 2_000)));
     });
 }

@@ -48,7 +48,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
                             LATEST => Ok((-1, log.high_watermark())),
                             EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
                             LATEST_TIERED => Ok((-1, -1)),
-                            MAX_TIMESTAMP => Ok(log.max_timestamp_offset().map_or((-1, -1), |(o, t)| (t, o))),
+                            MAX_TIMESTAMP => log
+                                .max_timestamp_offset()
+                                .await
+                                .map(|found| found.map_or((-1, -1), |(o, t)| (t, o)))
+                                .map_err(|e| e.error_code().0),
                             t if t >= 0 => log
                                 .offset_for_timestamp(t)
                                 .await

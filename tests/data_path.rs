@@ -703,10 +703,6 @@ fn with_flush_always_a_sigkill_right_after_the_last_ack_loses_nothing() {
 /// machine) never loses an acked record, whatever the flush settings. Five tries, as the loss
 /// depends on where the write-behind is when the signal lands.
 #[test]
-#[ignore = "bug: with the default flush policy an acked append (acks=all) may exist only in the \
-            write-behind buffer in process memory (O_DIRECT files, no page cache), so SIGKILL right \
-            after the ack loses it: 300 pipelined 100 kB batches, 3000 records acked, 2611-2990 \
-            recovered in 7 of 8 runs. Kafka loses no acked record on a process crash."]
 fn with_default_flush_a_sigkill_right_after_the_last_ack_loses_nothing() {
     for attempt in 0..5 {
         let dir = tempfile::tempdir().unwrap();

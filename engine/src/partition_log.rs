@@ -11,10 +11,17 @@
 //! without blocking appends. Durability waits happen *outside* the exclusive section so
 //! concurrent appends share one `fdatasync` (group commit).
 //!
-//! Durability contract: `append` returns once its batches are in the write-behind buffer and
-//! visible to readers, and — when the topic's `flush.messages` is reached — after an
-//! `fdatasync` that covers them. `flush.ms` syncs happen from the shard's timer
-//! ([`PartitionLog::flush_if_due`]).
+//! Durability contract: an append is *durable* once its bytes are written to the segment file
+//! (the DMA write completed: it survives a crash of this process, like Kafka's page-cache
+//! write), and — when the topic's `flush.messages` is reached — after an `fdatasync` covering
+//! them. [`PartitionLog::append`] returns then. [`PartitionLog::append_buffered`] returns as
+//! soon as the batch is in the write-behind buffer (so a connection can go on appending its
+//! next request, in order) and [`PartitionLog::wait_durable`] waits for the rest. In
+//! single-replica mode the high watermark follows the log end offset at once, as Kafka's does
+//! (a request after an append on the same connection sees it); so for the span of one DMA
+//! write a consumer can read a record that a process crash would still take back — the
+//! producer, though, is never acknowledged before the record is on file. `flush.ms` syncs
+//! happen from the shard's timer ([`PartitionLog::flush_if_due`]).
 //!
 //! Must never: write a batch that failed validation, serve bytes past the bound it was asked
 //! for (HW for consumers, LEO for followers), hold a `RefCell` borrow across an await, or run a
@@ -189,6 +196,15 @@ pub struct AppendInfo {
     pub record_count: i64,
 }
 
+/// What [`PartitionLog::wait_durable`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableTarget {
+    /// The offset after the append.
+    pub next_offset: i64,
+    /// The topic's `flush.messages` was reached: fsync before acknowledging.
+    pub needs_flush: bool,
+}
+
 /// How far a read may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadBound {
@@ -290,6 +306,10 @@ pub struct PartitionLog {
     log_end: Rc<Watermark>,
     high_watermark: Rc<Watermark>,
     flushed: Rc<Watermark>,
+    /// Offset below which every appended byte is written to the file.
+    durable: Rc<Watermark>,
+    /// Bumped by truncation, so durability tasks of truncated appends do nothing.
+    generation: Rc<Cell<u64>>,
     sync_running: Cell<bool>,
     /// fdatasyncs issued by `flush` (metrics, and the group-commit test).
     syncs: Cell<u64>,
@@ -492,6 +512,8 @@ impl PartitionLog {
             log_end: Watermark::new(log_end_offset as u64),
             high_watermark: Watermark::new(log_end_offset as u64),
             flushed: Watermark::new(0),
+            durable: Watermark::new(log_end_offset as u64),
+            generation: Rc::new(Cell::new(0)),
             sync_running: Cell::new(false),
             syncs: Cell::new(0),
             closed: Cell::new(false),
@@ -673,11 +695,42 @@ impl PartitionLog {
         self.state.borrow().active().writer.clone().expect("active segment has a writer")
     }
 
-    /// Validates and appends the batches in `records` (a produce request's record set) as the
-    /// leader in `leader_epoch`. `records` is not modified: each batch's header is rewritten in
-    /// a private copy (base offset, leader epoch, LogAppendTime) and streamed to the writer
-    /// with the untouched record bytes — the records are copied once, into the write-behind.
+    /// Validates and appends `records` (a produce request's record set) as the leader in
+    /// `leader_epoch`, and returns once the append is durable (see the module docs).
     pub async fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+        let (info, durable) = self.append_buffered(records, leader_epoch).await?;
+        self.wait_durable(durable).await?;
+        Ok(info)
+    }
+
+    /// Waits until an append is durable: written to the file, and fsynced if its flush policy
+    /// asked for it.
+    pub async fn wait_durable(&self, target: DurableTarget) -> Result<(), LogError> {
+        if target.needs_flush {
+            self.flush().await?;
+        }
+        self.durable
+            .wait_for(target.next_offset as u64)
+            .await
+            .map_err(|_| LogError::Io("segment write failed; the append is not durable".into()))
+    }
+
+    /// Offset below which every appended byte is written to the file.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable.get() as i64
+    }
+
+    /// The first phase of [`PartitionLog::append`]: validates the batch, assigns offsets and
+    /// puts it in the write-behind buffer, then returns — appends of one partition keep their
+    /// call order. The caller must [`PartitionLog::wait_durable`] before acknowledging.
+    /// `records` is not modified: each batch's header is rewritten in a private copy (base
+    /// offset, leader epoch, LogAppendTime) and streamed to the writer with the untouched
+    /// record bytes — the records are copied once, into the write-behind.
+    pub async fn append_buffered(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, DurableTarget), AppendError> {
         let config = self.config.borrow().clone();
         let infos = Self::validate(records, &config)?;
         let now = now_ms();
@@ -759,6 +812,7 @@ impl PartitionLog {
             if self.options.high_watermark_follows_log_end {
                 self.high_watermark.advance(next_offset as u64);
             }
+            self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
         if new_epoch {
             self.write_epoch_checkpoint().await?;
@@ -767,16 +821,33 @@ impl PartitionLog {
 
         let flush_policy = config.flush_policy();
         let unflushed_messages = (next_offset as u64).saturating_sub(self.flushed.get());
-        if unflushed_messages >= flush_policy.every_messages {
-            self.flush().await?;
-        }
-        Ok(AppendInfo {
+        let info = AppendInfo {
             base_offset: first_offset,
             last_offset: next_offset - 1,
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset(),
             record_count: next_offset - first_offset,
+        };
+        Ok((info, DurableTarget { next_offset, needs_flush: unflushed_messages >= flush_policy.every_messages }))
+    }
+
+    /// Advances the durable offset to `next_offset` once the writer has `end_pos` bytes on file.
+    fn track_durability(&self, writer: &SegmentWriter, end_pos: u64, next_offset: i64) {
+        let writer = writer.clone();
+        let durable = self.durable.clone();
+        let generation = self.generation.clone();
+        let started_in = generation.get();
+        glommio::spawn_local(async move {
+            let written = writer.wait_written(end_pos).await;
+            if generation.get() != started_in {
+                return; // truncated meanwhile: these offsets may no longer exist
+            }
+            match written {
+                Ok(()) => durable.advance(next_offset as u64),
+                Err(_) => durable.fail(),
+            }
         })
+        .detach();
     }
 
     /// Validates every batch of a produce record set; nothing is written if any fails.
@@ -1346,7 +1417,11 @@ impl PartitionLog {
             state.segments.insert(base, segment);
             state.epoch_cache.truncate_from_end(new_end);
         }
+        self.generation.set(self.generation.get() + 1);
         self.log_end.reset(new_end as u64);
+        if self.durable_offset() > new_end {
+            self.durable.reset(new_end as u64);
+        }
         if self.high_watermark() > new_end {
             self.high_watermark.reset(new_end as u64);
         }

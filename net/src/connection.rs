@@ -1,10 +1,12 @@
 //! One client connection: read a frame, decode, handle, answer — in request order.
 //!
-//! Owns: the socket of one connection and its framing/decoding errors. Requests are handled one
-//! at a time, like Kafka (which mutes a connection while a request is in flight), so responses
-//! are in request order by construction and appends from one producer connection keep their
-//! order; a pipelining client's next requests wait in the socket buffer. acks=0 produce gets no
-//! response.
+//! Owns: the socket of one connection and its framing/decoding errors. Requests are handled in
+//! the order they arrive and each one's effects are in place before the next is read — a
+//! Produce's appends are in the partitions' write-behind buffers, so appends from one producer
+//! connection keep their order, as in Kafka. What may overlap is the *wait* for a produce
+//! acknowledgement (its appends becoming durable): meanwhile the connection reads and handles
+//! up to [`MAX_IN_FLIGHT_REQUESTS`] further requests, and a writer task sends the responses
+//! strictly in request order. acks=0 produce gets no response.
 //!
 //! Bad input policy: an oversized, negative or truncated frame, an unknown API key, an
 //! unsupported version (except ApiVersions, which gets the v0 error response of KIP-511) or an
@@ -15,13 +17,18 @@
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::channel::mpsc;
+use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, WriteHalf};
+use futures::{SinkExt, StreamExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::frame::{read_frame, FrameError};
-use crate::handlers;
+use crate::handlers::{self, Reply};
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
@@ -33,43 +40,76 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
-    // The socket stays open for as long as this task owns `stream`'s halves, which outlives
-    // every sendfile below (each is awaited before the next write).
+    // The socket stays open while either half lives; the writer task holds its half across
+    // every sendfile it runs.
     let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let (reader, mut writer) = stream.split();
+    let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_request_bytes = ctx.config.max_request_bytes;
+    // Responses in request order: the reader queues each request's pending response, the
+    // writer awaits and writes them in turn. The queue bounds the requests in flight.
+    let (mut queue, pending) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_REQUESTS);
+    let writer_task = glommio::spawn_local(write_responses(writer, pending, socket_fd, peer.clone()));
     loop {
         let frame = match read_frame(&mut reader, max_request_bytes).await {
             Ok(frame) => frame,
-            Err(FrameError::Closed) => return,
+            Err(FrameError::Closed) => break,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad frame");
-                return;
+                break;
             }
         };
-        match process(frame, &ctx).await {
-            Ok(Some(segments)) => {
-                for segment in segments {
-                    let written = match segment {
-                        OutSegment::Bytes(b) => writer.write_all(&b).await,
-                        OutSegment::File(range) => send_file_range(socket_fd, range).await,
-                    };
-                    if let Err(e) = written {
-                        // A partly written response cannot be resumed: close.
-                        tracing::debug!(%peer, error = %e, "write failed; closing");
-                        return;
-                    }
-                }
-            }
-            Ok(None) => {}
+        let response = match process(frame, &ctx).await {
+            Ok(response) => response,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
-                let _ = writer.close().await;
+                break;
+            }
+        };
+        if queue.send(response).await.is_err() {
+            break; // the writer stopped (write error)
+        }
+    }
+    // Earlier requests still get their responses; then both halves drop and the socket closes.
+    drop(queue);
+    writer_task.await;
+}
+
+/// Most requests of one connection being processed or awaiting their response.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
+
+/// A response still being produced (a produce acknowledgement waiting for durability), or
+/// ready. `Ok(None)`: send nothing (acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Vec<OutSegment>>, String>>>>;
+
+async fn write_responses(
+    mut writer: WriteHalf<TcpStream>,
+    mut pending: mpsc::Receiver<PendingResponse>,
+    socket_fd: std::os::fd::RawFd,
+    peer: String,
+) {
+    while let Some(response) = pending.next().await {
+        let segments = match response.await {
+            Ok(Some(segments)) => segments,
+            Ok(None) => continue,
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                break;
+            }
+        };
+        for segment in segments {
+            let written = match segment {
+                OutSegment::Bytes(b) => writer.write_all(&b).await,
+                OutSegment::File(range) => send_file_range(socket_fd, range).await,
+            };
+            if let Err(e) = written {
+                // A partly written response cannot be resumed: close.
+                tracing::debug!(%peer, error = %e, "write failed; closing");
                 return;
             }
         }
     }
+    let _ = writer.close().await;
 }
 
 /// A request decoded from one frame, or the immediate answer for one we can only refuse.
@@ -150,18 +190,26 @@ pub fn encode_response(
     Ok(segments)
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)`: no response (acks=0). `Err`: close.
-pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<Option<Vec<OutSegment>>, String> {
+/// Decodes and handles one request; the response may still be pending (see
+/// [`PendingResponse`]). `Err`: close the connection.
+pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<PendingResponse, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame)? {
-        Decoded::Reply(bytes) => return Ok(Some(vec![OutSegment::Bytes(bytes.freeze())])),
+        Decoded::Reply(bytes) => {
+            let reply = vec![OutSegment::Bytes(bytes.freeze())];
+            return Ok(Box::pin(std::future::ready(Ok(Some(reply)))));
+        }
         Decoded::Request { api, version, correlation_id, header, request } => {
             (api, version, correlation_id, header, request)
         }
     };
-    let Some(response) = handlers::dispatch(ctx, &header, *request, version).await? else {
-        return Ok(None);
+    let encode = move |response: Option<handlers::HandlerResponse>| match response {
+        None => Ok(None),
+        Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
     };
-    encode_response(api, version, correlation_id, &response.kind, response.files).map(Some)
+    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version).await? {
+        Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
+        Reply::Later(later) => Box::pin(async move { encode(later.await) }),
+    })
 }
 
 /// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the

@@ -111,11 +111,6 @@ def test_watermarks_and_offsets_for_times(bootstrap, topic):
         consumer.close()
 
 
-@pytest.mark.skip(reason="sluice bug: ListOffsets by timestamp answers the base offset (and max "
-                         "timestamp) of the first *batch* whose max timestamp is >= the target, "
-                         "not the first *record*: offsets_for_times(T0+2) on a 4-record batch with "
-                         "timestamps T0,T0+3,T0+6,T0+9 gives 0 instead of 1 "
-                         "(engine/src/partition_log.rs offset_for_timestamp)")
 def test_offsets_for_times_inside_one_batch(bootstrap, topic):
     # Kafka finds the first record with timestamp >= target inside the batch.
     producer = make_producer(bootstrap, **{"linger.ms": 50})

@@ -153,11 +153,6 @@ def test_list_partition_offsets_by_spec_and_timestamp(bootstrap, topic, admin):
     assert admin.list_partition_offsets({empty: OffsetSpec.LATEST})[empty][:2] == (0, -1)
 
 
-@pytest.mark.skip(reason="sluice bug: ListOffsets answers per batch, not per record: by timestamp it "
-                         "gives the batch's base offset and max timestamp (here (0, T0+50) for T0 and "
-                         "T0+6 instead of (0, T0) and (2, T0+50)), and MAX_TIMESTAMP gives offset 0 "
-                         "instead of 2 (engine/src/partition_log.rs offset_for_timestamp, "
-                         "max_timestamp_offset)")
 def test_list_partition_offsets_inside_one_batch(bootstrap, topic, admin):
     stamps = [T0, T0 + 5, T0 + 50, T0 + 7, T0 + 3]
     p = producer(bootstrap, acks=1, linger_ms=200)

@@ -29,6 +29,32 @@ use kafka_protocol::protocol::StrBytes;
 use crate::response_buf::FileRange;
 use crate::shard_context::ShardContext;
 
+/// A response that is ready now, or one that resolves later (a produce acknowledgement
+/// waiting for durability) while the connection goes on reading requests.
+pub enum Reply {
+    Now(Option<HandlerResponse>),
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Option<HandlerResponse>>>>),
+}
+
+/// Like [`dispatch`], but a Produce returns as soon as its appends are buffered (in request
+/// order) with its acknowledgement as a [`Reply::Later`].
+pub async fn dispatch_pipelined(
+    ctx: &Rc<ShardContext>,
+    header: &RequestHeader,
+    request: RequestKind,
+    version: i16,
+) -> Result<Reply, String> {
+    match request {
+        RequestKind::Produce(r) => {
+            let ack = produce::handle(ctx, r, version).await;
+            Ok(Reply::Later(Box::pin(
+                async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
+            )))
+        }
+        other => dispatch(ctx, header, other, version).await.map(Reply::Now),
+    }
+}
+
 /// A handler's answer: the response, plus the file ranges its file markers stand for (Fetch
 /// with sendfile; empty otherwise).
 pub struct HandlerResponse {
@@ -82,7 +108,7 @@ pub async fn dispatch(
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await {
+        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await.await {
             Some(response) => ResponseKind::Produce(response),
             None => return Ok(None),
         },

@@ -1,14 +1,20 @@
-//! Produce: validate and append each partition's record batches on the partition's owner
-//! shard, all partitions concurrently; per-partition errors with Kafka's codes. acks=0 gets no
+//! Produce: validate and append each partition's record batch on the partition's owner shard,
+//! all partitions concurrently; per-partition errors with Kafka's codes. The acknowledgement
+//! waits until every append is durable (see [`handle`]). acks=0 gets no
 //! response; acks=-1 requires `min.insync.replicas` ≤ the in-sync replicas (one, on a single
 //! node) or fails with NOT_ENOUGH_REPLICAS, like Kafka.
 
 use std::rc::Rc;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
+use futures::channel::oneshot;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sluice_engine::AppendInfo;
 
 use crate::handlers::{codes, str_bytes, LEADER_EPOCH};
 use crate::shard_context::ShardContext;
@@ -16,7 +22,17 @@ use crate::shard_context::ShardContext;
 /// In-sync replicas of every partition on a single node.
 const IN_SYNC_REPLICAS: i32 = 1;
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// What a produce request resolves to once its appends are durable (`None` for acks=0).
+pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
+
+type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), String>>), (i16, String)>;
+
+/// Appends every partition's batch in request order (each waits only until its batch is in
+/// the partition's write-behind buffer), then returns the acknowledgement as a future: it
+/// resolves once every append is durable (written to its segment file, fsynced if the topic's
+/// flush policy says so). The connection reads and appends its next requests meanwhile and
+/// writes the responses in order.
+pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i16) -> ProduceAck {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -29,6 +45,55 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
             let min_insync = config.as_ref().map_or(1, |c| c.min_insync_replicas);
             async move {
                 let index = p.index;
+                let refuse =
+                    |code: i16, message: Option<String>| (index, Err::<_, (i16, Option<String>)>((code, message)));
+                if !matches!(acks, -1..=1) {
+                    return refuse(codes::INVALID_REQUIRED_ACKS, None);
+                }
+                let Some(meta) = meta else { return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None) };
+                if index < 0 || index >= meta.partitions {
+                    return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                }
+                if acks == -1 && min_insync > IN_SYNC_REPLICAS {
+                    let message = format!("in-sync replicas {IN_SYNC_REPLICAS} below min.insync.replicas {min_insync}");
+                    return refuse(codes::NOT_ENOUGH_REPLICAS, Some(message));
+                }
+                let records: Bytes = p.records.unwrap_or_default();
+                let ctx = ShardContext::current();
+                let outcome: Option<AppendOutcome> = ctx
+                    .on_partition(&name, index, move |log| async move {
+                        let (info, target) = log
+                            .append_buffered(&records, LEADER_EPOCH)
+                            .await
+                            .map_err(|e| (e.error_code().0, e.to_string()))?;
+                        // Durability is awaited on the owner shard; the result crosses back
+                        // over a oneshot (Send), so the request's shard can go on meanwhile.
+                        let (tx, rx) = oneshot::channel();
+                        glommio::spawn_local(async move {
+                            let _ = tx.send(log.wait_durable(target).await.map_err(|e| e.to_string()));
+                        })
+                        .detach();
+                        Ok((info, rx))
+                    })
+                    .await;
+                match outcome {
+                    None => refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None),
+                    Some(Ok(appended)) => (index, Ok(appended)),
+                    Some(Err((code, message))) => {
+                        tracing::info!(topic = %name, partition = index, code, %message, "produce refused");
+                        refuse(code, Some(message))
+                    }
+                }
+            }
+        });
+        let appended = join_all(partitions).await;
+        topics.push((topic.name, appended));
+    }
+    Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let mut partition_responses = Vec::with_capacity(partitions.len());
+            for (index, appended) in partitions {
                 let error = |code: i16, message: Option<String>| {
                     PartitionProduceResponse::default()
                         .with_index(index)
@@ -38,46 +103,29 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                         .with_log_start_offset(-1)
                         .with_error_message(message.map(str_bytes))
                 };
-                if !matches!(acks, -1..=1) {
-                    return error(codes::INVALID_REQUIRED_ACKS, None);
-                }
-                let Some(meta) = meta else { return error(codes::UNKNOWN_TOPIC_OR_PARTITION, None) };
-                if index < 0 || index >= meta.partitions {
-                    return error(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
-                }
-                if acks == -1 && min_insync > IN_SYNC_REPLICAS {
-                    let message = format!("in-sync replicas {IN_SYNC_REPLICAS} below min.insync.replicas {min_insync}");
-                    return error(codes::NOT_ENOUGH_REPLICAS, Some(message));
-                }
-                let records: Bytes = p.records.unwrap_or_default();
-                let ctx = ShardContext::current();
-                let topic_for_log = name.clone();
-                let result = ctx
-                    .on_partition(&name, index, move |log| async move {
-                        log.append(&records, LEADER_EPOCH).await.map_err(|e| (e.error_code().0, e.to_string()))
-                    })
-                    .await;
-                match result {
-                    None => error(codes::UNKNOWN_TOPIC_OR_PARTITION, None),
-                    Some(Ok(info)) => PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_error_code(codes::NONE)
-                        .with_base_offset(info.base_offset)
-                        .with_log_append_time_ms(info.log_append_time_ms)
-                        .with_log_start_offset(info.log_start_offset),
-                    Some(Err((code, message))) => {
-                        tracing::info!(topic = %topic_for_log, partition = index, code, %message, "produce refused");
-                        error(code, Some(message))
-                    }
-                }
+                partition_responses.push(match appended {
+                    Err((code, message)) => error(code, message),
+                    Ok((info, durable)) => match durable.await {
+                        Ok(Ok(())) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_error_code(codes::NONE)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time_ms)
+                            .with_log_start_offset(info.log_start_offset),
+                        Ok(Err(message)) => error(codes::KAFKA_STORAGE_ERROR, Some(message)),
+                        Err(_) => error(
+                            codes::KAFKA_STORAGE_ERROR,
+                            Some("shard stopped before the append was durable".into()),
+                        ),
+                    },
+                });
             }
-        });
-        let partition_responses = join_all(partitions).await;
-        topics
-            .push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(topics).with_throttle_time_ms(0))
+            responses
+                .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+        }
+        if acks == 0 {
+            return None;
+        }
+        Some(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(0))
+    })
 }

@@ -74,12 +74,13 @@ pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
 
 async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataError> {
     let ctx = ShardContext::current();
-    let _permit = ctx
-        .controller_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+    let _permit = lock(&ctx).await?;
     commit_locked(&ctx, command).await
+}
+
+/// Takes the controller lock: metadata commands are applied one at a time.
+async fn lock(ctx: &ShardContext) -> Result<glommio::sync::Permit<'_>, MetadataError> {
+    ctx.controller_lock.acquire_permit(1).await.map_err(|_| MetadataError { code: -1, message: "shutting down".into() })
 }
 
 /// Validates, persists and broadcasts a command. The caller holds `controller_lock`.
@@ -119,11 +120,7 @@ where
         .mesh
         .call(CONTROLLER_SHARD, move || async move {
             let ctx = ShardContext::current();
-            let _permit = ctx
-                .controller_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| MetadataError { code: -1, message: "shutting down".into() })?;
+            let _permit = lock(&ctx).await?;
             let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
                 code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
                 message: format!("The topic '{topic}' does not exist."),

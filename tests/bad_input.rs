@@ -595,3 +595,30 @@ fn records_holding_a_partial_batch_are_invalid_record() {
     assert_serving_and_intact(&expected);
     broker.stop();
 }
+
+#[test]
+fn huge_array_counts_in_tiny_frames_are_refused_not_allocated() {
+    // Found by fuzz/request_decode: kafka-protocol 0.18.0 reserved Vec capacity from array
+    // counts on the wire, so these frames made the broker allocate 150+ GB and abort
+    // (third_party/README.md). Each must now close only its connection.
+    let (_dir, broker, expected) = start_seeded();
+    let bootstrap = broker.bootstrap();
+    let cases: [(&str, Vec<u8>); 3] = [
+        // Metadata v1 (header v1, null client id), topics = 2^31-1.
+        ("metadata v1", vec![0, 0, 0, 0x0e, 0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]),
+        // Metadata v12 (header v2), compact topics = u32::MAX - 1.
+        ("metadata v12", vec![0, 0, 0, 0x10, 0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+        // Produce v3: no transactional id, acks 1, timeout 0, topic_data = 2^31-1.
+        (
+            "produce v3",
+            vec![
+                0, 0, 0, 0x16, 0, 0, 0, 3, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+            ],
+        ),
+    ];
+    for (what, bytes) in cases {
+        assert_refused(&bootstrap, what, &bytes);
+    }
+    assert_serving_and_intact(&expected);
+    broker.stop();
+}

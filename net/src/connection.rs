@@ -243,3 +243,39 @@ async fn send_file_range(socket_fd: std::os::fd::RawFd, range: FileRange) -> std
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request frame (without its size prefix): header v1/v2 and a body.
+    fn frame(api_key: i16, version: i16, flexible: bool, body: &[u8]) -> BytesMut {
+        let mut f = BytesMut::new();
+        f.extend_from_slice(&api_key.to_be_bytes());
+        f.extend_from_slice(&version.to_be_bytes());
+        f.extend_from_slice(&7i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+        if flexible {
+            f.extend_from_slice(&[0]); // no tagged fields
+        }
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn decode_request_survives_huge_array_counts() {
+        // Found by fuzz/request_decode: array counts from the wire used to size allocations
+        // (kafka-protocol 0.18.0), so these tiny frames aborted the broker. With the patched
+        // codec they are decode errors.
+        let cases = [
+            frame(3, 1, false, &i32::MAX.to_be_bytes()),         // Metadata v1 topics
+            frame(3, 12, true, &[0xff, 0xff, 0xff, 0xff, 0x0f]), // Metadata v12 compact topics
+            frame(0, 3, false, &[0xff, 0xff, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]), // Produce v3 topic_data
+            frame(1, 4, false, &[0; 12].iter().chain(&[0x7f, 0xff, 0xff, 0xff]).copied().collect::<Vec<_>>()),
+        ];
+        for f in cases {
+            let head = f[..4].to_vec();
+            assert!(decode_request(f).is_err(), "frame starting {head:?} must be refused, not allocated for");
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! PartitionLog read throughput: sequential 1 MiB reads of a ~256 MiB log from disk (direct
 //! I/O, so not from the page cache; the tail cache is off for this log so no read is served
 //! from memory), and tailing reads of the batch just appended, which the tail cache serves
-//! from memory (`LogRead::into_bytes`, the fetch path: zero-copy for one cached slice).
+//! from memory (`LogRead::into_bytes`, the fetch path: zero-copy for one cached slice, so when
+//! a batch lies in one cache piece the "throughput" is really the per-read overhead; a batch
+//! spanning two pieces is copied, which makes the 1 MiB case bimodal).
 //!
 //! The log is filled once per benchmark function on one executor; samples reuse it.
 

@@ -86,13 +86,15 @@ cat "$RESULTS/machine.txt" >&2
 diskstat() { awk -v d="$blk" '$3 == d {print $8, $10}' /proc/diskstats; }
 
 # emit LINE W0 S0 OUT: appends device request stats to a one-line JSON object and records it.
+# dev_mb_written well above the run's own bytes means something else wrote to the disk too.
 emit() {
   local line="$1" w0="$2" s0="$3" out="$4" w1 s1 extra
   read -r w1 s1 < <(diskstat) || true
   if [ -n "$w0" ] && [ -n "${w1:-}" ] && [ "$w1" -gt "$w0" ]; then
     extra="\"dev_writes\":$((w1 - w0)),\"dev_avg_write_kib\":$(( (s1 - s0) / 2 / (w1 - w0) ))"
+    extra="$extra,\"dev_mb_written\":$(( (s1 - s0) * 512 / 1000000 ))"
   else
-    extra="\"dev_writes\":null,\"dev_avg_write_kib\":null"
+    extra="\"dev_writes\":null,\"dev_avg_write_kib\":null,\"dev_mb_written\":null"
   fi
   echo "${line%\}},$extra}" | tee -a "$out"
 }
@@ -171,14 +173,19 @@ if [ "$SWEEP" = 1 ]; then
     for mif in 1 2 4 8; do
       echo "engine-1M-chunk1M-mif$mif engine --batch-bytes 1M --flush never --chunk-bytes 1M --max-in-flight $mif"
     done
+    for p in 1 4 128; do
+      echo "engine-16K-pipeline$p engine --batch-bytes 16K --flush never --pipeline $p"
+      echo "engine-1M-pipeline$p engine --batch-bytes 1M --flush never --pipeline $p"
+    done
+    echo "engine-16K-notailcache engine --batch-bytes 16K --flush never --tail-cache-bytes 0"
     echo "engine-16K-chunk1016K-mif4 engine --batch-bytes 16K --flush never --chunk-bytes 1016K --max-in-flight 4"
     echo "engine-1M-chunk1016K-mif4 engine --batch-bytes 1M --flush never --chunk-bytes 1016K --max-in-flight 4"
     echo "engine-1M-4partitions-c4 engine --batch-bytes 1M --flush never --partitions 4 --concurrency 4"
     echo "engine-16K-4partitions-c4 engine --batch-bytes 16K --flush never --partitions 4 --concurrency 4"
     echo "engine-16K-interval100 engine --batch-bytes 16K --flush interval:100"
-    echo "engine-16K-always-c1 engine --batch-bytes 16K --flush always --total-bytes $ALWAYS_TOTAL"
-    echo "engine-16K-always-c4 engine --batch-bytes 16K --flush always --concurrency 4 --total-bytes $ALWAYS_TOTAL"
-    echo "engine-16K-always-c16 engine --batch-bytes 16K --flush always --concurrency 16 --total-bytes $ALWAYS_TOTAL"
+    echo "engine-16K-always-pipeline1 engine --batch-bytes 16K --flush always --pipeline 1 --total-bytes $ALWAYS_TOTAL"
+    echo "engine-16K-always-pipeline4 engine --batch-bytes 16K --flush always --pipeline 4 --total-bytes $ALWAYS_TOTAL"
+    echo "engine-16K-always-c4-pipeline1 engine --batch-bytes 16K --flush always --concurrency 4 --pipeline 1 --total-bytes $ALWAYS_TOTAL"
   }
   for rep in $(seq 1 "$SWEEP_REPS"); do
     echo "=== sweep rep $rep/$SWEEP_REPS ===" >&2

@@ -8,7 +8,9 @@ then raw, then engine, each by name). MB/s is 10^6 bytes per second for every to
 bw_bytes; the engine's and raw writer's bytes / seconds). The ratio columns divide a run's
 median by the median of `fio-qd4` (and `fio-qd1`) from the same file, i.e. from the same
 session, alternated with the other runs. "avg req KiB" is the median over runs of the average
-size of a completed write request on the block device (/proc/diskstats) during the run.
+size of a completed write request on the block device (/proc/diskstats) during the run;
+"dev/own" the median ratio of bytes the device wrote during the run to the bytes the run
+wrote (above 1: rewrites of partial pages, metadata, or another process writing meanwhile).
 """
 import json
 import statistics
@@ -38,13 +40,14 @@ def main() -> None:
     names = list(runs)
     if sort:
         names.sort(key=lambda n: (TOOL_ORDER.get(runs[n][0].get("tool", ""), 9), n))
-    header = ["run", "n", "median MB/s", "min", "max", "vs fio-qd4", "vs fio-qd1", "avg req KiB"]
+    header = ["run", "n", "median MB/s", "min", "max", "vs fio-qd4", "vs fio-qd1", "avg req KiB", "dev/own"]
     table = []
     for name in names:
         rows = runs[name]
         values = [float(r["mb_per_s"]) for r in rows]
         med = medians[name]
         req = median_of(rows, "dev_avg_write_kib")
+        amp = [r["dev_mb_written"] * 1e6 / r["bytes"] for r in rows if r.get("dev_mb_written") is not None]
         table.append([
             name,
             str(len(values)),
@@ -54,6 +57,7 @@ def main() -> None:
             f"{med / qd4:.0%}" if qd4 else "-",
             f"{med / qd1:.0%}" if qd1 else "-",
             f"{req:.0f}" if req is not None else "-",
+            f"{statistics.median(amp):.2f}" if amp else "-",
         ])
     if as_csv:
         print(",".join(header))

@@ -4,15 +4,18 @@
 //! The batch is built once before the clock starts and appended again and again (the log
 //! stamps offsets into its own copy of the header), so the measurement is the engine —
 //! validation, offset assignment, the write-behind, the tail cache and the disk — not batch
-//! building. The clock stops after a
-//! final `flush()` of every partition (every byte written and fdatasynced), so even
-//! `--flush never` reports bytes that reached the disk.
+//! building. Each task appends like a broker connection: `append_buffered` in order, with up
+//! to `--pipeline` appends awaiting `wait_durable` (written to the file, and fsynced when the
+//! flush policy says so) — `--pipeline 1` is plain `append()`. The clock stops after a final
+//! `flush()` of every partition (every byte written and fdatasynced), so even `--flush never`
+//! reports bytes that reached the disk.
 //!
 //! Data goes to `--data-dir`: a directory this run creates is removed afterwards; an existing
 //! one gets a fresh `engine-append-<pid>` subdirectory, and only that is removed (`--keep`
 //! keeps either).
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -43,10 +46,15 @@ struct Args {
     /// Partitions of one topic, all on this shard; batches go to them round-robin.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
-    /// Appends in flight at once (tasks that each take the next batch in turn). Appends to one
-    /// partition are serialized by the log, so this matters across partitions.
+    /// Appending tasks (each takes the next batch in turn). Appends to one partition are
+    /// serialized by the log, so this matters across partitions.
     #[arg(long, default_value_t = 1)]
     concurrency: u32,
+    /// Appends each task keeps unacknowledged, as a connection pipelines produce requests:
+    /// `append_buffered` in order, then up to this many `wait_durable`s outstanding (the
+    /// broker's connection allows 32). 1 = plain `append()`, one at a time.
+    #[arg(long, default_value_t = 32)]
+    pipeline: u32,
     /// never | always | interval:MS (flush.messages / flush.ms of the topic).
     #[arg(long, default_value = "never")]
     flush: String,
@@ -109,8 +117,8 @@ fn main() {
 
 fn run(args: Args) -> Result<(), String> {
     let flush = FlushMode::parse(&args.flush).map_err(|e| format!("--flush: {e}"))?;
-    if args.partitions == 0 || args.concurrency == 0 {
-        return Err("--partitions and --concurrency must be at least 1".into());
+    if args.partitions == 0 || args.concurrency == 0 || args.pipeline == 0 {
+        return Err("--partitions, --concurrency and --pipeline must be at least 1".into());
     }
     if args.io_memory > IO_MEMORY_BYTES as u64 {
         return Err(format!("--io-memory must be at most {IO_MEMORY_BYTES} (memlock limit)"));
@@ -163,6 +171,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let partitions = args.partitions;
     let concurrency = args.concurrency;
+    let pipeline = args.pipeline as usize;
     let total_bytes = args.total_bytes;
     let dir = run_dir.clone();
     let outcome = executor.run(async move {
@@ -199,15 +208,33 @@ fn run(args: Args) -> Result<(), String> {
         for _ in 0..concurrency {
             let (next, logs, batch) = (next.clone(), logs.clone(), batch.clone());
             tasks.push(glommio::spawn_local(async move {
+                // Acknowledgements outstanding, oldest first.
+                let mut acks: VecDeque<glommio::task::JoinHandle<Result<(), String>>> = VecDeque::new();
                 loop {
                     let i = next.get();
                     if i >= total_batches {
-                        return Ok::<(), String>(());
+                        break;
                     }
                     next.set(i + 1);
-                    let log = &logs[(i % logs.len() as u64) as usize];
-                    log.append(&batch, 0).await.map_err(|e| format!("append: {e}"))?;
+                    let log = logs[(i % logs.len() as u64) as usize].clone();
+                    if pipeline == 1 {
+                        log.append(&batch, 0).await.map_err(|e| format!("append: {e}"))?;
+                        continue;
+                    }
+                    let (_, target) = log.append_buffered(&batch, 0).await.map_err(|e| format!("append: {e}"))?;
+                    let ack = glommio::spawn_local(async move {
+                        log.wait_durable(target).await.map_err(|e| format!("wait_durable: {e}"))
+                    });
+                    acks.push_back(ack.detach());
+                    if acks.len() >= pipeline {
+                        let oldest = acks.pop_front().expect("non-empty");
+                        oldest.await.ok_or("ack task cancelled")??;
+                    }
                 }
+                while let Some(ack) = acks.pop_front() {
+                    ack.await.ok_or("ack task cancelled")??;
+                }
+                Ok::<(), String>(())
             }));
         }
         for task in tasks {
@@ -248,7 +275,7 @@ fn run(args: Args) -> Result<(), String> {
     println!(
         "{{\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.1},\"batch_bytes\":{},\"flush\":\"{}\",\
          \"batch_len\":{},\"record_bytes\":{},\"batches\":{},\"records\":{},\"append_seconds\":{:.6},\
-         \"partitions\":{},\"concurrency\":{},\"chunk_bytes\":{},\"max_in_flight\":{},\"tail_cache_bytes\":{},\"syncs\":{},\"segments\":{},\
+         \"partitions\":{},\"concurrency\":{},\"pipeline\":{},\"chunk_bytes\":{},\"max_in_flight\":{},\"tail_cache_bytes\":{},\"syncs\":{},\"segments\":{},\
          \"cpu_user_seconds\":{:.3},\"cpu_sys_seconds\":{:.3}}}",
         o.bytes,
         o.seconds,
@@ -262,6 +289,7 @@ fn run(args: Args) -> Result<(), String> {
         o.append_seconds,
         args.partitions,
         args.concurrency,
+        args.pipeline,
         writer.chunk_bytes,
         writer.max_in_flight,
         log_options.tail_cache_bytes,

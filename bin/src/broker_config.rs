@@ -36,6 +36,7 @@ pub struct BrokerSettings {
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
     pub fetch_sendfile: Option<bool>,
+    pub ack_when_written: Option<bool>,
 }
 
 impl BrokerSettings {
@@ -59,6 +60,9 @@ impl BrokerSettings {
         if let Some(b) = self.fetch_sendfile {
             config.fetch_sendfile = b;
         }
+        if let Some(b) = self.ack_when_written {
+            config.ack_when_written = b;
+        }
     }
 }
 
@@ -79,6 +83,13 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
             "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
+            "sluice.ack.on" => {
+                settings.ack_when_written = Some(match value.as_str() {
+                    "written" => true,
+                    "buffered" => false,
+                    other => return Err(format!("{key}: expected written or buffered, got {other:?}")),
+                })
+            }
             "sluice.shard.memory.bytes" => {
                 settings.memory_budget_bytes =
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);

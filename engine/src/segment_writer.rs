@@ -253,6 +253,11 @@ impl SegmentWriter {
                 if let Some(error) = &core.error {
                     return Err(error.clone());
                 }
+                // A completion may already have submitted the full chunk (kick_if_idle): then
+                // there is room to copy into and nothing to wait for.
+                if core.current_len < core.options.chunk_bytes {
+                    return Ok(());
+                }
                 if core.in_flight.len() < core.options.max_in_flight {
                     break;
                 }

@@ -29,6 +29,11 @@ pub struct BrokerConfig {
     /// `sluice.fetch.sendfile`: serve fetched data that is on disk (not in the tail cache) with
     /// `sendfile(2)` from the page cache instead of a direct read and a copy.
     pub fetch_sendfile: bool,
+    /// `sluice.ack.on`: `written` (default) acknowledges a produce once its bytes are on file
+    /// (a process crash loses no acked record, like Kafka); `buffered` acknowledges once they
+    /// are in the write-behind buffer (faster, but a process crash can lose acked records that
+    /// were not written yet). The topic's flush policy applies in both modes.
+    pub ack_when_written: bool,
 }
 
 impl BrokerConfig {
@@ -45,6 +50,7 @@ impl BrokerConfig {
             data_dir,
             max_fetch_wait_ms: 30_000,
             fetch_sendfile: true,
+            ack_when_written: true,
         }
     }
 }

@@ -3,9 +3,15 @@
 # industry's neutral load generator). Broker pinned to CPU 0 with one shard, client to CPU 1.
 # Reports MB/s (client side) and the broker's CPU-seconds per GB (from /proc/PID/stat).
 #
-#   tuning/produce-rdkafka-perf/run.sh            # 2M x 1 KiB, acks=1 and acks=all, 3 reps
+#   tuning/produce-rdkafka-perf/run.sh            # 2M x 1 KiB, acks=1 and acks=all, 3 reps,
+#                                                 # for each broker variant in VARIANTS below
 #   MESSAGES=500000 REPS=1 tuning/produce-rdkafka-perf/run.sh
-#   EXTRA_BROKER_ARGS="--set sluice.flush.mode=always" tuning/produce-rdkafka-perf/run.sh
+#   VARIANTS="default" EXTRA_BROKER_ARGS="--set sluice.flush.mode=always" tuning/produce-rdkafka-perf/run.sh
+#
+# Variants (broker settings) compare the fetch paths by broker CPU-seconds per GB served:
+#   default   tail cache 32 MiB/partition: the consumer reads from disk with sendfile
+#   copy      same, sluice.fetch.sendfile=false: direct read + copy
+#   cached    tail cache large enough for all the data: the consumer reads from memory
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -13,9 +19,28 @@ messages="${MESSAGES:-2000000}"
 size="${SIZE:-1024}"
 reps="${REPS:-3}"
 acks_list="${ACKS:-1 -1}"
+variants="${VARIANTS:-default copy cached}"
 results="$root/tuning/results/produce-rdkafka-perf"
 mkdir -p "$results"
 raw="$results/runs.jsonl"
+: > "$raw"   # each run of this script replaces the raw results
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "commit: $(git -C "$root" rev-parse --short HEAD)"
+    echo "nproc: $(nproc)"; echo "kernel: $(uname -r)"
+    echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "messages: $messages x $size B, reps: $reps, acks: $acks_list, variants: $variants"
+    df -T "$root/target" | sed 's/^/  /'
+} > "$results/machine.txt"
+
+variant_args() {
+    case "$1" in
+        default) echo "" ;;
+        copy) echo "--set sluice.fetch.sendfile=false" ;;
+        cached) echo "--set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
+        *) echo "unknown variant $1" >&2; exit 2 ;;
+    esac
+}
 
 perf="$("$here/build-rdkafka-performance.sh")"
 (cd "$root" && cargo build --release -q --bin sluice)
@@ -26,13 +51,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 run_one() {
-    local acks="$1" rep="$2"
+    local acks="$1" rep="$2" variant="$3"
     local data port log pid
     data="$(mktemp -d -p "$root/target" tuning-perf-XXXX)"
     port="$(free_port)"
     log="$data.log"
     # shellcheck disable=SC2086
-    taskset -c 0 "$sluice" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
+    taskset -c 0 "$sluice" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$variant") ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
@@ -45,17 +70,18 @@ run_one() {
     c2=$(cpu_ticks "$pid")
     kill -TERM "$pid"; wait "$pid" || true
     local bytes=$((messages * size))
-    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" <<'PY' | tee -a "$raw"
+    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" "$variant" <<'PY' | tee -a "$raw"
 import json, sys
 acks, rep, nbytes, c0, c1, c2, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(int, sys.argv[4:8])
 p = [x.strip() for x in sys.argv[8].strip('|').split('|')]
 c = [x.strip() for x in sys.argv[9].strip('|').split('|')]
+variant = sys.argv[10]
 # producer table: elapsed msgs bytes rtt dr dr_m/s dr_MB/s dr_err tx_err outq offset
 p_elapsed_ms = int(p[0]); p_mbs = nbytes / 1e6 / (p_elapsed_ms / 1000)
 # consumer table: elapsed msgs bytes rtt ... MB/s is bytes/elapsed
 c_elapsed_ms = int(c[0]); c_bytes = int(c[2]); c_mbs = c_bytes / 1e6 / (c_elapsed_ms / 1000)
 gb = nbytes / 1e9
-print(json.dumps({"acks": acks, "rep": rep, "bytes": nbytes,
+print(json.dumps({"variant": variant, "acks": acks, "rep": rep, "bytes": nbytes,
                   "produce_mb_s": round(p_mbs, 1), "produce_broker_cpu_s_per_gb": round((c1 - c0) / tck / gb, 3),
                   "consume_mb_s": round(c_mbs, 1), "consume_broker_cpu_s_per_gb": round((c2 - c1) / tck / (c_bytes / 1e9), 3),
                   "delivered_errors": int(p[7])}))
@@ -64,16 +90,23 @@ PY
 }
 
 for rep in $(seq "$reps"); do
-    for acks in $acks_list; do
-        run_one "$acks" "$rep"
+    for variant in $variants; do
+        for acks in $acks_list; do
+            run_one "$acks" "$rep" "$variant"
+        done
     done
 done
-python3 - "$raw" <<'PY'
+python3 - "$raw" <<'PY' | tee "$results/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-for acks in sorted({r["acks"] for r in rows}):
-    rs = [r for r in rows if r["acks"] == acks]
-    med = lambda k: statistics.median(r[k] for r in rs)
-    print(f"acks={acks:>2} n={len(rs)}  produce {med('produce_mb_s'):7.1f} MB/s  broker {med('produce_broker_cpu_s_per_gb'):.3f} CPU-s/GB"
-          f"  |  consume {med('consume_mb_s'):7.1f} MB/s  broker {med('consume_broker_cpu_s_per_gb'):.3f} CPU-s/GB")
+print("| variant | acks | runs | produce MB/s | produce broker CPU-s/GB | consume MB/s | consume broker CPU-s/GB |")
+print("|---|---|---|---|---|---|---|")
+for variant in dict.fromkeys(r.get("variant", "default") for r in rows):
+    for acks in sorted({r["acks"] for r in rows}):
+        rs = [r for r in rows if r.get("variant", "default") == variant and r["acks"] == acks]
+        if not rs:
+            continue
+        med = lambda k: statistics.median(r[k] for r in rs)
+        print(f"| {variant} | {acks} | {len(rs)} | {med('produce_mb_s'):.0f} | {med('produce_broker_cpu_s_per_gb'):.3f} "
+              f"| {med('consume_mb_s'):.0f} | {med('consume_broker_cpu_s_per_gb'):.3f} |")
 PY

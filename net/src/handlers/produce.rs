@@ -60,6 +60,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                 }
                 let records: Bytes = p.records.unwrap_or_default();
                 let ctx = ShardContext::current();
+                let ack_when_written = ctx.config.ack_when_written;
                 let outcome: Option<AppendOutcome> = ctx
                     .on_partition(&name, index, move |log| async move {
                         let (info, target) = log
@@ -70,7 +71,14 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                         // over a oneshot (Send), so the request's shard can go on meanwhile.
                         let (tx, rx) = oneshot::channel();
                         glommio::spawn_local(async move {
-                            let _ = tx.send(log.wait_durable(target).await.map_err(|e| e.to_string()));
+                            let done = if ack_when_written {
+                                log.wait_durable(target).await
+                            } else if target.needs_flush {
+                                log.flush().await // sluice.ack.on=buffered: only the flush policy
+                            } else {
+                                Ok(())
+                            };
+                            let _ = tx.send(done.map_err(|e| e.to_string()));
                         })
                         .detach();
                         Ok((info, rx))

@@ -12,6 +12,7 @@
 #   default   tail cache 32 MiB/partition: the consumer reads from disk with sendfile
 #   copy      same, sluice.fetch.sendfile=false: direct read + copy
 #   cached    tail cache large enough for all the data: the consumer reads from memory
+#   buffered  sluice.ack.on=buffered: acks once in the write-behind buffer, not once on file
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -19,7 +20,7 @@ messages="${MESSAGES:-2000000}"
 size="${SIZE:-1024}"
 reps="${REPS:-3}"
 acks_list="${ACKS:-1 -1}"
-variants="${VARIANTS:-default copy cached}"
+variants="${VARIANTS:-default buffered copy cached}"
 results="$root/tuning/results/produce-rdkafka-perf"
 mkdir -p "$results"
 raw="$results/runs.jsonl"
@@ -37,6 +38,7 @@ variant_args() {
     case "$1" in
         default) echo "" ;;
         copy) echo "--set sluice.fetch.sendfile=false" ;;
+        buffered) echo "--set sluice.ack.on=buffered" ;;
         cached) echo "--set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac

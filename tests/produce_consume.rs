@@ -117,3 +117,27 @@ fn data_on_disk_is_served_byte_exact_with_and_without_sendfile() {
         broker.stop();
     }
 }
+
+#[test]
+fn discard_mode_acknowledges_produce_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), &["--cores", "1", "--set", "sluice.produce.discard=true"]);
+    broker.wait_for("DISCARDED");
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    let producer = future_producer(&bootstrap, &[("linger.ms", "2")]);
+    let deliveries: Vec<_> = (0..100u32)
+        .map(|i| {
+            producer.send_result(FutureRecord::<(), _>::to("discarded").payload(&i.to_be_bytes())).expect("queued")
+        })
+        .collect();
+    for d in deliveries {
+        futures::executor::block_on(d).expect("delivered").expect("acked");
+    }
+    let fetched = raw_fetch(&bootstrap, "discarded", 0, 0);
+    assert_eq!(fetched.error_code, 0);
+    assert_eq!(fetched.high_watermark, 0, "nothing was stored");
+    assert!(fetched.records.is_empty());
+    drop(producer);
+    broker.stop();
+}

@@ -138,6 +138,9 @@ pub fn run(args: BrokerArgs) -> i32 {
         BrokerConfig::new(args.data_dir.clone(), advertised_host(&args.listen), args.listen.port() as i32);
     broker_config.default_log_config = settings.default_log_config.clone();
     settings.apply_to(&mut broker_config);
+    if broker_config.produce_discard {
+        tracing::warn!("sluice.produce.discard=true: produce requests are acknowledged and DISCARDED (benchmark mode)");
+    }
     let broker_config = Arc::new(broker_config);
     let listen = args.listen;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();

@@ -37,6 +37,7 @@ pub struct BrokerSettings {
     pub tail_cache_bytes: Option<usize>,
     pub fetch_sendfile: Option<bool>,
     pub ack_when_written: Option<bool>,
+    pub produce_discard: Option<bool>,
 }
 
 impl BrokerSettings {
@@ -63,6 +64,9 @@ impl BrokerSettings {
         if let Some(b) = self.ack_when_written {
             config.ack_when_written = b;
         }
+        if let Some(b) = self.produce_discard {
+            config.produce_discard = b;
+        }
     }
 }
 
@@ -83,6 +87,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
             "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
+            "sluice.produce.discard" => settings.produce_discard = Some(parse(key, value)?),
             "sluice.ack.on" => {
                 settings.ack_when_written = Some(match value.as_str() {
                     "written" => true,

@@ -34,6 +34,10 @@ pub struct BrokerConfig {
     /// are in the write-behind buffer (faster, but a process crash can lose acked records that
     /// were not written yet). The topic's flush policy applies in both modes.
     pub ack_when_written: bool,
+    /// `sluice.produce.discard`: acknowledge every produce to a known partition without
+    /// validating or storing it (base offset 0; fetches see nothing). Only for measuring a client's ceiling — the
+    /// "discard-everything broker" of tuning/ and `sluice bench`. Default false; logged loudly.
+    pub produce_discard: bool,
 }
 
 impl BrokerConfig {
@@ -51,6 +55,7 @@ impl BrokerConfig {
             max_fetch_wait_ms: 30_000,
             fetch_sendfile: true,
             ack_when_written: true,
+            produce_discard: false,
         }
     }
 }

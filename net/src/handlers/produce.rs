@@ -60,6 +60,18 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                 }
                 let records: Bytes = p.records.unwrap_or_default();
                 let ctx = ShardContext::current();
+                if ctx.config.produce_discard {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(Ok(()));
+                    let info = AppendInfo {
+                        base_offset: 0,
+                        last_offset: 0,
+                        log_append_time_ms: -1,
+                        log_start_offset: 0,
+                        record_count: 0,
+                    };
+                    return (index, Ok((info, rx)));
+                }
                 let ack_when_written = ctx.config.ack_when_written;
                 let outcome: Option<AppendOutcome> = ctx
                     .on_partition(&name, index, move |log| async move {

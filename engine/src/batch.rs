@@ -65,9 +65,9 @@ pub const CONTROL_MASK: i16 = 0x20;
 /// Attributes bit 6: `baseTimestamp` holds a delete horizon (set by compaction).
 pub const DELETE_HORIZON_MASK: i16 = 0x40;
 
-const CRC_OFFSET: usize = 17;
+pub(crate) const CRC_OFFSET: usize = 17;
 /// Start of the CRC-covered region (the `attributes` field).
-const ATTRIBUTES_OFFSET: usize = 21;
+pub(crate) const ATTRIBUTES_OFFSET: usize = 21;
 
 /// Zero-copy view of the 61-byte v2 batch header.
 ///
@@ -327,6 +327,8 @@ pub enum BatchError {
     InvalidRecord(&'static str),
     /// Attributes name compression codec 5, 6 or 7.
     UnknownCompression(u8),
+    /// A compressed batch's records do not decompress, or decompress to more than the limit.
+    Compressed(crate::compression::CodecError),
 }
 
 impl BatchError {
@@ -354,12 +356,18 @@ impl BatchError {
     /// - [`UnknownCompression`](Self::UnknownCompression) → `CORRUPT_MESSAGE`: Kafka has no
     ///   dedicated path (`CompressionType.forId` throws `IllegalArgumentException`); the
     ///   attributes are undecodable, so treat them as damage.
+    /// - [`Compressed`](Self::Compressed): a stream that does not decompress is damage
+    ///   (`CORRUPT_MESSAGE`, as for a bad CRC); records that decompress beyond the broker's
+    ///   limit are `INVALID_RECORD` (retrying cannot help). Records that decompress but do not
+    ///   parse are [`InvalidRecord`](Self::InvalidRecord), as for uncompressed batches.
     pub fn error_code(&self) -> ErrorCode {
         match self {
             BatchError::Truncated { .. }
             | BatchError::InvalidLength(_)
             | BatchError::CrcMismatch { .. }
-            | BatchError::UnknownCompression(_) => ErrorCode::CORRUPT_MESSAGE,
+            | BatchError::UnknownCompression(_)
+            | BatchError::Compressed(crate::compression::CodecError::Corrupt { .. }) => ErrorCode::CORRUPT_MESSAGE,
+            BatchError::Compressed(_) => ErrorCode::INVALID_RECORD,
             BatchError::UnsupportedMagic(_) | BatchError::InvalidRecordCount { .. } | BatchError::InvalidRecord(_) => {
                 ErrorCode::INVALID_RECORD
             }
@@ -389,6 +397,7 @@ impl fmt::Display for BatchError {
             BatchError::UnknownCompression(id) => {
                 write!(f, "record batch uses unknown compression codec {id}")
             }
+            BatchError::Compressed(e) => write!(f, "compressed record batch: {e}"),
         }
     }
 }
@@ -525,8 +534,8 @@ pub fn validate_stored(buf: &[u8]) -> Result<BatchInfo, BatchError> {
 ///   record's index (so offsets can be assigned in place by rewriting only `baseOffset`),
 ///   and exactly `recordsCount` records fill the batch ([`BatchError::InvalidRecord`]).
 ///
-/// Compressed payloads are not inspected here; they are validated after decompression
-/// elsewhere.
+/// Compressed payloads are not inspected here; the log decompresses and walks them with
+/// [`crate::compressed_batch::validate_compressed_records`].
 ///
 /// Policy checks that depend on the topic or the request (control batches from clients,
 /// `baseSequence` for idempotent producers, `baseOffset == 0`, one batch per partition,
@@ -552,7 +561,7 @@ pub fn validate_from_client(buf: &[u8]) -> Result<BatchInfo, BatchError> {
 ///
 /// Matches Kafka's `ByteUtils.readVarint`: a continuation bit on the fifth byte is an error;
 /// bits of the fifth byte beyond the 32 the value holds are ignored.
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     let mut raw: u32 = 0;
     let mut shift = 0u32;
     loop {
@@ -573,7 +582,7 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
 
 /// Reads a zigzag varlong (at most 10 bytes) at `*pos`, advancing `*pos`. Matches Kafka's
 /// `ByteUtils.readVarlong`.
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -613,7 +622,7 @@ fn skip_nullable_bytes(body: &[u8], pos: &mut usize, what: &'static str) -> Resu
 }
 
 /// Walks the uncompressed records region of a batch without allocating.
-fn walk_records(records: &[u8], count: i32) -> Result<(), BatchError> {
+pub(crate) fn walk_records(records: &[u8], count: i32) -> Result<(), BatchError> {
     let mut pos = 0usize;
     let mut index: i32 = 0;
     while pos < records.len() {
@@ -973,6 +982,35 @@ fn finish_batch(out: &mut [u8], base_offset: i64, count: usize, base_timestamp_m
     header.records_count.set(count);
     let crc = compute_crc(out);
     out[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Stamps an idempotent producer's identity on a batch: `producerId`, `producerEpoch` and
+/// `baseSequence`, then recomputes the CRC. For tests, benchmarks and load generators.
+///
+/// # Panics
+/// If `batch` is shorter than its header says.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    let (header, _) = BatchHeader::mut_from_prefix(batch).expect("set_producer: buffer shorter than a batch header");
+    header.producer_id.set(producer_id);
+    header.producer_epoch.set(producer_epoch);
+    header.base_sequence.set(base_sequence);
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Rewrites a batch's header after its records region changed size or codec: sets the
+/// compression bits of `attributes` to `codec`, `batchLength` to `batch.len() - 12`, and the
+/// CRC. The caller has already put the new records region after the 61-byte header.
+///
+/// # Panics
+/// If `batch` is shorter than a header.
+pub fn reframe(batch: &mut [u8], codec: Compression) {
+    let total = batch.len();
+    let (header, _) = BatchHeader::mut_from_prefix(batch).expect("reframe: buffer shorter than a batch header");
+    header.attributes.set((header.attributes.get() & !COMPRESSION_MASK) | i16::from(codec.id()));
+    header.batch_length.set(len_i32(total - LOG_OVERHEAD));
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Like [`build_batch_of_size`] but record `i` has timestamp `base_timestamp_ms +

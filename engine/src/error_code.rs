@@ -29,6 +29,8 @@ impl ErrorCode {
     pub const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(75);
     pub const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(74);
     pub const INVALID_RECORD: ErrorCode = ErrorCode(87);
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = ErrorCode(45);
+    pub const INVALID_PRODUCER_EPOCH: ErrorCode = ErrorCode(47);
 
     /// Name as Kafka spells it, for logs and error messages.
     pub fn name(self) -> &'static str {

@@ -12,6 +12,8 @@
 pub mod batch;
 pub mod checkpoint_file;
 pub mod clock;
+pub mod compressed_batch;
+pub mod compression;
 pub mod error_code;
 pub mod iopoll_probe;
 pub mod leader_epoch_cache;
@@ -20,6 +22,7 @@ pub mod log_recovery;
 pub mod memory_budget;
 pub mod offset_index;
 pub mod partition_log;
+pub mod producer_state;
 pub mod retention;
 pub mod segment;
 pub mod segment_writer;

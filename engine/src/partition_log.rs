@@ -35,14 +35,17 @@ use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
+use crate::batch::Compression;
 use crate::batch::{assign_offsets_split, batches, BatchError, BatchInfo, TimestampType, Validation, BATCH_HEADER_LEN};
 use crate::checkpoint_file::{self, blocking, read_small, write_atomic};
 use crate::clock::now_ms;
+use crate::compressed_batch;
 use crate::error_code::ErrorCode;
 use crate::leader_epoch_cache::{decode_offset_checkpoint, encode_offset_checkpoint, LeaderEpochCache};
 use crate::log_config::{LogConfig, TimestampType as TimestampTypeConfig};
 use crate::log_recovery::{scan_segment, ScanEnd};
 use crate::offset_index::{parse_segment_base_offset, OffsetIndex, SegmentFileKind};
+use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 use crate::retention::{deletable_segments, RetentionInputs, SegmentSummary};
 use crate::segment::{ReadChunk, Segment, SegmentSettings};
 use crate::segment_writer::{align_down, SegmentWriter, WriterOptions};
@@ -52,6 +55,15 @@ use crate::watermark::Watermark;
 const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
 const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+thread_local! {
+    /// The shard's decompression scratch buffer (see [`compressed_batch::trim_scratch`]).
+    static COMPRESSION_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+/// Producer-state snapshots are named like Kafka's: `<20-digit offset>.snapshot`.
+const PRODUCER_SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshots kept per partition (the newest, and the one before in case it is damaged).
+const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Smallest cap on a single batch read during recovery (a corrupt length is not trusted).
 const MIN_RECOVERY_BATCH_CAP_BYTES: usize = 16 << 20;
 
@@ -64,6 +76,8 @@ pub struct LogOptions {
     pub high_watermark_follows_log_end: bool,
     /// Bytes of the active segment's tail kept in memory for tailing readers (0 = off).
     pub tail_cache_bytes: usize,
+    /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// Size of one tail-cache piece.
@@ -75,6 +89,7 @@ impl Default for LogOptions {
             writer: WriterOptions::default(),
             high_watermark_follows_log_end: true,
             tail_cache_bytes: 32 << 20,
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }
@@ -145,6 +160,8 @@ pub enum AppendError {
     Empty,
     /// Not exactly one whole batch (Kafka's produce rule for v3+).
     InvalidRecordSet(&'static str),
+    /// The idempotent producer's epoch or sequence is wrong.
+    Producer(ProducerError),
     Log(LogError),
 }
 
@@ -155,6 +172,7 @@ impl AppendError {
             AppendError::RecordTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
             AppendError::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
             AppendError::Empty | AppendError::InvalidRecordSet(_) => ErrorCode::INVALID_RECORD,
+            AppendError::Producer(e) => e.error_code(),
             AppendError::Log(e) => e.error_code(),
         }
     }
@@ -172,6 +190,7 @@ impl std::fmt::Display for AppendError {
             }
             AppendError::Empty => write!(f, "no record batch in request"),
             AppendError::InvalidRecordSet(why) => write!(f, "produce records {why}"),
+            AppendError::Producer(e) => write!(f, "{e}"),
             AppendError::Log(e) => write!(f, "{e}"),
         }
     }
@@ -278,6 +297,8 @@ struct LogState {
     last_flush_ms: i64,
     /// Recovery point last written to disk.
     checkpointed_recovery_point: i64,
+    /// Offsets of the producer-state snapshot files on disk, ascending.
+    producer_snapshots: Vec<i64>,
 }
 
 impl LogState {
@@ -302,6 +323,8 @@ pub struct PartitionLog {
     config: RefCell<LogConfig>,
     options: LogOptions,
     state: RefCell<LogState>,
+    /// Idempotent producers' sequence state; changed only under `exclusive`.
+    producers: RefCell<ProducerStateTable>,
     exclusive: Semaphore,
     log_end: Rc<Watermark>,
     high_watermark: Rc<Watermark>,
@@ -364,9 +387,14 @@ impl PartitionLog {
 
         let mut log_bases = Vec::new();
         let mut index_files = Vec::new();
+        let mut producer_snapshots = Vec::new();
         for name in &names {
             if name.ends_with(".tmp") || name.ends_with(".deleted") {
                 checkpoint_file::remove_if_exists(&dir.join(name)).await.map_err(io)?;
+                continue;
+            }
+            if let Some(offset) = parse_producer_snapshot_name(name) {
+                producer_snapshots.push(offset);
                 continue;
             }
             match parse_segment_base_offset(name) {
@@ -494,6 +522,15 @@ impl PartitionLog {
         let mut epoch_cache = if rebuild_epochs { rebuilt_epochs } else { epoch_cache.take().expect("loaded") };
         epoch_cache.truncate_from_end(log_end_offset);
         epoch_cache.truncate_from_start(log_start_offset);
+        producer_snapshots.sort_unstable();
+        let producers = rebuild_producer_state(
+            &dir,
+            &mut producer_snapshots,
+            &SegmentExtent::of_all(&segments),
+            log_start_offset,
+            log_end_offset,
+        )
+        .await?;
 
         let log = Rc::new(PartitionLog {
             topic: topic.to_string(),
@@ -507,7 +544,9 @@ impl PartitionLog {
                 epoch_cache,
                 last_flush_ms: now,
                 checkpointed_recovery_point: recovery_point,
+                producer_snapshots,
             }),
+            producers: RefCell::new(producers),
             exclusive: Semaphore::new(1),
             log_end: Watermark::new(log_end_offset as u64),
             high_watermark: Watermark::new(log_end_offset as u64),
@@ -522,7 +561,36 @@ impl PartitionLog {
         log.active_writer().sync().await.map_err(io)?;
         log.flushed.advance(log_end_offset as u64);
         log.write_checkpoints().await?;
+        // Start-up next time replays only what is appended after this.
+        log.write_producer_snapshot(log_end_offset).await?;
         Ok(log)
+    }
+
+    /// Writes the producer table as of `next_offset` (everything below it is appended) and
+    /// keeps only the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
+    async fn write_producer_snapshot(&self, next_offset: i64) -> Result<(), LogError> {
+        if self.state.borrow().producer_snapshots.last() == Some(&next_offset) {
+            return Ok(());
+        }
+        let bytes = self.producers.borrow().encode_snapshot(next_offset);
+        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io)?;
+        let doomed: Vec<i64> = {
+            let mut state = self.state.borrow_mut();
+            state.producer_snapshots.retain(|o| *o != next_offset);
+            state.producer_snapshots.push(next_offset);
+            state.producer_snapshots.sort_unstable();
+            let excess = state.producer_snapshots.len().saturating_sub(PRODUCER_SNAPSHOTS_KEPT);
+            state.producer_snapshots.drain(..excess).collect()
+        };
+        for offset in doomed {
+            checkpoint_file::remove_if_exists(&producer_snapshot_path(&self.dir, offset)).await.map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Idempotent producers this partition tracks (tests, metrics).
+    pub fn producer_count(&self) -> usize {
+        self.producers.borrow().len()
     }
 
     /// Loads the index files of a sealed segment and walks the tail after the last index entry
@@ -732,7 +800,8 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<(AppendInfo, DurableTarget), AppendError> {
         let config = self.config.borrow().clone();
-        let infos = Self::validate(records, &config)?;
+        let (infos, rewritten) = Self::validate(records, &config)?;
+        let records: &[u8] = rewritten.as_deref().unwrap_or(records);
         let now = now_ms();
         if config.message_timestamp_type == TimestampTypeConfig::CreateTime {
             for info in &infos {
@@ -750,6 +819,22 @@ impl PartitionLog {
         let permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         if self.closed.get() {
             return Err(LogError::Closed.into());
+        }
+        // Idempotence: one batch per request (validate), so one verdict for the append.
+        debug_assert_eq!(infos.len(), 1);
+        if let SequenceCheck::Duplicate { first_offset, last_offset } =
+            self.producers.borrow().check(&infos[0]).map_err(AppendError::Producer)?
+        {
+            drop(permit);
+            let info = AppendInfo {
+                base_offset: first_offset,
+                last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: self.log_start_offset(),
+                record_count: last_offset - first_offset + 1,
+            };
+            // The original may still be on its way to the file: acknowledge when it is there.
+            return Ok((info, DurableTarget { next_offset: last_offset + 1, needs_flush: false }));
         }
         let settings = settings_of(&config);
         let mut first_offset = -1;
@@ -800,6 +885,7 @@ impl PartitionLog {
                     cache.push(position + BATCH_HEADER_LEN as u64, rest);
                 }
                 active.note_batch(position, &stored, settings.index_interval_bytes);
+                self.producers.borrow_mut().record(&stored);
                 if state.epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e) {
                     new_epoch = state.epoch_cache.assign(leader_epoch, next_offset);
                 }
@@ -851,7 +937,10 @@ impl PartitionLog {
     }
 
     /// Validates every batch of a produce record set; nothing is written if any fails.
-    pub fn validate(records: &[u8], config: &LogConfig) -> Result<Vec<BatchInfo>, AppendError> {
+    /// Compressed batches are decompressed and their records walked. Returns the batches as
+    /// they will be stored and, when the topic's `compression.type` rewrites the batch, the
+    /// rewritten bytes (else the request's bytes are stored unchanged).
+    pub fn validate(records: &[u8], config: &LogConfig) -> Result<(Vec<BatchInfo>, Option<Vec<u8>>), AppendError> {
         // Kafka (ProduceRequest.validateRecords, v3+): exactly one whole batch per partition,
         // checked on the framing before the batch itself.
         let total_len = match crate::batch::BatchHeader::parse(records) {
@@ -870,6 +959,15 @@ impl PartitionLog {
         let mut consumed = 0usize;
         for item in batches(records, Validation::FromClient) {
             let (_, info) = item.map_err(AppendError::Batch)?;
+            // Kafka's LogValidator.validateBatch rules for client batches.
+            if info.is_control() {
+                return Err(AppendError::Batch(BatchError::InvalidRecord("clients may not write control batches")));
+            }
+            if info.producer_id >= 0 && info.base_sequence < 0 {
+                return Err(AppendError::Batch(BatchError::InvalidRecord(
+                    "batch with a producer id has a negative base sequence",
+                )));
+            }
             if info.total_len > max_bytes {
                 return Err(AppendError::RecordTooLarge { size_bytes: info.total_len, max_bytes });
             }
@@ -882,7 +980,22 @@ impl PartitionLog {
         if consumed != records.len() {
             return Err(AppendError::Batch(BatchError::Truncated { needed: records.len(), available: consumed }));
         }
-        Ok(infos)
+        debug_assert_eq!(infos.len(), 1, "exactly one batch per partition");
+        let info = infos[0];
+        let target = compressed_batch::target_codec(config.compression_type, info.compression());
+        let rewritten = COMPRESSION_SCRATCH.with(|scratch| {
+            let scratch = &mut scratch.borrow_mut();
+            if info.compression() != Compression::None {
+                compressed_batch::validate_compressed_records(records, &info, scratch)?;
+            }
+            target.map(|codec| compressed_batch::recompress(records, &info, codec, scratch)).transpose()
+        });
+        let Some(rewritten) = rewritten.map_err(AppendError::Batch)? else { return Ok((infos, None)) };
+        let stored = crate::batch::validate_from_client(&rewritten).map_err(AppendError::Batch)?;
+        if stored.total_len > max_bytes {
+            return Err(AppendError::RecordTooLarge { size_bytes: stored.total_len, max_bytes });
+        }
+        Ok((vec![stored], Some(rewritten)))
     }
 
     /// Group commit: returns once everything appended before the call is fsynced. Concurrent
@@ -958,6 +1071,7 @@ impl PartitionLog {
         // Everything below the new base is durable.
         self.flushed.advance(new_base as u64);
         self.write_recovery_point(new_base).await?;
+        self.write_producer_snapshot(new_base).await?;
         tracing::debug!(topic = %self.topic, partition = self.partition, new_base, "rolled segment");
         Ok(())
     }
@@ -1210,8 +1324,10 @@ impl PartitionLog {
             )
             .await
             .map_err(io)?;
-            let (offset, timestamp) = crate::batch::first_record_at_or_after(&bytes, timestamp_ms)
-                .unwrap_or((location.base_offset, location.max_timestamp_ms));
+            let found = COMPRESSION_SCRATCH.with(|scratch| {
+                compressed_batch::first_record_at_or_after(&bytes, timestamp_ms, &mut scratch.borrow_mut())
+            });
+            let (offset, timestamp) = found.unwrap_or((location.base_offset, location.max_timestamp_ms));
             return Ok(Some((offset.max(lso), timestamp)));
         }
         Ok(None)
@@ -1239,6 +1355,10 @@ impl PartitionLog {
         let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         if self.closed.get() {
             return Ok(0);
+        }
+        let expired = self.producers.borrow_mut().expire(now_ms, self.options.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(topic = %self.topic, partition = self.partition, expired, "expired idle producer ids");
         }
         let config = self.config.borrow().clone();
         if !config.cleanup_policy_delete() {
@@ -1318,6 +1438,7 @@ impl PartitionLog {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
         }
+        self.producers.borrow_mut().remove_before(self.log_start_offset());
         self.write_log_start_offset().await?;
         self.write_epoch_checkpoint().await?;
         Ok(removed.len())
@@ -1347,6 +1468,7 @@ impl PartitionLog {
             }
         };
         if moved {
+            self.producers.borrow_mut().remove_before(offset);
             self.write_log_start_offset().await?;
             let config = self.config.borrow().clone();
             self.delete_below_start_locked(&config).await?;
@@ -1432,6 +1554,15 @@ impl PartitionLog {
         // now must rescan the truncated segment.
         self.write_recovery_point(self.recovery_point().min(base)).await?;
         self.write_epoch_checkpoint().await?;
+        // Producer state of the removed batches must go too: rebuild it from what remains.
+        let (mut snapshots, extents) = {
+            let state = self.state.borrow();
+            (state.producer_snapshots.clone(), SegmentExtent::of_all(&state.segments))
+        };
+        let producers =
+            rebuild_producer_state(&self.dir, &mut snapshots, &extents, self.log_start_offset(), new_end).await?;
+        *self.producers.borrow_mut() = producers;
+        self.state.borrow_mut().producer_snapshots = snapshots;
         Ok(())
     }
 
@@ -1456,6 +1587,7 @@ impl PartitionLog {
         }
         debug_assert!(self.state.borrow().segments.contains_key(&base));
         self.write_checkpoints().await?;
+        self.write_producer_snapshot(self.log_end_offset()).await?;
         self.log_end.wake_all();
         self.high_watermark.wake_all();
         Ok(())
@@ -1487,6 +1619,88 @@ impl PartitionLog {
         self.high_watermark.fail();
         Ok(())
     }
+}
+
+fn producer_snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}{PRODUCER_SNAPSHOT_SUFFIX}"))
+}
+
+fn parse_producer_snapshot_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(PRODUCER_SNAPSHOT_SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+/// Rebuilds the producer table for the log `[log_start, log_end)`: the newest readable
+/// snapshot at or below `log_end`, then every batch after it, read from the segments (batch
+/// headers carry producer id, epoch and sequence). Snapshots beyond `log_end` (left by a
+/// truncation or a torn tail) are deleted; `snapshots` is updated to what remains.
+/// What a scan needs of a segment, copied out so no borrow of the log state lives across an
+/// await.
+struct SegmentExtent {
+    base_offset: i64,
+    next_offset: i64,
+    size_bytes: u64,
+    file: Rc<glommio::io::DmaFile>,
+}
+
+impl SegmentExtent {
+    fn of_all(segments: &BTreeMap<i64, Segment>) -> Vec<SegmentExtent> {
+        segments
+            .values()
+            .map(|s| SegmentExtent {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size_bytes: s.size_bytes,
+                file: s.file.clone(),
+            })
+            .collect()
+    }
+}
+
+async fn rebuild_producer_state(
+    dir: &Path,
+    snapshots: &mut Vec<i64>,
+    segments: &[SegmentExtent],
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerStateTable, LogError> {
+    for offset in snapshots.iter().filter(|o| **o > log_end) {
+        checkpoint_file::remove_if_exists(&producer_snapshot_path(dir, *offset)).await.map_err(io)?;
+    }
+    snapshots.retain(|o| *o <= log_end);
+    let mut loaded = None;
+    for &offset in snapshots.iter().rev() {
+        let bytes = read_small_or_none(&producer_snapshot_path(dir, offset)).await?;
+        match bytes.as_deref().and_then(ProducerStateTable::decode_snapshot) {
+            Some((table, at)) if at == offset => {
+                loaded = Some((table, offset));
+                break;
+            }
+            _ => tracing::warn!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one"),
+        }
+    }
+    let (mut table, from) = loaded.unwrap_or_else(|| (ProducerStateTable::default(), log_start));
+    let mut replayed_batches = 0u64;
+    for segment in segments {
+        if segment.next_offset <= from || segment.size_bytes == 0 {
+            continue;
+        }
+        let mut infos = Vec::new();
+        scan_segment(&segment.file, segment.size_bytes, segment.base_offset, usize::MAX, &mut |_, info| {
+            if info.base_offset >= from && info.base_offset < log_end && info.producer_id >= 0 {
+                infos.push(*info);
+            }
+        })
+        .await
+        .map_err(io)?;
+        replayed_batches += infos.len() as u64;
+        for info in &infos {
+            table.record(info);
+        }
+    }
+    table.remove_before(log_start);
+    tracing::debug!(dir = %dir.display(), from, replayed_batches, producers = table.len(), "producer state rebuilt");
+    Ok(table)
 }
 
 async fn read_small_or_none(path: &Path) -> Result<Option<Vec<u8>>, LogError> {

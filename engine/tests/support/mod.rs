@@ -42,6 +42,7 @@ pub fn small_writer_options() -> LogOptions {
         writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2 },
         high_watermark_follows_log_end: true,
         tail_cache_bytes: 20_000,
+        ..LogOptions::default()
     }
 }
 

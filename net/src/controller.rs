@@ -138,6 +138,38 @@ where
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
 }
 
+/// Producer ids reserved per metadata command (Kafka's block size).
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+thread_local! {
+    /// The controller shard's current block of reserved producer ids: `(next, end)`.
+    static PRODUCER_ID_BLOCK_RANGE: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A producer id never handed out before (InitProducerId): taken from a block reserved in the
+/// metadata image, reserving the next block when this one runs out. Ids skipped by a restart
+/// are simply never used, as in Kafka.
+pub async fn allocate_producer_id() -> Result<i64, MetadataError> {
+    let ctx = ShardContext::current();
+    let result = ctx
+        .mesh
+        .call(CONTROLLER_SHARD, move || async move {
+            let ctx = ShardContext::current();
+            let _permit = lock(&ctx).await?;
+            let (next, end) = PRODUCER_ID_BLOCK_RANGE.with(|b| b.get());
+            if next < end {
+                PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((next + 1, end)));
+                return Ok(next);
+            }
+            let start = ctx.image.borrow().next_producer_id;
+            commit_locked(&ctx, MetadataCommand::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await?;
+            PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((start + 1, start + PRODUCER_ID_BLOCK)));
+            Ok(start)
+        })
+        .await;
+    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
+}
+
 /// Applies a committed command to this shard's image and its partitions.
 pub async fn apply_on_shard(command: MetadataCommand) {
     let ctx = ShardContext::current();
@@ -158,6 +190,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
                 }
             }
         }
+        MetadataCommand::AllocateProducerIds { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {

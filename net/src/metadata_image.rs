@@ -61,7 +61,15 @@ pub enum MetadataCommand {
         name: String,
         configs: BTreeMap<String, String>,
     },
+    /// Reserves the next `count` producer ids (Kafka's AllocateProducerIds): ids are handed
+    /// out from reserved blocks, so none is ever reused, even across restarts.
+    AllocateProducerIds {
+        count: i64,
+    },
 }
+
+/// Largest producer-id block one command may reserve.
+pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
 
 /// A refused command: Kafka error code and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,11 +90,14 @@ pub struct MetadataImage {
     pub version: u64,
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// First producer id not yet reserved (images written before idempotence lack it: 0).
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
     pub fn new(cluster_id: String) -> MetadataImage {
-        MetadataImage { version: 0, cluster_id, topics: BTreeMap::new() }
+        MetadataImage { version: 0, cluster_id, topics: BTreeMap::new(), next_producer_id: 0 }
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
@@ -111,6 +122,15 @@ impl MetadataImage {
     /// Checks a command against the image without changing it.
     pub fn validate(&self, command: &MetadataCommand, defaults: &LogConfig) -> Result<(), MetadataError> {
         match command {
+            MetadataCommand::AllocateProducerIds { count } => {
+                if !(1..=MAX_PRODUCER_ID_BLOCK).contains(count) || self.next_producer_id.checked_add(*count).is_none() {
+                    return Err(MetadataError::new(
+                        codes::INVALID_REQUEST,
+                        format!("cannot reserve {count} producer ids"),
+                    ));
+                }
+                Ok(())
+            }
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
                 if self.topics.contains_key(name) {
@@ -201,6 +221,7 @@ impl MetadataImage {
             MetadataCommand::SetTopicConfigs { name, configs } => {
                 self.topics.get_mut(&name).expect("validated").configs = configs;
             }
+            MetadataCommand::AllocateProducerIds { count } => self.next_producer_id += count,
         }
         self.version += 1;
         Ok(())

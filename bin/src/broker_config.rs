@@ -35,6 +35,7 @@ pub struct BrokerSettings {
     pub node_id: Option<i32>,
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
+    pub producer_id_expiration_ms: Option<i64>,
     pub fetch_sendfile: Option<bool>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
@@ -100,6 +101,14 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
             }
             "log.retention.check.interval.ms" => settings.retention_check_interval_ms = Some(parse(key, value)?),
+            // Checked with retention (log.retention.check.interval.ms), not on its own timer.
+            "producer.id.expiration.ms" => {
+                let ms: i64 = parse(key, value)?;
+                if ms < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.producer_id_expiration_ms = Some(ms);
+            }
             "num.partitions" => {
                 let n: i32 = parse(key, value)?;
                 if n < 1 {

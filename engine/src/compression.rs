@@ -51,7 +51,7 @@ fn corrupt(codec: &'static str, reason: impl std::fmt::Display) -> CodecError {
 }
 
 /// Reads all of `reader` into `out` (appending), failing once more than `limit_bytes` would
-/// have been produced. Reads at most `limit_bytes + 1` bytes.
+/// have been produced. Reads at most `limit_bytes + 1` bytes. On failure `out` is as before.
 fn read_bounded(
     codec: &'static str,
     reader: impl Read,
@@ -60,7 +60,10 @@ fn read_bounded(
 ) -> Result<(), CodecError> {
     let start = out.len();
     let mut bounded = reader.take(limit_bytes as u64 + 1);
-    bounded.read_to_end(out).map_err(|e| corrupt(codec, e))?;
+    if let Err(e) = bounded.read_to_end(out) {
+        out.truncate(start);
+        return Err(corrupt(codec, e));
+    }
     if out.len() - start > limit_bytes {
         out.truncate(start);
         return Err(CodecError::TooLarge { limit_bytes });
@@ -264,6 +267,19 @@ mod tests {
             let mut out = Vec::new();
             assert!(decompress(codec, b"definitely not compressed data", 1 << 20, &mut out).is_err());
         }
+    }
+
+    #[test]
+    fn a_stream_that_fails_after_producing_output_leaves_nothing_behind() {
+        // Found by the compressed_batch fuzz target: a gzip member that decodes a few bytes,
+        // then fails.
+        let input = [
+            0x1f, 0x8b, 0x08, 0x00, 0xf6, 0x84, 0x02, 0x6b, 0x02, 0xff, 0xe3, 0x7f, 0x00, 0x63, 0x60, 0x60, 0x60, 0x64,
+            0x2a, 0x63, 0x00, 0x00, 0x20, 0xa0, 0xf5, 0xb2, 0x08, 0x00, 0x00, 0x00,
+        ];
+        let mut out = b"kept".to_vec();
+        assert!(matches!(decompress(Compression::Gzip, &input, 1 << 20, &mut out), Err(CodecError::Corrupt { .. })));
+        assert_eq!(out, b"kept");
     }
 
     #[test]

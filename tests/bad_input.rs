@@ -596,6 +596,27 @@ fn records_holding_a_partial_batch_are_invalid_record() {
     broker.stop();
 }
 
+/// Kafka's ListOffsets refuses a partition named twice in one request (for every
+/// occurrence), while the other partitions are answered.
+#[test]
+fn list_offsets_with_a_partition_listed_twice_is_invalid_request_for_it_only() {
+    const INVALID_REQUEST: i16 = 42;
+    let (_dir, broker, expected) = start_seeded();
+    let mut client = RawClient::connect(&broker.bootstrap());
+    let partition = |p: i32| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1);
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![partition(0), partition(1)]),
+        ListOffsetsTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![partition(0)]),
+    ]);
+    let response = client.send(&request, 7);
+    let codes: Vec<(i32, i16)> =
+        response.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
+    assert_eq!(codes, vec![(0, INVALID_REQUEST), (1, 0), (0, INVALID_REQUEST)]);
+    assert_eq!(response.topics[0].partitions[1].offset, expected.end(1));
+    assert_serving_and_intact(&expected);
+    broker.stop();
+}
+
 #[test]
 fn huge_array_counts_in_tiny_frames_are_refused_not_allocated() {
     // Found by fuzz/request_decode: kafka-protocol 0.18.0 reserved Vec capacity from array

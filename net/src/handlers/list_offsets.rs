@@ -1,6 +1,8 @@
 //! ListOffsets: earliest (-2, and -4 earliest-local), latest (-1: the high watermark), max
 //! timestamp (-3), or the first offset whose batch timestamp is ≥ a given time. Unknown
-//! timestamps give offset -1 / timestamp -1 as in Kafka v1+.
+//! timestamps give offset -1 / timestamp -1 as in Kafka v1+. A partition listed more than
+//! once in one request gets INVALID_REQUEST for every occurrence (Kafka's
+//! `duplicatePartitions`).
 
 use std::rc::Rc;
 
@@ -20,6 +22,14 @@ pub const LATEST_TIERED: i64 = -5;
 pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // leader_epoch exists from v4; the codec refuses a non-default value below that.
     let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let mut seen = std::collections::HashMap::<(&str, i32), u32>::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            *seen.entry((topic.name.0.as_str(), p.partition_index)).or_default() += 1;
+        }
+    }
+    let duplicates: std::collections::HashSet<(String, i32)> =
+        seen.into_iter().filter(|(_, n)| *n > 1).map(|((t, p), _)| (t.to_string(), p)).collect();
     let mut topics = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -27,6 +37,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
         let futures = topic.partitions.into_iter().map(|p| {
             let name = name.clone();
             let ctx = ctx.clone();
+            let duplicate = duplicates.contains(&(name.clone(), p.partition_index));
             async move {
                 let index = p.partition_index;
                 let base = ListOffsetsPartitionResponse::default()
@@ -34,6 +45,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(leader_epoch);
+                if duplicate {
+                    return base.with_error_code(codes::INVALID_REQUEST);
+                }
                 if partitions.is_none_or(|n| index < 0 || index >= n) {
                     return base.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
                 }

@@ -2,8 +2,12 @@
 //!
 //! Owns: the segments of `<data-dir>/<topic>-<partition>/`, the log start offset, log end
 //! offset (LEO), high watermark (HW) and recovery point (fsynced offset) — four separate
-//! numbers — the leader-epoch cache, and the per-partition checkpoint files
-//! (`recovery-point.checkpoint`, `log-start-offset.checkpoint`, `leader-epoch-checkpoint`).
+//! numbers — the leader-epoch cache, the idempotent producers' state
+//! ([`crate::producer_state`], checked and updated under `exclusive` with each append, snapshot
+//! to `<offset>.snapshot` on roll and close, rebuilt after the newest snapshot on open and
+//! truncation), and the per-partition checkpoint files (`recovery-point.checkpoint`,
+//! `log-start-offset.checkpoint`, `leader-epoch-checkpoint`). Compressed batches are validated
+//! and, per `compression.type`, rewritten here ([`crate::compressed_batch`]).
 //!
 //! Concurrency: one shard owns a `PartitionLog` (it is `!Send`). Appends, rolls, truncation,
 //! retention and close run one at a time under `exclusive` (a local FIFO semaphore, not a
@@ -1630,10 +1634,6 @@ fn parse_producer_snapshot_name(name: &str) -> Option<i64> {
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
 }
 
-/// Rebuilds the producer table for the log `[log_start, log_end)`: the newest readable
-/// snapshot at or below `log_end`, then every batch after it, read from the segments (batch
-/// headers carry producer id, epoch and sequence). Snapshots beyond `log_end` (left by a
-/// truncation or a torn tail) are deleted; `snapshots` is updated to what remains.
 /// What a scan needs of a segment, copied out so no borrow of the log state lives across an
 /// await.
 struct SegmentExtent {
@@ -1657,6 +1657,10 @@ impl SegmentExtent {
     }
 }
 
+/// Rebuilds the producer table for the log `[log_start, log_end)`: the newest readable
+/// snapshot at or below `log_end`, then every batch after it, read from the segments (batch
+/// headers carry producer id, epoch and sequence). Snapshots beyond `log_end` (left by a
+/// truncation or a torn tail) are deleted; `snapshots` is updated to what remains.
 async fn rebuild_producer_state(
     dir: &Path,
     snapshots: &mut Vec<i64>,

@@ -13,6 +13,8 @@
 #   copy      same, sluice.fetch.sendfile=false: direct read + copy
 #   cached    tail cache large enough for all the data: the consumer reads from memory
 #   buffered  sluice.ack.on=buffered: acks once in the write-behind buffer, not once on file
+#   discard   sluice.produce.discard=true: acks without storing — the client's ceiling, measured
+#             in the same run so "percent of the ceiling" is computed, not quoted (no consume)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -20,7 +22,7 @@ messages="${MESSAGES:-2000000}"
 size="${SIZE:-1024}"
 reps="${REPS:-3}"
 acks_list="${ACKS:-1 -1}"
-variants="${VARIANTS:-default buffered copy cached}"
+variants="${VARIANTS:-discard default buffered copy cached}"
 results="$root/tuning/results/produce-rdkafka-perf"
 mkdir -p "$results"
 raw="$results/runs.jsonl"
@@ -39,6 +41,7 @@ variant_args() {
         default) echo "" ;;
         copy) echo "--set sluice.fetch.sendfile=false" ;;
         buffered) echo "--set sluice.ack.on=buffered" ;;
+        discard) echo "--set sluice.produce.discard=true" ;;
         cached) echo "--set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac
@@ -68,7 +71,11 @@ run_one() {
     c0=$(cpu_ticks "$pid")
     out_p=$(taskset -c 1 "$perf" -P -t bench -p 0 -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid")
-    out_c=$(taskset -c 1 "$perf" -C -t bench -p 0 -o beginning -c "$messages" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
+    if [ "$variant" = discard ]; then
+        out_c="|1|0|0|"   # nothing stored, nothing to consume
+    else
+        out_c=$(taskset -c 1 "$perf" -C -t bench -p 0 -o beginning -c "$messages" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
+    fi
     c2=$(cpu_ticks "$pid")
     kill -TERM "$pid"; wait "$pid" || true
     local bytes=$((messages * size))
@@ -82,10 +89,11 @@ variant = sys.argv[10]
 p_elapsed_ms = int(p[0]); p_mbs = nbytes / 1e6 / (p_elapsed_ms / 1000)
 # consumer table: elapsed msgs bytes rtt ... MB/s is bytes/elapsed
 c_elapsed_ms = int(c[0]); c_bytes = int(c[2]); c_mbs = c_bytes / 1e6 / (c_elapsed_ms / 1000)
+c_cpu = round((c2 - c1) / tck / (c_bytes / 1e9), 3) if c_bytes else None
 gb = nbytes / 1e9
 print(json.dumps({"variant": variant, "acks": acks, "rep": rep, "bytes": nbytes,
                   "produce_mb_s": round(p_mbs, 1), "produce_broker_cpu_s_per_gb": round((c1 - c0) / tck / gb, 3),
-                  "consume_mb_s": round(c_mbs, 1), "consume_broker_cpu_s_per_gb": round((c2 - c1) / tck / (c_bytes / 1e9), 3),
+                  "consume_mb_s": round(c_mbs, 1), "consume_broker_cpu_s_per_gb": c_cpu,
                   "delivered_errors": int(p[7])}))
 PY
     rm -rf "$data" "$log"
@@ -101,14 +109,22 @@ done
 python3 - "$raw" <<'PY' | tee "$results/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| variant | acks | runs | produce MB/s | produce broker CPU-s/GB | consume MB/s | consume broker CPU-s/GB |")
-print("|---|---|---|---|---|---|---|")
+def med(rs, k):
+    vals = [r[k] for r in rs if r.get(k) is not None]
+    return statistics.median(vals) if vals else None
+fmt = lambda v, spec: "—" if v is None else format(v, spec)
+ceiling = {a: med([r for r in rows if r.get("variant") == "discard" and r["acks"] == a], "produce_mb_s")
+           for a in {r["acks"] for r in rows}}
+print("| variant | acks | runs | produce MB/s | % of discard ceiling | produce broker CPU-s/GB | consume MB/s | consume broker CPU-s/GB |")
+print("|---|---|---|---|---|---|---|---|")
 for variant in dict.fromkeys(r.get("variant", "default") for r in rows):
     for acks in sorted({r["acks"] for r in rows}):
         rs = [r for r in rows if r.get("variant", "default") == variant and r["acks"] == acks]
         if not rs:
             continue
-        med = lambda k: statistics.median(r[k] for r in rs)
-        print(f"| {variant} | {acks} | {len(rs)} | {med('produce_mb_s'):.0f} | {med('produce_broker_cpu_s_per_gb'):.3f} "
-              f"| {med('consume_mb_s'):.0f} | {med('consume_broker_cpu_s_per_gb'):.3f} |")
+        mbs = med(rs, "produce_mb_s")
+        pct = 100 * mbs / ceiling[acks] if ceiling.get(acks) else None
+        consume = med(rs, "consume_mb_s") if variant != "discard" else None
+        print(f"| {variant} | {acks} | {len(rs)} | {mbs:.0f} | {fmt(pct, '.0f')} | {med(rs, 'produce_broker_cpu_s_per_gb'):.3f} "
+              f"| {fmt(consume, '.0f')} | {fmt(med(rs, 'consume_broker_cpu_s_per_gb'), '.3f')} |")
 PY

@@ -1,7 +1,8 @@
-//! The `sluice` binary: `sluice broker` runs the broker; later issues add `bench` and admin
-//! subcommands. Owns argument parsing, process start-up and shutdown. Must never: hold broker
+//! The `sluice` binary: `sluice broker` runs the broker, `sluice bench` drives any
+//! Kafka-compatible broker with load; later issues add admin subcommands. Owns argument parsing, process start-up and shutdown. Must never: hold broker
 //! logic itself (that lives in the engine and net crates).
 
+mod bench;
 mod broker;
 mod broker_config;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run a broker node.
     Broker(broker::BrokerArgs),
+    /// Benchmark any Kafka-compatible broker: produce, consume or e2e load.
+    Bench(bench::BenchArgs),
 }
 
 /// glibc returns freed large blocks to the kernel (and faults them back in on reuse): request
@@ -45,6 +48,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     std::process::exit(code);
 }

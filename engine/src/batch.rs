@@ -942,7 +942,7 @@ fn put_record(
     put_record_at(out, 0, offset_delta, key, value, headers);
 }
 
-fn put_record_at(
+pub(crate) fn put_record_at(
     out: &mut Vec<u8>,
     timestamp_delta: i64,
     offset_delta: i32,
@@ -964,7 +964,7 @@ fn put_record_at(
 }
 
 /// Fills in the header of a batch whose records follow byte 61 of `out`, and its CRC.
-fn finish_batch(out: &mut [u8], base_offset: i64, count: usize, base_timestamp_ms: i64) {
+pub(crate) fn finish_batch(out: &mut [u8], base_offset: i64, count: usize, base_timestamp_ms: i64) {
     let count = len_i32(count);
     let batch_length = len_i32(out.len() - LOG_OVERHEAD);
     let (header, _) = BatchHeader::mut_from_prefix(out).expect("builder: buffer shorter than a header");

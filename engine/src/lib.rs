@@ -10,6 +10,7 @@
 //! run a blocking syscall on a shard thread, or share mutable state between shards.
 
 pub mod batch;
+pub mod batch_builder;
 pub mod checkpoint_file;
 pub mod clock;
 pub mod compressed_batch;

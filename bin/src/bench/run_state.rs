@@ -1,0 +1,205 @@
+//! State of a run shared by its shards and the main thread: the start signal and deadlines,
+//! per-shard live counters the progress line reads, and the cross-shard facts e2e consumers
+//! need (producers still running, messages acknowledged per partition). Plus each shard's own
+//! results, merged by the main thread at the end.
+//!
+//! Owns: everything that crosses threads during a run — atomics only, written by the shard that
+//! owns them and read by others; no locks. Must never: be used on a per-message path for
+//! anything but relaxed counter increments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::bench::recorder::LatencyRecorder;
+use crate::bench::verify::PartitionTracker;
+use crate::bench::workload::Workload;
+
+/// Counters one shard updates and the progress line reads.
+#[derive(Default)]
+pub struct LiveCounters {
+    pub acked_msgs: AtomicU64,
+    pub acked_bytes: AtomicU64,
+    pub consumed_msgs: AtomicU64,
+    pub consumed_bytes: AtomicU64,
+    pub errors: AtomicU64,
+    /// p99 so far (after warm-up), microseconds; refreshed by the shard once a second.
+    pub ack_p99_us: AtomicU64,
+    pub e2e_p99_us: AtomicU64,
+}
+
+pub struct RunShared {
+    pub run_id: u32,
+    pub workload: Workload,
+    pub live: Vec<LiveCounters>,
+    /// Monotonic ns when load starts (0 until every consumer has its start offsets).
+    start_ns: AtomicU64,
+    pub consumers_total: usize,
+    pub consumers_ready: AtomicUsize,
+    pub producers_running: AtomicUsize,
+    /// When the last producer finished (0 while any runs).
+    pub producers_done_ns: AtomicU64,
+    /// Acknowledged messages of this run per (topic, partition); fixed key set.
+    pub acked_by_partition: HashMap<(String, i32), AtomicU64>,
+    pub consumed_total: AtomicU64,
+    /// Set on a fatal error or interrupt: every task stops.
+    pub abort: AtomicBool,
+}
+
+impl RunShared {
+    pub fn new(
+        run_id: u32,
+        workload: Workload,
+        partitions: impl Iterator<Item = (String, i32)>,
+        producers: usize,
+        consumers: usize,
+    ) -> RunShared {
+        RunShared {
+            run_id,
+            live: (0..workload.cores).map(|_| LiveCounters::default()).collect(),
+            workload,
+            start_ns: AtomicU64::new(0),
+            consumers_total: consumers,
+            consumers_ready: AtomicUsize::new(0),
+            producers_running: AtomicUsize::new(producers),
+            producers_done_ns: AtomicU64::new(0),
+            acked_by_partition: partitions.map(|k| (k, AtomicU64::new(0))).collect(),
+            consumed_total: AtomicU64::new(0),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    /// The start time once load may begin: after every consumer is positioned.
+    pub fn start_ns(&self) -> Option<u64> {
+        if self.consumers_ready.load(Relaxed) < self.consumers_total {
+            return None;
+        }
+        let now = crate::bench::clock::now_ns();
+        let _ = self.start_ns.compare_exchange(0, now, Relaxed, Relaxed);
+        Some(self.start_ns.load(Relaxed))
+    }
+
+    pub fn start_ns_if_started(&self) -> Option<u64> {
+        Some(self.start_ns.load(Relaxed)).filter(|s| *s != 0)
+    }
+
+    pub fn warmup_end_ns(&self, start_ns: u64) -> u64 {
+        start_ns + (self.workload.warmup_secs * 1e9) as u64
+    }
+
+    /// End of the run for duration-bound runs.
+    pub fn end_ns(&self, start_ns: u64) -> Option<u64> {
+        self.workload.duration_secs.map(|d| self.warmup_end_ns(start_ns) + (d * 1e9) as u64)
+    }
+
+    pub fn producer_finished(&self) {
+        if self.producers_running.fetch_sub(1, Relaxed) == 1 {
+            self.producers_done_ns.store(crate::bench::clock::now_ns(), Relaxed);
+        }
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Relaxed)
+    }
+}
+
+/// What one shard measured; sent to the main thread when the shard finishes.
+pub struct ShardResult {
+    pub ack_latency: LatencyRecorder,
+    pub e2e_latency: LatencyRecorder,
+    pub sent_msgs: u64,
+    pub acked_msgs: u64,
+    /// Acknowledged after warm-up, and their value bytes.
+    pub acked_measured_msgs: u64,
+    pub acked_measured_bytes: u64,
+    /// Batch bytes before and after compression (as produced).
+    pub uncompressed_batch_bytes: u64,
+    pub wire_batch_bytes: u64,
+    pub produce_requests: u64,
+    pub consumed_msgs: u64,
+    pub consumed_measured_msgs: u64,
+    pub consumed_measured_bytes: u64,
+    pub fetch_requests: u64,
+    pub last_ack_ns: u64,
+    pub last_consume_ns: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub acked_by_partition: BTreeMap<(String, i32), u64>,
+    pub trackers: BTreeMap<(String, i32), PartitionTracker>,
+}
+
+impl ShardResult {
+    pub fn new(warmup_end_ns: u64) -> ShardResult {
+        ShardResult {
+            ack_latency: LatencyRecorder::new(warmup_end_ns),
+            e2e_latency: LatencyRecorder::new(warmup_end_ns),
+            sent_msgs: 0,
+            acked_msgs: 0,
+            acked_measured_msgs: 0,
+            acked_measured_bytes: 0,
+            uncompressed_batch_bytes: 0,
+            wire_batch_bytes: 0,
+            produce_requests: 0,
+            consumed_msgs: 0,
+            consumed_measured_msgs: 0,
+            consumed_measured_bytes: 0,
+            fetch_requests: 0,
+            last_ack_ns: 0,
+            last_consume_ns: 0,
+            errors: BTreeMap::new(),
+            acked_by_partition: BTreeMap::new(),
+            trackers: BTreeMap::new(),
+        }
+    }
+
+    pub fn set_warmup_end_ns(&mut self, warmup_end_ns: u64) {
+        self.ack_latency.set_warmup_end_ns(warmup_end_ns);
+        self.e2e_latency.set_warmup_end_ns(warmup_end_ns);
+    }
+
+    pub fn error(&mut self, what: String, count: u64) {
+        *self.errors.entry(what).or_insert(0) += count;
+    }
+
+    pub fn merge(&mut self, other: ShardResult) {
+        self.ack_latency.merge(&other.ack_latency);
+        self.e2e_latency.merge(&other.e2e_latency);
+        self.sent_msgs += other.sent_msgs;
+        self.acked_msgs += other.acked_msgs;
+        self.acked_measured_msgs += other.acked_measured_msgs;
+        self.acked_measured_bytes += other.acked_measured_bytes;
+        self.uncompressed_batch_bytes += other.uncompressed_batch_bytes;
+        self.wire_batch_bytes += other.wire_batch_bytes;
+        self.produce_requests += other.produce_requests;
+        self.consumed_msgs += other.consumed_msgs;
+        self.consumed_measured_msgs += other.consumed_measured_msgs;
+        self.consumed_measured_bytes += other.consumed_measured_bytes;
+        self.fetch_requests += other.fetch_requests;
+        self.last_ack_ns = self.last_ack_ns.max(other.last_ack_ns);
+        self.last_consume_ns = self.last_consume_ns.max(other.last_consume_ns);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.acked_by_partition {
+            *self.acked_by_partition.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.trackers {
+            // A partition has one consumer, so trackers never collide; keep both counts if so.
+            match self.trackers.get_mut(&k) {
+                None => {
+                    self.trackers.insert(k, v);
+                }
+                Some(t) => {
+                    t.consumed_this_run += v.consumed_this_run;
+                    t.duplicates_or_reordered += v.consumed_this_run;
+                }
+            }
+        }
+    }
+}
+
+/// Kafka's name for an error code, for reports.
+pub fn error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?} ({code})"),
+        None => format!("error code {code}"),
+    }
+}

@@ -8,8 +8,8 @@
 //! [`crate::batch::validate_from_client`] for a non-empty record set.
 
 use crate::batch::{
-    compute_crc, finish_batch, put_record_at, Compression, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN,
-    COMPRESSION_MASK, CRC_OFFSET,
+    compute_crc, finish_batch, put_record_at, Compression, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN, COMPRESSION_MASK,
+    CRC_OFFSET,
 };
 
 /// Records appended so far, laid out after a reserved 61-byte header. Every record has

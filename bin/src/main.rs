@@ -5,6 +5,7 @@
 mod bench;
 mod broker;
 mod broker_config;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e load.
     Bench(bench::BenchArgs),
+    /// Run a tuning sweep (tuning/sweeps/*.toml) against brokers it starts; write results and plots.
+    Tune(tune::TuneArgs),
 }
 
 /// glibc returns freed large blocks to the kernel (and faults them back in on reuse): request
@@ -49,6 +52,7 @@ fn main() {
     let code = match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Tune(args) => tune::run(args),
     };
     std::process::exit(code);
 }

@@ -186,6 +186,7 @@ async fn consume(
                     r.e2e_latency.record(intended, received_ns);
                 }
                 r.consumed_msgs += msgs;
+                r.consumed_bytes += bytes;
                 r.consumed_measured_msgs += measured;
                 r.consumed_measured_bytes += measured_bytes;
                 if msgs > 0 {

@@ -413,7 +413,9 @@ fn build_report(
         wall_seconds,
         sent_msgs: total.sent_msgs,
         acked_msgs: total.acked_msgs,
+        acked_bytes: total.acked_bytes,
         consumed_msgs: total.consumed_msgs,
+        consumed_bytes: total.consumed_bytes,
         produce_requests: total.produce_requests,
         fetch_requests: total.fetch_requests,
         compression_ratio: if total.uncompressed_batch_bytes == 0 {

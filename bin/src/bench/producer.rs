@@ -348,6 +348,7 @@ fn complete(
                     measured = batch.intended_ns.iter().filter(|t| **t >= warmup_end).count() as u64;
                 }
                 r.acked_msgs += n;
+                r.acked_bytes += batch.value_bytes;
                 r.acked_measured_msgs += measured;
                 r.acked_measured_bytes += batch.value_bytes * measured / n.max(1);
                 r.last_ack_ns = r.last_ack_ns.max(done_ns);

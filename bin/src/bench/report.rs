@@ -48,7 +48,10 @@ pub struct BenchReport {
     pub wall_seconds: f64,
     pub sent_msgs: u64,
     pub acked_msgs: u64,
+    /// Value bytes acknowledged / consumed, warm-up included.
+    pub acked_bytes: u64,
     pub consumed_msgs: u64,
+    pub consumed_bytes: u64,
     pub produce_requests: u64,
     pub fetch_requests: u64,
     /// Wire batch bytes / uncompressed batch bytes (1.0 without compression).

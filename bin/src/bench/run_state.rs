@@ -108,6 +108,8 @@ pub struct ShardResult {
     pub e2e_latency: LatencyRecorder,
     pub sent_msgs: u64,
     pub acked_msgs: u64,
+    /// Value bytes of every acknowledged message, warm-up included.
+    pub acked_bytes: u64,
     /// Acknowledged after warm-up, and their value bytes.
     pub acked_measured_msgs: u64,
     pub acked_measured_bytes: u64,
@@ -116,6 +118,7 @@ pub struct ShardResult {
     pub wire_batch_bytes: u64,
     pub produce_requests: u64,
     pub consumed_msgs: u64,
+    pub consumed_bytes: u64,
     pub consumed_measured_msgs: u64,
     pub consumed_measured_bytes: u64,
     pub fetch_requests: u64,
@@ -133,12 +136,14 @@ impl ShardResult {
             e2e_latency: LatencyRecorder::new(warmup_end_ns),
             sent_msgs: 0,
             acked_msgs: 0,
+            acked_bytes: 0,
             acked_measured_msgs: 0,
             acked_measured_bytes: 0,
             uncompressed_batch_bytes: 0,
             wire_batch_bytes: 0,
             produce_requests: 0,
             consumed_msgs: 0,
+            consumed_bytes: 0,
             consumed_measured_msgs: 0,
             consumed_measured_bytes: 0,
             fetch_requests: 0,
@@ -164,12 +169,14 @@ impl ShardResult {
         self.e2e_latency.merge(&other.e2e_latency);
         self.sent_msgs += other.sent_msgs;
         self.acked_msgs += other.acked_msgs;
+        self.acked_bytes += other.acked_bytes;
         self.acked_measured_msgs += other.acked_measured_msgs;
         self.acked_measured_bytes += other.acked_measured_bytes;
         self.uncompressed_batch_bytes += other.uncompressed_batch_bytes;
         self.wire_batch_bytes += other.wire_batch_bytes;
         self.produce_requests += other.produce_requests;
         self.consumed_msgs += other.consumed_msgs;
+        self.consumed_bytes += other.consumed_bytes;
         self.consumed_measured_msgs += other.consumed_measured_msgs;
         self.consumed_measured_bytes += other.consumed_measured_bytes;
         self.fetch_requests += other.fetch_requests;

@@ -879,11 +879,11 @@ fn varint_len(v: i32) -> usize {
     unsigned_varint_len(u64::from(zigzag32(v)))
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i32) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i32) {
     put_unsigned_varint(out, u64::from(zigzag32(v)));
 }
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
     put_unsigned_varint(out, zigzag64(v));
 }
 
@@ -898,7 +898,7 @@ fn nullable_len(field: Option<&[u8]>) -> usize {
     }
 }
 
-fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
+pub(crate) fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
     match field {
         None => put_varint(out, -1),
         Some(bytes) => {
@@ -913,7 +913,7 @@ fn record_body_len(offset_delta: i32, key: Option<&[u8]>, value: Option<&[u8]>, 
     record_body_len_at(0, offset_delta, key, value, headers)
 }
 
-fn record_body_len_at(
+pub(crate) fn record_body_len_at(
     timestamp_delta: i64,
     offset_delta: i32,
     key: Option<&[u8]>,

@@ -8,8 +8,8 @@
 //! [`crate::batch::validate_from_client`] for a non-empty record set.
 
 use crate::batch::{
-    compute_crc, finish_batch, put_record_at, Compression, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN, COMPRESSION_MASK,
-    CRC_OFFSET,
+    compute_crc, finish_batch, put_nullable, put_record_at, put_varint, put_varlong, record_body_len_at, Compression,
+    ATTRIBUTES_OFFSET, BATCH_HEADER_LEN, COMPRESSION_MASK, CRC_OFFSET,
 };
 
 /// Records appended so far, laid out after a reserved 61-byte header. Every record has
@@ -33,6 +33,27 @@ impl RecordBatchBuilder {
     pub fn push(&mut self, key: Option<&[u8]>, value: &[u8]) {
         let offset_delta = i32::try_from(self.record_count).expect("batch record count fits in i32");
         put_record_at(&mut self.buf, 0, offset_delta, key, Some(value), &[]);
+        self.record_count += 1;
+    }
+
+    /// Appends one record whose `value_len`-byte value `write_value` appends to the buffer it
+    /// is given — written in place, without an intermediate copy. Panics if `write_value`
+    /// appends a different number of bytes.
+    pub fn push_with(&mut self, key: Option<&[u8]>, value_len: usize, write_value: impl FnOnce(&mut Vec<u8>)) {
+        let offset_delta = i32::try_from(self.record_count).expect("batch record count fits in i32");
+        let value_len_i32 = i32::try_from(value_len).expect("value length fits in i32");
+        // The body length depends only on the value's length: measure it with a stand-in.
+        let body_len = record_body_len_with_value_len(offset_delta, key, value_len);
+        put_varint(&mut self.buf, body_len);
+        self.buf.push(0); // attributes
+        put_varlong(&mut self.buf, 0); // timestamp delta
+        put_varint(&mut self.buf, offset_delta);
+        put_nullable(&mut self.buf, key);
+        put_varint(&mut self.buf, value_len_i32);
+        let before = self.buf.len();
+        write_value(&mut self.buf);
+        assert_eq!(self.buf.len() - before, value_len, "push_with: value written has the wrong length");
+        put_varint(&mut self.buf, 0); // no headers
         self.record_count += 1;
     }
 
@@ -78,6 +99,26 @@ impl RecordBatchBuilder {
     }
 }
 
+/// A record body's length (after its length varint) for a value of `value_len` bytes.
+fn record_body_len_with_value_len(offset_delta: i32, key: Option<&[u8]>, value_len: usize) -> i32 {
+    // record_body_len_at counts `varint(len) + len` for the value; a zero-length stand-in plus
+    // the difference in the length varint's size gives the same number without the bytes.
+    let with_empty = record_body_len_at(0, offset_delta, key, Some(&[]), &[]);
+    let len_i32 = i32::try_from(value_len).expect("value length fits in i32");
+    let total = with_empty - varint_size(0) + varint_size(len_i32) + value_len;
+    i32::try_from(total).expect("record fits in i32")
+}
+
+fn varint_size(v: i32) -> usize {
+    let mut raw = ((v << 1) ^ (v >> 31)) as u32;
+    let mut n = 1;
+    while raw >= 0x80 {
+        raw >>= 7;
+        n += 1;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +134,22 @@ mod tests {
         let info = validate_from_client(&batch).expect("valid");
         assert_eq!(info.records_count, 2);
         assert_eq!(info.total_len, batch.len());
+    }
+
+    #[test]
+    fn push_with_writes_the_same_bytes_as_push() {
+        for len in [0usize, 1, 63, 64, 200, 8191, 8192, 70_000] {
+            let value: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut a = RecordBatchBuilder::new(5, 0);
+            let mut b = RecordBatchBuilder::new(5, 0);
+            for key in [None, Some(&b"key"[..])] {
+                a.push(key, &value);
+                b.push_with(key, len, |out| out.extend_from_slice(&value));
+            }
+            let (a, b) = (a.finish(), b.finish());
+            assert_eq!(a, b, "value length {len}");
+            validate_from_client(&b).expect("valid");
+        }
     }
 
     #[test]

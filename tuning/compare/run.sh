@@ -56,8 +56,9 @@ print(f"CPU_SECONDS {r.ru_utime + r.ru_stime:.3f} EXIT {p.returncode}")
 PY
 }
 
+# Sets $bootstrap (and $broker_pid, $data when it starts one).
 start_broker() {
-    if [ -n "${BOOTSTRAP:-}" ]; then echo "$BOOTSTRAP"; return; fi
+    if [ -n "${BOOTSTRAP:-}" ]; then bootstrap="$BOOTSTRAP"; return; fi
     data="$(mktemp -d -p "$root/target" compare-XXXX)"
     port="$(free_port)"
     # shellcheck disable=SC2086
@@ -65,7 +66,7 @@ start_broker() {
     broker_pid=$!
     for _ in $(seq 100); do grep -q "sluice broker started" "$data.log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$data.log" || { cat "$data.log" >&2; exit 1; }
-    echo "127.0.0.1:$port"
+    bootstrap="127.0.0.1:$port"
 }
 
 stop_broker() {
@@ -85,12 +86,12 @@ rows = [l for l in out.splitlines() if l.startswith('|')]
 cpu = [l for l in out.splitlines() if l.startswith('CPU_SECONDS')][0].split()
 last = [x.strip() for x in rows[-1].strip('|').split('|')]
 # producer table: elapsed msgs bytes rtt dr dr_m/s dr_MB/s dr_err tx_err outq offset
-elapsed_s = int(last[0]) / 1000; msgs = int(last[4]); errs = int(last[7]) + int(last[8])
+elapsed_s = int(last[0]) / 1000; msgs = int(last[4]); errs = int(last[7]); backpressure = int(last[8])
 cpu_s = float(cpu[1])
 print(json.dumps({"tool": "rdkafka_performance", "rep": int(sys.argv[1]), "msgs": msgs, "seconds": elapsed_s,
                   "msgs_per_sec": round(msgs / elapsed_s), "mb_per_sec": round(msgs * int(sys.argv[2]) / 1e6 / elapsed_s, 1),
                   "client_cpu_s": cpu_s, "msgs_per_client_cpu_s": round(msgs / cpu_s) if cpu_s else None,
-                  "errors": errs, "exit": int(cpu[3]), "loadavg_1m": float(sys.argv[3])}))
+                  "errors": errs, "backpressure_retries": backpressure, "exit": int(cpu[3]), "loadavg_1m": float(sys.argv[3])}))
 PY
 }
 
@@ -119,7 +120,7 @@ for rep in $(seq "$reps"); do
     # Alternate which tool goes first; a fresh broker for each run.
     if [ $((rep % 2)) -eq 1 ]; then order="rdkafka bench"; else order="bench rdkafka"; fi
     for tool in $order; do
-        bootstrap="$(start_broker)"
+        start_broker
         "run_$tool" "$bootstrap" "$rep"
         stop_broker
     done

@@ -21,6 +21,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 
 /// Largest response frame accepted (a fetch is bounded by its max_bytes, far below this).
 pub const MAX_RESPONSE_BYTES: usize = 300 << 20;
+/// Largest up-front allocation for encoding one request.
+const MAX_REQUEST_HINT_BYTES: usize = 64 << 20;
 /// Socket read buffer.
 const READ_BUFFER_BYTES: usize = 256 << 10;
 
@@ -122,6 +124,7 @@ impl KafkaConnection {
         request: &R,
         version: i16,
         expect_response: bool,
+        size_hint_bytes: usize,
     ) -> Result<Option<ResponseReceiver>, String> {
         if let Some(reason) = &self.shared.borrow().broken {
             return Err(reason.clone());
@@ -134,7 +137,8 @@ impl KafkaConnection {
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(self.client_id.clone()));
-        let mut buf = BytesMut::with_capacity(256);
+        // Sized up front: growing a megabyte request by doubling would copy it several times.
+        let mut buf = BytesMut::with_capacity(size_hint_bytes.clamp(256, MAX_REQUEST_HINT_BYTES));
         buf.put_i32(0);
         header.encode(&mut buf, api.request_header_version(version)).map_err(|e| format!("encode header: {e}"))?;
         request.encode(&mut buf, version).map_err(|e| format!("encode {api:?} v{version}: {e}"))?;
@@ -157,7 +161,7 @@ impl KafkaConnection {
     }
 
     async fn send_and_wait<R: Request>(&self, request: &R, version: i16) -> Result<Bytes, String> {
-        let rx = self.send(request, version, true).await?.expect("a response is expected");
+        let rx = self.send(request, version, true, 256).await?.expect("a response is expected");
         rx.await.map_err(|_| "connection closed".to_string())?
     }
 

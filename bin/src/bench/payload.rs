@@ -145,13 +145,20 @@ impl PayloadPool {
     }
 
     /// Fills `out` (resized to `len`) with a header and pool bytes from a random offset.
+    #[cfg(test)]
     pub fn fill(&self, out: &mut Vec<u8>, len: usize, header: &PayloadHeader, rng: &mut Rng) {
+        out.clear();
+        self.append(out, len, header, rng);
+    }
+
+    /// Appends a `len`-byte value to `out`: the header, then pool bytes from a random offset.
+    pub fn append(&self, out: &mut Vec<u8>, len: usize, header: &PayloadHeader, rng: &mut Rng) {
         assert!((HEADER_BYTES..=self.max_message_bytes).contains(&len), "message length {len} out of range");
         let body = len - HEADER_BYTES;
         let start = rng.below((self.bytes.len() - body) as u64) as usize;
-        out.clear();
-        out.resize(HEADER_BYTES, 0);
-        header.write(out);
+        let at = out.len();
+        out.resize(at + HEADER_BYTES, 0);
+        header.write(&mut out[at..]);
         out.extend_from_slice(&self.bytes[start..start + body]);
     }
 }

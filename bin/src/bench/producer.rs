@@ -109,7 +109,6 @@ async fn produce(
         .collect();
     let linger_ns = (w.linger_ms * 1e6) as u64;
     let mut sticky = rng.below(accs.len() as u64) as usize;
-    let mut value = Vec::with_capacity(w.message_size.max_bytes());
     let mut key = [0u8; 8];
     let broken: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     loop {
@@ -149,10 +148,9 @@ async fn produce(
                 intended_ns: intended,
             };
             acc.next_sequence += 1;
-            pool.fill(&mut value, len, &header, &mut rng);
             let builder =
                 acc.builder.get_or_insert_with(|| RecordBatchBuilder::new(wall_ms(), w.batch_bytes + len + 64));
-            builder.push(w.keyed.then_some(&key[..]), &value);
+            builder.push_with(w.keyed.then_some(&key[..]), len, |out| pool.append(out, len, &header, &mut rng));
             acc.intended_ns.push(intended);
             acc.value_bytes += len as u64;
             acc.first_append_ns.get_or_insert(now);
@@ -216,6 +214,7 @@ async fn send_all(
     let mut partitions = Vec::new();
     let mut sent = Vec::new();
     let mut messages = 0u64;
+    let mut request_bytes = 0usize;
     {
         let mut r = result.borrow_mut();
         for acc in accs.iter_mut() {
@@ -229,6 +228,7 @@ async fn send_all(
                 builder.finish_compressed(codec, &compressed)
             };
             r.wire_batch_bytes += batch.len() as u64;
+            request_bytes += batch.len() + 16;
             messages += acc.intended_ns.len() as u64;
             partitions
                 .push(PartitionProduceData::default().with_index(acc.partition).with_records(Some(Bytes::from(batch))));
@@ -245,7 +245,7 @@ async fn send_all(
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(PRODUCE_TIMEOUT_MS).with_topic_data(vec![
         TopicProduceData::default().with_name(topic_name(&plan.topic)).with_partition_data(partitions),
     ]);
-    let receiver = match conn.send(&request, version, acks != 0).await {
+    let receiver = match conn.send(&request, version, acks != 0, request_bytes + 256).await {
         Ok(r) => r,
         Err(e) => {
             count_failed(&sent, &format!("produce request: {e}"), run, shard, result);

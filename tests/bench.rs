@@ -169,3 +169,55 @@ fn librdkafka_reads_every_codec_the_bench_writes() {
     }
     broker.stop();
 }
+
+#[test]
+fn batches_never_exceed_batch_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let (code, r, table) = bench(
+        &broker.bootstrap(),
+        &[
+            "produce",
+            "--cores",
+            "1",
+            "--count",
+            "2000",
+            "--message-size",
+            "900..1000",
+            "--batch-bytes",
+            "4096",
+            "--linger-ms",
+            "50",
+        ],
+        &dir.path().join("b.json"),
+    );
+    assert_eq!(code, 0, "{table}");
+    let topic = r["topics"][0].as_str().unwrap().to_string();
+    let mut offset = 0;
+    let mut batches = 0;
+    let mut small_batches = 0;
+    while offset < 2000 {
+        let fetched = raw_fetch(&broker.bootstrap(), &topic, 0, offset);
+        let mut pos = 0;
+        let records = &fetched.records[..];
+        while pos + 12 <= records.len() {
+            let len = 12 + i32::from_be_bytes(records[pos + 8..pos + 12].try_into().unwrap()) as usize;
+            if pos + len > records.len() {
+                break;
+            }
+            let header = sluice_engine::batch::BatchHeader::parse(&records[pos..]).unwrap();
+            assert!(len <= 4096, "batch of {len} bytes at offset {}", header.base_offset());
+            if header.records_count() < 3 {
+                small_batches += 1;
+            }
+            offset = header.next_offset();
+            batches += 1;
+            pos += len;
+        }
+    }
+    assert!(batches >= 500, "{batches} batches for 2000 messages of ~1 KB");
+    // Batches close when full; only the last one (what was left when the count ran out) may be
+    // short.
+    assert!(small_batches <= 1, "{small_batches} batches with fewer than 3 records");
+    broker.stop();
+}

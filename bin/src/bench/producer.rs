@@ -108,6 +108,8 @@ async fn produce(
         })
         .collect();
     let linger_ns = (w.linger_ms * 1e6) as u64;
+    // A record's encoding: value, key, and at most 24 bytes of varints and attributes.
+    let max_record_bytes = w.message_size.max_bytes() + if w.keyed { 8 } else { 0 } + 24;
     let mut sticky = rng.below(accs.len() as u64) as usize;
     let mut key = [0u8; 8];
     let broken: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
@@ -154,7 +156,10 @@ async fn produce(
             acc.intended_ns.push(intended);
             acc.value_bytes += len as u64;
             acc.first_append_ns.get_or_insert(now);
-            if builder.len_bytes() >= w.batch_bytes {
+            // Closed once the largest next record might not fit, so a batch never exceeds
+            // batch_bytes (unless one record alone does) — brokers refuse batches above
+            // max.message.bytes, which batch_bytes is usually sized against.
+            if builder.len_bytes() + max_record_bytes > w.batch_bytes {
                 full = true;
             }
         }

@@ -34,6 +34,9 @@ use crate::bench::workload::MessageSize;
 
 /// Broker-side timeout of a produce request.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// A produce request stops taking batches at this size (brokers refuse requests above
+/// socket.request.max.bytes, 100 MiB by default).
+const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 /// Messages of one partition waiting to be sent, and their intended send times.
 struct Accumulator {
@@ -223,6 +226,9 @@ async fn send_all(
     {
         let mut r = result.borrow_mut();
         for acc in accs.iter_mut() {
+            if request_bytes >= MAX_REQUEST_BYTES {
+                break; // the rest go in the next request (their linger has expired)
+            }
             let Some(builder) = acc.builder.take() else { continue };
             acc.first_append_ns = None;
             r.uncompressed_batch_bytes += builder.len_bytes() as u64;

@@ -17,6 +17,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once at start-up; the size of the bench's many flags does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a broker node.
     Broker(broker::BrokerArgs),

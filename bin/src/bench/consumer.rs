@@ -128,76 +128,77 @@ async fn consume(
             r.error(format!("fetch {}: {}", plan.topic, error_name(response.error_code)), 1);
             live.errors.fetch_add(1, Relaxed);
         }
-        let mut r = result.borrow_mut();
-        r.fetch_requests += 1;
-        for t in &response.responses {
-            for p in &t.partitions {
-                let partition = p.partition_index;
-                if p.error_code != 0 {
-                    r.error(format!("fetch {}/{partition}: {}", plan.topic, error_name(p.error_code)), 1);
-                    live.errors.fetch_add(1, Relaxed);
-                    errored = true;
-                    continue;
-                }
-                let (Some(records), Some(tracker), Some(offset)) =
-                    (p.records.as_ref(), trackers.get_mut(&partition), offsets.get_mut(&partition))
-                else {
-                    continue;
-                };
-                let mut msgs = 0u64;
-                let mut measured = 0u64;
-                let mut measured_bytes = 0u64;
-                let mut bytes = 0u64;
-                let mut e2e_samples: Vec<u64> = Vec::new();
-                let walked = walk_record_set(records, *offset, &mut scratch, |record_offset, value| {
-                    let header = PayloadHeader::read(value);
-                    tracker.observe(record_offset, header, run.run_id, first_sequence_known);
-                    msgs += 1;
-                    bytes += value.len() as u64;
-                    match header {
-                        Some(h) if h.run_id == run.run_id => {
-                            if h.intended_ns >= warmup_end_ns {
-                                measured += 1;
-                                measured_bytes += value.len() as u64;
-                            }
-                            e2e_samples.push(h.intended_ns);
-                        }
-                        _ => {
-                            if received_ns >= warmup_end_ns {
-                                measured += 1;
-                                measured_bytes += value.len() as u64;
-                            }
-                        }
-                    }
-                });
-                match walked {
-                    Ok(summary) => {
-                        if let Some(next) = summary.next_offset {
-                            *offset = (*offset).max(next);
-                        }
-                    }
-                    Err(e) => {
-                        r.error(format!("fetch {}/{partition}: bad record set: {e}", plan.topic), 1);
+        {
+            let mut r = result.borrow_mut();
+            r.fetch_requests += 1;
+            for t in &response.responses {
+                for p in &t.partitions {
+                    let partition = p.partition_index;
+                    if p.error_code != 0 {
+                        r.error(format!("fetch {}/{partition}: {}", plan.topic, error_name(p.error_code)), 1);
                         live.errors.fetch_add(1, Relaxed);
-                        return Err(format!("{}/{partition} at offset {}: {e}", plan.topic, offset));
+                        errored = true;
+                        continue;
                     }
+                    let (Some(records), Some(tracker), Some(offset)) =
+                        (p.records.as_ref(), trackers.get_mut(&partition), offsets.get_mut(&partition))
+                    else {
+                        continue;
+                    };
+                    let mut msgs = 0u64;
+                    let mut measured = 0u64;
+                    let mut measured_bytes = 0u64;
+                    let mut bytes = 0u64;
+                    let mut e2e_samples: Vec<u64> = Vec::new();
+                    let walked = walk_record_set(records, *offset, &mut scratch, |record_offset, value| {
+                        let header = PayloadHeader::read(value);
+                        tracker.observe(record_offset, header, run.run_id, first_sequence_known);
+                        msgs += 1;
+                        bytes += value.len() as u64;
+                        match header {
+                            Some(h) if h.run_id == run.run_id => {
+                                if h.intended_ns >= warmup_end_ns {
+                                    measured += 1;
+                                    measured_bytes += value.len() as u64;
+                                }
+                                e2e_samples.push(h.intended_ns);
+                            }
+                            _ => {
+                                if received_ns >= warmup_end_ns {
+                                    measured += 1;
+                                    measured_bytes += value.len() as u64;
+                                }
+                            }
+                        }
+                    });
+                    match walked {
+                        Ok(summary) => {
+                            if let Some(next) = summary.next_offset {
+                                *offset = (*offset).max(next);
+                            }
+                        }
+                        Err(e) => {
+                            r.error(format!("fetch {}/{partition}: bad record set: {e}", plan.topic), 1);
+                            live.errors.fetch_add(1, Relaxed);
+                            return Err(format!("{}/{partition} at offset {}: {e}", plan.topic, offset));
+                        }
+                    }
+                    for intended in e2e_samples {
+                        r.e2e_latency.record(intended, received_ns);
+                    }
+                    r.consumed_msgs += msgs;
+                    r.consumed_bytes += bytes;
+                    r.consumed_measured_msgs += measured;
+                    r.consumed_measured_bytes += measured_bytes;
+                    if msgs > 0 {
+                        r.last_consume_ns = r.last_consume_ns.max(received_ns);
+                    }
+                    run.consumed_total.fetch_add(msgs, Relaxed);
+                    live.consumed_msgs.fetch_add(msgs, Relaxed);
+                    live.consumed_bytes.fetch_add(bytes, Relaxed);
                 }
-                for intended in e2e_samples {
-                    r.e2e_latency.record(intended, received_ns);
-                }
-                r.consumed_msgs += msgs;
-                r.consumed_bytes += bytes;
-                r.consumed_measured_msgs += measured;
-                r.consumed_measured_bytes += measured_bytes;
-                if msgs > 0 {
-                    r.last_consume_ns = r.last_consume_ns.max(received_ns);
-                }
-                run.consumed_total.fetch_add(msgs, Relaxed);
-                live.consumed_msgs.fetch_add(msgs, Relaxed);
-                live.consumed_bytes.fetch_add(bytes, Relaxed);
             }
         }
-        drop(r);
         if errored {
             glommio::timer::sleep(ERROR_BACKOFF).await;
         }

@@ -158,7 +158,7 @@ mod tests {
         assert!(p
             .producers
             .iter()
-            .all(|pp| pp.partitions.iter().all(|part| (*part as usize % 2 == 0) == (pp.leader == "x:1"))));
+            .all(|pp| pp.partitions.iter().all(|part| (*part as usize).is_multiple_of(2) == (pp.leader == "x:1"))));
         assert_eq!(p.producers.iter().filter(|pp| pp.topic == "a").count(), 4);
         // Every partition consumed exactly once.
         for t in ["a", "b"] {

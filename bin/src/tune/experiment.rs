@@ -32,6 +32,10 @@ pub struct Experiment {
     pub broker_settings: BTreeMap<String, toml::Value>,
     /// The base bench workload (fields of a bench workload file).
     pub workload: toml::Table,
+    /// A bench workload run against the same broker before the measured one (not measured);
+    /// its topics become the measured workload's `topic_names` — e.g. a backlog for a
+    /// `consume` workload to read.
+    pub prefill: Option<toml::Table>,
     #[serde(default)]
     pub knobs: Vec<Knob>,
     /// Total producer rates to run each configuration at (0 = max throughput). Empty: the
@@ -217,6 +221,15 @@ mod tests {
         let last = runs.last().unwrap();
         assert_eq!((last.broker_cores, last.rate), (2, Some(0.0)));
         assert_eq!(last.workload["batch_bytes"].as_integer(), Some(65536));
+    }
+
+    #[test]
+    fn prefill_is_parsed() {
+        let e = Experiment::parse(
+            "name = \"x\"\n[prefill]\nkind = \"produce\"\nmessage_count = 10\n[workload]\nkind = \"consume\"\n",
+        )
+        .unwrap();
+        assert_eq!(e.prefill.unwrap()["message_count"].as_integer(), Some(10));
     }
 
     #[test]

@@ -209,31 +209,54 @@ fn run_one(
     let broker = BrokerProcess::start(exe, data_dir, spec.broker_cores, &settings, experiment.broker_cpus.as_deref())?;
     let mut workload = spec.workload.clone();
     workload.entry("cores").or_insert(toml::Value::Integer(1));
-    let workload_path = out_dir.join(".workload.toml");
-    let json_path = out_dir.join(".bench.json");
-    std::fs::write(&workload_path, toml::to_string(&workload).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&json_path);
+    if let Some(prefill) = &experiment.prefill {
+        let mut prefill = prefill.clone();
+        prefill.entry("cores").or_insert(toml::Value::Integer(1));
+        let report = run_bench(exe, experiment, &prefill, &broker.bootstrap(), out_dir, "prefill")
+            .map_err(|e| format!("prefill: {e}"))?;
+        if report.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+            return Err(format!("prefill reported errors: {}", report.get("errors").cloned().unwrap_or_default()));
+        }
+        let topics = toml::Value::try_from(report["topics"].clone()).map_err(|e| e.to_string())?;
+        workload.insert("topic_names".into(), topics);
+    }
     let cpu_before = broker.cpu_seconds().unwrap_or(0.0);
+    let report = run_bench(exe, experiment, &workload, &broker.bootstrap(), out_dir, "bench");
+    let cpu = broker.cpu_seconds().unwrap_or(0.0) - cpu_before;
+    let stop = broker.stop();
+    let report = report?;
+    stop.map_err(|e| format!("broker stop: {e}"))?;
+    Ok((report, cpu))
+}
+
+/// Runs `sluice bench` with `workload` (pinned as the experiment says); returns its results JSON.
+fn run_bench(
+    exe: &Path,
+    experiment: &Experiment,
+    workload: &toml::Table,
+    bootstrap: &str,
+    out_dir: &Path,
+    tag: &str,
+) -> Result<serde_json::Value, String> {
+    let workload_path = out_dir.join(format!(".{tag}.toml"));
+    let json_path = out_dir.join(format!(".{tag}.json"));
+    std::fs::write(&workload_path, toml::to_string(workload).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&json_path);
     let output = pinned_command(exe, experiment.bench_cpus.as_deref())
         .arg("bench")
         .arg("--workload")
         .arg(&workload_path)
-        .args(["--bootstrap", &broker.bootstrap(), "--quiet", "--json"])
+        .args(["--bootstrap", bootstrap, "--quiet", "--json"])
         .arg(&json_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("run bench: {e}"))?;
-    let cpu = broker.cpu_seconds().unwrap_or(0.0) - cpu_before;
-    let stop = broker.stop();
     let report = std::fs::read_to_string(&json_path)
-        .map_err(|_| format!("bench wrote no results: {}", String::from_utf8_lossy(&output.stderr).trim()))?;
+        .map_err(|_| format!("bench wrote no results: {}", String::from_utf8_lossy(&output.stderr).trim()));
     let _ = std::fs::remove_file(&json_path);
     let _ = std::fs::remove_file(&workload_path);
-    let report: serde_json::Value = serde_json::from_str(&report).map_err(|e| format!("bench results: {e}"))?;
-    stop.map_err(|e| format!("broker stop: {e}"))?;
-    Ok((report, cpu))
+    serde_json::from_str(&report?).map_err(|e| format!("bench results: {e}"))
 }
 
 fn draw(experiment: &Experiment, summary: &[SummaryRow], out_dir: &Path) -> Result<(), String> {

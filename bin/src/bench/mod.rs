@@ -292,6 +292,9 @@ pub fn run_workload(workload: Workload, show_progress: bool) -> Result<BenchRepo
                 );
                 let dt = last_t.elapsed().as_secs_f64();
                 last_t = std::time::Instant::now();
+                // The live p99 is the highest of the shards' own p99s (histograms stay on their
+                // shards until the end): an upper bound of the merged p99, exact with one shard.
+                // The final table merges the histograms.
                 let max_p99 = |f: &dyn Fn(&run_state::LiveCounters) -> u64| {
                     run.live.iter().map(f).max().filter(|v| *v > 0).map(|us| us as f64 / 1000.0)
                 };

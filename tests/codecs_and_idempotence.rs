@@ -129,7 +129,7 @@ fn each_codec_from_librdkafka_is_stored_as_sent_and_consumed_byte_exact() {
         // Stored as sent (compression.type=producer). librdkafka sends a batch uncompressed
         // when compressing would not shrink it, so a few may be plain.
         if codec != Compression::Lz4 || advertises_find_coordinator {
-            assert!(codecs.iter().any(|c| *c == codec), "{name}: {codecs:?}");
+            assert!(codecs.contains(&codec), "{name}: {codecs:?}");
         }
         assert!(codecs.iter().all(|c| *c == codec || *c == Compression::None), "{name}: {codecs:?}");
     }

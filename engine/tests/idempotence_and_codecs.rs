@@ -110,6 +110,17 @@ fn truncation_forgets_the_removed_batches_of_a_producer() {
     });
 }
 
+/// Opens partition 0 of `topic` with the given topic configs.
+async fn open_topic(
+    dir: &std::path::Path,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> std::rc::Rc<sluice_engine::PartitionLog> {
+    sluice_engine::PartitionLog::open(dir, topic, 0, config_with(configs), small_writer_options(), true)
+        .await
+        .expect("open log")
+}
+
 #[test]
 fn compressed_batches_are_stored_unchanged_or_rewritten_per_compression_type() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,44 +134,17 @@ fn compressed_batches_are_stored_unchanged_or_rewritten_per_compression_type() {
             let compressed = recompress(&plain, &info, *codec, &mut scratch).unwrap();
             // producer: stored byte for byte (but for the base offset).
             let topic = format!("p{i}");
-            let log = sluice_engine::PartitionLog::open(
-                dir.path(),
-                &topic,
-                0,
-                config_with(&[]),
-                small_writer_options(),
-                true,
-            )
-            .await
-            .unwrap();
+            let log = open_topic(dir.path(), &topic, &[]).await;
             log.append(&compressed, 0).await.unwrap();
             let stored = &read_all(&log, 0).await[0].1;
             assert_eq!(stored[16..], compressed[16..], "{codec:?} kept as sent (after offset and leader epoch)");
             // compression.type=uncompressed: rewritten to the original records.
-            let log = sluice_engine::PartitionLog::open(
-                dir.path(),
-                &format!("u{i}"),
-                0,
-                config_with(&[("compression.type", "uncompressed")]),
-                small_writer_options(),
-                true,
-            )
-            .await
-            .unwrap();
+            let log = open_topic(dir.path(), &format!("u{i}"), &[("compression.type", "uncompressed")]).await;
             log.append(&compressed, 0).await.unwrap();
             let stored = &read_all(&log, 0).await[0].1;
             assert_eq!(stored[16..], plain[16..], "{codec:?} decompressed on append");
             // compression.type=zstd: uncompressed input is compressed.
-            let log = sluice_engine::PartitionLog::open(
-                dir.path(),
-                &format!("z{i}"),
-                0,
-                config_with(&[("compression.type", "zstd")]),
-                small_writer_options(),
-                true,
-            )
-            .await
-            .unwrap();
+            let log = open_topic(dir.path(), &format!("z{i}"), &[("compression.type", "zstd")]).await;
             log.append(&compressed, 0).await.unwrap();
             let stored = read_all(&log, 0).await[0].1.clone();
             let stored_info = validate_stored(&stored).unwrap();
@@ -188,16 +172,9 @@ fn corrupt_compressed_batches_are_refused_and_nothing_is_written() {
         assert!(matches!(err.error_code(), ErrorCode::CORRUPT_MESSAGE | ErrorCode::INVALID_RECORD), "{err}");
         assert_eq!(log.log_end_offset(), 0);
         // max.message.bytes applies to the batch as stored (after recompression).
-        let log = sluice_engine::PartitionLog::open(
-            dir.path(),
-            "small",
-            0,
-            config_with(&[("compression.type", "uncompressed"), ("max.message.bytes", "2000")]),
-            small_writer_options(),
-            true,
-        )
-        .await
-        .unwrap();
+        let log =
+            open_topic(dir.path(), "small", &[("compression.type", "uncompressed"), ("max.message.bytes", "2000")])
+                .await;
         let zipped = recompress(&plain, &info, Compression::Zstd, &mut Vec::new()).unwrap();
         assert!(zipped.len() < 2000 && plain.len() > 2000);
         let err = log.append(&zipped, 0).await.unwrap_err();

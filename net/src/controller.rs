@@ -8,6 +8,7 @@
 //! is durable. (The openraft quorum of the replication issue replaces the file with a log.)
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use sluice_engine::checkpoint_file::write_atomic;
 use sluice_engine::log_config::LogConfig;
@@ -53,9 +54,7 @@ pub fn new_topic_id() -> [u8; 16] {
 
 /// Submits a command from any shard; resolves once every shard applied it.
 pub async fn submit(command: MetadataCommand) -> Result<(), MetadataError> {
-    let ctx = ShardContext::current();
-    let result = ctx.mesh.call(CONTROLLER_SHARD, move || async move { apply_as_controller(command).await }).await;
-    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
+    on_controller_locked(move |ctx| async move { commit_locked(&ctx, command).await }).await
 }
 
 /// Validates a command against the controller's image without applying it (validate-only).
@@ -70,12 +69,6 @@ pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
         })
         .await;
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
-}
-
-async fn apply_as_controller(command: MetadataCommand) -> Result<(), MetadataError> {
-    let ctx = ShardContext::current();
-    let _permit = lock(&ctx).await?;
-    commit_locked(&ctx, command).await
 }
 
 /// Takes the controller lock: metadata commands are applied one at a time.
@@ -115,24 +108,38 @@ where
         + Send
         + 'static,
 {
+    on_controller_locked(move |ctx| async move {
+        let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
+            code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
+            message: format!("The topic '{topic}' does not exist."),
+        })?;
+        let configs = update(&current, &ctx.config.default_log_config)?;
+        let command = MetadataCommand::SetTopicConfigs { name: topic, configs };
+        if validate_only {
+            let image = ctx.image.borrow();
+            image.validate(&command, &ctx.config.default_log_config)
+        } else {
+            commit_locked(&ctx, command).await
+        }
+    })
+    .await
+}
+
+/// Runs `f` on the controller shard holding the controller lock (metadata commands one at a
+/// time); a failed cross-shard call becomes a `-1` error.
+async fn on_controller_locked<T, F, Fut>(f: F) -> Result<T, MetadataError>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, MetadataError>> + 'static,
+{
     let ctx = ShardContext::current();
     let result = ctx
         .mesh
         .call(CONTROLLER_SHARD, move || async move {
             let ctx = ShardContext::current();
             let _permit = lock(&ctx).await?;
-            let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
-                code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
-                message: format!("The topic '{topic}' does not exist."),
-            })?;
-            let configs = update(&current, &ctx.config.default_log_config)?;
-            let command = MetadataCommand::SetTopicConfigs { name: topic, configs };
-            if validate_only {
-                let image = ctx.image.borrow();
-                image.validate(&command, &ctx.config.default_log_config)
-            } else {
-                commit_locked(&ctx, command).await
-            }
+            f(ctx.clone()).await
         })
         .await;
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
@@ -150,24 +157,18 @@ thread_local! {
 /// metadata image, reserving the next block when this one runs out. Ids skipped by a restart
 /// are simply never used, as in Kafka.
 pub async fn allocate_producer_id() -> Result<i64, MetadataError> {
-    let ctx = ShardContext::current();
-    let result = ctx
-        .mesh
-        .call(CONTROLLER_SHARD, move || async move {
-            let ctx = ShardContext::current();
-            let _permit = lock(&ctx).await?;
-            let (next, end) = PRODUCER_ID_BLOCK_RANGE.with(|b| b.get());
-            if next < end {
-                PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((next + 1, end)));
-                return Ok(next);
-            }
-            let start = ctx.image.borrow().next_producer_id;
-            commit_locked(&ctx, MetadataCommand::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await?;
-            PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((start + 1, start + PRODUCER_ID_BLOCK)));
-            Ok(start)
-        })
-        .await;
-    result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
+    on_controller_locked(move |ctx| async move {
+        let (next, end) = PRODUCER_ID_BLOCK_RANGE.with(|b| b.get());
+        if next < end {
+            PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((next + 1, end)));
+            return Ok(next);
+        }
+        let start = ctx.image.borrow().next_producer_id;
+        commit_locked(&ctx, MetadataCommand::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await?;
+        PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((start + 1, start + PRODUCER_ID_BLOCK)));
+        Ok(start)
+    })
+    .await
 }
 
 /// Applies a committed command to this shard's image and its partitions.

@@ -3,17 +3,16 @@
 //! client writes is also read); lz4 *frame* format (KIP-57: independent 64 KiB blocks, as
 //! Kafka's `KafkaLZ4BlockOutputStream` writes them); zstd (level 3, Kafka's default).
 //!
-//! Owns: codec choice and parameters. Must never: decompress without a bound on the output
-//! (a hostile or corrupt batch could expand without limit).
+//! Owns: codec choice and parameters on the producer side (a reusable zstd context, raw snappy
+//! blocks like librdkafka). Decompression is the engine's bounded decoder. Must never:
+//! decompress without a bound on the output (a hostile or corrupt batch could expand without
+//! limit).
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use sluice_engine::batch::Compression;
 
 use crate::bench::workload::CompressionCodec;
-
-/// The xerial snappy stream header (magic, version 1, compatible version 1).
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
 pub fn engine_codec(codec: CompressionCodec) -> Compression {
     match codec {
@@ -70,57 +69,15 @@ impl Compressor {
 }
 
 /// Decompresses a records section into `out` (cleared first), refusing more than
-/// `max_output_bytes`.
+/// `max_output_bytes`: the engine's bounded decoder (the one the broker validates with), so
+/// the bench reads exactly what the broker accepts.
 pub fn decompress(codec: Compression, input: &[u8], out: &mut Vec<u8>, max_output_bytes: usize) -> Result<(), String> {
     out.clear();
-    let limit = max_output_bytes as u64 + 1;
-    let result = match codec {
-        Compression::None => {
-            out.extend_from_slice(input);
-            Ok(())
-        }
-        Compression::Gzip => flate2::read::GzDecoder::new(input).take(limit).read_to_end(out).map(|_| ()),
-        Compression::Snappy => return snappy_decompress(input, out, max_output_bytes),
-        Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(input).take(limit).read_to_end(out).map(|_| ()),
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(input).and_then(|d| d.take(limit).read_to_end(out)).map(|_| ())
-        }
-        Compression::Unknown(id) => return Err(format!("unknown compression codec {id}")),
-    };
-    result.map_err(|e| format!("{codec:?}: {e}"))?;
-    if out.len() > max_output_bytes {
-        return Err(format!("{codec:?}: decompresses to more than {max_output_bytes} bytes"));
+    if codec == Compression::None {
+        out.extend_from_slice(input);
+        return Ok(());
     }
-    Ok(())
-}
-
-fn snappy_decompress(input: &[u8], out: &mut Vec<u8>, max_output_bytes: usize) -> Result<(), String> {
-    let mut dec = snap::raw::Decoder::new();
-    let mut one = |block: &[u8], out: &mut Vec<u8>| -> Result<(), String> {
-        let n = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
-        if out.len() + n > max_output_bytes {
-            return Err(format!("snappy: decompresses to more than {max_output_bytes} bytes"));
-        }
-        let start = out.len();
-        out.resize(start + n, 0);
-        dec.decompress(block, &mut out[start..]).map_err(|e| format!("snappy: {e}"))?;
-        Ok(())
-    };
-    if input.starts_with(XERIAL_MAGIC) && input.len() >= 16 {
-        let mut pos = 16;
-        while pos < input.len() {
-            let len_bytes: [u8; 4] =
-                input.get(pos..pos + 4).and_then(|s| s.try_into().ok()).ok_or("snappy: truncated")?;
-            let len = u32::from_be_bytes(len_bytes) as usize;
-            pos += 4;
-            let block = input.get(pos..pos + len).ok_or("snappy: truncated xerial block")?;
-            one(block, out)?;
-            pos += len;
-        }
-        Ok(())
-    } else {
-        one(input, out)
-    }
+    sluice_engine::compression::decompress(codec, input, max_output_bytes, out).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -161,6 +118,9 @@ mod tests {
         assert_ne!(flg & 0x20, 0, "block independence");
         assert_eq!((out[5] >> 4) & 0x07, 4, "64 KiB max block size");
     }
+
+    /// The xerial snappy stream header (magic, version 1, compatible version 1).
+    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
     #[test]
     fn xerial_framed_snappy_is_read() {

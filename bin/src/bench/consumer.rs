@@ -60,15 +60,7 @@ async fn consume(
     let mut offsets: HashMap<i32, i64> = list_offsets(&conn, &plan.topic, &plan.partitions, timestamp).await?;
     run.consumers_ready.fetch_add(1, Relaxed);
     *ready_reported = true;
-    let start_ns = loop {
-        if let Some(s) = run.start_ns() {
-            break s;
-        }
-        if run.aborted() {
-            return Ok(());
-        }
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    };
+    let Some(start_ns) = run.wait_for_start().await else { return Ok(()) };
     let warmup_end_ns = run.warmup_end_ns(start_ns);
     result.borrow_mut().set_warmup_end_ns(warmup_end_ns);
     let end_ns = run.end_ns(start_ns);

@@ -79,15 +79,7 @@ async fn produce(
     let w = &run.workload;
     let conn = Rc::new(KafkaConnection::connect(&plan.leader, &format!("sluice-bench-p{}", plan.producer_id)).await?);
     let version = conn.version_for(ApiKey::Produce)?;
-    let start_ns = loop {
-        if let Some(s) = run.start_ns() {
-            break s;
-        }
-        if run.aborted() {
-            return Ok(());
-        }
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    };
+    let Some(start_ns) = run.wait_for_start().await else { return Ok(()) };
     let end_ns = run.end_ns(start_ns);
     let warmup_end_ns = run.warmup_end_ns(start_ns);
     result.borrow_mut().set_warmup_end_ns(warmup_end_ns);

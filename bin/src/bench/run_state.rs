@@ -78,6 +78,20 @@ impl RunShared {
         Some(self.start_ns.load(Relaxed))
     }
 
+    /// Waits (polling every millisecond) until load may begin; `None` if the run was aborted
+    /// first. Producers and consumers call it before their loops.
+    pub async fn wait_for_start(&self) -> Option<u64> {
+        loop {
+            if let Some(s) = self.start_ns() {
+                return Some(s);
+            }
+            if self.aborted() {
+                return None;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     pub fn start_ns_if_started(&self) -> Option<u64> {
         Some(self.start_ns.load(Relaxed)).filter(|s| *s != 0)
     }

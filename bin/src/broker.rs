@@ -155,7 +155,14 @@ pub fn run(args: BrokerArgs) -> i32 {
         let report = ReadyReport { shard, tx: Some(ready_tx.clone()) };
         async move {
             let defaults = broker_config.default_log_config.clone();
-            let config_for = |topic: &str| image.log_config(topic, &defaults);
+            // The internal offsets topic is not in the metadata image (clients cannot produce to
+            // or fetch it); its partitions open with their own config.
+            let config_for = |topic: &str| {
+                image.log_config(topic, &defaults).or_else(|| {
+                    (topic == sluice_net::group::offsets_log::OFFSETS_TOPIC)
+                        .then(|| sluice_net::group::offsets_log::offsets_topic_log_config(&defaults))
+                })
+            };
             let storage = match ShardStorage::open(shard, shard_count, options, clean, &config_for).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -185,6 +192,11 @@ pub fn run(args: BrokerArgs) -> i32 {
             let topics: Vec<(String, i32)> = image.topics.iter().map(|(n, t)| (n.clone(), t.partitions)).collect();
             for (topic, partitions) in topics {
                 controller::ensure_partitions(&ctx, &topic, 0, partitions).await;
+            }
+            if let Err(e) = sluice_net::group::service::GroupShard::start(ctx.clone()).await {
+                report.send(Err(format!("shard {shard}: cannot load consumer groups: {e}")));
+                let _ = storage.close_all().await;
+                return;
             }
             storage.spawn_background_tasks();
             glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();

@@ -39,6 +39,8 @@ pub struct BrokerSettings {
     pub fetch_sendfile: Option<bool>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
+    /// Consumer-group settings (`group.*`, `offsets.*`).
+    pub group_config: sluice_net::group::GroupConfig,
 }
 
 impl BrokerSettings {
@@ -68,6 +70,7 @@ impl BrokerSettings {
         if let Some(b) = self.produce_discard {
             config.produce_discard = b;
         }
+        config.group = self.group_config.clone();
     }
 }
 
@@ -126,6 +129,14 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
             "node.id" | "broker.id" => settings.node_id = Some(parse(key, value)?),
             "default.replication.factor" => settings.default_replication_factor = Some(parse(key, value)?),
+            "group.min.session.timeout.ms"
+            | "group.max.session.timeout.ms"
+            | "group.max.size"
+            | "group.initial.rebalance.delay.ms"
+            | "offsets.topic.num.partitions"
+            | "offsets.retention.minutes"
+            | "offsets.retention.check.interval.ms"
+            | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
             // Settings owned by other layers or fixed by sluice's design; accepted so a Kafka
             // server.properties can be reused.
             "process.roles"
@@ -149,6 +160,26 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.default_log_config.set(topic_name, value).map_err(|e| format!("{key}: {e}"))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// One consumer-group setting (Kafka name and bounds).
+fn apply_group_setting(group: &mut sluice_net::group::GroupConfig, key: &str, value: &str) -> Result<(), String> {
+    let n: u64 = parse(key, value)?;
+    match key {
+        "group.min.session.timeout.ms" => group.min_session_timeout_ms = n,
+        "group.max.session.timeout.ms" => group.max_session_timeout_ms = n,
+        "group.max.size" if n >= 1 => group.max_size = n.min(1_000_000) as usize,
+        "group.initial.rebalance.delay.ms" => group.initial_rebalance_delay_ms = n,
+        "offsets.topic.num.partitions" if (1..=10_000).contains(&n) => group.offsets_topic_num_partitions = n as i32,
+        "offsets.retention.minutes" if n >= 1 => group.offsets_retention_ms = n.saturating_mul(60_000),
+        "offsets.retention.check.interval.ms" if n >= 1 => group.offsets_retention_check_interval_ms = n,
+        "offset.metadata.max.bytes" => group.offset_metadata_max_bytes = n.min(1 << 20) as usize,
+        _ => return Err(format!("{key}: value {value} out of range")),
+    }
+    if group.min_session_timeout_ms > group.max_session_timeout_ms {
+        return Err("group.min.session.timeout.ms exceeds group.max.session.timeout.ms".into());
     }
     Ok(())
 }

@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     /// validating or storing it (base offset 0; fetches see nothing). Only for measuring a client's ceiling — the
     /// "discard-everything broker" of tuning/ and `sluice bench`. Default false; logged loudly.
     pub produce_discard: bool,
+    /// Consumer-group settings (`group.*`, `offsets.*`).
+    pub group: crate::group::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -56,6 +58,7 @@ impl BrokerConfig {
             fetch_sendfile: true,
             ack_when_written: true,
             produce_discard: false,
+            group: crate::group::GroupConfig::default(),
         }
     }
 }

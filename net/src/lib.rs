@@ -12,6 +12,7 @@ pub mod broker_config;
 pub mod connection;
 pub mod controller;
 pub mod frame;
+pub mod group;
 pub mod handlers;
 pub mod metadata_image;
 pub mod response_buf;

@@ -1,0 +1,397 @@
+//! The glommio edge of the group coordinator on one shard: the shard's [`Group`]s, the
+//! JoinGroup/SyncGroup requests waiting for a rebalance, the timer that drives deadlines,
+//! writes to the `__consumer_offsets` log, and replay at start-up.
+//!
+//! Owns: every group whose `__consumer_offsets` partition this shard owns (requests for a
+//! group run here, sent by [`on_group_shard`] through the shard mesh), and the mapping from
+//! [`GroupEvent`]s to waiting responses. Must never: hold a `RefCell` borrow across an
+//! `.await`, touch another shard's groups, or acknowledge a commit before its record is on
+//! file.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use sluice_engine::shard::ShardGone;
+
+use super::coordinator::{
+    codes, CommittedOffset, Group, GroupConfig, GroupEvent, JoinRequest, JoinResult, Reply, SyncResult,
+};
+use super::offsets_log::{self, partition_for, GroupValue, LogRecord, MemberValue, OFFSETS_TOPIC};
+use crate::shard_context::ShardContext;
+
+/// How often the timer looks for due deadlines (sessions, rebalances, initial delay).
+pub const TICK_INTERVAL_MS: u64 = 50;
+
+type MemberKey = (String, String);
+
+/// One shard's groups. See the module docs.
+pub struct GroupShard {
+    pub config: GroupConfig,
+    groups: RefCell<HashMap<String, Group>>,
+    join_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<JoinResult>>>,
+    sync_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<SyncResult>>>,
+    /// Groups that have a group record in the log (deleting them writes a tombstone).
+    persisted: RefCell<HashSet<String>>,
+    member_seq: Cell<u64>,
+    ctx: Rc<ShardContext>,
+}
+
+thread_local! {
+    static GROUP_SHARD: RefCell<Option<Rc<GroupShard>>> = const { RefCell::new(None) };
+}
+
+/// Milliseconds since the Unix epoch (commit timestamps survive restarts).
+pub fn now_ms() -> u64 {
+    sluice_engine::clock::now_ms().max(0) as u64
+}
+
+/// The shard that coordinates `group_id`.
+pub fn coordinator_shard(ctx: &ShardContext, group_id: &str) -> usize {
+    let partition = partition_for(group_id, ctx.config.group.offsets_topic_num_partitions);
+    ctx.owner_of(OFFSETS_TOPIC, partition)
+}
+
+/// Runs `f` with the group shard that owns `group_id`.
+pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, ShardGone>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<GroupShard>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    let shard = coordinator_shard(ctx, group_id);
+    ctx.mesh.call(shard, move || async move { f(GroupShard::current()).await }).await
+}
+
+impl GroupShard {
+    pub fn current() -> Rc<GroupShard> {
+        GROUP_SHARD.with(|g| g.borrow().clone()).expect("group coordinator not started on this shard")
+    }
+
+    /// Replays this shard's `__consumer_offsets` partitions, installs the shard's
+    /// coordinator and starts its timer. Runs before the shard serves requests.
+    pub async fn start(ctx: Rc<ShardContext>) -> Result<(), String> {
+        let config = ctx.config.group.clone();
+        let shard = Rc::new(GroupShard {
+            config,
+            groups: RefCell::new(HashMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            persisted: RefCell::new(HashSet::new()),
+            member_seq: Cell::new(0),
+            ctx: ctx.clone(),
+        });
+        let now = now_ms();
+        let mut loaded_groups = 0usize;
+        let mut loaded_offsets = 0usize;
+        for log in ctx.storage.partitions() {
+            if log.topic() != OFFSETS_TOPIC {
+                continue;
+            }
+            for (id, replayed) in offsets_log::replay(&log).await? {
+                let mut group = match replayed.group {
+                    Some(g) => {
+                        shard.persisted.borrow_mut().insert(id.clone());
+                        let members = g.members.into_iter().map(MemberValue::into_member).collect();
+                        Group::restore(&id, now, g.generation_id, g.protocol_type, g.protocol_name, g.leader_id, members)
+                    }
+                    None => Group::new(&id, now),
+                };
+                for ((topic, partition), committed) in replayed.offsets {
+                    group.apply_commit(&topic, partition, committed);
+                    loaded_offsets += 1;
+                }
+                if !group.is_disposable() {
+                    loaded_groups += 1;
+                    shard.groups.borrow_mut().insert(id, group);
+                }
+            }
+        }
+        tracing::info!(shard = ctx.shard, groups = loaded_groups, offsets = loaded_offsets, "consumer groups loaded");
+        GROUP_SHARD.with(|g| *g.borrow_mut() = Some(shard.clone()));
+        glommio::spawn_local(shard.clone().run_timer()).detach();
+        Ok(())
+    }
+
+    /// A fresh member id: `client_id-<uuid>` like Kafka.
+    pub fn new_member_id(&self, client_id: &str) -> String {
+        self.member_seq.set(self.member_seq.get() + 1);
+        format!("{client_id}-{}", uuid::Uuid::new_v4())
+    }
+
+    /// Runs `f` on the group, creating it (Empty) if `create`. `None` if it does not exist.
+    pub fn with_group<R>(&self, group_id: &str, create: bool, f: impl FnOnce(&mut Group) -> R) -> Option<R> {
+        let (result, events) = {
+            let mut groups = self.groups.borrow_mut();
+            if create && !groups.contains_key(group_id) {
+                groups.insert(group_id.to_string(), Group::new(group_id, now_ms()));
+            }
+            let group = groups.get_mut(group_id)?;
+            let result = f(group);
+            debug_assert!(group.check_invariants(), "group {group_id} broke an invariant");
+            (result, group.take_events())
+        };
+        self.handle_events(group_id, events);
+        Some(result)
+    }
+
+    /// Read-only view of every group.
+    pub fn for_each_group(&self, mut f: impl FnMut(&Group)) {
+        for g in self.groups.borrow().values() {
+            f(g);
+        }
+    }
+
+    fn handle_events(&self, group_id: &str, events: Vec<GroupEvent>) {
+        for event in events {
+            match event {
+                GroupEvent::Join { member_id, result } => {
+                    if let Some(tx) = self.join_waiters.borrow_mut().remove(&(group_id.to_string(), member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                GroupEvent::Sync { member_id, result } => {
+                    if let Some(tx) = self.sync_waiters.borrow_mut().remove(&(group_id.to_string(), member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                GroupEvent::Persist => self.persist_group(group_id),
+            }
+        }
+    }
+
+    fn group_value(&self, group_id: &str) -> Option<GroupValue> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group_id)?;
+        Some(GroupValue {
+            v: 0,
+            protocol_type: g.protocol_type().map(str::to_string),
+            generation_id: g.generation_id(),
+            protocol_name: g.protocol_name().map(str::to_string),
+            leader_id: g.leader_id().map(str::to_string),
+            members: g.members().map(MemberValue::from_member).collect(),
+        })
+    }
+
+    /// Writes the group's membership record in the background (membership is advisory:
+    /// members rejoin if it is lost; offsets are what must be durable).
+    fn persist_group(&self, group_id: &str) {
+        let Some(value) = self.group_value(group_id) else { return };
+        self.persisted.borrow_mut().insert(group_id.to_string());
+        let record = LogRecord::group(group_id, Some(&value));
+        let partition = self.partition_of(group_id);
+        let ctx = self.ctx.clone();
+        let group_id = group_id.to_string();
+        glommio::spawn_local(async move {
+            if let Err(e) =
+                offsets_log::append(&ctx.storage, &ctx.config.default_log_config, partition, &[record]).await
+            {
+                tracing::warn!(group = %group_id, error = %e, "could not persist group metadata");
+            }
+        })
+        .detach();
+    }
+
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.config.offsets_topic_num_partitions)
+    }
+
+    /// Appends records of `group_id`'s partition; returns once they are on file.
+    pub async fn append(&self, group_id: &str, records: &[LogRecord]) -> Result<(), String> {
+        let partition = self.partition_of(group_id);
+        offsets_log::append(&self.ctx.storage, &self.ctx.config.default_log_config, partition, records).await
+    }
+
+    /// JoinGroup on this shard; waits for the rebalance when the member must.
+    pub async fn join(self: &Rc<Self>, group_id: &str, req: JoinRequest) -> JoinResult {
+        let now = now_ms();
+        let fallback_member = req.member_id.clone();
+        let (reply, events) = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
+            let reply = group.join(now, &self.config, req);
+            debug_assert!(group.check_invariants());
+            (reply, group.take_events())
+        };
+        let waiter = match reply {
+            Reply::Now(result) => {
+                self.handle_events(group_id, events);
+                // A refused first join must not leave an empty group behind.
+                let disposable = self.groups.borrow().get(group_id).is_some_and(Group::is_disposable);
+                if disposable && !self.persisted.borrow().contains(group_id) {
+                    self.groups.borrow_mut().remove(group_id);
+                }
+                return result;
+            }
+            Reply::Pending { member_id } => {
+                let (tx, rx) = oneshot::channel();
+                self.join_waiters.borrow_mut().insert((group_id.to_string(), member_id), tx);
+                rx
+            }
+        };
+        self.handle_events(group_id, events);
+        // A waiter replaced by the same member's newer JoinGroup is told to rejoin.
+        waiter.await.unwrap_or_else(|_| JoinResult::error(codes::REBALANCE_IN_PROGRESS, &fallback_member))
+    }
+
+    /// SyncGroup on this shard; a follower waits for the leader's assignment.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        self: &Rc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, bytes::Bytes)>,
+    ) -> SyncResult {
+        let now = now_ms();
+        let (reply, events) = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else { return SyncResult::error(codes::UNKNOWN_MEMBER_ID) };
+            let reply =
+                group.sync(now, member_id, instance_id, generation_id, protocol_type, protocol_name, assignments);
+            (reply, group.take_events())
+        };
+        let waiter = match reply {
+            Reply::Now(result) => {
+                self.handle_events(group_id, events);
+                return result;
+            }
+            Reply::Pending { member_id } => {
+                let (tx, rx) = oneshot::channel();
+                self.sync_waiters.borrow_mut().insert((group_id.to_string(), member_id), tx);
+                rx
+            }
+        };
+        self.handle_events(group_id, events);
+        waiter.await.unwrap_or_else(|_| SyncResult::error(codes::REBALANCE_IN_PROGRESS))
+    }
+
+    /// Validates a commit, writes it, and applies it once it is on file. Returns the error
+    /// for the whole request, if any.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        missing_group_error: i16,
+        commits: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), i16> {
+        let now = now_ms();
+        let exists = self.groups.borrow().contains_key(group_id);
+        if !exists && generation_id >= 0 {
+            return Err(missing_group_error);
+        }
+        self.with_group(group_id, true, |g| g.validate_offset_commit(now, member_id, instance_id, generation_id))
+            .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
+        let records: Vec<LogRecord> =
+            commits.iter().map(|(t, p, c)| LogRecord::offset(group_id, t, *p, Some(c))).collect();
+        if let Err(e) = self.append(group_id, &records).await {
+            tracing::warn!(group = group_id, error = %e, "offset commit not written");
+            return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        self.with_group(group_id, true, |g| {
+            for (topic, partition, committed) in commits {
+                g.apply_commit(&topic, partition, committed);
+            }
+        });
+        Ok(())
+    }
+
+    /// Deletes committed offsets (tombstones first, then memory).
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<(), i16> {
+        let records: Vec<LogRecord> =
+            partitions.iter().map(|(t, p)| LogRecord::offset(group_id, t, *p, None)).collect();
+        self.append(group_id, &records).await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
+        self.with_group(group_id, false, |g| {
+            for (t, p) in partitions {
+                g.remove_offset(t, *p);
+            }
+        });
+        Ok(())
+    }
+
+    /// Deletes an empty group with its offsets (DeleteGroups).
+    pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let check = self.with_group(group_id, false, |g| {
+            if g.member_count() > 0 || g.state() != super::coordinator::GroupState::Empty {
+                Err(codes::NON_EMPTY_GROUP)
+            } else {
+                Ok(g.offsets().keys().cloned().collect::<Vec<_>>())
+            }
+        });
+        let partitions = match check {
+            None => return codes::GROUP_ID_NOT_FOUND,
+            Some(Err(code)) => return code,
+            Some(Ok(p)) => p,
+        };
+        let mut records: Vec<LogRecord> =
+            partitions.iter().map(|(t, p)| LogRecord::offset(group_id, t, *p, None)).collect();
+        records.push(LogRecord::group(group_id, None));
+        if self.append(group_id, &records).await.is_err() {
+            return codes::COORDINATOR_NOT_AVAILABLE;
+        }
+        self.groups.borrow_mut().remove(group_id);
+        self.persisted.borrow_mut().remove(group_id);
+        codes::NONE
+    }
+
+    async fn run_timer(self: Rc<Self>) {
+        let mut last_retention_check_ms = now_ms();
+        loop {
+            glommio::timer::sleep(Duration::from_millis(TICK_INTERVAL_MS)).await;
+            let now = now_ms();
+            let due: Vec<String> = self
+                .groups
+                .borrow()
+                .iter()
+                .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in due {
+                self.with_group(&id, false, |g| g.tick(now, &self.config));
+            }
+            if now.saturating_sub(last_retention_check_ms) >= self.config.offsets_retention_check_interval_ms {
+                last_retention_check_ms = now;
+                self.expire_offsets(now).await;
+            }
+        }
+    }
+
+    /// `offsets.retention.minutes`: drops expired offsets of empty groups, then groups left
+    /// with nothing.
+    pub async fn expire_offsets(&self, now: u64) {
+        let expired: Vec<(String, Vec<(String, i32)>)> = self
+            .groups
+            .borrow()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.expired_offsets(now, self.config.offsets_retention_ms)))
+            .filter(|(_, e)| !e.is_empty())
+            .collect();
+        for (group_id, partitions) in expired {
+            if self.delete_offsets(&group_id, &partitions).await.is_ok() {
+                tracing::info!(group = %group_id, expired = partitions.len(), "committed offsets expired");
+            }
+        }
+        let disposable: Vec<String> =
+            self.groups.borrow().iter().filter(|(_, g)| g.is_disposable()).map(|(id, _)| id.clone()).collect();
+        for group_id in disposable {
+            if self.persisted.borrow().contains(&group_id) {
+                if self.append(&group_id, &[LogRecord::group(&group_id, None)]).await.is_err() {
+                    continue;
+                }
+                self.persisted.borrow_mut().remove(&group_id);
+            }
+            let still = self.groups.borrow().get(&group_id).is_some_and(Group::is_disposable);
+            if still {
+                self.groups.borrow_mut().remove(&group_id);
+            }
+        }
+    }
+}

@@ -197,6 +197,9 @@ pub enum GroupEvent {
     /// The group's membership changed in a way worth persisting (new generation assigned, or
     /// the group became empty).
     Persist,
+    /// The leader's assignment arrived: the rebalance is over. `rebalance_ms` counts from the
+    /// start of the rebalance, `since_joined_ms` from the moment every member had rejoined.
+    Stabilized { generation_id: i32, member_count: usize, rebalance_ms: u64, since_joined_ms: u64 },
 }
 
 /// A JoinGroup request, decoded.
@@ -241,6 +244,8 @@ pub struct Group {
     rebalance_deadline_ms: Option<u64>,
     initial_delay: Option<InitialDelay>,
     sync_deadline_ms: Option<u64>,
+    rebalance_started_ms: u64,
+    joined_ms: u64,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
     events: Vec<GroupEvent>,
 }
@@ -261,6 +266,8 @@ impl Group {
             rebalance_deadline_ms: None,
             initial_delay: None,
             sync_deadline_ms: None,
+            rebalance_started_ms: now_ms,
+            joined_ms: now_ms,
             offsets: BTreeMap::new(),
             events: Vec::new(),
         }
@@ -612,6 +619,9 @@ impl Group {
 
     /// Starts a rebalance unless one is under way.
     fn prepare_rebalance(&mut self, now_ms: u64, config: &GroupConfig) {
+        if self.state != GroupState::PreparingRebalance {
+            self.rebalance_started_ms = now_ms;
+        }
         match self.state {
             GroupState::PreparingRebalance => return,
             GroupState::CompletingRebalance => {
@@ -681,6 +691,7 @@ impl Group {
             self.leader_id = self.members.keys().next().cloned();
         }
         self.transition(GroupState::CompletingRebalance, now_ms);
+        self.joined_ms = now_ms;
         self.sync_deadline_ms = Some(now_ms + self.rebalance_timeout_ms());
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
@@ -775,6 +786,12 @@ impl Group {
                         self.events.push(GroupEvent::Sync { member_id: id, result });
                     }
                     self.events.push(GroupEvent::Persist);
+                    self.events.push(GroupEvent::Stabilized {
+                        generation_id: self.generation_id,
+                        member_count: self.members.len(),
+                        rebalance_ms: now_ms.saturating_sub(self.rebalance_started_ms),
+                        since_joined_ms: now_ms.saturating_sub(self.joined_ms),
+                    });
                 }
                 Reply::Pending { member_id: member_id.to_string() }
             }

@@ -159,6 +159,12 @@ impl GroupShard {
                     }
                 }
                 GroupEvent::Persist => self.persist_group(group_id),
+                GroupEvent::Stabilized { generation_id, member_count, rebalance_ms, since_joined_ms } => {
+                    tracing::info!(
+                        group = group_id, generation_id, members = member_count, rebalance_ms, since_joined_ms,
+                        "group rebalanced"
+                    );
+                }
             }
         }
     }

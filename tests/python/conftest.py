@@ -143,7 +143,8 @@ def _stop_and_check(broker: Broker) -> None:
 def broker(tmp_path_factory):
     """One broker for the whole session (tests use unique topic names): 2 shards, auto-created
     topics with 3 partitions."""
-    b = _start_broker(tmp_path_factory.mktemp("sluice-data"), ["--set", f"num.partitions={NUM_PARTITIONS}"])
+    b = _start_broker(tmp_path_factory.mktemp("sluice-data"), ["--set", f"num.partitions={NUM_PARTITIONS}",
+                                                                    "--set", "group.initial.rebalance.delay.ms=100"])
     try:
         yield b
     finally:

@@ -493,6 +493,25 @@ mod raw_codes {
         assert_eq!(deleted.results[0].error_code, 0);
         let described = client.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g-raw"))]), 6);
         assert_eq!(described.groups[0].error_code, 69, "v6: GROUP_ID_NOT_FOUND once deleted");
+
+        // The internal offsets topic is neither auto-created nor writable by clients.
+        let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+            kafka_protocol::messages::produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_data(vec![kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes::Bytes::from(sluice_engine::batch::build_batch(0, &[(None, Some(b"x".as_slice()), &[])], 0))))]),
+        ]);
+        let produced = client.send(&produce, 9);
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+        let metadata = client.send(
+            &MetadataRequest::default()
+                .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(s("__consumer_offsets"))))]))
+                .with_allow_auto_topic_creation(true),
+            12,
+        );
+        assert_ne!(metadata.topics[0].error_code, 0, "not auto-created as a client topic");
         broker.stop();
     }
 }

@@ -133,7 +133,8 @@ impl MetadataImage {
             }
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
-                if self.topics.contains_key(name) {
+                // The group coordinator's log lives outside the image (crate::group::offsets_log).
+                if self.topics.contains_key(name) || name == "__consumer_offsets" {
                     return Err(MetadataError::new(
                         codes::TOPIC_ALREADY_EXISTS,
                         format!("Topic '{name}' already exists."),

@@ -152,6 +152,10 @@ def test_admin_lists_describes_and_deletes_groups(bootstrap, topic):
     while not c.assignment() and time.time() < deadline:
         c.poll(0.2)
     c.commit(offsets=[CkTopicPartition(topic, p, 1) for p in range(NUM_PARTITIONS)], asynchronous=False)
+    # Lag the way kafka-consumer-groups computes it: high watermark minus committed offset.
+    committed = c.committed([CkTopicPartition(topic, p) for p in range(NUM_PARTITIONS)], timeout=10)
+    lag = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] - tp.offset for tp in committed}
+    assert lag == {p: 9 // NUM_PARTITIONS - 1 for p in range(NUM_PARTITIONS)}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     described = admin.describe_groups([group])[group]
     assert described["group_state"] == "Stable"

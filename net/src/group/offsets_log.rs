@@ -154,8 +154,11 @@ impl LogRecord {
 
 /// Appends `records` as one batch to the group's partition on this shard (creating the
 /// partition on first use) and returns once the batch is on file.
+/// `creating` serializes first-use creation of a partition on this shard: two concurrent
+/// appends (a commit and a group record) must not both open the same new directory.
 pub async fn append(
     storage: &Rc<ShardStorage>,
+    creating: &glommio::sync::Semaphore,
     defaults: &LogConfig,
     partition: i32,
     records: &[LogRecord],
@@ -165,10 +168,16 @@ pub async fn append(
     }
     let log = match storage.partition(OFFSETS_TOPIC, partition) {
         Some(log) => log,
-        None => storage
-            .create_partition(OFFSETS_TOPIC, partition, offsets_topic_log_config(defaults))
-            .await
-            .map_err(|e| e.to_string())?,
+        None => {
+            let _permit = creating.acquire_permit(1).await.map_err(|e| e.to_string())?;
+            match storage.partition(OFFSETS_TOPIC, partition) {
+                Some(log) => log,
+                None => storage
+                    .create_partition(OFFSETS_TOPIC, partition, offsets_topic_log_config(defaults))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
+        }
     };
     let keys: Vec<Vec<u8>> = records.iter().map(|r| serde_json::to_vec(&r.key).expect("serializes")).collect();
     let specs: Vec<_> =

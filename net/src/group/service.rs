@@ -37,6 +37,8 @@ pub struct GroupShard {
     /// Groups that have a group record in the log (deleting them writes a tombstone).
     persisted: RefCell<HashSet<String>>,
     member_seq: Cell<u64>,
+    /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
+    creating_partition: Rc<glommio::sync::Semaphore>,
     ctx: Rc<ShardContext>,
 }
 
@@ -82,6 +84,7 @@ impl GroupShard {
             sync_waiters: RefCell::new(HashMap::new()),
             persisted: RefCell::new(HashSet::new()),
             member_seq: Cell::new(0),
+            creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
             ctx: ctx.clone(),
         });
         let now = now_ms();
@@ -190,10 +193,11 @@ impl GroupShard {
         let record = LogRecord::group(group_id, Some(&value));
         let partition = self.partition_of(group_id);
         let ctx = self.ctx.clone();
+        let creating = self.creating_partition.clone();
         let group_id = group_id.to_string();
         glommio::spawn_local(async move {
-            if let Err(e) =
-                offsets_log::append(&ctx.storage, &ctx.config.default_log_config, partition, &[record]).await
+            let defaults = &ctx.config.default_log_config;
+            if let Err(e) = offsets_log::append(&ctx.storage, &creating, defaults, partition, &[record]).await
             {
                 tracing::warn!(group = %group_id, error = %e, "could not persist group metadata");
             }
@@ -208,7 +212,8 @@ impl GroupShard {
     /// Appends records of `group_id`'s partition; returns once they are on file.
     pub async fn append(&self, group_id: &str, records: &[LogRecord]) -> Result<(), String> {
         let partition = self.partition_of(group_id);
-        offsets_log::append(&self.ctx.storage, &self.ctx.config.default_log_config, partition, records).await
+        let defaults = &self.ctx.config.default_log_config;
+        offsets_log::append(&self.ctx.storage, &self.creating_partition, defaults, partition, records).await
     }
 
     /// JoinGroup on this shard; waits for the rebalance when the member must.

@@ -113,7 +113,12 @@ fn assert_disjoint(consumers: &[&GroupConsumer]) {
 }
 
 /// Polls until `done` or the deadline; checks disjoint ownership after every round.
-fn poll_until(consumers: &[&GroupConsumer], seen: &mut Vec<(usize, i32, i64)>, secs: u64, done: impl Fn(&[(usize, i32, i64)]) -> bool) {
+fn poll_until(
+    consumers: &[&GroupConsumer],
+    seen: &mut Vec<(usize, i32, i64)>,
+    secs: u64,
+    done: impl Fn(&[(usize, i32, i64)]) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done(seen) {
         assert!(Instant::now() < deadline, "timed out; seen {} messages", seen.len());
@@ -186,9 +191,10 @@ fn commit_half_close_and_resume_exactly_after_the_commit_across_a_broker_restart
     let producer = future_producer(&bootstrap, &[]);
     for i in 0..200 {
         let v = format!("m{i}");
-        futures::executor::block_on(
-            producer.send(rdkafka::producer::FutureRecord::<(), _>::to("resume").payload(&v).partition(0), Duration::from_secs(10)),
-        )
+        futures::executor::block_on(producer.send(
+            rdkafka::producer::FutureRecord::<(), _>::to("resume").payload(&v).partition(0),
+            Duration::from_secs(10),
+        ))
         .expect("acked");
     }
     let (c, _) = group_consumer(&bootstrap, "g-resume", "resume", &[]);
@@ -224,11 +230,11 @@ fn commit_half_close_and_resume_exactly_after_the_commit_across_a_broker_restart
     use kafka_protocol::protocol::StrBytes;
     let mut raw = support::raw::RawClient::connect(&bootstrap);
     let fetched = raw.send(
-        &OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g-resume"))).with_topics(Some(vec![
-            OffsetFetchRequestTopic::default()
+        &OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g-resume"))).with_topics(Some(
+            vec![OffsetFetchRequestTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("resume")))
-                .with_partition_indexes(vec![0]),
-        ])),
+                .with_partition_indexes(vec![0])],
+        )),
         5,
     );
     assert_eq!(fetched.error_code, 0);
@@ -371,7 +377,9 @@ mod raw_codes {
             .with_member_id(s(member))
             .with_group_instance_id(instance.map(s))
             .with_protocol_type(s("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(bytes::Bytes::from_static(b"meta"))])
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"meta"))])
     }
 
     fn commit(generation: i32, member: &str, version_topic: &str) -> OffsetCommitRequest {
@@ -379,9 +387,12 @@ mod raw_codes {
             .with_group_id(GroupId(s("g-raw")))
             .with_generation_id_or_member_epoch(generation)
             .with_member_id(s(member))
-            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName(s(version_topic))).with_partitions(vec![
-                OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(3).with_committed_metadata(Some(s("md"))),
-            ])])
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(version_topic)))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(3)
+                    .with_committed_metadata(Some(s("md")))])])
     }
 
     #[test]
@@ -392,7 +403,8 @@ mod raw_codes {
         produce(&bootstrap, "raw-topic", 6, "r");
         let mut client = RawClient::connect(&bootstrap);
 
-        let found = client.send(&FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g-raw"), s("other")]), 4);
+        let found =
+            client.send(&FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g-raw"), s("other")]), 4);
         assert_eq!(found.coordinators.len(), 2);
         assert!(found.coordinators.iter().all(|c| c.error_code == 0 && c.port == broker.port as i32));
 
@@ -413,9 +425,11 @@ mod raw_codes {
                 .with_group_id(GroupId(s("g-raw")))
                 .with_generation_id(generation)
                 .with_member_id(s(m))
-                .with_assignments(vec![kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment::default()
-                    .with_member_id(s(m))
-                    .with_assignment(bytes::Bytes::from_static(b"assigned"))])
+                .with_assignments(vec![
+                    kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(s(m))
+                        .with_assignment(bytes::Bytes::from_static(b"assigned")),
+                ])
         };
         assert_eq!(client.send(&sync(7, &member), 3).error_code, 22, "ILLEGAL_GENERATION");
         let synced = client.send(&sync(1, &member), 3);
@@ -423,7 +437,10 @@ mod raw_codes {
         assert_eq!(&synced.assignment[..], b"assigned");
 
         let hb = |generation: i32, m: &str| {
-            HeartbeatRequest::default().with_group_id(GroupId(s("g-raw"))).with_generation_id(generation).with_member_id(s(m))
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g-raw")))
+                .with_generation_id(generation)
+                .with_member_id(s(m))
         };
         assert_eq!(client.send(&hb(1, &member), 3).error_code, 0);
         assert_eq!(client.send(&hb(0, &member), 3).error_code, 22, "ILLEGAL_GENERATION");
@@ -438,8 +455,12 @@ mod raw_codes {
 
         let fetched = client.send(
             &OffsetFetchRequest::default().with_groups(vec![
-                kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g-raw"))).with_topics(None),
-                kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g-none"))).with_topics(None),
+                kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g-raw")))
+                    .with_topics(None),
+                kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g-none")))
+                    .with_topics(None),
             ]),
             8,
         );
@@ -447,16 +468,23 @@ mod raw_codes {
         assert_eq!((p.committed_offset, p.metadata.as_ref().map(|m| m.to_string())), (3, Some("md".to_string())));
         assert!(fetched.groups[1].topics.is_empty());
 
-        let described = client.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g-raw")), GroupId(s("g-none"))]), 5);
+        let described = client
+            .send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g-raw")), GroupId(s("g-none"))]), 5);
         assert_eq!(described.groups[0].group_state.as_str(), "Stable");
         assert_eq!(described.groups[0].protocol_data.as_str(), "range");
         assert_eq!(&described.groups[0].members[0].member_assignment[..], b"assigned");
         assert_eq!(described.groups[1].group_state.as_str(), "Dead");
 
         let listed = client.send(&ListGroupsRequest::default().with_states_filter(vec![s("stable")]), 4);
-        assert_eq!(listed.groups.iter().map(|g| g.group_id.0.to_string()).collect::<Vec<_>>(), vec!["g-raw".to_string()]);
+        assert_eq!(
+            listed.groups.iter().map(|g| g.group_id.0.to_string()).collect::<Vec<_>>(),
+            vec!["g-raw".to_string()]
+        );
 
-        let deleted = client.send(&DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g-raw")), GroupId(s("g-none"))]), 2);
+        let deleted = client.send(
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g-raw")), GroupId(s("g-none"))]),
+            2,
+        );
         assert_eq!(deleted.results[0].error_code, 68, "NON_EMPTY_GROUP");
         assert_eq!(deleted.results[1].error_code, 69, "GROUP_ID_NOT_FOUND");
 
@@ -481,11 +509,18 @@ mod raw_codes {
             MemberIdentity::default().with_member_id(s("nobody")),
         ]);
         let left = client.send(&leave, 3);
-        assert_eq!(left.members.iter().map(|m| m.error_code).collect::<Vec<_>>(), vec![0, 25, 25], "inst is in another group");
+        assert_eq!(
+            left.members.iter().map(|m| m.error_code).collect::<Vec<_>>(),
+            vec![0, 25, 25],
+            "inst is in another group"
+        );
         let offset_delete = OffsetDeleteRequest::default().with_group_id(GroupId(s("g-raw"))).with_topics(vec![
             kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
                 .with_name(TopicName(s("raw-topic")))
-                .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
         ]);
         let od = client.send(&offset_delete, 0);
         assert_eq!((od.error_code, od.topics[0].partitions[0].error_code), (0, 0));
@@ -500,7 +535,11 @@ mod raw_codes {
                 .with_name(TopicName(s("__consumer_offsets")))
                 .with_partition_data(vec![kafka_protocol::messages::produce_request::PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(bytes::Bytes::from(sluice_engine::batch::build_batch(0, &[(None, Some(b"x".as_slice()), &[])], 0))))]),
+                    .with_records(Some(bytes::Bytes::from(sluice_engine::batch::build_batch(
+                        0,
+                        &[(None, Some(b"x".as_slice()), &[])],
+                        0,
+                    ))))]),
         ]);
         let produced = client.send(&produce, 9);
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");

@@ -192,14 +192,25 @@ pub enum Reply<T> {
 /// What the edge must do after a call: answer waiting requests, persist the group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupEvent {
-    Join { member_id: String, result: JoinResult },
-    Sync { member_id: String, result: SyncResult },
+    Join {
+        member_id: String,
+        result: JoinResult,
+    },
+    Sync {
+        member_id: String,
+        result: SyncResult,
+    },
     /// The group's membership changed in a way worth persisting (new generation assigned, or
     /// the group became empty).
     Persist,
     /// The leader's assignment arrived: the rebalance is over. `rebalance_ms` counts from the
     /// start of the rebalance, `since_joined_ms` from the moment every member had rejoined.
-    Stabilized { generation_id: i32, member_count: usize, rebalance_ms: u64, since_joined_ms: u64 },
+    Stabilized {
+        generation_id: i32,
+        member_count: usize,
+        rebalance_ms: u64,
+        since_joined_ms: u64,
+    },
 }
 
 /// A JoinGroup request, decoded.
@@ -301,7 +312,8 @@ impl Group {
             }
             group.members.insert(m.member_id.clone(), m);
         }
-        group.leader_id = leader_id.filter(|l| group.members.contains_key(l)).or_else(|| group.members.keys().next().cloned());
+        group.leader_id =
+            leader_id.filter(|l| group.members.contains_key(l)).or_else(|| group.members.keys().next().cloned());
         group.state = GroupState::Stable;
         group
     }
@@ -505,8 +517,10 @@ impl Group {
             });
         }
         if member.awaiting_sync {
-            self.events
-                .push(GroupEvent::Sync { member_id: old_id.to_string(), result: SyncResult::error(codes::FENCED_INSTANCE_ID) });
+            self.events.push(GroupEvent::Sync {
+                member_id: old_id.to_string(),
+                result: SyncResult::error(codes::FENCED_INSTANCE_ID),
+            });
         }
         let new_id = req.new_member_id.clone();
         let old_protocols = std::mem::replace(&mut member.protocols, req.protocols.clone());
@@ -524,7 +538,8 @@ impl Group {
             self.leader_id = Some(new_id.clone());
         }
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        let unchanged = old_protocols.iter().find(|(n, _)| *n == protocol) == req.protocols.iter().find(|(n, _)| *n == protocol);
+        let unchanged =
+            old_protocols.iter().find(|(n, _)| *n == protocol) == req.protocols.iter().find(|(n, _)| *n == protocol);
         match self.state {
             GroupState::Stable if unchanged => {
                 self.events.push(GroupEvent::Persist);
@@ -674,7 +689,8 @@ impl Group {
         debug_assert_eq!(self.state, GroupState::PreparingRebalance);
         self.rebalance_deadline_ms = None;
         self.initial_delay = None;
-        let gone: Vec<String> = self.members.values().filter(|m| !m.awaiting_join).map(|m| m.member_id.clone()).collect();
+        let gone: Vec<String> =
+            self.members.values().filter(|m| !m.awaiting_join).map(|m| m.member_id.clone()).collect();
         for id in gone {
             self.remove_member(&id, codes::UNKNOWN_MEMBER_ID);
         }
@@ -708,7 +724,10 @@ impl Group {
     fn remove_member(&mut self, member_id: &str, error: i16) -> Option<Member> {
         let m = self.members.remove(member_id)?;
         if m.awaiting_join {
-            self.events.push(GroupEvent::Join { member_id: member_id.to_string(), result: JoinResult::error(error, member_id) });
+            self.events.push(GroupEvent::Join {
+                member_id: member_id.to_string(),
+                result: JoinResult::error(error, member_id),
+            });
         }
         if m.awaiting_sync {
             self.events.push(GroupEvent::Sync { member_id: member_id.to_string(), result: SyncResult::error(error) });
@@ -925,8 +944,13 @@ impl Group {
 
     /// The earliest deadline this group needs a [`Group::tick`] for.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let sessions = self.members.values().filter(|m| !m.awaiting_join && !m.awaiting_sync).map(|m| m.last_heartbeat_ms + m.session_timeout_ms);
-        let new_joins = self.members.values().filter(|m| m.awaiting_join && m.is_new).map(|m| m.last_heartbeat_ms + 300_000);
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| !m.awaiting_join && !m.awaiting_sync)
+            .map(|m| m.last_heartbeat_ms + m.session_timeout_ms);
+        let new_joins =
+            self.members.values().filter(|m| m.awaiting_join && m.is_new).map(|m| m.last_heartbeat_ms + 300_000);
         sessions
             .chain(new_joins)
             .chain(self.pending_members.values().copied())

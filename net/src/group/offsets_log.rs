@@ -218,7 +218,11 @@ pub async fn replay(log: &Rc<PartitionLog>) -> Result<BTreeMap<String, Replayed>
                     continue;
                 }
                 let Some(key) = record.key.as_ref().and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
-                    tracing::warn!(partition = log.partition(), offset = record.offset, "unreadable key in {OFFSETS_TOPIC}");
+                    tracing::warn!(
+                        partition = log.partition(),
+                        offset = record.offset,
+                        "unreadable key in {OFFSETS_TOPIC}"
+                    );
                     continue;
                 };
                 apply_record(&mut groups, key, record.value.as_deref());

@@ -99,7 +99,15 @@ impl GroupShard {
                     Some(g) => {
                         shard.persisted.borrow_mut().insert(id.clone());
                         let members = g.members.into_iter().map(MemberValue::into_member).collect();
-                        Group::restore(&id, now, g.generation_id, g.protocol_type, g.protocol_name, g.leader_id, members)
+                        Group::restore(
+                            &id,
+                            now,
+                            g.generation_id,
+                            g.protocol_type,
+                            g.protocol_name,
+                            g.leader_id,
+                            members,
+                        )
                     }
                     None => Group::new(&id, now),
                 };
@@ -164,7 +172,11 @@ impl GroupShard {
                 GroupEvent::Persist => self.persist_group(group_id),
                 GroupEvent::Stabilized { generation_id, member_count, rebalance_ms, since_joined_ms } => {
                     tracing::info!(
-                        group = group_id, generation_id, members = member_count, rebalance_ms, since_joined_ms,
+                        group = group_id,
+                        generation_id,
+                        members = member_count,
+                        rebalance_ms,
+                        since_joined_ms,
                         "group rebalanced"
                     );
                 }
@@ -197,8 +209,7 @@ impl GroupShard {
         let group_id = group_id.to_string();
         glommio::spawn_local(async move {
             let defaults = &ctx.config.default_log_config;
-            if let Err(e) = offsets_log::append(&ctx.storage, &creating, defaults, partition, &[record]).await
-            {
+            if let Err(e) = offsets_log::append(&ctx.storage, &creating, defaults, partition, &[record]).await {
                 tracing::warn!(group = %group_id, error = %e, "could not persist group metadata");
             }
         })

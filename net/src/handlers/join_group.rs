@@ -68,7 +68,9 @@ fn response(result: JoinResult, version: i16) -> JoinGroupResponse {
         .with_member_id(str_bytes(result.member_id))
         .with_members(members);
     if version >= 7 {
-        r = r.with_protocol_type(result.protocol_type.map(str_bytes)).with_protocol_name(result.protocol_name.map(str_bytes));
+        r = r
+            .with_protocol_type(result.protocol_type.map(str_bytes))
+            .with_protocol_name(result.protocol_name.map(str_bytes));
     } else {
         r = r.with_protocol_name(Some(str_bytes(result.protocol_name.unwrap_or_default())));
     }

@@ -33,7 +33,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: LeaveGroupRequest, version:
         .unwrap_or((codes::COORDINATOR_NOT_AVAILABLE, Vec::new()))
     };
     if version < 3 {
-        let error = if top_error != codes::NONE { top_error } else { member_errors.first().copied().unwrap_or(codes::NONE) };
+        let error =
+            if top_error != codes::NONE { top_error } else { member_errors.first().copied().unwrap_or(codes::NONE) };
         return LeaveGroupResponse::default().with_error_code(error);
     }
     if top_error != codes::NONE && member_errors.is_empty() {

@@ -40,7 +40,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version:
             if version >= 5 && !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
                 continue;
             }
-            let mut g = ListedGroup::default().with_group_id(GroupId(str_bytes(id))).with_protocol_type(str_bytes(protocol_type));
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(id)))
+                .with_protocol_type(str_bytes(protocol_type));
             if version >= 4 {
                 g = g.with_group_state(str_bytes(state));
             }

@@ -16,8 +16,11 @@ use crate::group::service::on_group_shard;
 use crate::handlers::str_bytes;
 use crate::shard_context::ShardContext;
 
-/// (topic, [(partition, committed)]) for one group, or a group-level error.
-type GroupOffsets = Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16>;
+/// (topic, [(partition, committed)]).
+type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// A group's offsets, or a group-level error.
+type GroupOffsets = Result<TopicOffsets, i16>;
 
 /// The committed offsets of `group_id`: of `topics` (None = every committed partition).
 pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
@@ -32,7 +35,7 @@ pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(Str
                 .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (*p, g.committed(t, *p).cloned())).collect()))
                 .collect(),
             None => {
-                let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+                let mut out: TopicOffsets = Vec::new();
                 for ((t, p), c) in g.offsets() {
                     match out.last_mut() {
                         Some((name, ps)) if name == t => ps.push((*p, Some(c.clone()))),
@@ -43,7 +46,9 @@ pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(Str
             }
         });
         Ok(answer.unwrap_or_else(|| match topics {
-            Some(topics) => topics.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect(),
+            Some(topics) => {
+                topics.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect()
+            }
             None => Vec::new(),
         }))
     })
@@ -81,7 +86,12 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
                     )
                 })
                 .collect();
-            groups.push(OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(error).with_topics(topics));
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(error)
+                    .with_topics(topics),
+            );
         }
         return response.with_groups(groups);
     }

@@ -52,7 +52,10 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                 }
                 if crate::topic_name::is_internal(&name) {
                     // Kafka: "Cannot append to internal topic".
-                    return refuse(codes::INVALID_TOPIC_EXCEPTION, Some(format!("Cannot append to internal topic {name}")));
+                    return refuse(
+                        codes::INVALID_TOPIC_EXCEPTION,
+                        Some(format!("Cannot append to internal topic {name}")),
+                    );
                 }
                 let Some(meta) = meta else { return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None) };
                 if index < 0 || index >= meta.partitions {

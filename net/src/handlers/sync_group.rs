@@ -42,7 +42,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: SyncGroupRequest, version: 
     };
     let r = SyncGroupResponse::default().with_error_code(result.error).with_assignment(result.assignment);
     if version >= 5 {
-        r.with_protocol_type(result.protocol_type.map(str_bytes)).with_protocol_name(result.protocol_name.map(str_bytes))
+        r.with_protocol_type(result.protocol_type.map(str_bytes))
+            .with_protocol_name(result.protocol_name.map(str_bytes))
     } else {
         r
     }

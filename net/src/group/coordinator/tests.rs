@@ -47,7 +47,13 @@ fn joins(events: &[GroupEvent]) -> Vec<&JoinResult> {
 fn syncs(events: &[GroupEvent]) -> Vec<(&str, &SyncResult)> {
     events
         .iter()
-        .filter_map(|e| if let GroupEvent::Sync { member_id, result } = e { Some((member_id.as_str(), result)) } else { None })
+        .filter_map(|e| {
+            if let GroupEvent::Sync { member_id, result } = e {
+                Some((member_id.as_str(), result))
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -63,11 +69,14 @@ fn stable_group() -> Group {
     assert_eq!(g.sync(1, "b", None, 1, None, None, vec![]), Reply::Pending { member_id: "b".into() });
     let assignment: Vec<(String, Bytes)> =
         ["a", "b", "c"].iter().map(|m| (m.to_string(), Bytes::from(format!("{m}1")))).collect();
-    assert_eq!(g.sync(1, "a", None, 1, Some("consumer"), Some("range"), assignment), Reply::Pending { member_id: "a".into() });
+    assert_eq!(
+        g.sync(1, "a", None, 1, Some("consumer"), Some("range"), assignment),
+        Reply::Pending { member_id: "a".into() }
+    );
     let events = g.take_events();
     let s = syncs(&events);
     assert_eq!(s.len(), 2, "a and b were waiting");
-    assert!(s.iter().any(|(m, r)| *m == "b" && r.assignment == Bytes::from("b1")));
+    assert!(s.iter().any(|(m, r)| *m == "b" && r.assignment == b"b1"[..]));
     assert!(events.contains(&GroupEvent::Persist));
     assert_eq!(g.state(), GroupState::Stable);
     // A late follower gets its assignment at once.
@@ -105,7 +114,11 @@ fn offset_commit_checks_generation_and_member() {
     assert_eq!(g.validate_offset_commit(3, "a", None, 1), Ok(()));
     assert_eq!(g.validate_offset_commit(3, "a", None, 7), Err(codes::ILLEGAL_GENERATION));
     assert_eq!(g.validate_offset_commit(3, "nobody", None, 1), Err(codes::UNKNOWN_MEMBER_ID));
-    assert_eq!(g.validate_offset_commit(3, "", None, -1), Err(codes::UNKNOWN_MEMBER_ID), "simple commit to a live group");
+    assert_eq!(
+        g.validate_offset_commit(3, "", None, -1),
+        Err(codes::UNKNOWN_MEMBER_ID),
+        "simple commit to a live group"
+    );
     // During CompletingRebalance a current member is told to wait.
     g.join(4, &config(), join_req("a", "", &[("range", b"changed")]));
     for id in ["b", "c"] {
@@ -154,7 +167,10 @@ fn rebalance_deadline_drops_members_that_did_not_rejoin() {
 #[test]
 fn leave_of_every_member_empties_the_group() {
     let mut g = stable_group();
-    assert_eq!(g.leave(5, &config(), &[("a".into(), None), ("zz".into(), None)]), vec![codes::NONE, codes::UNKNOWN_MEMBER_ID]);
+    assert_eq!(
+        g.leave(5, &config(), &[("a".into(), None), ("zz".into(), None)]),
+        vec![codes::NONE, codes::UNKNOWN_MEMBER_ID]
+    );
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert_eq!(g.leave(6, &config(), &[("b".into(), None), ("c".into(), None)]), vec![codes::NONE, codes::NONE]);
     assert_eq!(g.state(), GroupState::Empty);
@@ -202,10 +218,16 @@ fn protocol_selection_and_inconsistent_protocols() {
     g.join(0, &config(), join_req("b", "", range_only));
     assert_eq!(g.protocol_name(), Some("range"), "the only protocol both support");
     let mut other = join_req("", "c", &[("roundrobin", b"")]);
-    assert!(matches!(g.join(1, &config(), other.clone()), Reply::Now(JoinResult { error: codes::INCONSISTENT_GROUP_PROTOCOL, .. })));
+    assert!(matches!(
+        g.join(1, &config(), other.clone()),
+        Reply::Now(JoinResult { error: codes::INCONSISTENT_GROUP_PROTOCOL, .. })
+    ));
     other.protocols = vec![("range".into(), Bytes::new())];
     other.protocol_type = "connect".into();
-    assert!(matches!(g.join(1, &config(), other), Reply::Now(JoinResult { error: codes::INCONSISTENT_GROUP_PROTOCOL, .. })));
+    assert!(matches!(
+        g.join(1, &config(), other),
+        Reply::Now(JoinResult { error: codes::INCONSISTENT_GROUP_PROTOCOL, .. })
+    ));
 }
 
 #[test]
@@ -215,8 +237,14 @@ fn session_timeout_bounds_and_group_size() {
     req.session_timeout_ms = 10;
     assert!(matches!(g.join(0, &config(), req), Reply::Now(JoinResult { error: codes::INVALID_SESSION_TIMEOUT, .. })));
     let small = GroupConfig { max_size: 1, ..config() };
-    assert!(matches!(g.join(0, &small, join_req("", "a", RANGE)), Reply::Now(JoinResult { error: codes::MEMBER_ID_REQUIRED, .. })));
-    assert!(matches!(g.join(0, &small, join_req("", "b", RANGE)), Reply::Now(JoinResult { error: codes::GROUP_MAX_SIZE_REACHED, .. })));
+    assert!(matches!(
+        g.join(0, &small, join_req("", "a", RANGE)),
+        Reply::Now(JoinResult { error: codes::MEMBER_ID_REQUIRED, .. })
+    ));
+    assert!(matches!(
+        g.join(0, &small, join_req("", "b", RANGE)),
+        Reply::Now(JoinResult { error: codes::GROUP_MAX_SIZE_REACHED, .. })
+    ));
 }
 
 #[test]
@@ -243,16 +271,27 @@ fn a_follower_waiting_in_sync_is_told_to_rejoin_when_a_rebalance_starts() {
     assert!(matches!(g.join(2, &config(), join_req("c", "", RANGE)), Reply::Pending { .. }));
     let events = g.take_events();
     assert!(syncs(&events).iter().any(|(m, r)| *m == "b" && r.error == codes::REBALANCE_IN_PROGRESS));
-    assert_eq!(g.sync(3, "a", None, 1, None, None, vec![]), Reply::Now(SyncResult::error(codes::REBALANCE_IN_PROGRESS)));
+    assert_eq!(
+        g.sync(3, "a", None, 1, None, None, vec![]),
+        Reply::Now(SyncResult::error(codes::REBALANCE_IN_PROGRESS))
+    );
 }
 
 #[test]
 fn offsets_expire_only_when_empty_after_retention() {
     let mut g = Group::new("g", 0);
-    g.apply_commit("t", 0, CommittedOffset { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 100 });
+    g.apply_commit(
+        "t",
+        0,
+        CommittedOffset { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 100 },
+    );
     assert!(g.expired_offsets(100 + 999, 1000).is_empty());
     assert_eq!(g.expired_offsets(100 + 1000, 1000), vec![("t".to_string(), 0)]);
     let mut live = stable_group();
-    live.apply_commit("t", 0, CommittedOffset { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 });
+    live.apply_commit(
+        "t",
+        0,
+        CommittedOffset { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 },
+    );
     assert!(live.expired_offsets(u64::MAX / 2, 1000).is_empty(), "a live group keeps its offsets");
 }

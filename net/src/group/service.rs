@@ -8,7 +8,7 @@
 //! `.await`, touch another shard's groups, or acknowledge a commit before its record is on
 //! file.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::rc::Rc;
@@ -36,7 +36,6 @@ pub struct GroupShard {
     sync_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<SyncResult>>>,
     /// Groups that have a group record in the log (deleting them writes a tombstone).
     persisted: RefCell<HashSet<String>>,
-    member_seq: Cell<u64>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
     ctx: Rc<ShardContext>,
@@ -57,20 +56,32 @@ pub fn coordinator_shard(ctx: &ShardContext, group_id: &str) -> usize {
     ctx.owner_of(OFFSETS_TOPIC, partition)
 }
 
-/// Runs `f` with the group shard that owns `group_id`.
-pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, ShardGone>
+/// Runs `f` with the group shard that owns `group_id`. Errors: COORDINATOR_LOAD_IN_PROGRESS
+/// while that shard is still replaying its offsets log (shards start serving independently),
+/// COORDINATOR_NOT_AVAILABLE if it is gone.
+pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, i16>
 where
     R: Send + 'static,
     F: FnOnce(Rc<GroupShard>) -> Fut + Send + 'static,
     Fut: Future<Output = R> + 'static,
 {
     let shard = coordinator_shard(ctx, group_id);
-    ctx.mesh.call(shard, move || async move { f(GroupShard::current()).await }).await
+    let answer = ctx
+        .mesh
+        .call(shard, move || async move {
+            match GroupShard::try_current() {
+                Some(groups) => Ok(f(groups).await),
+                None => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
+            }
+        })
+        .await;
+    answer.map_err(|_: ShardGone| codes::COORDINATOR_NOT_AVAILABLE).and_then(|r| r)
 }
 
 impl GroupShard {
-    pub fn current() -> Rc<GroupShard> {
-        GROUP_SHARD.with(|g| g.borrow().clone()).expect("group coordinator not started on this shard")
+    /// This shard's coordinator, once [`GroupShard::start`] has replayed its log.
+    pub fn try_current() -> Option<Rc<GroupShard>> {
+        GROUP_SHARD.with(|g| g.borrow().clone())
     }
 
     /// Replays this shard's `__consumer_offsets` partitions, installs the shard's
@@ -83,7 +94,6 @@ impl GroupShard {
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             persisted: RefCell::new(HashSet::new()),
-            member_seq: Cell::new(0),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
             ctx: ctx.clone(),
         });
@@ -129,7 +139,6 @@ impl GroupShard {
 
     /// A fresh member id: `client_id-<uuid>` like Kafka.
     pub fn new_member_id(&self, client_id: &str) -> String {
-        self.member_seq.set(self.member_seq.get() + 1);
         format!("{client_id}-{}", uuid::Uuid::new_v4())
     }
 

@@ -20,7 +20,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: DeleteGroupsRequest, _versi
             let gid = id.clone();
             on_group_shard(ctx, &id, move |groups| async move { groups.delete_group(&gid).await })
                 .await
-                .unwrap_or(codes::COORDINATOR_NOT_AVAILABLE)
+                .unwrap_or_else(|code| code)
         };
         results.push(DeletableGroupResult::default().with_group_id(group_id).with_error_code(error));
     }

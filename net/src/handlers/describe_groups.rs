@@ -21,7 +21,8 @@ pub struct GroupSummary {
     pub members: Vec<(String, Option<String>, String, String, bytes::Bytes, bytes::Bytes)>,
 }
 
-pub async fn summary(ctx: &ShardContext, group_id: &str) -> Option<GroupSummary> {
+/// The group's summary; `Ok(None)` if there is no such group.
+pub async fn summary(ctx: &ShardContext, group_id: &str) -> Result<Option<GroupSummary>, i16> {
     let gid = group_id.to_string();
     on_group_shard(ctx, group_id, move |groups| async move {
         groups.with_group(&gid, false, |g| {
@@ -53,8 +54,6 @@ pub async fn summary(ctx: &ShardContext, group_id: &str) -> Option<GroupSummary>
         })
     })
     .await
-    .ok()
-    .flatten()
 }
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
@@ -62,7 +61,14 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: DescribeGroupsRequest, vers
     for group_id in request.groups {
         let id = group_id.0.to_string();
         let described = DescribedGroup::default().with_group_id(group_id);
-        let found = if id.is_empty() { None } else { summary(ctx, &id).await };
+        let found = if id.is_empty() { Ok(None) } else { summary(ctx, &id).await };
+        let found = match found {
+            Ok(found) => found,
+            Err(code) => {
+                out.push(described.with_error_code(code));
+                continue;
+            }
+        };
         let Some(s) = found else {
             let d = described.with_group_state(str_bytes("Dead"));
             out.push(if version >= 6 {

@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: HeartbeatRequest, _version:
                 .unwrap_or(codes::UNKNOWN_MEMBER_ID)
         })
         .await
-        .unwrap_or(codes::COORDINATOR_NOT_AVAILABLE)
+        .unwrap_or_else(|code| code)
     };
     HeartbeatResponse::default().with_error_code(error)
 }

@@ -44,7 +44,7 @@ pub async fn handle(
         groups.join(&gid, join).await
     })
     .await
-    .unwrap_or_else(|_| JoinResult::error(codes::COORDINATOR_NOT_AVAILABLE, &member_id));
+    .unwrap_or_else(|code| JoinResult::error(code, &member_id));
     response(result, version)
 }
 

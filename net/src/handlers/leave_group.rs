@@ -30,7 +30,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: LeaveGroupRequest, version:
             }
         })
         .await
-        .unwrap_or((codes::COORDINATOR_NOT_AVAILABLE, Vec::new()))
+        .unwrap_or_else(|code| (code, Vec::new()))
     };
     if version < 3 {
         let error =

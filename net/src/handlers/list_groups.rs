@@ -18,10 +18,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version:
         .mesh
         .call_all(|| async {
             let mut out: Vec<(String, String, &'static str)> = Vec::new();
-            GroupShard::current().for_each_group(|g| {
+            let groups = GroupShard::try_current()?;
+            groups.for_each_group(|g| {
                 out.push((g.id.clone(), g.protocol_type().unwrap_or_default().to_string(), g.state().name()))
             });
-            out
+            Some(out)
         })
         .await;
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
@@ -29,9 +30,16 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version:
     let mut error = codes::NONE;
     let mut groups = Vec::new();
     for shard in per_shard {
-        let Ok(list) = shard else {
-            error = codes::COORDINATOR_NOT_AVAILABLE;
-            continue;
+        let list = match shard {
+            Ok(Some(list)) => list,
+            Ok(None) => {
+                error = codes::COORDINATOR_LOAD_IN_PROGRESS;
+                continue;
+            }
+            Err(_) => {
+                error = codes::COORDINATOR_NOT_AVAILABLE;
+                continue;
+            }
         };
         for (id, protocol_type, state) in list {
             if version >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {

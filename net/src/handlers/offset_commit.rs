@@ -57,7 +57,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetCommitRequest, versio
             groups.commit(&gid, &member_id, instance_id.as_deref(), generation_id, missing, commits).await
         })
         .await
-        .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))
+        .unwrap_or_else(Err)
     };
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (topic, partition, answer) in answers {

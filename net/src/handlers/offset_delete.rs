@@ -55,7 +55,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetDeleteRequest, _versi
         Ok(asked)
     })
     .await
-    .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE));
+    .unwrap_or_else(Err);
     let asked = match outcome {
         Err(code) => return response.with_error_code(code),
         Ok(a) => a,

@@ -53,7 +53,7 @@ pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(Str
         }))
     })
     .await
-    .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))
+    .unwrap_or_else(Err)
 }
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {

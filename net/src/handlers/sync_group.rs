@@ -38,7 +38,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: SyncGroupRequest, version: 
                 .await
         })
         .await
-        .unwrap_or_else(|_| SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE))
+        .unwrap_or_else(SyncResult::error)
     };
     let r = SyncGroupResponse::default().with_error_code(result.error).with_assignment(result.assignment);
     if version >= 5 {

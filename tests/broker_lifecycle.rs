@@ -118,3 +118,22 @@ fn bad_flags_and_configs_exit_with_an_error() {
     broker.signal(libc::SIGTERM);
     assert_eq!(broker.wait_exit(), 0);
 }
+
+/// Shards bind with SO_REUSEPORT; a second broker on a port already in use must fail like
+/// Kafka ("Address already in use"), not silently take half of the first one's connections.
+#[test]
+fn a_second_broker_on_a_busy_port_exits_instead_of_sharing_it() {
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = Broker::start(first_dir.path(), 2);
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = Broker::start_on(second_dir.path(), first.port, &["--cores", "1"]);
+    let line = second.wait_for("cannot listen");
+    assert!(line.to_lowercase().contains("in use"), "{line}");
+    assert_eq!(second.wait_exit(), 1);
+    // The first broker still owns the port and serves.
+    let mut client = support::raw::RawClient::connect(&first.bootstrap());
+    let versions = client.send(&kafka_protocol::messages::ApiVersionsRequest::default(), 3);
+    assert_eq!(versions.error_code, 0);
+    drop(client);
+    first.stop();
+}

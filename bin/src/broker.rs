@@ -107,6 +107,10 @@ pub fn run(args: BrokerArgs) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = sluice_net::server::check_address_free(args.listen) {
+        tracing::error!(listen = %args.listen, error = %e, "cannot listen (is another broker running there?)");
+        return 1;
+    }
     block_shutdown_signals();
 
     let mut options = StorageOptions::new(&args.data_dir);

@@ -16,6 +16,17 @@ use crate::shard_context::ShardContext;
 /// Most open connections one shard serves (`max.connections`-like limit).
 pub const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 
+/// Fails if another socket already listens on `addr`. Shards bind with SO_REUSEPORT, which
+/// would otherwise let a second broker (or anything else of the same user) silently share the
+/// port and get half the connections; Kafka fails with "Address already in use" and so do we.
+/// Called once before the shards bind; port 0 (any port) is not checked.
+pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr).map(drop)
+}
+
 /// Binds the shard's listener. Separate from [`serve`] so start-up can fail fast.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(std::io::Error::from)

@@ -47,7 +47,11 @@ pub struct Broker {
 impl Broker {
     /// Starts `sluice broker` on a free port with `extra` flags (does not wait for readiness).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Broker {
-        let port = free_port();
+        Broker::start_on(data_dir, free_port(), extra)
+    }
+
+    /// Like [`Broker::start_with`] on a given port.
+    pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Broker {
         let mut child = Command::new(sluice_bin())
             .args(["broker", "--data-dir"])
             .arg(data_dir)

@@ -95,7 +95,16 @@ fn poll_round(consumers: &[&GroupConsumer], seen: &mut Vec<(usize, i32, i64)>) {
         if let Some(m) = c.poll(Duration::from_millis(20)) {
             let m = m.expect("message");
             seen.push((i, m.partition(), m.offset()));
-            c.commit_message(&m, CommitMode::Sync).expect("commit");
+            match c.commit_message(&m, CommitMode::Sync) {
+                Ok(()) => {}
+                // A commit racing a rebalance (the member's generation just ended) is refused,
+                // as Kafka refuses it; the client rejoins. Anything else is a failure.
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::IllegalGeneration
+                    | rdkafka::types::RDKafkaErrorCode::RebalanceInProgress,
+                )) => {}
+                Err(e) => panic!("commit: {e}"),
+            }
         }
     }
 }

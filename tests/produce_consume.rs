@@ -87,15 +87,16 @@ fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Vec<u
 }
 
 #[test]
-fn data_on_disk_is_served_byte_exact_with_and_without_sendfile() {
-    for sendfile in ["true", "false"] {
+fn data_on_disk_is_served_byte_exact_with_and_without_sendfile_and_page_cache() {
+    // (sluice.fetch.sendfile, sluice.segment.io)
+    for (sendfile, segment_io) in [("true", "direct"), ("false", "direct"), ("true", "buffered"), ("false", "buffered")]
+    {
         let dir = tempfile::tempdir().unwrap();
         // No tail cache: every fetch is served from the segment files.
         let sendfile_flag = format!("sluice.fetch.sendfile={sendfile}");
-        let broker = Broker::start_with(
-            dir.path(),
-            &["--cores", "2", "--set", "sluice.tail.cache.bytes=0", "--set", &sendfile_flag],
-        );
+        let io_flag = format!("sluice.segment.io={segment_io}");
+        let args = ["--cores", "2", "--set", "sluice.tail.cache.bytes=0", "--set", &sendfile_flag, "--set", &io_flag];
+        let broker = Broker::start_with(dir.path(), &args);
         broker.wait_for("sluice broker started");
         let bootstrap = broker.bootstrap();
         let producer = future_producer(&bootstrap, &[("linger.ms", "20"), ("batch.size", "200000")]);
@@ -108,12 +109,21 @@ fn data_on_disk_is_served_byte_exact_with_and_without_sendfile() {
         for d in deliveries {
             futures::executor::block_on(d).expect("delivered").expect("acked");
         }
-        let got = consume_all(&bootstrap, "disk", payloads.len());
-        assert_eq!(got.len(), payloads.len(), "sendfile={sendfile}");
-        for (i, (offset, payload)) in got.iter().enumerate() {
-            assert_eq!(*offset, i as i64);
-            assert_eq!(payload, &payloads[i], "sendfile={sendfile} offset {offset}");
-        }
+        drop(producer);
+        let check = |bootstrap: &str, when: &str| {
+            let got = consume_all(bootstrap, "disk", payloads.len());
+            assert_eq!(got.len(), payloads.len(), "sendfile={sendfile} io={segment_io} {when}");
+            for (i, (offset, payload)) in got.iter().enumerate() {
+                assert_eq!(*offset, i as i64);
+                assert_eq!(payload, &payloads[i], "sendfile={sendfile} io={segment_io} {when} offset {offset}");
+            }
+        };
+        check(&bootstrap, "before restart");
+        broker.stop();
+        // Reopened segments (recovery reads them back) in the same mode.
+        let broker = Broker::start_with(dir.path(), &args);
+        broker.wait_for("sluice broker started");
+        check(&broker.bootstrap(), "after restart");
         broker.stop();
     }
 }

@@ -120,6 +120,9 @@ pub fn run(args: BrokerArgs) -> i32 {
     if let Some(bytes) = settings.tail_cache_bytes {
         options.log_options.tail_cache_bytes = bytes;
     }
+    if let Some(direct) = settings.direct_io {
+        options.log_options.direct_io = direct;
+    }
     if let Some(ms) = settings.producer_id_expiration_ms {
         options.log_options.producer_id_expiration_ms = ms;
     }

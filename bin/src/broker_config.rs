@@ -36,6 +36,7 @@ pub struct BrokerSettings {
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
     pub producer_id_expiration_ms: Option<i64>,
+    pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
@@ -92,6 +93,13 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
             "sluice.produce.discard" => settings.produce_discard = Some(parse(key, value)?),
+            "sluice.segment.io" => {
+                settings.direct_io = Some(match value.as_str() {
+                    "direct" => true,
+                    "buffered" => false,
+                    other => return Err(format!("{key}: expected direct or buffered, got {other:?}")),
+                })
+            }
             "sluice.ack.on" => {
                 settings.ack_when_written = Some(match value.as_str() {
                     "written" => true,

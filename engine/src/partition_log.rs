@@ -82,6 +82,8 @@ pub struct LogOptions {
     pub tail_cache_bytes: usize,
     /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
     pub producer_id_expiration_ms: i64,
+    /// `sluice.segment.io`: direct I/O (true, the default) or through the page cache.
+    pub direct_io: bool,
 }
 
 /// Size of one tail-cache piece.
@@ -94,6 +96,7 @@ impl Default for LogOptions {
             high_watermark_follows_log_end: true,
             tail_cache_bytes: 32 << 20,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            direct_io: true,
         }
     }
 }
@@ -437,7 +440,7 @@ impl PartitionLog {
         for (i, &base) in log_bases.iter().enumerate() {
             let next_base = log_bases.get(i + 1).copied();
             let (log_path, index_path, time_index_path) = Segment::paths(&dir, base);
-            let file = Segment::open_file(&log_path).await.map_err(io)?;
+            let file = Segment::open_file(&log_path, options.direct_io).await.map_err(io)?;
             let file_size = file.file_size().await.map_err(io)?;
             let mut segment = Segment::from_parts(base, log_path, file.clone(), 0, settings, None, now);
             let must_scan = !clean_shutdown && next_base.is_none_or(|n| n > recovery_point);
@@ -503,7 +506,8 @@ impl PartitionLog {
         let writer_options = options.writer;
         if segments.is_empty() {
             let base = checkpointed_start.max(0);
-            let mut segment = Segment::create(&dir, base, settings, writer_options, now).await.map_err(io)?;
+            let mut segment =
+                Segment::create(&dir, base, settings, writer_options, options.direct_io, now).await.map_err(io)?;
             segment.tail_cache = Some(options.new_tail_cache(0));
             segments.insert(base, segment);
         } else {
@@ -1062,9 +1066,16 @@ impl PartitionLog {
         writer.sync().await.map_err(io)?;
         file.truncate(size).await.map_err(io)?;
         self.write_segment_indexes(base).await?;
-        let mut segment = Segment::create(&self.dir, new_base, settings_of(config), self.options.writer, now_ms())
-            .await
-            .map_err(io)?;
+        let mut segment = Segment::create(
+            &self.dir,
+            new_base,
+            settings_of(config),
+            self.options.writer,
+            self.options.direct_io,
+            now_ms(),
+        )
+        .await
+        .map_err(io)?;
         segment.tail_cache = Some(self.options.new_tail_cache(0));
         {
             let mut state = self.state.borrow_mut();

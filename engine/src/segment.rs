@@ -172,6 +172,24 @@ pub struct Segment {
     pub indexes_dirty: bool,
 }
 
+/// Clears `O_DIRECT` on a segment file (`sluice.segment.io=buffered`): the same aligned
+/// writes and reads then go through the page cache, as Kafka's do. For experiments comparing
+/// the two (tuning/); direct I/O stays the default. `fcntl(F_SETFL)` does not block.
+pub fn use_page_cache(file: &DmaFile) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a file descriptor this DmaFile owns and keeps open; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Segment {
     pub fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
         (
@@ -181,12 +199,14 @@ impl Segment {
         )
     }
 
-    /// Creates a new, empty, active segment.
+    /// Creates a new, empty, active segment. `direct_io = false` puts the file in page-cache
+    /// mode (see [`use_page_cache`]).
     pub async fn create(
         dir: &Path,
         base_offset: i64,
         settings: SegmentSettings,
         writer_options: WriterOptions,
+        direct_io: bool,
         now_ms: i64,
     ) -> std::io::Result<Segment> {
         let (log_path, _, _) = Self::paths(dir, base_offset);
@@ -198,6 +218,9 @@ impl Segment {
             .dma_open(&log_path)
             .await
             .map_err(std::io::Error::from)?;
+        if !direct_io {
+            use_page_cache(&file)?;
+        }
         let file = Rc::new(file);
         let writer = SegmentWriter::new(file.clone(), 0, &[], writer_options);
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
@@ -210,8 +233,11 @@ impl Segment {
     }
 
     /// Opens an existing `.log` file read+write (for recovery or as a sealed segment).
-    pub async fn open_file(log_path: &Path) -> std::io::Result<Rc<DmaFile>> {
+    pub async fn open_file(log_path: &Path, direct_io: bool) -> std::io::Result<Rc<DmaFile>> {
         let file = OpenOptions::new().read(true).write(true).dma_open(log_path).await.map_err(std::io::Error::from)?;
+        if !direct_io {
+            use_page_cache(&file)?;
+        }
         Ok(Rc::new(file))
     }
 

@@ -221,11 +221,14 @@ fn resent_produce_requests_are_acknowledged_once_and_dedup_survives_restarts() {
     let (other_pid, _) = init_producer_id(&mut client);
     assert_ne!(pid, other_pid, "producer ids are never reused");
 
+    // 3 rounds x 50 batches x 334 records = 50,100 messages, every request sent twice.
+    const BATCHES_PER_ROUND: u64 = 50;
+    const RECORDS_PER_BATCH: usize = 334;
     let mut seq = 0i32;
     let mut acked: Vec<(Vec<u8>, i64)> = Vec::new();
     for round in 0..3 {
-        for i in 0..20u64 {
-            let batch = idempotent_batch(round * 100 + i, 4, pid, epoch, seq);
+        for i in 0..BATCHES_PER_ROUND {
+            let batch = idempotent_batch(round * 100 + i, RECORDS_PER_BATCH, pid, epoch, seq);
             let (code, base) = raw_produce(&mut client, topic, &batch);
             assert_eq!(code, 0);
             // The same request again, byte for byte: the original offset, nothing written.
@@ -233,7 +236,7 @@ fn resent_produce_requests_are_acknowledged_once_and_dedup_survives_restarts() {
             assert_eq!(raw_produce(&mut client, topic, &batch), (0, base), "duplicate gets the original offset");
             assert_eq!(high_watermark(&broker.bootstrap(), topic), end, "duplicate not written");
             acked.push((batch, base));
-            seq += 4;
+            seq += RECORDS_PER_BATCH as i32;
         }
         // A gap and a stale epoch are refused with Kafka's codes.
         let gap = idempotent_batch(9, 1, pid, epoch, seq + 3);
@@ -257,6 +260,8 @@ fn resent_produce_requests_are_acknowledged_once_and_dedup_survives_restarts() {
         for (batch, base) in acked.iter().rev().take(5) {
             assert_eq!(raw_produce(&mut client, topic, batch), (0, *base), "round {round}: dedup after restart");
         }
+        // Plus the one record of `other_pid` (its later resends were duplicates).
+        assert_eq!(end, acked.len() as i64 * RECORDS_PER_BATCH as i64 + 1, "nothing lost, nothing twice");
         assert_eq!(high_watermark(&broker.bootstrap(), topic), end);
         let (fresh, _) = init_producer_id(&mut client);
         assert!(fresh > other_pid, "ids after a restart are new ({fresh} after {other_pid})");

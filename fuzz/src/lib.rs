@@ -44,7 +44,7 @@ pub fn drive_request_stream(mut data: &[u8]) -> usize {
         }
         let frame = BytesMut::from(&rest[..size]);
         data = &rest[size..];
-        match decode_request(frame) {
+        match decode_request(frame.freeze()) {
             Err(_) => return decoded,
             Ok(Decoded::Reply(reply)) => {
                 // KIP-511's fallback: a v0 ApiVersions response with its size prefix.

@@ -27,7 +27,7 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::frame::{read_frame, FrameError};
+use crate::frame::{read_frame_reusing, FrameBuffers, FrameError};
 use crate::handlers::{self, Reply};
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::shard_context::ShardContext;
@@ -50,8 +50,9 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     // writer awaits and writes them in turn. The queue bounds the requests in flight.
     let (mut queue, pending) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_REQUESTS);
     let writer_task = glommio::spawn_local(write_responses(writer, pending, socket_fd, peer.clone()));
+    let mut frame_buffers = FrameBuffers::default();
     loop {
-        let frame = match read_frame(&mut reader, max_request_bytes).await {
+        let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {
@@ -59,6 +60,8 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
                 break;
             }
         };
+        let frame = frame.freeze();
+        frame_buffers.lend(frame.clone());
         let response = match process(frame, &ctx).await {
             Ok(response) => response,
             Err(reason) => {
@@ -128,7 +131,7 @@ pub enum Decoded {
 
 /// Decodes one frame. Pure (no runtime, no state): the fuzz target drives it directly.
 /// `Err` means the connection must be closed.
-pub fn decode_request(frame: BytesMut) -> Result<Decoded, String> {
+pub fn decode_request(frame: Bytes) -> Result<Decoded, String> {
     if frame.len() < 8 {
         return Err(format!("frame of {} bytes is shorter than a request header", frame.len()));
     }
@@ -145,7 +148,7 @@ pub fn decode_request(frame: BytesMut) -> Result<Decoded, String> {
         }
         return Err(format!("{api:?} v{version} is not supported (supported {min}..={max})"));
     }
-    let mut bytes = frame.freeze();
+    let mut bytes = frame;
     let header = RequestHeader::decode(&mut bytes, api.request_header_version(version))
         .map_err(|e| format!("bad {api:?} v{version} request header: {e}"))?;
     let request =
@@ -192,7 +195,7 @@ pub fn encode_response(
 
 /// Decodes and handles one request; the response may still be pending (see
 /// [`PendingResponse`]). `Err`: close the connection.
-pub async fn process(frame: BytesMut, ctx: &Rc<ShardContext>) -> Result<PendingResponse, String> {
+pub async fn process(frame: Bytes, ctx: &Rc<ShardContext>) -> Result<PendingResponse, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame)? {
         Decoded::Reply(bytes) => {
             let reply = vec![OutSegment::Bytes(bytes.freeze())];
@@ -275,7 +278,7 @@ mod tests {
         ];
         for f in cases {
             let head = f[..4].to_vec();
-            assert!(decode_request(f).is_err(), "frame starting {head:?} must be refused, not allocated for");
+            assert!(decode_request(f.freeze()).is_err(), "frame starting {head:?} must be refused, not allocated for");
         }
     }
 }

@@ -114,7 +114,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
             }
         });
         let appended = join_all(partitions).await;
-        topics.push((topic.name, appended));
+        // An owned copy of the name: the acknowledgement outlives the request, and a slice of
+        // the request frame would keep the whole frame from being reused for the next one.
+        topics.push((kafka_protocol::messages::TopicName(str_bytes(name)), appended));
     }
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());

@@ -1,6 +1,8 @@
 //! `sluice bench` against a real sluice broker: a short e2e run whose counts must match and
-//! whose results JSON must be complete; a consume-only run over what a produce run wrote; and
-//! batches compressed by the bench's codecs must be readable by librdkafka (Kafka's formats).
+//! whose results JSON must be complete; a consume-only run over what a produce run wrote; runs
+//! through a consumer group (everything read once across the group, committed offsets at the
+//! end, a second run resuming there, a refused join failing the run); and batches compressed
+//! by the bench's codecs must be readable by librdkafka (Kafka's formats).
 
 mod support;
 
@@ -111,6 +113,156 @@ fn consume_workload_reads_back_a_produce_run() {
     assert_eq!(num(&consumed, "/consumed_msgs"), 3000.0);
     assert_eq!(consumed["verification"]["ok"], Value::Bool(true), "no gaps: {consumed:#}");
     assert_eq!(consumed["verification"]["counts_checked"], Value::Bool(false));
+    broker.stop();
+}
+
+/// The group's committed offset of every partition of `topic`, through a raw OffsetFetch v5.
+fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut raw = support::raw::RawClient::connect(bootstrap);
+    let fetched = raw.send(
+        &OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(
+            Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_indexes((0..partitions).collect())]),
+        ),
+        5,
+    );
+    assert_eq!(fetched.error_code, 0, "OffsetFetch");
+    let mut by_partition: Vec<(i32, i64)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "OffsetFetch {topic}/{}", p.partition_index);
+            (p.partition_index, p.committed_offset)
+        })
+        .collect();
+    by_partition.sort();
+    assert_eq!(by_partition.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (0..partitions).collect::<Vec<_>>());
+    by_partition.into_iter().map(|(_, o)| o).collect()
+}
+
+/// A broker with a short initial rebalance delay, for group runs.
+fn group_broker(dir: &Path, extra: &[&str]) -> Broker {
+    let mut args = vec!["--cores", "2", "--set", "group.initial.rebalance.delay.ms=300"];
+    args.extend_from_slice(extra);
+    let broker = Broker::start_with(dir, &args);
+    broker.wait_for("sluice broker started");
+    broker
+}
+
+#[test]
+fn e2e_through_a_consumer_group_reads_everything_once_and_commits_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = group_broker(dir.path(), &[]);
+    let bootstrap = broker.bootstrap();
+    let (code, r, table) = bench(
+        &bootstrap,
+        &[
+            "e2e",
+            "--cores",
+            "2",
+            "--partitions",
+            "5",
+            "--consumers",
+            "3",
+            "--group",
+            "bench-group",
+            "--count",
+            "6000",
+            "--rate",
+            "3000",
+            "--acks",
+            "all",
+        ],
+        &dir.path().join("group.json"),
+    );
+    assert_eq!(code, 0, "clean group run exits 0:\n{table}\n{r:#}");
+    assert_eq!(r["workload"]["group"], "bench-group");
+    assert_eq!(num(&r, "/consumers"), 3.0);
+    assert_eq!(num(&r, "/acked_msgs"), 6000.0);
+    assert_eq!(num(&r, "/consumed_msgs"), 6000.0, "every message read once across the group");
+    assert_eq!(r["verification"]["ok"], Value::Bool(true), "no gaps, no duplicates: {r:#}");
+    assert_eq!(r["verification"]["counts_checked"], Value::Bool(true));
+    assert_eq!(num(&r, "/verification/partitions_checked"), 5.0);
+    assert_eq!(num(&r, "/errors_total"), 0.0, "{r:#}");
+    // The group committed exactly the end of every partition.
+    let topic = r["topics"][0].as_str().expect("topic name").to_string();
+    let committed = committed_offsets(&bootstrap, "bench-group", &topic, 5);
+    let ends: Vec<i64> = (0..5).map(|p| raw_fetch(&bootstrap, &topic, p, 0).high_watermark).collect();
+    assert_eq!(committed, ends, "committed offsets are the high watermarks");
+    assert_eq!(ends.iter().sum::<i64>(), 6000);
+    broker.stop();
+}
+
+#[test]
+fn a_group_consume_resumes_at_the_groups_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = group_broker(dir.path(), &[]);
+    let bootstrap = broker.bootstrap();
+    let (code, produced, _) = bench(
+        &bootstrap,
+        &["produce", "--cores", "1", "--partitions", "4", "--count", "4000", "--acks", "1"],
+        &dir.path().join("p.json"),
+    );
+    assert_eq!(code, 0);
+    let topic = produced["topics"][0].as_str().expect("topic name").to_string();
+    // Small fetches (~15 messages per partition), so a run stops close to its count.
+    let small_fetches = dir.path().join("small-fetches.toml");
+    std::fs::write(&small_fetches, "partition_fetch_max_bytes = 16384\nfetch_max_bytes = 32768\n").unwrap();
+    let small_fetches = small_fetches.to_str().unwrap().to_string();
+    let consume = |count: u64, json: &str| {
+        let count = count.to_string();
+        let args = [
+            "consume",
+            "--workload",
+            &small_fetches,
+            "--cores",
+            "2",
+            "--consumers",
+            "2",
+            "--topic",
+            &topic,
+            "--group",
+            "resume",
+            "--count",
+            &count,
+            "--duration-secs",
+            "60",
+        ];
+        let (code, r, table) = bench(&bootstrap, &args, &dir.path().join(json));
+        assert_eq!(code, 0, "{table}\n{r:#}");
+        assert_eq!(r["verification"]["ok"], Value::Bool(true), "no gaps: {r:#}");
+        num(&r, "/consumed_msgs") as u64
+    };
+    // The first run stops after at least 1000 (a fetch may overshoot); the second reads exactly
+    // the rest, from where the first committed.
+    let first = consume(1000, "c1.json");
+    assert!((1000..4000).contains(&first), "first run read {first}");
+    let second = consume(4000 - first, "c2.json");
+    assert_eq!(first + second, 4000, "nothing read twice, nothing skipped");
+    assert_eq!(committed_offsets(&bootstrap, "resume", &topic, 4).iter().sum::<i64>(), 4000);
+    broker.stop();
+}
+
+#[test]
+fn a_group_the_bench_cannot_join_fails_the_run_with_kafkas_error_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // The bench asks for a 10 s session; this broker refuses anything under 30 s.
+    let broker = group_broker(dir.path(), &["--set", "group.min.session.timeout.ms=30000"]);
+    let started = Instant::now();
+    let (code, r, table) = bench(
+        &broker.bootstrap(),
+        &["e2e", "--cores", "1", "--partitions", "2", "--group", "g", "--count", "100"],
+        &dir.path().join("refused.json"),
+    );
+    assert_eq!(code, 1, "{table}");
+    assert!(started.elapsed() < Duration::from_secs(60), "failed promptly, took {:?}", started.elapsed());
+    let errors = r["errors"].as_object().expect("errors");
+    assert!(errors.keys().any(|k| k.contains("InvalidSessionTimeout (26)")), "{errors:#?}");
+    assert_eq!(num(&r, "/acked_msgs"), 0.0, "no load without consumers");
     broker.stop();
 }
 

@@ -35,6 +35,16 @@ pub const CLIENT_API_RANGES: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 1, 12),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::ApiVersions, 0, 3),
+    // Consumer groups (`group_member`): JoinGroup from v4 (MEMBER_ID_REQUIRED), LeaveGroup from
+    // v3 (member list), OffsetFetch up to v7 (one group per request), OffsetCommit up to v8
+    // (v9 is for KIP-848 groups).
+    (ApiKey::FindCoordinator, 1, 6),
+    (ApiKey::JoinGroup, 4, 9),
+    (ApiKey::SyncGroup, 3, 5),
+    (ApiKey::Heartbeat, 1, 4),
+    (ApiKey::LeaveGroup, 3, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
 ];
 
 /// The highest version both sides support, if any.

@@ -4,13 +4,17 @@
 //! leaders on a short-lived set-up executor, start one client shard per core (glommio, pinned,
 //! bounded io_memory) running its producers and consumers, print a progress line every second
 //! from the shards' live counters, then merge the shards' results into the final table, the
-//! verification verdict and the JSON. Must never: exit 0 when a message was refused, lost or
-//! duplicated (errors and failed verification make the exit code 1).
+//! verification verdict and the JSON. Consumers read either a static assignment or, with
+//! `--group`, whatever their consumer group assigns them (`group_member`: join, heartbeat,
+//! commit, leave); verification then joins each partition's segments across the group's
+//! members. Must never: exit 0 when a message was refused, lost or duplicated, or when a
+//! consumer failed to join its group (errors and failed verification make the exit code 1).
 
 pub mod admin;
 pub mod clock;
 pub mod compression;
 pub mod consumer;
+pub mod group_member;
 pub mod kafka_client;
 pub mod payload;
 pub mod plan;
@@ -105,9 +109,12 @@ pub struct BenchArgs {
     pub key_space: Option<u64>,
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// earliest or latest.
+    /// earliest or latest (with --group: where partitions without a committed offset start).
     #[arg(long)]
     pub start: Option<String>,
+    /// Consume through this consumer group (consume, e2e) instead of static assignment.
+    #[arg(long)]
+    pub group: Option<String>,
     /// random (incompressible) or text (compressible words).
     #[arg(long)]
     pub payload: Option<PayloadKind>,
@@ -160,6 +167,7 @@ impl BenchArgs {
                 Some("latest") => Some(StartOffset::Latest),
                 Some(other) => return Err(format!("--start {other:?}: earliest or latest")),
             },
+            group: self.group.clone(),
             payload: self.payload,
             seed: self.seed,
             ..Default::default()
@@ -392,13 +400,15 @@ fn build_report(
     });
     let verification = w.kind.consumes().then(|| {
         let counts_checked = w.kind == WorkloadKind::E2e;
-        let verdicts = verify::verdicts(&total.acked_by_partition, &total.trackers, counts_checked);
+        let seen: BTreeMap<(String, i32), verify::PartitionTracker> =
+            total.trackers.iter().map(|(k, segments)| (k.clone(), verify::join_segments(segments.clone()))).collect();
+        let verdicts = verify::verdicts(&total.acked_by_partition, &seen, counts_checked);
         let failed: Vec<_> = verdicts.iter().filter(|v| !v.ok).cloned().collect();
         Verification {
             counts_checked,
             ok: failed.is_empty() && run.acked_by_partition.len() == verdicts.len(),
             acked: total.acked_msgs,
-            consumed: total.trackers.values().map(|t| t.consumed_this_run + t.consumed_other).sum(),
+            consumed: seen.values().map(|t| t.consumed_this_run + t.consumed_other).sum(),
             partitions_checked: verdicts.len(),
             failed_partitions: failed,
         }

@@ -3,8 +3,12 @@
 //! on (round-robin, producers first, consumers continuing the count — so with two shards an
 //! e2e run with one producer and one consumer puts them on different cores).
 //!
+//! With a consumer group, consumers are planned per topic but not given partitions: each may
+//! read any partition of its topic, and the group's leader assigns them at run time
+//! (`group_member`).
+//!
 //! Owns: the assignment arithmetic (plain data, unit-tested). Must never: give one partition to
-//! two consumers, or lose a remainder of the message count.
+//! two consumers (without a group), or lose a remainder of the message count.
 
 use crate::bench::admin::ClusterLayout;
 use crate::bench::workload::Workload;
@@ -26,8 +30,10 @@ pub struct ConsumerPlan {
     pub consumer_id: u32,
     pub shard: usize,
     pub topic: String,
-    pub leader: String,
-    pub partitions: Vec<i32>,
+    /// (partition, leader address). Without a group: exactly the partitions it reads, all on
+    /// one leader. With a group: every partition of the topic; the group assigns which it reads.
+    pub partitions: Vec<(i32, String)>,
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,7 +99,19 @@ pub fn plan(w: &Workload, layout: &ClusterLayout) -> RunPlan {
             }
         }
     }
-    if w.kind.consumes() {
+    if w.kind.consumes() && w.group.is_some() {
+        for (topic, parts) in &layout.leaders {
+            for _ in 0..w.consumers_per_topic {
+                out.consumers.push(ConsumerPlan {
+                    consumer_id: out.consumers.len() as u32,
+                    shard: shard(),
+                    topic: topic.clone(),
+                    partitions: parts.clone(),
+                    group: w.group.clone(),
+                });
+            }
+        }
+    } else if w.kind.consumes() {
         for (topic, parts) in &layout.leaders {
             for c in 0..w.consumers_per_topic {
                 let mine: Vec<(i32, String)> =
@@ -103,8 +121,8 @@ pub fn plan(w: &Workload, layout: &ClusterLayout) -> RunPlan {
                         consumer_id: out.consumers.len() as u32,
                         shard: shard(),
                         topic: topic.clone(),
-                        leader,
-                        partitions,
+                        partitions: partitions.into_iter().map(|p| (p, leader.clone())).collect(),
+                        group: None,
                     });
                 }
             }
@@ -162,12 +180,31 @@ mod tests {
         assert_eq!(p.producers.iter().filter(|pp| pp.topic == "a").count(), 4);
         // Every partition consumed exactly once.
         for t in ["a", "b"] {
-            let mut parts: Vec<i32> =
-                p.consumers.iter().filter(|c| c.topic == t).flat_map(|c| c.partitions.clone()).collect();
+            let mut parts: Vec<i32> = p
+                .consumers
+                .iter()
+                .filter(|c| c.topic == t)
+                .flat_map(|c| c.partitions.iter().map(|(p, _)| *p))
+                .collect();
             parts.sort();
             assert_eq!(parts, (0..6).collect::<Vec<_>>());
         }
         let ids: std::collections::HashSet<u32> = p.producers.iter().map(|p| p.producer_id).collect();
         assert_eq!(ids.len(), 8);
+    }
+
+    #[test]
+    fn group_consumers_may_read_every_partition_of_their_topic() {
+        let w =
+            workload("kind = \"e2e\"\ntopics = 2\npartitions_per_topic = 3\nconsumers_per_topic = 2\ngroup = \"g\"");
+        let p = plan(&w, &layout(&[("a", 3), ("b", 3)], &["x:1", "y:2"]));
+        assert_eq!(p.consumers.len(), 4, "consumers_per_topic per topic, whatever the leaders");
+        for c in &p.consumers {
+            assert_eq!(c.group.as_deref(), Some("g"));
+            assert_eq!(c.partitions, vec![(0, "x:1".into()), (1, "y:2".into()), (2, "x:1".into())]);
+        }
+        assert_eq!(p.consumers.iter().filter(|c| c.topic == "a").count(), 2);
+        let shards: std::collections::HashSet<usize> = p.consumers.iter().map(|c| c.shard).collect();
+        assert_eq!(shards.len(), 2, "spread over both shards");
     }
 }

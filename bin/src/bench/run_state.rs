@@ -1,7 +1,8 @@
 //! State of a run shared by its shards and the main thread: the start signal and deadlines,
 //! per-shard live counters the progress line reads, and the cross-shard facts e2e consumers
-//! need (producers still running, messages acknowledged per partition). Plus each shard's own
-//! results, merged by the main thread at the end.
+//! need (producers still running, messages acknowledged and consumed per partition — group
+//! consumers judge "caught up" for the whole group, whoever reads a partition). Plus each
+//! shard's own results, merged by the main thread at the end.
 //!
 //! Owns: everything that crosses threads during a run — atomics only, written by the shard that
 //! owns them and read by others; no locks. Must never: be used on a per-message path for
@@ -40,6 +41,8 @@ pub struct RunShared {
     pub producers_done_ns: AtomicU64,
     /// Acknowledged messages of this run per (topic, partition); fixed key set.
     pub acked_by_partition: HashMap<(String, i32), AtomicU64>,
+    /// Consumed messages of this run per (topic, partition), by any consumer; same key set.
+    pub consumed_by_partition: HashMap<(String, i32), AtomicU64>,
     pub consumed_total: AtomicU64,
     /// Set on a fatal error or interrupt: every task stops.
     pub abort: AtomicBool,
@@ -53,6 +56,7 @@ impl RunShared {
         producers: usize,
         consumers: usize,
     ) -> RunShared {
+        let partitions: Vec<(String, i32)> = partitions.collect();
         RunShared {
             run_id,
             live: (0..workload.cores).map(|_| LiveCounters::default()).collect(),
@@ -62,7 +66,8 @@ impl RunShared {
             consumers_ready: AtomicUsize::new(0),
             producers_running: AtomicUsize::new(producers),
             producers_done_ns: AtomicU64::new(0),
-            acked_by_partition: partitions.map(|k| (k, AtomicU64::new(0))).collect(),
+            acked_by_partition: partitions.iter().map(|k| (k.clone(), AtomicU64::new(0))).collect(),
+            consumed_by_partition: partitions.into_iter().map(|k| (k, AtomicU64::new(0))).collect(),
             consumed_total: AtomicU64::new(0),
             abort: AtomicBool::new(false),
         }
@@ -114,6 +119,25 @@ impl RunShared {
     pub fn aborted(&self) -> bool {
         self.abort.load(Relaxed)
     }
+
+    /// Every partition of the run, by topic, in partition order.
+    pub fn topic_partitions(&self) -> BTreeMap<String, Vec<i32>> {
+        let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (t, p) in self.acked_by_partition.keys() {
+            out.entry(t.clone()).or_default().push(*p);
+        }
+        for ps in out.values_mut() {
+            ps.sort_unstable();
+        }
+        out
+    }
+
+    /// Whether this run's consumers have read at least what was acknowledged on `partition`.
+    pub fn caught_up(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        let get = |m: &HashMap<(String, i32), AtomicU64>| m.get(&key).map_or(0, |a| a.load(Relaxed));
+        get(&self.consumed_by_partition) >= get(&self.acked_by_partition)
+    }
 }
 
 /// What one shard measured; sent to the main thread when the shard finishes.
@@ -140,7 +164,9 @@ pub struct ShardResult {
     pub last_consume_ns: u64,
     pub errors: BTreeMap<String, u64>,
     pub acked_by_partition: BTreeMap<(String, i32), u64>,
-    pub trackers: BTreeMap<(String, i32), PartitionTracker>,
+    /// What consumers saw per partition: one segment per stretch of ownership (a group moves
+    /// partitions between consumers), joined by [`crate::bench::verify::join_segments`].
+    pub trackers: BTreeMap<(String, i32), Vec<PartitionTracker>>,
 }
 
 impl ShardResult {
@@ -203,16 +229,7 @@ impl ShardResult {
             *self.acked_by_partition.entry(k).or_insert(0) += v;
         }
         for (k, v) in other.trackers {
-            // A partition has one consumer, so trackers never collide; keep both counts if so.
-            match self.trackers.get_mut(&k) {
-                None => {
-                    self.trackers.insert(k, v);
-                }
-                Some(t) => {
-                    t.consumed_this_run += v.consumed_this_run;
-                    t.duplicates_or_reordered += v.consumed_this_run;
-                }
-            }
+            self.trackers.entry(k).or_default().extend(v);
         }
     }
 }

@@ -19,6 +19,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Most produce requests in flight per producer connection.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
+/// Longest consumer group id accepted.
+pub const MAX_GROUP_ID_BYTES: usize = 255;
+/// Longest fetch wait a group consumer may use: it heartbeats between fetches, every second.
+pub const MAX_GROUP_FETCH_WAIT_MS: i32 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -186,6 +190,10 @@ pub struct WorkloadFile {
     pub omb_key_distributor: Option<String>,
     pub max_in_flight: Option<usize>,
     pub start: Option<StartOffset>,
+    /// Consume through this consumer group (join, assignment by its leader, committed offsets)
+    /// instead of static assignment. OMB runs every subscription as a Kafka consumer group but
+    /// names it itself, so there is no OMB field for this.
+    pub group: Option<String>,
     pub fetch_max_bytes: Option<usize>,
     pub partition_fetch_max_bytes: Option<usize>,
     pub fetch_max_wait_ms: Option<i32>,
@@ -231,6 +239,8 @@ pub struct Workload {
     pub key_space: u64,
     pub max_in_flight: usize,
     pub start: StartOffset,
+    /// Consumer group of the consumers; `None`: static assignment, no group.
+    pub group: Option<String>,
     pub fetch_max_bytes: usize,
     pub partition_fetch_max_bytes: usize,
     pub fetch_max_wait_ms: i32,
@@ -279,6 +289,7 @@ impl WorkloadFile {
             omb_key_distributor,
             max_in_flight,
             start,
+            group,
             fetch_max_bytes,
             partition_fetch_max_bytes,
             fetch_max_wait_ms,
@@ -360,6 +371,7 @@ impl WorkloadFile {
             key_space: self.key_space.unwrap_or(10_000),
             max_in_flight: self.max_in_flight.unwrap_or(5),
             start: self.start.unwrap_or(StartOffset::Earliest),
+            group: self.group,
             fetch_max_bytes: self.fetch_max_bytes.unwrap_or(50 << 20),
             partition_fetch_max_bytes: self.partition_fetch_max_bytes.unwrap_or(1 << 20),
             fetch_max_wait_ms: self.fetch_max_wait_ms.unwrap_or(100),
@@ -418,6 +430,20 @@ impl Workload {
         }
         if self.keyed && self.key_space == 0 {
             return Err("key_space must be at least 1 when keyed".into());
+        }
+        if let Some(g) = &self.group {
+            if !self.kind.consumes() {
+                return Err("group applies to consume and e2e workloads".into());
+            }
+            if g.is_empty() || g.len() > MAX_GROUP_ID_BYTES {
+                return Err(format!("group id must be 1 to {MAX_GROUP_ID_BYTES} bytes"));
+            }
+            if !(0..=MAX_GROUP_FETCH_WAIT_MS).contains(&self.fetch_max_wait_ms) {
+                return Err(format!(
+                    "fetch_max_wait_ms = {} outside [0, {MAX_GROUP_FETCH_WAIT_MS}] with a group (members heartbeat between fetches)",
+                    self.fetch_max_wait_ms
+                ));
+            }
         }
         if self.kind == WorkloadKind::Consume && self.topic_names.is_none() {
             return Err("a consume workload reads existing topics: give topic_names (--topic)".into());
@@ -524,6 +550,17 @@ mod tests {
         assert!(err("kind = \"consume\"").contains("topic_names"));
         assert!(err("kind = \"produce\"\nmax_in_flight = 1000").contains("max_in_flight"));
         assert!(err("kind = \"produce\"\ncompression = \"brotli\"").contains("brotli"));
+    }
+
+    #[test]
+    fn a_group_is_for_consumers_only_and_bounded() {
+        let w = WorkloadFile::parse_toml("kind = \"e2e\"\ngroup = \"bench-g\"").unwrap().resolve(1).unwrap();
+        assert_eq!(w.group.as_deref(), Some("bench-g"));
+        assert_eq!(WorkloadFile::parse_toml("kind = \"e2e\"").unwrap().resolve(1).unwrap().group, None);
+        let err = |t: &str| WorkloadFile::parse_toml(t).and_then(|f| f.resolve(1)).unwrap_err();
+        assert!(err("kind = \"produce\"\ngroup = \"g\"").contains("consume and e2e"));
+        assert!(err("kind = \"e2e\"\ngroup = \"\"").contains("group id"));
+        assert!(err("kind = \"e2e\"\ngroup = \"g\"\nfetch_max_wait_ms = 5000").contains("fetch_max_wait_ms"));
     }
 
     #[test]

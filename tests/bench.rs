@@ -1,7 +1,8 @@
 //! `sluice bench` against a real sluice broker: a short e2e run whose counts must match and
 //! whose results JSON must be complete; a consume-only run over what a produce run wrote; runs
 //! through a consumer group (everything read once across the group, committed offsets at the
-//! end, a second run resuming there, a refused join failing the run); and batches compressed
+//! end, a second run resuming there, a librdkafka member joining and leaving mid-run, a refused
+//! join failing the run); and batches compressed
 //! by the bench's codecs must be readable by librdkafka (Kafka's formats).
 
 mod support;
@@ -244,6 +245,81 @@ fn a_group_consume_resumes_at_the_groups_committed_offsets() {
     let second = consume(4000 - first, "c2.json");
     assert_eq!(first + second, 4000, "nothing read twice, nothing skipped");
     assert_eq!(committed_offsets(&bootstrap, "resume", &topic, 4).iter().sum::<i64>(), 4000);
+    broker.stop();
+}
+
+/// (topic, partition) of one assignment.
+type Assignment = Vec<(String, i32)>;
+
+/// Records every assignment an rdkafka group member received.
+#[derive(Clone, Default)]
+struct AssignLog(std::sync::Arc<std::sync::Mutex<Vec<Assignment>>>);
+
+impl rdkafka::ClientContext for AssignLog {}
+
+impl rdkafka::consumer::ConsumerContext for AssignLog {
+    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(list) = rebalance {
+            let parts = list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            self.0.lock().unwrap().push(parts);
+        }
+    }
+}
+
+#[test]
+fn a_group_run_survives_a_member_joining_and_leaving_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = group_broker(dir.path(), &[]);
+    let bootstrap = broker.bootstrap();
+    // A topic for the visitor: not one the bench reads, so it is assigned none of the bench's.
+    let (code, other, _) =
+        bench(&bootstrap, &["produce", "--cores", "1", "--count", "10"], &dir.path().join("other.json"));
+    assert_eq!(code, 0);
+    let other = other["topics"][0].as_str().expect("topic name").to_string();
+    let json = dir.path().join("mid.json");
+    let run = Command::new(sluice_bin())
+        .args(["bench", "e2e", "--cores", "2", "--partitions", "4", "--consumers", "3", "--group", "g-mid"])
+        .args(["--count", "30000", "--rate", "5000", "--bootstrap", &bootstrap, "--quiet", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sluice bench");
+    // Mid-run, a librdkafka member joins the bench's group (reading our assignment bytes, or
+    // computing the assignment if elected), stays ~2 s, and leaves: two rebalances under load.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = AssignLog::default();
+    {
+        let mut c = client_config(&bootstrap);
+        c.set("group.id", "g-mid").set("session.timeout.ms", "6000").set("enable.auto.commit", "false");
+        let visitor: rdkafka::consumer::BaseConsumer<AssignLog> = c.create_with_context(log.clone()).expect("consumer");
+        visitor.subscribe(&[&other]).expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while log.0.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the visitor was never assigned");
+            let _ = visitor.poll(POLL);
+        }
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let _ = visitor.poll(POLL);
+        }
+    }
+    let out = run.wait_with_output().expect("bench exits");
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("results JSON")).expect("JSON");
+    assert_eq!(out.status.code(), Some(0), "{table}\n{r:#}");
+    assert_eq!(num(&r, "/consumed_msgs"), 30000.0);
+    assert_eq!(r["verification"]["ok"], Value::Bool(true), "{r:#}");
+    assert_eq!(num(&r, "/errors_total"), 0.0, "{r:#}");
+    let topic = r["topics"][0].as_str().unwrap().to_string();
+    let assignments = log.0.lock().unwrap().clone();
+    assert!(
+        assignments.iter().flatten().all(|(t, _)| *t != topic),
+        "visitor got the bench's partitions: {assignments:?}"
+    );
+    // Rebalances happened under load: a generation with the visitor, then one without it.
+    // (The only group on this broker; log lines are read in order.)
+    broker.wait_for("members=4");
+    broker.wait_for("members=3");
     broker.stop();
 }
 

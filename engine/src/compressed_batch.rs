@@ -43,9 +43,51 @@ pub fn trim_scratch(scratch: &mut Vec<u8>) {
 /// batches.
 pub fn validate_compressed_records(batch: &[u8], info: &BatchInfo, scratch: &mut Vec<u8>) -> Result<(), BatchError> {
     debug_assert_ne!(info.compression(), Compression::None);
-    let result = decompress_records(batch, info, scratch).and_then(|()| walk_records(scratch, info.records_count));
+    validate_and_rewrite(batch, info, None, scratch).map(|_| ())
+}
+
+/// The append path's one pass over a client batch: validates its records if it is compressed
+/// (see [`validate_compressed_records`]) and, with a `target` codec, returns it rewritten in
+/// that codec (see [`recompress`]) — decompressing at most once.
+pub fn validate_and_rewrite(
+    batch: &[u8],
+    info: &BatchInfo,
+    target: Option<Compression>,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let result = (|| {
+        let records = plain_records(batch, info, scratch)?;
+        if info.compression() != Compression::None {
+            walk_records(records, info.records_count)?;
+        }
+        target.map(|codec| rebuild(&batch[..BATCH_HEADER_LEN], records, codec)).transpose()
+    })();
     trim_scratch(scratch);
     result
+}
+
+/// The uncompressed records region of a batch: borrowed from it, or decompressed into
+/// `scratch`.
+fn plain_records<'a>(batch: &'a [u8], info: &BatchInfo, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], BatchError> {
+    if info.compression() == Compression::None {
+        return Ok(&batch[BATCH_HEADER_LEN..info.total_len]);
+    }
+    decompress_records(batch, info, scratch)?;
+    Ok(scratch)
+}
+
+/// A batch with `header`'s fields and `records` compressed by `codec` (or stored plain for
+/// [`Compression::None`]), with its attributes, length and CRC set.
+fn rebuild(header: &[u8], records: &[u8], codec: Compression) -> Result<Vec<u8>, BatchError> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len() / 2);
+    out.extend_from_slice(header);
+    if codec == Compression::None {
+        out.extend_from_slice(records);
+    } else {
+        compress(codec, records, &mut out).map_err(BatchError::Compressed)?;
+    }
+    reframe(&mut out, codec);
+    Ok(out)
 }
 
 /// The codec a batch is stored with under the topic's `compression.type`, or `None` when the
@@ -71,25 +113,10 @@ pub fn recompress(
     target: Compression,
     scratch: &mut Vec<u8>,
 ) -> Result<Vec<u8>, BatchError> {
-    let records: &[u8] = if info.compression() == Compression::None {
-        &batch[BATCH_HEADER_LEN..info.total_len]
-    } else {
-        if let Err(e) = decompress_records(batch, info, scratch) {
-            trim_scratch(scratch);
-            return Err(e);
-        }
-        scratch
-    };
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len() / 2);
-    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
-    if target == Compression::None {
-        out.extend_from_slice(records);
-    } else {
-        compress(target, records, &mut out).map_err(BatchError::Compressed)?;
-    }
-    reframe(&mut out, target);
+    let result =
+        plain_records(batch, info, scratch).and_then(|records| rebuild(&batch[..BATCH_HEADER_LEN], records, target));
     trim_scratch(scratch);
-    Ok(out)
+    result
 }
 
 /// The first record of a batch (compressed or not) whose timestamp is `>= target_ms`, as

@@ -39,7 +39,6 @@ use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
-use crate::batch::Compression;
 use crate::batch::{assign_offsets_split, batches, BatchError, BatchInfo, TimestampType, Validation, BATCH_HEADER_LEN};
 use crate::checkpoint_file::{self, blocking, read_small, write_atomic};
 use crate::clock::now_ms;
@@ -991,13 +990,8 @@ impl PartitionLog {
         debug_assert_eq!(infos.len(), 1, "exactly one batch per partition");
         let info = infos[0];
         let target = compressed_batch::target_codec(config.compression_type, info.compression());
-        let rewritten = COMPRESSION_SCRATCH.with(|scratch| {
-            let scratch = &mut scratch.borrow_mut();
-            if info.compression() != Compression::None {
-                compressed_batch::validate_compressed_records(records, &info, scratch)?;
-            }
-            target.map(|codec| compressed_batch::recompress(records, &info, codec, scratch)).transpose()
-        });
+        let rewritten = COMPRESSION_SCRATCH
+            .with(|scratch| compressed_batch::validate_and_rewrite(records, &info, target, &mut scratch.borrow_mut()));
         let Some(rewritten) = rewritten.map_err(AppendError::Batch)? else { return Ok((infos, None)) };
         let stored = crate::batch::validate_from_client(&rewritten).map_err(AppendError::Batch)?;
         if stored.total_len > max_bytes {

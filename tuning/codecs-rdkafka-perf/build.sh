@@ -14,9 +14,8 @@ if ! [ -e /usr/include/zstd.h ]; then
     echo "build: installing libzstd-dev (zstd for librdkafka)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzstd-dev >&2
 fi
-(cd "$root" && cargo fetch -q)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/rdkafka-sys-*/librdkafka 2>/dev/null | sort | tail -1)
-[ -n "$src" ] || { echo "rdkafka-sys source not found in the cargo registry" >&2; exit 1; }
+. "$root/tuning/lib.sh"
+src="$(librdkafka_src "$root")"
 mkdir -p "$out"
 rm -rf "$out/librdkafka-semirandom"
 cp -r "$src" "$out/librdkafka-semirandom"

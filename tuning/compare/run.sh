@@ -43,7 +43,7 @@ sluice="$root/target/release/sluice"
     echo "rdkafka_performance: $perf"
 } > "$results/machine.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$root/tuning/lib.sh"
 
 # Runs a command, prints "<cpu seconds of the command>" on fd 3 after its own output.
 with_cpu() {

@@ -6,10 +6,9 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/target/tuning-build"
 bin="$out/librdkafka/examples/rdkafka_performance"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-# Make sure the crate source is in the registry (it is a dev-dependency of sluice-e2e).
-(cd "$root" && cargo fetch -q)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/rdkafka-sys-*/librdkafka 2>/dev/null | sort | tail -1)
-[ -n "$src" ] || { echo "rdkafka-sys source not found in the cargo registry" >&2; exit 1; }
+# The crate source is in the registry: rdkafka is a dev-dependency of sluice-e2e.
+. "$root/tuning/lib.sh"
+src="$(librdkafka_src "$root")"
 mkdir -p "$out"
 rm -rf "$out/librdkafka"
 cp -r "$src" "$out/librdkafka"

@@ -52,8 +52,7 @@ perf="$("$here/build-rdkafka-performance.sh")"
 sluice="$root/target/release/sluice"
 clk_tck=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$root/tuning/lib.sh"
 
 run_one() {
     local acks="$1" rep="$2" variant="$3"

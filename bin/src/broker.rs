@@ -120,6 +120,9 @@ pub fn run(args: BrokerArgs) -> i32 {
     if let Some(bytes) = settings.tail_cache_bytes {
         options.log_options.tail_cache_bytes = bytes;
     }
+    if let Some(fill) = settings.tail_cache_fill {
+        options.log_options.tail_cache_fill = fill;
+    }
     if let Some(direct) = settings.direct_io {
         options.log_options.direct_io = direct;
     }

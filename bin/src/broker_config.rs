@@ -35,6 +35,7 @@ pub struct BrokerSettings {
     pub node_id: Option<i32>,
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
+    pub tail_cache_fill: Option<sluice_engine::partition_log::TailCacheFill>,
     pub producer_id_expiration_ms: Option<i64>,
     pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
@@ -81,7 +82,8 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
 
 /// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
 /// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS),
-/// `sluice.shard.memory.bytes` and `sluice.tail.cache.bytes` (per partition).
+/// `sluice.shard.memory.bytes`, `sluice.tail.cache.bytes` (per partition) and
+/// `sluice.tail.cache.fill` (tailing | always).
 pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) -> Result<(), String> {
     let topic_names: Vec<&'static str> = settings.default_log_config.describe().iter().map(|e| e.name).collect();
     for (key, value) in props {
@@ -91,6 +93,11 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.default_log_config.apply_flush_mode(mode);
             }
             "sluice.tail.cache.bytes" => settings.tail_cache_bytes = Some(parse(key, value)?),
+            "sluice.tail.cache.fill" => {
+                let fill =
+                    sluice_engine::partition_log::TailCacheFill::parse(value).map_err(|e| format!("{key}: {e}"))?;
+                settings.tail_cache_fill = Some(fill);
+            }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
             "sluice.produce.discard" => settings.produce_discard = Some(parse(key, value)?),
             "sluice.segment.io" => {
@@ -221,5 +228,17 @@ mod tests {
         assert!(apply(&mut s, &parse_properties("log.segment.bytes=-5").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("log.segmnet.bytes=5").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("sluice.flush.mode=sometimes").unwrap()).is_err());
+        assert!(apply(&mut s, &parse_properties("sluice.tail.cache.fill=often").unwrap()).is_err());
+    }
+
+    #[test]
+    fn tail_cache_fill_is_tailing_or_always() {
+        use sluice_engine::partition_log::TailCacheFill;
+        let mut s = BrokerSettings::default();
+        assert_eq!(s.tail_cache_fill, None, "the engine's default (tailing) applies");
+        apply(&mut s, &parse_properties("sluice.tail.cache.fill=always").unwrap()).unwrap();
+        assert_eq!(s.tail_cache_fill, Some(TailCacheFill::Always));
+        apply(&mut s, &parse_properties("sluice.tail.cache.fill=tailing").unwrap()).unwrap();
+        assert_eq!(s.tail_cache_fill, Some(TailCacheFill::Tailing));
     }
 }

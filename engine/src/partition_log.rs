@@ -83,7 +83,36 @@ pub struct LogOptions {
     pub producer_id_expiration_ms: i64,
     /// `sluice.segment.io`: direct I/O (true, the default) or through the page cache.
     pub direct_io: bool,
+    /// `sluice.tail.cache.fill`: when appends go to the tail cache.
+    pub tail_cache_fill: TailCacheFill,
 }
+
+/// When appends are put in the tail cache (`sluice.tail.cache.fill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailCacheFill {
+    /// On every append.
+    Always,
+    /// While a reader tails the log: some read within the last [`TAIL_READER_WINDOW_MS`]
+    /// asked for the log end or for bytes within `tail_cache_bytes` of the active segment's
+    /// end. A produce stream nobody reads then pays nothing for the cache: putting its bytes
+    /// in memory cost about 0.1 broker-CPU-s/GB of 1 MB batches, a fifth of the whole append.
+    Tailing,
+}
+
+impl TailCacheFill {
+    pub fn parse(value: &str) -> Result<TailCacheFill, String> {
+        match value {
+            "always" => Ok(TailCacheFill::Always),
+            "tailing" => Ok(TailCacheFill::Tailing),
+            other => Err(format!("expected always or tailing, got {other:?}")),
+        }
+    }
+}
+
+/// How long after the last tailing read appends still fill the tail cache
+/// ([`TailCacheFill::Tailing`]); a consumer that keeps up reads at least every
+/// `fetch.max.wait.ms` (500 ms by default).
+pub const TAIL_READER_WINDOW_MS: i64 = 30_000;
 
 /// Size of one tail-cache piece.
 pub const TAIL_CACHE_PIECE_BYTES: usize = 4 << 20;
@@ -96,6 +125,7 @@ impl Default for LogOptions {
             tail_cache_bytes: 32 << 20,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             direct_io: true,
+            tail_cache_fill: TailCacheFill::Tailing,
         }
     }
 }
@@ -343,6 +373,8 @@ pub struct PartitionLog {
     /// fdatasyncs issued by `flush` (metrics, and the group-commit test).
     syncs: Cell<u64>,
     closed: Cell<bool>,
+    /// When a read last tailed the log (see [`TailCacheFill::Tailing`]).
+    last_tail_read_ms: Cell<i64>,
 }
 
 /// Directory name of a partition, Kafka style.
@@ -563,6 +595,7 @@ impl PartitionLog {
             sync_running: Cell::new(false),
             syncs: Cell::new(0),
             closed: Cell::new(false),
+            last_tail_read_ms: Cell::new(i64::MIN),
         });
         // Everything that survived recovery is on disk now; make it durable and say so.
         log.active_writer().sync().await.map_err(io)?;
@@ -822,6 +855,8 @@ impl PartitionLog {
             }
         }
         let log_append_time = (config.message_timestamp_type == TimestampTypeConfig::LogAppendTime).then_some(now);
+        let fill_cache = self.options.tail_cache_fill == TailCacheFill::Always
+            || now.saturating_sub(self.last_tail_read_ms.get()) <= TAIL_READER_WINDOW_MS;
 
         let permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         if self.closed.get() {
@@ -888,8 +923,12 @@ impl PartitionLog {
                 let active = state.active_mut();
                 if let Some(cache) = &active.tail_cache {
                     let mut cache = cache.borrow_mut();
-                    cache.push(position, &header);
-                    cache.push(position + BATCH_HEADER_LEN as u64, rest);
+                    if fill_cache {
+                        cache.push(position, &header);
+                        cache.push(position + BATCH_HEADER_LEN as u64, rest);
+                    } else if cache.cached_bytes() > 0 {
+                        cache.clear(position + info.total_len as u64); // nobody tails: free it
+                    }
                 }
                 active.note_batch(position, &stored, settings.index_interval_bytes);
                 self.producers.borrow_mut().record(&stored);
@@ -1170,6 +1209,7 @@ impl PartitionLog {
                 return Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
             }
             if offset >= bound_offset {
+                self.note_tail_read(); // caught up: waiting for the next append
                 return Ok(empty(-1));
             }
             // Snapshot the segment holding `offset` (or the next one, across a gap).
@@ -1231,6 +1271,9 @@ impl PartitionLog {
                     }
                 }
             };
+            if writer.is_some() && location.position + self.options.tail_cache_bytes as u64 >= size {
+                self.note_tail_read(); // within the tail cache's reach of the active segment's end
+            }
             if end_pos <= location.position {
                 return Ok(empty(-1));
             }
@@ -1270,6 +1313,13 @@ impl PartitionLog {
             });
         }
         Err(LogError::Corrupt(format!("could not locate offset {offset}")))
+    }
+
+    /// Remembers that a reader tails the log now (see [`TailCacheFill::Tailing`]).
+    fn note_tail_read(&self) {
+        if self.options.tail_cache_fill == TailCacheFill::Tailing {
+            self.last_tail_read_ms.set(now_ms());
+        }
     }
 
     /// Finds the batch containing `target`, starting at an index position; falls back to a walk

@@ -9,9 +9,13 @@
 #   VARIANTS="default" EXTRA_BROKER_ARGS="--set sluice.flush.mode=always" tuning/produce-rdkafka-perf/run.sh
 #
 # Variants (broker settings) compare the fetch paths by broker CPU-seconds per GB served:
-#   default   tail cache 32 MiB/partition: the consumer reads from disk with sendfile
-#   copy      same, sluice.fetch.sendfile=false: direct read + copy
-#   cached    tail cache large enough for all the data: the consumer reads from memory
+#   default   tail cache 32 MiB/partition, filled while a reader tails the partition (nobody
+#             does while rdkafka_performance produces): the consumer reads from disk with sendfile
+#   always    same, sluice.tail.cache.fill=always: every append is also copied into the tail
+#             cache, as it is while a consumer tails — what produce costs then
+#   copy      default, sluice.fetch.sendfile=false: direct read + copy
+#   cached    tail cache large enough for all the data, filled on every append: the consumer
+#             reads from memory
 #   buffered  sluice.ack.on=buffered: acks once in the write-behind buffer, not once on file
 #   discard   sluice.produce.discard=true: acks without storing — the client's ceiling, measured
 #             in the same run so "percent of the ceiling" is computed, not quoted (no consume)
@@ -22,7 +26,7 @@ messages="${MESSAGES:-2000000}"
 size="${SIZE:-1024}"
 reps="${REPS:-3}"
 acks_list="${ACKS:-1 -1}"
-variants="${VARIANTS:-discard default buffered copy cached}"
+variants="${VARIANTS:-discard default always buffered copy cached}"
 results="$root/tuning/results/produce-rdkafka-perf"
 mkdir -p "$results"
 raw="$results/runs.jsonl"
@@ -39,10 +43,11 @@ raw="$results/runs.jsonl"
 variant_args() {
     case "$1" in
         default) echo "" ;;
+        always) echo "--set sluice.tail.cache.fill=always" ;;
         copy) echo "--set sluice.fetch.sendfile=false" ;;
         buffered) echo "--set sluice.ack.on=buffered" ;;
         discard) echo "--set sluice.produce.discard=true" ;;
-        cached) echo "--set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
+        cached) echo "--set sluice.tail.cache.fill=always --set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_engine::batch::{batches, build_batch, Validation};
 use sluice_engine::log_config::LogConfig;
-use sluice_engine::partition_log::{LogOptions, PartitionLog, ReadBound};
+use sluice_engine::partition_log::{LogOptions, PartitionLog, ReadBound, TailCacheFill};
 use sluice_engine::segment_writer::WriterOptions;
 
 /// Runs `f` on a fresh single-threaded glommio executor (io_memory within the memlock limit).
@@ -42,6 +42,7 @@ pub fn small_writer_options() -> LogOptions {
         writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2 },
         high_watermark_follows_log_end: true,
         tail_cache_bytes: 20_000,
+        tail_cache_fill: TailCacheFill::Always,
         ..LogOptions::default()
     }
 }

@@ -53,7 +53,22 @@ def sluice_bin() -> Path:
     return path
 
 
+_next_port = [os.getpid() * 7919 % 12_000]
+
+
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range (32768-60999): a port from bind(0) may be
+    handed to a client socket as its source port a moment later, and the broker then refuses
+    to start ("address in use")."""
+    for _ in range(12_000):
+        port = 20_000 + _next_port[0] % 12_000
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -470,7 +470,7 @@ impl From<&BatchHeader> for BatchInfo {
 /// If `batch` is shorter than its header says (call only on a batch whose length was checked).
 pub fn compute_crc(batch: &[u8]) -> u32 {
     let total_len = BatchHeader::parse(batch).expect("compute_crc: buffer shorter than a batch header").total_len();
-    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..total_len])
+    crate::crc::crc32c(&batch[ATTRIBUTES_OFFSET..total_len])
 }
 
 /// Structural checks shared by both validation modes: header present, magic 2,
@@ -493,7 +493,7 @@ fn check_frame(buf: &[u8]) -> Result<&BatchHeader, BatchError> {
     if total_len > buf.len() {
         return Err(BatchError::Truncated { needed: total_len, available: buf.len() });
     }
-    let computed = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..total_len]);
+    let computed = crate::crc::crc32c(&buf[ATTRIBUTES_OFFSET..total_len]);
     if computed != header.crc() {
         return Err(BatchError::CrcMismatch { stored: header.crc(), computed });
     }
@@ -837,7 +837,7 @@ pub fn assign_offsets_split(
     }
     h.attributes.set(attributes);
     h.max_timestamp.set(time);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]), rest);
+    let crc = crate::crc::crc32c_of_parts(&header[ATTRIBUTES_OFFSET..], rest);
     header[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
 
@@ -1197,7 +1197,7 @@ mod tests {
 
     #[test]
     fn crc32c_check_value() {
-        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crate::crc::crc32c(b"123456789"), 0xE306_9283);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod checkpoint_file;
 pub mod clock;
 pub mod compressed_batch;
 pub mod compression;
+pub mod crc;
 pub mod error_code;
 pub mod iopoll_probe;
 pub mod leader_epoch_cache;

@@ -255,7 +255,7 @@ impl ProducerStateTable {
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crate::crc::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
     }
@@ -267,7 +267,7 @@ impl ProducerStateTable {
             return None;
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32c::crc32c(body).to_be_bytes() != crc {
+        if crate::crc::crc32c(body).to_be_bytes() != crc {
             return None;
         }
         let mut r = Reader { buf: body, pos: 0 };

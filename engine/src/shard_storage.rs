@@ -29,7 +29,7 @@ pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
 /// of one topic land on consecutive shards.
 pub fn owner_shard(topic: &str, partition: i32, shard_count: usize) -> usize {
     assert!(shard_count > 0);
-    let topic_hash = crc32c::crc32c(topic.as_bytes()) as u64;
+    let topic_hash = crate::crc::crc32c(topic.as_bytes()) as u64;
     ((topic_hash + partition.max(0) as u64) % shard_count as u64) as usize
 }
 

@@ -30,6 +30,7 @@ pub mod segment;
 pub mod segment_writer;
 pub mod shard;
 pub mod shard_storage;
+pub mod stream_copy;
 pub mod tail_cache;
 pub mod time_index;
 pub mod watermark;

@@ -71,7 +71,8 @@ impl TailCache {
             self.building.reserve(self.next_piece_bytes.max(data.len()));
             self.next_piece_bytes = (self.next_piece_bytes * 2).min(self.piece_bytes);
         }
-        self.building.extend_from_slice(data);
+        // Pieces rotate through more memory than the CPU caches hold: stream the bytes there.
+        crate::stream_copy::extend_streaming(&mut self.building, data);
         self.cached_bytes += data.len();
         self.evict();
     }

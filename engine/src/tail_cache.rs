@@ -38,12 +38,13 @@ impl TailCache {
 
     /// An empty cache whose next byte is file position `next_pos`. `max_bytes` 0 disables it.
     pub fn new(next_pos: u64, max_bytes: usize, piece_bytes: usize) -> TailCache {
+        let piece_bytes = piece_bytes.max(4096);
         TailCache {
             max_bytes,
-            piece_bytes: piece_bytes.max(4096),
+            piece_bytes,
             pieces: VecDeque::new(),
             building: BytesMut::new(),
-            next_piece_bytes: Self::FIRST_PIECE_BYTES.min(piece_bytes.max(4096)),
+            next_piece_bytes: Self::FIRST_PIECE_BYTES.min(piece_bytes),
             building_pos: next_pos,
             cached_bytes: 0,
         }

@@ -123,6 +123,9 @@ pub fn run(args: BrokerArgs) -> i32 {
     if let Some(fill) = settings.tail_cache_fill {
         options.log_options.tail_cache_fill = fill;
     }
+    if let Some(bytes) = settings.preallocate_max_step_bytes {
+        options.log_options.writer.preallocate_max_step_bytes = bytes;
+    }
     if let Some(direct) = settings.direct_io {
         options.log_options.direct_io = direct;
     }

@@ -36,6 +36,8 @@ pub struct BrokerSettings {
     pub default_replication_factor: Option<i16>,
     pub tail_cache_bytes: Option<usize>,
     pub tail_cache_fill: Option<sluice_engine::partition_log::TailCacheFill>,
+    /// `sluice.segment.preallocate.max.step.bytes` (0 = never preallocate).
+    pub preallocate_max_step_bytes: Option<u64>,
     pub producer_id_expiration_ms: Option<i64>,
     pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
@@ -82,8 +84,8 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
 
 /// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
 /// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS),
-/// `sluice.shard.memory.bytes`, `sluice.tail.cache.bytes` (per partition) and
-/// `sluice.tail.cache.fill` (tailing | always).
+/// `sluice.shard.memory.bytes`, `sluice.tail.cache.bytes` (per partition),
+/// `sluice.tail.cache.fill` (tailing | always) and `sluice.segment.preallocate.max.step.bytes`.
 pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) -> Result<(), String> {
     let topic_names: Vec<&'static str> = settings.default_log_config.describe().iter().map(|e| e.name).collect();
     for (key, value) in props {
@@ -97,6 +99,9 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 let fill =
                     sluice_engine::partition_log::TailCacheFill::parse(value).map_err(|e| format!("{key}: {e}"))?;
                 settings.tail_cache_fill = Some(fill);
+            }
+            "sluice.segment.preallocate.max.step.bytes" => {
+                settings.preallocate_max_step_bytes = Some(parse(key, value)?)
             }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
             "sluice.produce.discard" => settings.produce_discard = Some(parse(key, value)?),
@@ -229,6 +234,7 @@ mod tests {
         assert!(apply(&mut s, &parse_properties("log.segmnet.bytes=5").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("sluice.flush.mode=sometimes").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("sluice.tail.cache.fill=often").unwrap()).is_err());
+        assert!(apply(&mut s, &parse_properties("sluice.segment.preallocate.max.step.bytes=-1").unwrap()).is_err());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum ScanEnd {
     Invalid(String),
 }
 
+/// The reason given when the valid prefix is followed by zeros: the page padding and the
+/// preallocated space of a segment that was not closed cleanly, not damage.
+pub const ZERO_TAIL: &str = "zeros after the last batch (padding or preallocated space)";
+
 /// Result of scanning one segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScan {
@@ -44,6 +48,9 @@ pub fn scan_buffer(
 ) -> (usize, Option<String>) {
     let mut rel = 0usize;
     while buf.len() - rel >= BATCH_HEADER_LEN {
+        if buf[rel..rel + BATCH_HEADER_LEN].iter().all(|b| *b == 0) {
+            return (rel, Some(ZERO_TAIL.to_string()));
+        }
         let info = match validate_stored(&buf[rel..]) {
             Ok(info) => info,
             Err(crate::batch::BatchError::Truncated { .. }) => return (rel, None),
@@ -144,7 +151,7 @@ mod tests {
         let mut min = 0;
         let (valid, stop) = scan_buffer(&padded, 0, &mut min, &mut |_, _| {});
         assert_eq!(valid, log.len());
-        assert!(stop.is_some());
+        assert_eq!(stop.as_deref(), Some(ZERO_TAIL), "zeros are named as such, not as damage");
 
         // Offsets going backwards are rejected.
         let mut backwards = build_batch_of_size(10, 1, 5, 0);

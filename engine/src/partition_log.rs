@@ -395,6 +395,7 @@ fn settings_of(config: &LogConfig) -> SegmentSettings {
     SegmentSettings {
         index_interval_bytes: config.index_interval_bytes.max(0) as u64,
         max_index_bytes: config.segment_index_bytes.max(8) as usize,
+        preallocate_bytes: if config.preallocate { config.segment_bytes.max(0) as u64 } else { 0 },
     }
 }
 
@@ -496,7 +497,15 @@ impl PartitionLog {
                     }
                 }
                 if let ScanEnd::Invalid(reason) = &scan.end {
-                    if scan.valid_len < file_size {
+                    if scan.valid_len < file_size && reason == crate::log_recovery::ZERO_TAIL {
+                        // Not damage: an unclean stop leaves the active segment's preallocated
+                        // space. Later segments (none, normally) still go.
+                        tracing::info!(
+                            dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
+                            "cutting the zeros after the last batch of a segment that was not closed"
+                        );
+                        truncated_at = Some(i);
+                    } else if scan.valid_len < file_size {
                         tracing::warn!(
                             dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size, %reason,
                             "truncating damaged segment tail; later segments are dropped"

@@ -141,6 +141,9 @@ pub fn scan_headers(
 pub struct SegmentSettings {
     pub index_interval_bytes: u64,
     pub max_index_bytes: usize,
+    /// Kafka's `preallocate`: a new segment's file is allocated to this size up front
+    /// (`segment.bytes` when set, 0 otherwise). The writer preallocates in steps regardless.
+    pub preallocate_bytes: u64,
 }
 
 /// One segment. See the module docs.
@@ -223,6 +226,11 @@ impl Segment {
         }
         let file = Rc::new(file);
         let writer = SegmentWriter::new(file.clone(), 0, &[], writer_options);
+        if settings.preallocate_bytes > 0 {
+            // io_uring fallocate: a kernel worker does it, the shard does not block.
+            file.pre_allocate(settings.preallocate_bytes, false).await.map_err(std::io::Error::from)?;
+            writer.note_preallocated(settings.preallocate_bytes);
+        }
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
     }
 

@@ -1,24 +1,39 @@
 //! Aligned write-behind for one segment file opened with `O_DIRECT`.
 //!
-//! Owns: the in-memory chunk being filled, the chunks whose DMA writes are in flight, and the
-//! `written` watermark (how many logical bytes of the file are on disk, contiguously).
+//! Owns: the in-memory chunk being filled, the partial page before it, the writes in flight,
+//! and the `written` watermark (how many logical bytes of the file are on disk, contiguously).
 //!
 //! How it writes: appends are copied into a chunk of `chunk_bytes` (a multiple of the 4 KiB
-//! page). A full chunk is submitted as one aligned write; several full chunks may be in flight
-//! at once (at most `max_in_flight`). When nothing is in flight and the chunk holds unwritten
-//! bytes, it is submitted *eagerly* as a partial write: its last, partial page is padded with
-//! zeros, and a fresh chunk is seeded with a copy of that partial page, so the next write
-//! rewrites the page with more data (the "partial tail page" of Redpanda's segment_appender).
-//! Under load, bytes accumulate while one write is in flight, so writes grow by themselves
-//! (group write) up to whole chunks.
+//! page). A full chunk is submitted as one aligned write; several writes may be in flight at
+//! once (at most `max_in_flight`). When nothing is in flight and bytes are waiting, they are
+//! submitted *eagerly*: a chunk that ends inside a page is written with that page padded with
+//! zeros, and the partial page moves to a page buffer of its own, where later appends complete
+//! it; the next chunk starts at the following page. The page is then rewritten, alone, when
+//! it has more bytes (the "partial tail page" of Redpanda's segment_appender). Under load,
+//! bytes accumulate while a write is in flight, so writes grow by themselves (group write) up
+//! to whole chunks.
+//!
+//! Why the partial page is written on its own: a chunk write then always starts on a page
+//! no write has touched, so each write covers blocks of one kind. On ext4 a direct write
+//! spanning a written block and preallocated (unwritten) ones is not an "overwrite", cannot
+//! be done without the exclusive inode lock, and io_uring hands it to a kernel worker thread;
+//! with the page rewritten inside the next chunk, most writes of a produce stream went that
+//! way.
 //!
 //! Ordering contract: a write that ends inside a page is always completed before the next
-//! write (which rewrites that page) is submitted; writes that end on a page boundary never
-//! overlap a later write, so they may complete in any order. `written` only advances over a
-//! contiguous prefix of completed writes.
+//! write of that page (a page write) is submitted; other writes never overlap, so they may
+//! complete in any order. `written` only advances over a contiguous prefix of completed writes.
 //!
-//! Reads of bytes not yet on disk are served from the in-flight chunks and the current chunk
-//! ([`SegmentWriter::copy_unwritten`]).
+//! Reads of bytes not yet on disk are served from the in-flight writes, the page buffer and the
+//! current chunk ([`SegmentWriter::copy_unwritten`]).
+//!
+//! Preallocation: the file is extended ahead of the writes with `fallocate` (through io_uring),
+//! in steps that grow with the segment (from [`PREALLOCATE_MIN_STEP_BYTES`] up to
+//! `preallocate_max_step_bytes`). A direct write that extends a file cannot be done inline on
+//! ext4 either; one into preallocated blocks can. The file is therefore longer than its logical
+//! size, with zeros after the last batch; whoever seals the segment truncates it after
+//! [`SegmentWriter::sync`] or [`SegmentWriter::drain`] (which also wait for a preallocation in
+//! flight), and recovery reads the zeros as the end of the log.
 //!
 //! Must never: issue a blocking syscall (all I/O goes through glommio's io_uring), let stale
 //! buffer bytes reach the disk (padding is zeroed), or advance `written` past a gap.
@@ -36,6 +51,11 @@ use crate::watermark::Watermark;
 /// Page size every direct-I/O write is aligned to.
 pub const PAGE_BYTES: u64 = 4096;
 
+/// Smallest preallocation step, and the unit preallocation targets are rounded up to. A
+/// segment preallocates about as much as it already holds (within the limits), so a quiet
+/// partition holds at most this much unused disk.
+pub const PREALLOCATE_MIN_STEP_BYTES: u64 = 1 << 20;
+
 /// Tuning knobs for one writer.
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
@@ -43,11 +63,14 @@ pub struct WriterOptions {
     pub chunk_bytes: usize,
     /// How many chunk writes may be in flight at once.
     pub max_in_flight: usize,
+    /// Largest step the file is preallocated ahead of the writes (`sluice.segment.preallocate.
+    /// max.step.bytes`; 0 = never preallocate). See the module docs.
+    pub preallocate_max_step_bytes: u64,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { chunk_bytes: 1 << 20, max_in_flight: 4 }
+        WriterOptions { chunk_bytes: 1 << 20, max_in_flight: 4, preallocate_max_step_bytes: 32 << 20 }
     }
 }
 
@@ -78,22 +101,41 @@ struct InFlight {
     done: bool,
 }
 
+/// The file page a partial write ended in, being completed by later appends.
+struct PartialPage {
+    /// [`PAGE_BYTES`] long; byte 0 is file position `file_pos`.
+    buf: DmaBuffer,
+    file_pos: u64,
+    /// Logical bytes in the page.
+    len: usize,
+    /// Bytes of it already covered by a submitted write.
+    submitted_len: usize,
+}
+
 struct WriterCore {
     file: Rc<DmaFile>,
     options: WriterOptions,
-    /// Chunk being filled; its byte 0 is file position `current_file_pos` (page aligned).
+    /// The partial page just below the chunk, if the last chunk write ended inside a page.
+    /// While it is not full, the chunk is empty: appends complete the page first.
+    page: Option<PartialPage>,
+    /// Chunk being filled; its byte 0 is file position `current_file_pos` (page aligned, a
+    /// page no write has touched).
     current: Option<DmaBuffer>,
     current_file_pos: u64,
     current_len: usize,
-    /// Bytes of `current` already covered by a submitted write (the seeded tail page).
-    submitted_len: usize,
     in_flight: VecDeque<InFlight>,
     next_seq: u64,
     /// Completion of the last submitted write if it ended inside a page.
     unaligned_tail_done: Option<DoneSignal>,
     free: Vec<DmaBuffer>,
+    free_pages: Vec<DmaBuffer>,
     error: Option<WriteError>,
     written: Rc<Watermark>,
+    /// File size the last preallocation asked for (the file is at least this long once it
+    /// completes).
+    preallocated_to: u64,
+    /// Completion of the preallocation in flight, if any (at most one at a time).
+    preallocating: Option<DoneSignal>,
 }
 
 /// Write-behind appender for one segment file. See the module docs.
@@ -112,30 +154,37 @@ impl SegmentWriter {
         assert!(options.max_in_flight >= 1);
         let tail_start = align_down(existing_len);
         assert_eq!(tail_page.len() as u64, existing_len - tail_start, "tail page must cover the partial page");
-        let mut current = file.alloc_dma_buffer(options.chunk_bytes);
-        current.as_bytes_mut()[..tail_page.len()].copy_from_slice(tail_page);
+        let page = (!tail_page.is_empty()).then(|| {
+            let mut buf = file.alloc_dma_buffer(PAGE_BYTES as usize);
+            buf.as_bytes_mut()[..tail_page.len()].copy_from_slice(tail_page);
+            PartialPage { buf, file_pos: tail_start, len: tail_page.len(), submitted_len: tail_page.len() }
+        });
+        let current_file_pos = if page.is_some() { tail_start + PAGE_BYTES } else { existing_len };
+        let current = file.alloc_dma_buffer(options.chunk_bytes);
         let written = Watermark::new(existing_len);
         let core = WriterCore {
             file,
             options,
+            page,
             current: Some(current),
-            current_file_pos: tail_start,
-            current_len: tail_page.len(),
-            submitted_len: tail_page.len(),
+            current_file_pos,
+            current_len: 0,
             in_flight: VecDeque::new(),
             next_seq: 0,
             unaligned_tail_done: None,
             free: Vec::new(),
+            free_pages: Vec::new(),
             error: None,
             written: written.clone(),
+            preallocated_to: existing_len,
+            preallocating: None,
         };
         SegmentWriter { core: Rc::new(RefCell::new(core)), written }
     }
 
     /// Logical end of the file: every byte appended so far.
     pub fn logical_len(&self) -> u64 {
-        let core = self.core.borrow();
-        core.current_file_pos + core.current_len as u64
+        self.core.borrow().logical_len()
     }
 
     /// Bytes durably handed to the device (write completed), contiguous from 0.
@@ -160,6 +209,15 @@ impl SegmentWriter {
                 let mut core = self.core.borrow_mut();
                 if let Some(error) = &core.error {
                     return Err(error.clone());
+                }
+                if let Some(page) = core.page.as_mut().filter(|p| p.len < PAGE_BYTES as usize) {
+                    // Complete the partial page first; the chunk starts after it.
+                    let n = (PAGE_BYTES as usize - page.len).min(data.len());
+                    page.buf.as_bytes_mut()[page.len..page.len + n].copy_from_slice(&data[..n]);
+                    page.len += n;
+                    drop(core);
+                    data = &data[n..];
+                    continue;
                 }
                 let space = core.options.chunk_bytes - core.current_len;
                 let n = space.min(data.len());
@@ -205,8 +263,10 @@ impl SegmentWriter {
     }
 
     /// Writes out everything appended so far and `fdatasync`s the file (through io_uring).
+    /// Also waits for a preallocation in flight, so the caller may truncate the file after.
     pub async fn sync(&self) -> Result<(), WriteError> {
         self.write_out().await?;
+        self.wait_preallocated().await;
         let file = self.core.borrow().file.clone();
         file.fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))
     }
@@ -221,15 +281,18 @@ impl SegmentWriter {
     pub fn copy_unwritten(&self, pos: u64, out: &mut [u8]) -> bool {
         let core = self.core.borrow();
         let end = pos + out.len() as u64;
-        let logical_end = core.current_file_pos + core.current_len as u64;
-        if end > logical_end {
+        if end > core.logical_len() {
             return false;
         }
         let mut covered_from = end; // lowest position copied so far, working down from `end`
         let mut sources: Vec<(u64, &[u8])> =
             core.in_flight.iter().map(|w| (w.file_pos, &w.buf.as_bytes()[..w.logical_len])).collect();
+        if let Some(page) = &core.page {
+            sources.push((page.file_pos, &page.buf.as_bytes()[..page.len]));
+        }
         sources.push((core.current_file_pos, &core.current.as_ref().expect("chunk").as_bytes()[..core.current_len]));
-        // Newest first: later chunks hold a superset of the shared tail page.
+        // Newest first: each source starts at or after the older ones, and a newer copy of a
+        // shared partial page holds a superset of the older one's bytes.
         for (file_pos, bytes) in sources.into_iter().rev() {
             let src_end = file_pos + bytes.len() as u64;
             let lo = pos.max(file_pos);
@@ -270,15 +333,112 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Waits for every in-flight write (used before truncating or closing the file).
+    /// Waits for every in-flight write and preallocation (used before truncating or closing
+    /// the file).
     pub async fn drain(&self) -> Result<(), WriteError> {
         let target = self.logical_len();
         WriterCore::submit_partial(&self.core);
-        self.wait_written(target).await
+        let written = self.wait_written(target).await;
+        self.wait_preallocated().await;
+        written
+    }
+
+    /// Waits until no preallocation is in flight. Called only once every append has been
+    /// written, so no new one can start.
+    async fn wait_preallocated(&self) {
+        let pending = self.core.borrow().preallocating.clone();
+        if let Some(done) = pending {
+            let _ = done.await;
+        }
+    }
+
+    /// The file size the writer has preallocated up to (asked for; see the module docs).
+    pub fn preallocated_len(&self) -> u64 {
+        self.core.borrow().preallocated_to
+    }
+
+    /// Records that the file is already allocated up to `len` (Kafka's `preallocate`), so
+    /// stepping starts there.
+    pub fn note_preallocated(&self, len: u64) {
+        let mut core = self.core.borrow_mut();
+        core.preallocated_to = core.preallocated_to.max(len);
     }
 }
 
+/// A write recorded in `in_flight`, not yet handed to a task.
+struct PlannedWrite {
+    seq: u64,
+    buf: Rc<DmaBuffer>,
+    file_pos: u64,
+    padded_len: usize,
+    wait_for_previous: Option<DoneSignal>,
+    done_tx: oneshot::Sender<()>,
+}
+
+/// A preallocation recorded in `preallocating`, not yet handed to a task.
+struct PlannedPreallocation {
+    target: u64,
+    done_tx: oneshot::Sender<()>,
+}
+
 impl WriterCore {
+    /// Records a write of `buf` at `file_pos` in `in_flight`. `ends_inside_page`: the next
+    /// write of its last page must wait for it.
+    fn plan_write(
+        &mut self,
+        buf: DmaBuffer,
+        file_pos: u64,
+        logical_len: usize,
+        wait_for_previous: Option<DoneSignal>,
+        ends_inside_page: bool,
+    ) -> PlannedWrite {
+        let padded_len = buf.len();
+        assert_eq!(padded_len as u64, align_up(logical_len as u64), "a write covers whole pages");
+        assert_eq!(file_pos % PAGE_BYTES, 0, "a write starts on a page");
+        let buf = Rc::new(buf);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.push_back(InFlight { seq, file_pos, logical_len, buf: buf.clone(), done: false });
+        let (done_tx, done_rx) = oneshot::channel();
+        if ends_inside_page {
+            self.unaligned_tail_done = Some(done_rx.shared());
+        }
+        PlannedWrite { seq, buf, file_pos, padded_len, wait_for_previous, done_tx }
+    }
+
+    /// Plans a preallocation if writes ending at `write_end` come within half a step of the
+    /// preallocated size. The step is about the bytes already written, within
+    /// [`PREALLOCATE_MIN_STEP_BYTES`] and `preallocate_max_step_bytes`. Writes do not wait for
+    /// it: one that gets ahead of it extends the file the slow way, which is still correct.
+    fn plan_preallocation(&mut self, write_end: u64) -> Option<PlannedPreallocation> {
+        let max_step = self.options.preallocate_max_step_bytes;
+        if max_step == 0 || self.preallocating.is_some() {
+            return None;
+        }
+        let step = write_end.clamp(PREALLOCATE_MIN_STEP_BYTES, max_step.max(PREALLOCATE_MIN_STEP_BYTES));
+        if write_end + step / 2 <= self.preallocated_to {
+            return None;
+        }
+        let target = (write_end + step).next_multiple_of(PREALLOCATE_MIN_STEP_BYTES);
+        self.preallocated_to = target;
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        self.preallocating = Some(done_rx.shared());
+        Some(PlannedPreallocation { target, done_tx })
+    }
+
+    /// Logical end of the file: every byte appended so far.
+    fn logical_len(&self) -> u64 {
+        match &self.page {
+            Some(page) if self.current_len == 0 => page.file_pos + page.len as u64,
+            _ => self.current_file_pos + self.current_len as u64,
+        }
+    }
+
+    /// True when some appended bytes are not covered by a submitted write.
+    fn has_unsubmitted(&self) -> bool {
+        self.current_len > 0 || self.page.as_ref().is_some_and(|p| p.len > p.submitted_len)
+    }
+
     fn fail(core: &Rc<RefCell<WriterCore>>, message: String) -> WriteError {
         let error = WriteError(message);
         let written = {
@@ -297,50 +457,86 @@ impl WriterCore {
     fn kick_if_idle(core: &Rc<RefCell<WriterCore>>) {
         let idle = {
             let c = core.borrow();
-            c.error.is_none() && c.in_flight.is_empty() && c.current_len > c.submitted_len
+            c.error.is_none() && c.in_flight.is_empty() && c.has_unsubmitted()
         };
         if idle {
             Self::submit_partial(core);
         }
     }
 
-    /// Hands the current chunk to a write task (full or partial) and starts a fresh chunk,
-    /// seeded with the partial tail page if the chunk ended inside a page.
+    /// Submits every appended byte not yet covered by a write: first the partial page (if it
+    /// gained bytes), then the chunk. A chunk that ends inside a page leaves that page in a
+    /// fresh page buffer, and the next chunk starts at the page after it.
     fn submit_partial(core_rc: &Rc<RefCell<WriterCore>>) {
         let mut core = core_rc.borrow_mut();
-        if core.error.is_some() || core.current_len == core.submitted_len {
+        if core.error.is_some() || !core.has_unsubmitted() {
             return;
         }
-        let chunk_bytes = core.options.chunk_bytes;
-        let logical_len = core.current_len;
-        let file_pos = core.current_file_pos;
-        let padded_len = align_up(logical_len as u64) as usize;
-        let tail_start = align_down(logical_len as u64) as usize;
-        let mut buf = core.current.take().expect("current chunk");
-        // Zero the padding so stale bytes of a recycled buffer never reach the disk.
-        buf.as_bytes_mut()[logical_len..padded_len].fill(0);
-        let mut next = core.free.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(chunk_bytes));
-        let tail_len = logical_len - tail_start;
-        next.as_bytes_mut()[..tail_len].copy_from_slice(&buf.as_bytes()[tail_start..logical_len]);
-        core.current = Some(next);
-        core.current_file_pos = file_pos + tail_start as u64;
-        core.current_len = tail_len;
-        core.submitted_len = tail_len;
-
-        buf.trim_to_size(padded_len);
-        let buf = Rc::new(buf);
-        let seq = core.next_seq;
-        core.next_seq += 1;
-        core.in_flight.push_back(InFlight { seq, file_pos, logical_len, buf: buf.clone(), done: false });
-        let wait_for_previous = core.unaligned_tail_done.take();
-        let (done_tx, done_rx) = oneshot::channel();
-        if tail_len > 0 {
-            core.unaligned_tail_done = Some(done_rx.shared());
+        // glommio polls a spawned task once inside `spawn_local`: tasks are spawned only after
+        // the borrow is released.
+        let mut writes: Vec<PlannedWrite> = Vec::with_capacity(2);
+        if core.page.as_ref().is_some_and(|p| p.len > p.submitted_len) {
+            let mut page = core.page.take().expect("page");
+            let file_pos = page.file_pos;
+            let len = page.len;
+            page.buf.as_bytes_mut()[len..].fill(0);
+            if len < PAGE_BYTES as usize {
+                // Still partial: keep completing a copy; the chunk is empty meanwhile.
+                debug_assert_eq!(core.current_len, 0);
+                let mut next = core.free_pages.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(PAGE_BYTES as usize));
+                next.as_bytes_mut()[..len].copy_from_slice(&page.buf.as_bytes()[..len]);
+                core.page = Some(PartialPage { buf: next, file_pos, len, submitted_len: len });
+            }
+            // The page's previous write ended inside it: it must land first.
+            let wait_for_previous = core.unaligned_tail_done.take();
+            let ends_inside_page = len < PAGE_BYTES as usize;
+            writes.push(core.plan_write(page.buf, file_pos, len, wait_for_previous, ends_inside_page));
         }
+        if core.current_len > 0 {
+            debug_assert!(core.page.is_none(), "a partial page is completed before the chunk grows");
+            let chunk_bytes = core.options.chunk_bytes;
+            let logical_len = core.current_len;
+            let file_pos = core.current_file_pos;
+            let padded_len = align_up(logical_len as u64) as usize;
+            let tail_start = align_down(logical_len as u64) as usize;
+            let mut buf = core.current.take().expect("current chunk");
+            // Zero the padding so stale bytes of a recycled buffer never reach the disk.
+            buf.as_bytes_mut()[logical_len..padded_len].fill(0);
+            let tail_len = logical_len - tail_start;
+            if tail_len > 0 {
+                let mut page_buf =
+                    core.free_pages.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(PAGE_BYTES as usize));
+                page_buf.as_bytes_mut()[..tail_len].copy_from_slice(&buf.as_bytes()[tail_start..logical_len]);
+                let page_pos = file_pos + tail_start as u64;
+                core.page = Some(PartialPage { buf: page_buf, file_pos: page_pos, len: tail_len, submitted_len: tail_len });
+                core.current_file_pos = page_pos + PAGE_BYTES;
+            } else {
+                core.current_file_pos = file_pos + logical_len as u64;
+            }
+            let next = core.free.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(chunk_bytes));
+            core.current = Some(next);
+            core.current_len = 0;
+            buf.trim_to_size(padded_len);
+            // A chunk starts on an untouched page: it overlaps no earlier write.
+            writes.push(core.plan_write(buf, file_pos, logical_len, None, tail_len > 0));
+        }
+        let write_end = core.current_file_pos + core.current_len as u64;
+        let preallocation = core.plan_preallocation(align_up(write_end));
         let file = core.file.clone();
         drop(core);
+        if let Some(p) = preallocation {
+            Self::spawn_preallocation(core_rc, file.clone(), p);
+        }
+        for w in writes {
+            Self::spawn_write(core_rc, file.clone(), w);
+        }
+    }
+
+    /// Spawns the task that performs a planned write (after the write it must wait for).
+    fn spawn_write(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, w: PlannedWrite) {
         let core_rc = core_rc.clone();
         glommio::spawn_local(async move {
+            let PlannedWrite { seq, buf, file_pos, padded_len, wait_for_previous, done_tx } = w;
             if let Some(previous) = wait_for_previous {
                 let _ = previous.await;
             }
@@ -360,6 +556,27 @@ impl WriterCore {
         .detach();
     }
 
+    /// Spawns a planned preallocation.
+    fn spawn_preallocation(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, p: PlannedPreallocation) {
+        let core_rc = core_rc.clone();
+        glommio::spawn_local(async move {
+            // keep_size = false: the file's size becomes `target`, so writes below it are not
+            // "extending" and ext4 can do them inline.
+            let result = file.pre_allocate(p.target, false).await;
+            {
+                let mut core = core_rc.borrow_mut();
+                core.preallocating = None;
+                if let Err(e) = result {
+                    // Not fatal: the writes extend the file themselves, as without preallocation.
+                    tracing::warn!(error = %e, target = p.target, "segment preallocation failed; not preallocating this segment");
+                    core.options.preallocate_max_step_bytes = 0;
+                }
+            }
+            let _ = p.done_tx.send(());
+        })
+        .detach();
+    }
+
     fn complete(core_rc: &Rc<RefCell<WriterCore>>, seq: u64) {
         let (advance_to, written) = {
             let mut core = core_rc.borrow_mut();
@@ -370,10 +587,12 @@ impl WriterCore {
             while core.in_flight.front().is_some_and(|w| w.done) {
                 let w = core.in_flight.pop_front().expect("front");
                 advance_to = Some(w.file_pos + w.logical_len as u64);
-                // Only full chunks keep their whole capacity (trimmed ones can't grow back).
+                // Only untrimmed buffers keep their whole capacity (trimmed ones can't grow back).
                 if let Ok(buf) = Rc::try_unwrap(w.buf) {
                     if buf.len() == core.options.chunk_bytes && core.free.len() < core.options.max_in_flight {
                         core.free.push(buf);
+                    } else if buf.len() == PAGE_BYTES as usize && core.free_pages.len() < 2 {
+                        core.free_pages.push(buf);
                     }
                 }
             }

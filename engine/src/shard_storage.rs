@@ -54,7 +54,7 @@ impl StorageOptions {
         StorageOptions {
             data_dir: data_dir.into(),
             log_options: LogOptions::default(),
-            min_writer: WriterOptions { chunk_bytes: 64 << 10, max_in_flight: 1 },
+            min_writer: WriterOptions { chunk_bytes: 64 << 10, max_in_flight: 1, ..WriterOptions::default() },
             memory_budget_bytes: 1 << 30,
             retention_check_interval_ms: 300_000,
             flush_check_interval_ms: 100,
@@ -160,7 +160,11 @@ impl ShardStorage {
             return (log_options, Some(r));
         }
         // Over budget: the smallest writer and a 1 MiB tail cache.
-        log_options.writer = self.options.min_writer;
+        // Preallocation costs disk, not memory: it stays as configured.
+        log_options.writer = WriterOptions {
+            preallocate_max_step_bytes: log_options.writer.preallocate_max_step_bytes,
+            ..self.options.min_writer
+        };
         log_options.tail_cache_bytes = log_options.tail_cache_bytes.min(1 << 20);
         let minimum = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
         let reservation = self.budget.try_reserve(minimum);

@@ -39,7 +39,7 @@ impl Rng {
 pub fn small_writer_options() -> LogOptions {
     // A small tail cache, so reads are served from it, from the write-behind and from disk.
     LogOptions {
-        writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2 },
+        writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() },
         high_watermark_follows_log_end: true,
         tail_cache_bytes: 20_000,
         tail_cache_fill: TailCacheFill::Always,

@@ -1,0 +1,207 @@
+//! The segment writer on real files: every appended byte lands where it belongs whatever the
+//! mix of partial pages, full chunks and eager writes; bytes not yet written are served from
+//! memory; the file is preallocated ahead of the writes and the padding never leaks into the
+//! logical bytes; Kafka's `preallocate` makes a segment file `segment.bytes` long until the
+//! segment is sealed; a crash leaves zeros that recovery reads as the end of the log.
+
+mod support;
+
+use std::path::Path;
+use std::rc::Rc;
+
+use glommio::io::{DmaFile, OpenOptions};
+use sluice_engine::partition_log::LogOptions;
+use sluice_engine::segment_writer::{align_down, SegmentWriter, WriterOptions, PAGE_BYTES, PREALLOCATE_MIN_STEP_BYTES};
+use support::*;
+
+async fn create(path: &Path) -> Rc<DmaFile> {
+    // As the partition log does: glommio's iopoll probe must see a file with data first.
+    sluice_engine::iopoll_probe::prime(path.parent().unwrap()).await.unwrap();
+    Rc::new(OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(path).await.unwrap())
+}
+
+async fn file_bytes(file: &DmaFile, len: u64) -> Vec<u8> {
+    file.read_at(0, len as usize).await.unwrap().to_vec()
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
+}
+
+#[test]
+fn every_byte_lands_across_partial_pages_chunks_and_eager_writes() {
+    for seed in 1..=12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.log");
+        run(async move {
+            let mut rng = Rng(seed);
+            let file = create(&path).await;
+            let options = WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() };
+            let writer = SegmentWriter::new(file.clone(), 0, &[], options);
+            let mut expected: Vec<u8> = Vec::new();
+            for step in 0..300u64 {
+                // Sizes from a few bytes (inside one page) to several chunks.
+                let len = match rng.below(4) {
+                    0 => 1 + rng.below(100),
+                    1 => 1 + rng.below(PAGE_BYTES),
+                    2 => 1 + rng.below(3 * 8192),
+                    _ => PAGE_BYTES - (expected.len() as u64 % PAGE_BYTES), // up to a page end
+                } as usize;
+                let data = pattern(seed * 1000 + step, len);
+                writer.append(&data).await.unwrap();
+                expected.extend_from_slice(&data);
+                assert_eq!(writer.logical_len(), expected.len() as u64, "seed {seed} step {step}");
+                // Whatever is not on disk yet is served from memory, byte for byte.
+                let from = rng.below(expected.len() as u64);
+                let to = from + 1 + rng.below(expected.len() as u64 - from);
+                let written = writer.written_len();
+                if from >= written {
+                    let mut out = vec![0u8; (to - from) as usize];
+                    assert!(writer.copy_unwritten(from, &mut out), "seed {seed} step {step}: {from}..{to} in memory");
+                    assert_eq!(out, expected[from as usize..to as usize], "seed {seed} step {step}");
+                }
+                match rng.below(10) {
+                    0 => writer.write_out().await.unwrap(),
+                    1 => glommio::yield_if_needed().await,
+                    _ => {}
+                }
+                assert!(writer.written_len() <= writer.logical_len());
+            }
+            writer.sync().await.unwrap();
+            assert_eq!(writer.written_len(), expected.len() as u64);
+            let on_disk = file_bytes(&file, expected.len() as u64).await;
+            assert!(on_disk == expected, "seed {seed}: file bytes differ from what was appended");
+        });
+    }
+}
+
+#[test]
+fn a_reopened_partial_page_is_completed_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.log");
+    run(async move {
+        let file = create(&path).await;
+        let options = WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() };
+        let first = pattern(1, 5000);
+        let writer = SegmentWriter::new(file.clone(), 0, &[], options);
+        writer.append(&first).await.unwrap();
+        writer.sync().await.unwrap();
+        drop(writer);
+
+        // As after a restart: the partial page is read back and handed to a new writer.
+        let tail_start = align_down(first.len() as u64) as usize;
+        let writer = SegmentWriter::new(file.clone(), first.len() as u64, &first[tail_start..], options);
+        assert_eq!(writer.logical_len(), 5000);
+        let second = pattern(2, 20_000);
+        writer.append(&second).await.unwrap();
+        writer.sync().await.unwrap();
+        let mut expected = first.clone();
+        expected.extend_from_slice(&second);
+        assert!(file_bytes(&file, expected.len() as u64).await == expected);
+    });
+}
+
+#[test]
+fn the_file_is_preallocated_ahead_in_growing_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.log");
+    run(async move {
+        let file = create(&path).await;
+        let options = WriterOptions { preallocate_max_step_bytes: 4 << 20, ..WriterOptions::default() };
+        let writer = SegmentWriter::new(file.clone(), 0, &[], options);
+        writer.append(&pattern(3, 10_000)).await.unwrap();
+        writer.sync().await.unwrap();
+        let small = file.file_size().await.unwrap();
+        assert!(small <= 2 * PREALLOCATE_MIN_STEP_BYTES, "a small segment holds about one minimum step: {small}");
+        assert_eq!(writer.preallocated_len(), small);
+
+        let mut len = 10_000u64;
+        while len < (20 << 20) {
+            writer.append(&pattern(len, 300_000)).await.unwrap();
+            len += 300_000;
+        }
+        writer.sync().await.unwrap();
+        let size = file.file_size().await.unwrap();
+        assert!(size > len, "preallocated past the logical end ({size} <= {len})");
+        assert!(size - len <= (4 << 20) + PREALLOCATE_MIN_STEP_BYTES, "at most one max step ahead: {size} for {len}");
+        assert_eq!(size % PREALLOCATE_MIN_STEP_BYTES, 0);
+        // The padding after the logical end is zeros (what recovery reads as the end).
+        let tail = file.read_at(len, 4096).await.unwrap();
+        assert!(tail.iter().all(|b| *b == 0));
+    });
+}
+
+#[test]
+fn without_preallocation_the_file_ends_at_the_last_page_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.log");
+    run(async move {
+        let file = create(&path).await;
+        let options = WriterOptions { preallocate_max_step_bytes: 0, ..WriterOptions::default() };
+        let writer = SegmentWriter::new(file.clone(), 0, &[], options);
+        writer.append(&pattern(4, 3 << 20)).await.unwrap();
+        writer.append(&pattern(5, 123)).await.unwrap();
+        writer.sync().await.unwrap();
+        assert_eq!(file.file_size().await.unwrap(), (3 << 20) + PAGE_BYTES);
+        assert_eq!(writer.preallocated_len(), 0);
+    });
+}
+
+fn log_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("t-0").join("00000000000000000000.log")
+}
+
+#[test]
+fn kafka_preallocate_makes_the_active_segment_segment_bytes_long_until_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let written = run(async move {
+        let config = config_with(&[("segment.bytes", "8388608"), ("preallocate", "true")]);
+        let log = open(&d, config, LogOptions::default(), true).await;
+        for i in 0..20 {
+            log.append(&tagged_batch(i, 3, 200, 1000 + i as i64), 0).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        assert_eq!(std::fs::metadata(log_file(&d)).unwrap().len(), 8 << 20, "allocated up front");
+        let all = read_all(&log, 0).await;
+        log.close().await.unwrap();
+        all
+    });
+    let logical: u64 = written.iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(std::fs::metadata(log_file(dir.path())).unwrap().len(), logical, "a clean close trims the file");
+    let d = dir.path().to_path_buf();
+    let again = run(async move {
+        let log = open(&d, config_with(&[("preallocate", "true")]), LogOptions::default(), true).await;
+        read_all(&log, 0).await
+    });
+    assert_eq!(again, written);
+}
+
+#[test]
+fn a_crash_leaves_preallocated_zeros_that_recovery_cuts_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let written = run(async move {
+        let log = open(&d, config_with(&[]), small_writer_options(), true).await;
+        for i in 0..300 {
+            log.append(&tagged_batch(i, 2, 900, 1000 + i as i64), 0).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        let all = read_all(&log, 0).await;
+        drop(log); // no close: as if the process died
+        all
+    });
+    let logical: u64 = written.iter().map(|(_, b)| b.len() as u64).sum();
+    let size = std::fs::metadata(log_file(dir.path())).unwrap().len();
+    assert!(size > logical, "the crashed segment still carries its preallocated tail ({size} <= {logical})");
+    let d = dir.path().to_path_buf();
+    let recovered = run(async move {
+        let log = open(&d, config_with(&[]), small_writer_options(), false).await;
+        let all = read_all(&log, 0).await;
+        let next = log.append(&tagged_batch(999, 1, 10, 1), 0).await.unwrap();
+        assert_eq!(next.base_offset, 600, "offsets continue after the last batch");
+        all
+    });
+    assert_eq!(recovered, written, "every flushed batch survives, byte for byte");
+}

@@ -47,9 +47,12 @@ fn produce(bootstrap: &str, topic: &str, count: usize, tag: &str) -> Vec<(i32, i
         .collect()
 }
 
-/// Rebalance callbacks a consumer saw, in order: ("assign"|"revoke", partitions).
+/// One rebalance callback: ("assign"|"revoke", partitions).
+type RebalanceEvent = (&'static str, BTreeSet<i32>);
+
+/// Rebalance callbacks a consumer saw, in order.
 #[derive(Clone, Default)]
-struct RebalanceLog(Arc<Mutex<Vec<(&'static str, BTreeSet<i32>)>>>);
+struct RebalanceLog(Arc<Mutex<Vec<RebalanceEvent>>>);
 
 impl ClientContext for RebalanceLog {}
 

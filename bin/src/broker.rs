@@ -112,6 +112,7 @@ pub fn run(args: BrokerArgs) -> i32 {
         return 1;
     }
     block_shutdown_signals();
+    abort_on_panic();
 
     let mut options = StorageOptions::new(&args.data_dir);
     if let Some(b) = settings.memory_budget_bytes {
@@ -266,6 +267,20 @@ pub fn run(args: BrokerArgs) -> i32 {
         tracing::error!("unclean shutdown: the next start will run recovery");
         1
     }
+}
+
+/// Makes any panic end the process. A panic on a shard thread kills its executor, and with it
+/// every partition and connection the shard owns, while the process stays up: clients hang,
+/// and a shutdown waits for that shard forever (seen once, from a writer bug). Kafka halts on
+/// fatal errors; so does sluice: the message and backtrace are printed, then the process
+/// aborts, so a supervisor restarts it and recovery runs.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        tracing::error!("a broker thread panicked; aborting (the next start runs recovery)");
+        std::process::abort();
+    }));
 }
 
 /// Closes every shard's logs and stops the shards. True if every shard closed cleanly.

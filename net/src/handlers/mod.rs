@@ -43,6 +43,9 @@ use crate::shard_context::ShardContext;
 
 /// A response that is ready now, or one that resolves later (a produce acknowledgement
 /// waiting for durability) while the connection goes on reading requests.
+// `Now` is much larger than `Later`, but a Reply lives for one request and is moved once or
+// twice; boxing it would cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Now(Option<HandlerResponse>),
     Later(std::pin::Pin<Box<dyn std::future::Future<Output = Option<HandlerResponse>>>>),

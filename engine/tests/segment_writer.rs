@@ -20,6 +20,13 @@ async fn create(path: &Path) -> Rc<DmaFile> {
     Rc::new(OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(path).await.unwrap())
 }
 
+/// Runs `test` on a fresh executor with a new, empty segment file in a temp dir.
+fn on_new_file<Fut: std::future::Future<Output = ()>>(test: impl FnOnce(Rc<DmaFile>) -> Fut) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.log");
+    run(async move { test(create(&path).await).await });
+}
+
 async fn file_bytes(file: &DmaFile, len: u64) -> Vec<u8> {
     file.read_at(0, len as usize).await.unwrap().to_vec()
 }
@@ -32,11 +39,8 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
 #[test]
 fn every_byte_lands_across_partial_pages_chunks_and_eager_writes() {
     for seed in 1..=12u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg.log");
-        run(async move {
+        on_new_file(|file| async move {
             let mut rng = Rng(seed);
-            let file = create(&path).await;
             let options = WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() };
             let writer = SegmentWriter::new(file.clone(), 0, &[], options);
             let mut expected: Vec<u8> = Vec::new();
@@ -78,10 +82,7 @@ fn every_byte_lands_across_partial_pages_chunks_and_eager_writes() {
 
 #[test]
 fn a_reopened_partial_page_is_completed_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seg.log");
-    run(async move {
-        let file = create(&path).await;
+    on_new_file(|file| async move {
         let options = WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() };
         let first = pattern(1, 5000);
         let writer = SegmentWriter::new(file.clone(), 0, &[], options);
@@ -104,10 +105,7 @@ fn a_reopened_partial_page_is_completed_in_place() {
 
 #[test]
 fn the_file_is_preallocated_ahead_in_growing_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seg.log");
-    run(async move {
-        let file = create(&path).await;
+    on_new_file(|file| async move {
         let options = WriterOptions { preallocate_max_step_bytes: 4 << 20, ..WriterOptions::default() };
         let writer = SegmentWriter::new(file.clone(), 0, &[], options);
         writer.append(&pattern(3, 10_000)).await.unwrap();
@@ -134,10 +132,7 @@ fn the_file_is_preallocated_ahead_in_growing_steps() {
 
 #[test]
 fn without_preallocation_the_file_ends_at_the_last_page_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seg.log");
-    run(async move {
-        let file = create(&path).await;
+    on_new_file(|file| async move {
         let options = WriterOptions { preallocate_max_step_bytes: 0, ..WriterOptions::default() };
         let writer = SegmentWriter::new(file.clone(), 0, &[], options);
         writer.append(&pattern(4, 3 << 20)).await.unwrap();

@@ -227,9 +227,12 @@ impl Segment {
         let file = Rc::new(file);
         let writer = SegmentWriter::new(file.clone(), 0, &[], writer_options);
         if settings.preallocate_bytes > 0 {
-            // io_uring fallocate: a kernel worker does it, the shard does not block.
-            file.pre_allocate(settings.preallocate_bytes, false).await.map_err(std::io::Error::from)?;
-            writer.note_preallocated(settings.preallocate_bytes);
+            // io_uring fallocate: a kernel worker does it, the shard does not block. A file
+            // system without fallocate only loses the speed-up, as in Kafka.
+            match file.pre_allocate(settings.preallocate_bytes, false).await {
+                Ok(()) => writer.note_preallocated(settings.preallocate_bytes),
+                Err(e) => tracing::warn!(path = %log_path.display(), error = %e, "could not preallocate the segment"),
+            }
         }
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
     }

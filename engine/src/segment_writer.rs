@@ -215,19 +215,18 @@ impl SegmentWriter {
                     let n = (PAGE_BYTES as usize - page.len).min(data.len());
                     page.buf.as_bytes_mut()[page.len..page.len + n].copy_from_slice(&data[..n]);
                     page.len += n;
-                    drop(core);
-                    data = &data[n..];
-                    continue;
+                    n
+                } else {
+                    let space = core.options.chunk_bytes - core.current_len;
+                    let n = space.min(data.len());
+                    if n > 0 {
+                        let start = core.current_len;
+                        core.current.as_mut().expect("current chunk").as_bytes_mut()[start..start + n]
+                            .copy_from_slice(&data[..n]);
+                        core.current_len += n;
+                    }
+                    n
                 }
-                let space = core.options.chunk_bytes - core.current_len;
-                let n = space.min(data.len());
-                if n > 0 {
-                    let start = core.current_len;
-                    core.current.as_mut().expect("current chunk").as_bytes_mut()[start..start + n]
-                        .copy_from_slice(&data[..n]);
-                    core.current_len += n;
-                }
-                n
             };
             data = &data[copied..];
             if self.core.borrow().current_len == self.core.borrow().options.chunk_bytes {

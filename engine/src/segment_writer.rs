@@ -507,7 +507,8 @@ impl WriterCore {
                     core.free_pages.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(PAGE_BYTES as usize));
                 page_buf.as_bytes_mut()[..tail_len].copy_from_slice(&buf.as_bytes()[tail_start..logical_len]);
                 let page_pos = file_pos + tail_start as u64;
-                core.page = Some(PartialPage { buf: page_buf, file_pos: page_pos, len: tail_len, submitted_len: tail_len });
+                core.page =
+                    Some(PartialPage { buf: page_buf, file_pos: page_pos, len: tail_len, submitted_len: tail_len });
                 core.current_file_pos = page_pos + PAGE_BYTES;
             } else {
                 core.current_file_pos = file_pos + logical_len as u64;

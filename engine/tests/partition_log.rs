@@ -406,7 +406,11 @@ fn tailing_reads_see_unwritten_bytes_from_memory() {
     run(async {
         // Big chunks: appends stay in memory until written out eagerly in the background.
         let options = LogOptions {
-            writer: sluice_engine::segment_writer::WriterOptions { chunk_bytes: 1 << 20, max_in_flight: 4, ..Default::default() },
+            writer: sluice_engine::segment_writer::WriterOptions {
+                chunk_bytes: 1 << 20,
+                max_in_flight: 4,
+                ..Default::default()
+            },
             ..LogOptions::default()
         };
         let log: Rc<_> = open(dir.path(), config_with(&[]), options, true).await;

@@ -497,19 +497,20 @@ impl PartitionLog {
                     }
                 }
                 if let ScanEnd::Invalid(reason) = &scan.end {
-                    if scan.valid_len < file_size && reason == crate::log_recovery::ZERO_TAIL {
-                        // Not damage: an unclean stop leaves the active segment's preallocated
-                        // space. Later segments (none, normally) still go.
-                        tracing::info!(
-                            dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
-                            "cutting the zeros after the last batch of a segment that was not closed"
-                        );
-                        truncated_at = Some(i);
-                    } else if scan.valid_len < file_size {
-                        tracing::warn!(
-                            dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size, %reason,
-                            "truncating damaged segment tail; later segments are dropped"
-                        );
+                    if scan.valid_len < file_size {
+                        if reason == crate::log_recovery::ZERO_TAIL {
+                            // Not damage: an unclean stop leaves the active segment's
+                            // preallocated space. Later segments (none, normally) still go.
+                            tracing::info!(
+                                dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
+                                "cutting the zeros after the last batch of a segment that was not closed"
+                            );
+                        } else {
+                            tracing::warn!(
+                                dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
+                                %reason, "truncating damaged segment tail; later segments are dropped"
+                            );
+                        }
                         truncated_at = Some(i);
                     }
                 }

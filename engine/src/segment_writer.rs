@@ -425,6 +425,14 @@ impl WriterCore {
         Some(PlannedPreallocation { target, done_tx })
     }
 
+    /// A page buffer for file page `file_pos` holding `bytes` (already written: the next write
+    /// of the page rewrites them with more).
+    fn new_partial_page(&mut self, file_pos: u64, bytes: &[u8]) -> PartialPage {
+        let mut buf = self.free_pages.pop().unwrap_or_else(|| self.file.alloc_dma_buffer(PAGE_BYTES as usize));
+        buf.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+        PartialPage { buf, file_pos, len: bytes.len(), submitted_len: bytes.len() }
+    }
+
     /// Logical end of the file: every byte appended so far.
     fn logical_len(&self) -> u64 {
         match &self.page {
@@ -476,19 +484,16 @@ impl WriterCore {
         let mut writes: Vec<PlannedWrite> = Vec::with_capacity(2);
         if core.page.as_ref().is_some_and(|p| p.len > p.submitted_len) {
             let mut page = core.page.take().expect("page");
-            let file_pos = page.file_pos;
-            let len = page.len;
+            let (file_pos, len) = (page.file_pos, page.len);
             page.buf.as_bytes_mut()[len..].fill(0);
-            if len < PAGE_BYTES as usize {
+            let ends_inside_page = len < PAGE_BYTES as usize;
+            if ends_inside_page {
                 // Still partial: keep completing a copy; the chunk is empty meanwhile.
                 debug_assert_eq!(core.current_len, 0);
-                let mut next = core.free_pages.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(PAGE_BYTES as usize));
-                next.as_bytes_mut()[..len].copy_from_slice(&page.buf.as_bytes()[..len]);
-                core.page = Some(PartialPage { buf: next, file_pos, len, submitted_len: len });
+                core.page = Some(core.new_partial_page(file_pos, &page.buf.as_bytes()[..len]));
             }
             // The page's previous write ended inside it: it must land first.
             let wait_for_previous = core.unaligned_tail_done.take();
-            let ends_inside_page = len < PAGE_BYTES as usize;
             writes.push(core.plan_write(page.buf, file_pos, len, wait_for_previous, ends_inside_page));
         }
         if core.current_len > 0 {
@@ -503,12 +508,8 @@ impl WriterCore {
             buf.as_bytes_mut()[logical_len..padded_len].fill(0);
             let tail_len = logical_len - tail_start;
             if tail_len > 0 {
-                let mut page_buf =
-                    core.free_pages.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(PAGE_BYTES as usize));
-                page_buf.as_bytes_mut()[..tail_len].copy_from_slice(&buf.as_bytes()[tail_start..logical_len]);
                 let page_pos = file_pos + tail_start as u64;
-                core.page =
-                    Some(PartialPage { buf: page_buf, file_pos: page_pos, len: tail_len, submitted_len: tail_len });
+                core.page = Some(core.new_partial_page(page_pos, &buf.as_bytes()[tail_start..logical_len]));
                 core.current_file_pos = page_pos + PAGE_BYTES;
             } else {
                 core.current_file_pos = file_pos + logical_len as u64;

@@ -249,6 +249,9 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
     pub record_count: i64,
+    /// Position in the active segment file after the append: where the next batch goes,
+    /// unless something else is appended first or it rolls a segment.
+    pub end_position: u64,
 }
 
 /// What [`PartitionLog::wait_durable`] waits for.
@@ -783,6 +786,12 @@ impl PartitionLog {
         self.high_watermark.advance(offset as u64);
     }
 
+    /// Position in the active segment file where the next batch would be appended (unless
+    /// it rolls a new segment).
+    pub fn next_append_position(&self) -> u64 {
+        self.state.borrow().active().size_bytes
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.state.borrow().size_bytes()
     }
@@ -843,14 +852,37 @@ impl PartitionLog {
     /// call order. The caller must [`PartitionLog::wait_durable`] before acknowledging.
     /// `records` is not modified: each batch's header is rewritten in a private copy (base
     /// offset, leader epoch, LogAppendTime) and streamed to the writer with the untouched
-    /// record bytes — the records are copied once, into the write-behind.
+    /// record bytes — the records are copied once, into the write-behind (or not at all, see
+    /// [`PartitionLog::append_buffered_shared`]).
     pub async fn append_buffered(
         &self,
         records: &[u8],
         leader_epoch: i32,
     ) -> Result<(AppendInfo, DurableTarget), AppendError> {
+        self.append_buffered_from(records, None, leader_epoch).await
+    }
+
+    /// [`PartitionLog::append_buffered`] for records in shared memory (a produce request's
+    /// frame): the batch's whole pages may be written straight from it, without a copy into
+    /// the write-behind ([`SegmentWriter::append_shared`]), and are then kept until written.
+    pub async fn append_buffered_shared(
+        &self,
+        records: &bytes::Bytes,
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, DurableTarget), AppendError> {
+        self.append_buffered_from(records, Some(records), leader_epoch).await
+    }
+
+    /// `shared`, if any, holds the same bytes as `records`.
+    async fn append_buffered_from(
+        &self,
+        records: &[u8],
+        shared: Option<&bytes::Bytes>,
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, DurableTarget), AppendError> {
         let config = self.config.borrow().clone();
         let (infos, rewritten) = Self::validate(records, &config)?;
+        let shared = shared.filter(|_| rewritten.is_none());
         let records: &[u8] = rewritten.as_deref().unwrap_or(records);
         let now = now_ms();
         if config.message_timestamp_type == TimestampTypeConfig::CreateTime {
@@ -884,6 +916,7 @@ impl PartitionLog {
                 log_append_time_ms: -1,
                 log_start_offset: self.log_start_offset(),
                 record_count: last_offset - first_offset + 1,
+                end_position: self.next_append_position(),
             };
             // The original may still be on its way to the file: acknowledge when it is there.
             return Ok((info, DurableTarget { next_offset: last_offset + 1, needs_flush: false }));
@@ -894,7 +927,8 @@ impl PartitionLog {
         let mut position_in_records = 0usize;
         let mut new_epoch = false;
         for info in &infos {
-            let batch = &records[position_in_records..position_in_records + info.total_len];
+            let batch_range = position_in_records..position_in_records + info.total_len;
+            let batch = &records[batch_range.clone()];
             position_in_records += info.total_len;
             let mut header = [0u8; BATCH_HEADER_LEN];
             header.copy_from_slice(&batch[..BATCH_HEADER_LEN]);
@@ -927,7 +961,13 @@ impl PartitionLog {
                 (active.writer.clone().expect("active writer"), active.size_bytes)
             };
             writer.append(&header).await.map_err(|e| AppendError::Log(io(e)))?;
-            writer.append(rest).await.map_err(|e| AppendError::Log(io(e)))?;
+            match shared {
+                Some(shared) => {
+                    writer.append_shared(shared.slice(batch_range.start + BATCH_HEADER_LEN..batch_range.end)).await
+                }
+                None => writer.append(rest).await,
+            }
+            .map_err(|e| AppendError::Log(io(e)))?;
             {
                 let mut state = self.state.borrow_mut();
                 let active = state.active_mut();
@@ -956,6 +996,7 @@ impl PartitionLog {
             }
             self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
+        let end_position = self.next_append_position();
         if new_epoch {
             self.write_epoch_checkpoint().await?;
         }
@@ -969,6 +1010,7 @@ impl PartitionLog {
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset(),
             record_count: next_offset - first_offset,
+            end_position,
         };
         Ok((info, DurableTarget { next_offset, needs_flush: unflushed_messages >= flush_policy.every_messages }))
     }

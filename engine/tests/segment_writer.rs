@@ -1,5 +1,5 @@
 //! The segment writer on real files: every appended byte lands where it belongs whatever the
-//! mix of partial pages, full chunks and eager writes; bytes not yet written are served from
+//! mix of partial pages, full chunks, eager writes and direct writes from shared memory; bytes not yet written are served from
 //! memory; the file is preallocated ahead of the writes and the padding never leaks into the
 //! logical bytes; Kafka's `preallocate` makes a segment file `segment.bytes` long until the
 //! segment is sealed; a crash leaves zeros that recovery reads as the end of the log.
@@ -9,9 +9,13 @@ mod support;
 use std::path::Path;
 use std::rc::Rc;
 
+use bytes::{Bytes, BytesMut};
 use glommio::io::{DmaFile, OpenOptions};
 use sluice_engine::partition_log::LogOptions;
-use sluice_engine::segment_writer::{align_down, SegmentWriter, WriterOptions, PAGE_BYTES, PREALLOCATE_MIN_STEP_BYTES};
+use sluice_engine::segment_writer::{
+    align_down, is_direct_source, SegmentWriter, WriterOptions, MIN_DIRECT_WRITE_BYTES, PAGE_BYTES,
+    PREALLOCATE_MIN_STEP_BYTES,
+};
 use support::*;
 
 async fn create(path: &Path) -> Rc<DmaFile> {
@@ -50,10 +54,20 @@ fn every_byte_lands_across_partial_pages_chunks_and_eager_writes() {
                     0 => 1 + rng.below(100),
                     1 => 1 + rng.below(PAGE_BYTES),
                     2 => 1 + rng.below(3 * 8192),
+                    3 if rng.below(2) == 0 => MIN_DIRECT_WRITE_BYTES + rng.below(4 * MIN_DIRECT_WRITE_BYTES),
                     _ => PAGE_BYTES - (expected.len() as u64 % PAGE_BYTES), // up to a page end
                 } as usize;
                 let data = pattern(seed * 1000 + step, len);
-                writer.append(&data).await.unwrap();
+                match rng.below(3) {
+                    0 => writer.append(&data).await.unwrap(),
+                    // Shared memory, placed for a direct write (or, one time in four, not).
+                    _ => {
+                        let aligned = rng.below(4) != 0;
+                        let shared = placed(&data, writer.logical_len(), aligned);
+                        assert_eq!(is_direct_source(&shared, writer.logical_len()), aligned);
+                        writer.append_shared(shared).await.unwrap();
+                    }
+                }
                 expected.extend_from_slice(&data);
                 assert_eq!(writer.logical_len(), expected.len() as u64, "seed {seed} step {step}");
                 // Whatever is not on disk yet is served from memory, byte for byte.
@@ -78,6 +92,39 @@ fn every_byte_lands_across_partial_pages_chunks_and_eager_writes() {
             assert!(on_disk == expected, "seed {seed}: file bytes differ from what was appended");
         });
     }
+}
+
+/// `data` in shared memory whose first byte sits at `file_pos`'s offset within a page (or,
+/// if not `aligned`, one byte off it).
+fn placed(data: &[u8], file_pos: u64, aligned: bool) -> Bytes {
+    let page = PAGE_BYTES as usize;
+    let mut mem = BytesMut::zeroed(data.len() + 2 * page);
+    let base = mem.as_ptr() as usize;
+    let wanted = file_pos as usize % page + usize::from(!aligned);
+    let start = (wanted + page - base % page) % page;
+    mem[start..start + data.len()].copy_from_slice(data);
+    mem.freeze().slice(start..start + data.len())
+}
+
+#[test]
+fn shared_memory_is_written_in_place_when_placed_and_copied_when_not() {
+    on_new_file(|file| async move {
+        let writer = SegmentWriter::new(file.clone(), 0, &[], WriterOptions::default());
+        let mut expected = pattern(1, 3000); // a partial page before the batch
+        writer.append(&expected).await.unwrap();
+        for (i, aligned) in [true, false, true].into_iter().enumerate() {
+            let data = pattern(2 + i as u64, 300_000);
+            let shared = placed(&data, writer.logical_len(), aligned);
+            writer.append_shared(shared.clone()).await.unwrap();
+            expected.extend_from_slice(&data);
+            // Written from the caller's memory: the writer holds it until the write is done.
+            assert_eq!(!shared.is_unique(), aligned, "batch {i}");
+            writer.write_out().await.unwrap();
+            assert!(shared.is_unique(), "batch {i}: released once written");
+        }
+        writer.sync().await.unwrap();
+        assert!(file_bytes(&file, expected.len() as u64).await == expected);
+    });
 }
 
 #[test]

@@ -27,8 +27,10 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::frame::{read_frame_reusing, FrameBuffers, FrameError};
+use crate::frame::{read_frame_reusing, FrameError};
+use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
+use crate::produce_placement::ProducePlacement;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
@@ -51,8 +53,10 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     let (mut queue, pending) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_REQUESTS);
     let writer_task = glommio::spawn_local(write_responses(writer, pending, socket_fd, peer.clone()));
     let mut frame_buffers = FrameBuffers::default();
+    let mut placement = ProducePlacement::default();
     loop {
-        let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers).await {
+        let phase = placement.phase();
+        let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers, phase).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {
@@ -60,9 +64,7 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
                 break;
             }
         };
-        let frame = frame.freeze();
-        frame_buffers.lend(frame.clone());
-        let response = match process(frame, &ctx).await {
+        let response = match process(frame, &ctx, &mut placement).await {
             Ok(response) => response,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
@@ -195,8 +197,12 @@ pub fn encode_response(
 
 /// Decodes and handles one request; the response may still be pending (see
 /// [`PendingResponse`]). `Err`: close the connection.
-pub async fn process(frame: Bytes, ctx: &Rc<ShardContext>) -> Result<PendingResponse, String> {
-    let (api, version, correlation_id, header, request) = match decode_request(frame)? {
+pub async fn process(
+    frame: Bytes,
+    ctx: &Rc<ShardContext>,
+    placement: &mut ProducePlacement,
+) -> Result<PendingResponse, String> {
+    let (api, version, correlation_id, header, request) = match decode_request(frame.clone())? {
         Decoded::Reply(bytes) => {
             let reply = vec![OutSegment::Bytes(bytes.freeze())];
             return Ok(Box::pin(std::future::ready(Ok(Some(reply)))));
@@ -205,11 +211,15 @@ pub async fn process(frame: Bytes, ctx: &Rc<ShardContext>) -> Result<PendingResp
             (api, version, correlation_id, header, request)
         }
     };
+    if let RequestKind::Produce(produce) = &*request {
+        placement.learn(&frame, produce);
+    }
+    drop(frame); // the request's views keep what they need
     let encode = move |response: Option<handlers::HandlerResponse>| match response {
         None => Ok(None),
         Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
     };
-    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version).await? {
+    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
     })

@@ -2,12 +2,14 @@
 //!
 //! Owns: reading one frame with the cheap checks first (size within
 //! `socket.request.max.bytes`, not negative, at least a request header's 8 bytes) before any
-//! allocation, like mini-redis's `Frame::check`; and [`FrameBuffers`], one connection's frame
-//! memory reused from request to request. Must never: allocate from an unchecked size, or
+//! allocation, like mini-redis's `Frame::check`; frame memory comes from
+//! [`FrameBuffers`]. Must never: allocate from an unchecked size, or
 //! return a partial frame.
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
+
+use crate::frame_buffers::FrameBuffers;
 
 /// Smallest request: api key (2) + api version (2) + correlation id (4).
 pub const MIN_REQUEST_BYTES: i32 = 8;
@@ -42,61 +44,18 @@ pub fn check_size(size: i32, max_request_bytes: usize) -> Result<usize, FrameErr
     Ok(size as usize)
 }
 
-/// Frame memory one connection reuses: a request frame is read into bytes that an earlier
-/// frame already initialized, so a megabyte-sized produce request is not zeroed before the
-/// socket read overwrites it (that `memset` was 9% of the broker's produce CPU). The frame
-/// handed out is lent back ([`FrameBuffers::lend`]); once every view of it is dropped (the
-/// request was handled) its memory is reclaimed for the next frame. Buffers larger than
-/// [`FrameBuffers::KEEP_BYTES`] are not kept.
-#[derive(Default)]
-pub struct FrameBuffers {
-    /// The buffer for the next frame: its `len` bytes are initialized.
-    spare: Option<BytesMut>,
-    /// The last frame handed out, still possibly referenced by its request.
-    lent: Option<Bytes>,
-}
-
-impl FrameBuffers {
-    /// Most frame memory kept per connection between requests.
-    pub const KEEP_BYTES: usize = 8 << 20;
-
-    /// `size` bytes (initialized, contents unspecified) for the next frame. Only bytes beyond
-    /// the previous frame's length are zeroed.
-    pub fn take(&mut self, size: usize) -> BytesMut {
-        if let Some(lent) = self.lent.take() {
-            // Unique once the request that decoded it dropped every slice of it.
-            if let Ok(frame) = lent.try_into_mut() {
-                self.spare = Some(frame);
-            }
-        }
-        let mut buf = self.spare.take().unwrap_or_default();
-        if buf.capacity() > Self::KEEP_BYTES && size <= Self::KEEP_BYTES {
-            buf = BytesMut::new();
-        }
-        if buf.len() >= size {
-            buf.truncate(size);
-        } else {
-            buf.resize(size, 0);
-        }
-        buf
-    }
-
-    /// Gives back a frame from [`FrameBuffers::take`] (frozen, still in use by its request).
-    pub fn lend(&mut self, frame: Bytes) {
-        self.lent = Some(frame);
-    }
-}
-
-/// Reads one whole frame (without its size prefix) into memory from `buffers`.
+/// Reads one whole frame (without its size prefix) into memory from `buffers`, its first
+/// byte `phase` bytes into a memory page (see [`FrameBuffers::take`]).
 pub async fn read_frame_reusing<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_request_bytes: usize,
     buffers: &mut FrameBuffers,
-) -> Result<BytesMut, FrameError> {
+    phase: usize,
+) -> Result<Bytes, FrameError> {
     let size = read_size(reader, max_request_bytes).await?;
-    let mut frame = buffers.take(size);
-    reader.read_exact(&mut frame).await.map_err(FrameError::Io)?;
-    Ok(frame)
+    let mut slot = buffers.take(size, phase);
+    reader.read_exact(slot.as_mut_slice()).await.map_err(FrameError::Io)?;
+    Ok(buffers.freeze(slot))
 }
 
 /// Reads a frame's size prefix and checks it.
@@ -158,34 +117,26 @@ mod tests {
     }
 
     #[test]
-    fn frame_memory_is_reused_once_its_views_are_dropped() {
-        let mut buffers = FrameBuffers::default();
-        let mut first = buffers.take(1000);
-        first[..5].copy_from_slice(b"hello");
-        let first = first.freeze();
-        let first_ptr = first.as_ptr();
-        let view = first.slice(0..5); // a request still holding record bytes
-        buffers.lend(first);
-        // Still referenced: not reclaimed, a new buffer is used.
-        let second = buffers.take(1000);
-        assert_ne!(second.as_ptr(), first_ptr);
-        assert_eq!(&view[..], b"hello");
-        drop(view);
-        let second = second.freeze();
-        let second_ptr = second.as_ptr();
-        buffers.lend(second);
-        // Every view dropped: the next frame reuses the same memory, smaller or not.
-        let third = buffers.take(600);
-        assert_eq!(third.as_ptr(), second_ptr);
-        assert_eq!(third.len(), 600);
-        buffers.lend(third.freeze());
-        let fourth = buffers.take(1000);
-        assert_eq!(fourth.as_ptr(), second_ptr, "grown in place within its capacity");
-        // Oversized buffers are not kept.
-        buffers.lend(fourth.freeze());
-        let big = buffers.take(FrameBuffers::KEEP_BYTES + 1);
-        buffers.lend(big.freeze());
-        let small = buffers.take(10);
-        assert!(small.capacity() < FrameBuffers::KEEP_BYTES);
+    fn a_reused_frame_is_read_at_its_phase() {
+        futures_lite::future::block_on(async {
+            let mut data = Vec::new();
+            for body in [&b"123456789"[..], b"abcdefgh", b"12345678"] {
+                data.extend_from_slice(&(body.len() as i32).to_be_bytes());
+                data.extend_from_slice(body);
+            }
+            data.extend_from_slice(&20i32.to_be_bytes());
+            data.extend_from_slice(b"short");
+            let mut r = futures_lite::io::Cursor::new(data);
+            let mut buffers = FrameBuffers::default();
+            let first = read_frame_reusing(&mut r, 100, &mut buffers, 61).await.unwrap();
+            assert_eq!((&first[..], first.as_ptr() as usize % 4096), (&b"123456789"[..], 61));
+            let second = read_frame_reusing(&mut r, 100, &mut buffers, 0).await.unwrap();
+            assert_eq!((&second[..], second.as_ptr() as usize % 4096), (&b"abcdefgh"[..], 0));
+            drop(second);
+            // The first frame is still referenced: the third must not overwrite it.
+            let third = read_frame_reusing(&mut r, 100, &mut buffers, 61).await.unwrap();
+            assert_eq!((&first[..], &third[..]), (&b"123456789"[..], &b"12345678"[..]));
+            assert!(matches!(read_frame_reusing(&mut r, 100, &mut buffers, 0).await, Err(FrameError::Io(_))));
+        });
     }
 }

@@ -38,6 +38,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::produce_placement::ProducePlacement;
 use crate::response_buf::FileRange;
 use crate::shard_context::ShardContext;
 
@@ -58,10 +59,11 @@ pub async fn dispatch_pipelined(
     header: &RequestHeader,
     request: RequestKind,
     version: i16,
+    placement: &mut ProducePlacement,
 ) -> Result<Reply, String> {
     match request {
         RequestKind::Produce(r) => {
-            let ack = produce::handle(ctx, r, version).await;
+            let ack = produce::handle(ctx, r, version, placement).await;
             Ok(Reply::Later(Box::pin(
                 async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
             )))
@@ -124,7 +126,8 @@ pub async fn dispatch(
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await.await {
+        RequestKind::Produce(r) => match produce::handle(ctx, r, version, &mut ProducePlacement::default()).await.await
+        {
             Some(response) => ResponseKind::Produce(response),
             None => return Ok(None),
         },

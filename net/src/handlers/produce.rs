@@ -17,6 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::AppendInfo;
 
 use crate::handlers::{codes, str_bytes, LEADER_EPOCH};
+use crate::produce_placement::ProducePlacement;
 use crate::shard_context::ShardContext;
 
 /// In-sync replicas of every partition on a single node.
@@ -32,7 +33,15 @@ type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), String>>),
 /// resolves once every append is durable (written to its segment file, fsynced if the topic's
 /// flush policy says so). The connection reads and appends its next requests meanwhile and
 /// writes the responses in order.
-pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i16) -> ProduceAck {
+///
+/// Where each append ended is reported to `placement`, which places the connection's next
+/// frame from it.
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: ProduceRequest,
+    _version: i16,
+    placement: &mut ProducePlacement,
+) -> ProduceAck {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -76,6 +85,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                         log_append_time_ms: -1,
                         log_start_offset: 0,
                         record_count: 0,
+                        end_position: 0,
                     };
                     return (index, Ok((info, rx)));
                 }
@@ -83,7 +93,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
                 let outcome: Option<AppendOutcome> = ctx
                     .on_partition(&name, index, move |log| async move {
                         let (info, target) = log
-                            .append_buffered(&records, LEADER_EPOCH)
+                            .append_buffered_shared(&records, LEADER_EPOCH)
                             .await
                             .map_err(|e| (e.error_code().0, e.to_string()))?;
                         // Durability is awaited on the owner shard; the result crosses back
@@ -114,6 +124,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ProduceRequest, _version: i
             }
         });
         let appended = join_all(partitions).await;
+        for (index, outcome) in &appended {
+            if let Ok((info, _)) = outcome {
+                placement.appended(&name, *index, info.end_position);
+            }
+        }
         // An owned copy of the name: the acknowledgement outlives the request, and a slice of
         // the request frame would keep the whole frame from being reused for the next one.
         topics.push((kafka_protocol::messages::TopicName(str_bytes(name)), appended));

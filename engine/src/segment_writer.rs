@@ -1,7 +1,8 @@
 //! Aligned write-behind for one segment file opened with `O_DIRECT`.
 //!
 //! Owns: the in-memory chunk being filled, the partial page before it, the writes in flight
-//! (with the shared memory of direct writes), and the `written` watermark (how many logical bytes of the file are on disk, contiguously).
+//! (with the shared memory of direct writes), and the `written` watermark (how many logical
+//! bytes of the file are on disk, contiguously).
 //!
 //! How it writes: appends are copied into a chunk of `chunk_bytes` (a multiple of the 4 KiB
 //! page). A full chunk is submitted as one aligned write; several writes may be in flight at

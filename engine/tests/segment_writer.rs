@@ -1,7 +1,7 @@
 //! The segment writer on real files: every appended byte lands where it belongs whatever the
-//! mix of partial pages, full chunks, eager writes and direct writes from shared memory; bytes not yet written are served from
-//! memory; the file is preallocated ahead of the writes and the padding never leaks into the
-//! logical bytes; Kafka's `preallocate` makes a segment file `segment.bytes` long until the
+//! mix of partial pages, full chunks, eager writes and direct writes from shared memory; bytes
+//! not yet written are served from memory; the file is preallocated ahead of the writes and
+//! the padding never leaks into the logical bytes; Kafka's `preallocate` makes a segment file `segment.bytes` long until the
 //! segment is sealed; a crash leaves zeros that recovery reads as the end of the log.
 
 mod support;

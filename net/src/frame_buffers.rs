@@ -14,8 +14,8 @@
 //!
 //! Must never: hand out memory another view still references, keep more than
 //! [`FrameBuffers::KEEP_BUFFERS`] buffers, a buffer over [`FrameBuffers::KEEP_BYTES`] or
-//! [`FrameBuffers::KEEP_TOTAL_BYTES`] in all between requests, or give a mutable slice of uninitialized memory (buffers are zeroed
-//! when allocated).
+//! [`FrameBuffers::KEEP_TOTAL_BYTES`] in all between requests, or give a mutable slice of
+//! uninitialized memory (buffers are zeroed when allocated).
 
 use std::alloc::Layout;
 use std::ptr::NonNull;

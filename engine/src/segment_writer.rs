@@ -266,20 +266,7 @@ impl SegmentWriter {
         self.append(&data[..head]).await?;
         // The bytes before the body end on a page boundary: they are written as they are.
         WriterCore::submit_partial(&self.core);
-        // Back-pressure, as for a full chunk.
-        loop {
-            {
-                let core = self.core.borrow();
-                if let Some(error) = &core.error {
-                    return Err(error.clone());
-                }
-                if core.in_flight.len() < core.options.max_in_flight {
-                    break;
-                }
-            }
-            let next = self.written.get() + 1;
-            let _ = self.written.wait_for(next).await;
-        }
+        self.wait_for_room(|_| true).await?;
         let (write, preallocation, file) = {
             let mut core = self.core.borrow_mut();
             let body_pos = pos + head as u64;
@@ -293,10 +280,7 @@ impl SegmentWriter {
             let preallocation = core.plan_preallocation(write_end);
             (write, preallocation, core.file.clone())
         };
-        if let Some(p) = preallocation {
-            WriterCore::spawn_preallocation(&self.core, file.clone(), p);
-        }
-        WriterCore::spawn_write(&self.core, file, write);
+        WriterCore::spawn_planned(&self.core, file, preallocation, [write]);
         self.append(&data[head + body..]).await
     }
 
@@ -372,27 +356,34 @@ impl SegmentWriter {
     }
 
     async fn submit_full_chunk(&self) -> Result<(), WriteError> {
+        // A completion may submit the full chunk meanwhile (kick_if_idle): then there is room
+        // to copy into and nothing to wait for.
+        if self.wait_for_room(|core| core.current_len == core.options.chunk_bytes).await? {
+            WriterCore::submit_partial(&self.core);
+        }
+        Ok(())
+    }
+
+    /// Back-pressure: waits until fewer than `max_in_flight` writes are in flight, and returns
+    /// true. Returns false as soon as `still_needed` says the caller no longer needs to submit.
+    async fn wait_for_room(&self, still_needed: impl Fn(&WriterCore) -> bool) -> Result<bool, WriteError> {
         loop {
             {
                 let core = self.core.borrow();
                 if let Some(error) = &core.error {
                     return Err(error.clone());
                 }
-                // A completion may already have submitted the full chunk (kick_if_idle): then
-                // there is room to copy into and nothing to wait for.
-                if core.current_len < core.options.chunk_bytes {
-                    return Ok(());
+                if !still_needed(&core) {
+                    return Ok(false);
                 }
                 if core.in_flight.len() < core.options.max_in_flight {
-                    break;
+                    return Ok(true);
                 }
             }
-            // Back-pressure: wait for the oldest write to finish.
+            // Wait for the oldest write to finish.
             let next = self.written.get() + 1;
             let _ = self.written.wait_for(next).await;
         }
-        WriterCore::submit_partial(&self.core);
-        Ok(())
     }
 
     /// Waits for every in-flight write and preallocation (used before truncating or closing
@@ -588,6 +579,17 @@ impl WriterCore {
         let preallocation = core.plan_preallocation(align_up(write_end));
         let file = core.file.clone();
         drop(core);
+        Self::spawn_planned(core_rc, file, preallocation, writes);
+    }
+
+    /// Spawns a planned preallocation (first, so the writes find the space) and writes. Called
+    /// with the core not borrowed: glommio polls a spawned task once inside `spawn_local`.
+    fn spawn_planned(
+        core_rc: &Rc<RefCell<WriterCore>>,
+        file: Rc<DmaFile>,
+        preallocation: Option<PlannedPreallocation>,
+        writes: impl IntoIterator<Item = PlannedWrite>,
+    ) {
         if let Some(p) = preallocation {
             Self::spawn_preallocation(core_rc, file.clone(), p);
         }

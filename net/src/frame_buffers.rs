@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-/// Alignment of every frame buffer: a memory page, which is what direct I/O needs.
-pub const FRAME_ALIGN_BYTES: usize = 4096;
+/// Alignment of every frame buffer: the segment writer's page, which its direct writes from a
+/// frame need (see `produce_placement`).
+pub const FRAME_ALIGN_BYTES: usize = sluice_engine::segment_writer::PAGE_BYTES as usize;
 
 /// Size of a transparent huge page on x86-64.
 const HUGE_PAGE_BYTES: usize = 2 << 20;

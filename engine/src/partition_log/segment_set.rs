@@ -1,0 +1,424 @@
+//! The ordered set of a partition's segments and what changes it: rolling a new active
+//! segment, deleting the oldest ones (retention, DeleteRecords, the log start offset),
+//! truncating the tail (followers), closing and deleting the log — and the checkpoint files
+//! that say where the set stands (recovery point, log start offset, leader epochs, producer
+//! snapshots).
+//!
+//! Owns: those changes to the segment map and the files behind it. Each runs under
+//! `exclusive`. Must never: cut the log below the log end offset except by
+//! [`PartitionLog::truncate_to`], move the log start offset backwards, let the on-disk recovery
+//! point claim offsets the log no longer has, hold a `RefCell` borrow across an await, or run
+//! a blocking syscall on the shard thread.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint_file::{self, blocking, write_atomic};
+use crate::clock::now_ms;
+use crate::leader_epoch_cache::encode_offset_checkpoint;
+use crate::log_config::LogConfig;
+use crate::log_recovery::scan_segment;
+use crate::retention::{deletable_segments, RetentionInputs, SegmentSummary};
+use crate::segment::Segment;
+use crate::segment_writer::{align_down, SegmentWriter};
+
+use super::open::{rebuild_producer_state, SegmentExtent};
+use super::{
+    io, settings_of, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+};
+
+/// Producer-state snapshots are named like Kafka's: `<20-digit offset>.snapshot`.
+const PRODUCER_SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshots kept per partition (the newest, and the one before in case it is damaged).
+const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
+
+impl PartitionLog {
+    /// Writes the producer table as of `next_offset` (everything below it is appended) and
+    /// keeps only the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
+    pub(super) async fn write_producer_snapshot(&self, next_offset: i64) -> Result<(), LogError> {
+        if self.state.borrow().producer_snapshots.last() == Some(&next_offset) {
+            return Ok(());
+        }
+        let bytes = self.producers.borrow().encode_snapshot(next_offset);
+        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io)?;
+        let doomed: Vec<i64> = {
+            let mut state = self.state.borrow_mut();
+            state.producer_snapshots.retain(|o| *o != next_offset);
+            state.producer_snapshots.push(next_offset);
+            state.producer_snapshots.sort_unstable();
+            let excess = state.producer_snapshots.len().saturating_sub(PRODUCER_SNAPSHOTS_KEPT);
+            state.producer_snapshots.drain(..excess).collect()
+        };
+        for offset in doomed {
+            checkpoint_file::remove_if_exists(&producer_snapshot_path(&self.dir, offset)).await.map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `new_base`. Caller holds `exclusive`.
+    pub(super) async fn roll_locked(&self, new_base: i64, config: &LogConfig) -> Result<(), LogError> {
+        let (writer, file, size, base) = {
+            let state = self.state.borrow();
+            let active = state.active();
+            (active.writer.clone().expect("active writer"), active.file.clone(), active.size_bytes, active.base_offset)
+        };
+        if base == new_base {
+            return Ok(()); // empty active segment already starts here
+        }
+        // Seal: everything written and synced, zero padding cut off, indexes on disk.
+        writer.sync().await.map_err(io)?;
+        file.truncate(size).await.map_err(io)?;
+        self.write_segment_indexes(base).await?;
+        let mut segment = Segment::create(
+            &self.dir,
+            new_base,
+            settings_of(config),
+            self.options.writer,
+            self.options.direct_io,
+            now_ms(),
+        )
+        .await
+        .map_err(io)?;
+        segment.tail_cache = Some(self.options.new_tail_cache(0));
+        {
+            let mut state = self.state.borrow_mut();
+            state.active_mut().writer = None;
+            state.active_mut().tail_cache = None;
+            state.segments.insert(new_base, segment);
+        }
+        // Everything below the new base is durable.
+        self.flushed.advance(new_base as u64);
+        self.write_recovery_point(new_base).await?;
+        self.write_producer_snapshot(new_base).await?;
+        tracing::debug!(topic = %self.topic, partition = self.partition, new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// Forces a roll (tests, admin); a no-op on an empty active segment.
+    pub async fn roll(&self) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let config = self.config.borrow().clone();
+        self.roll_locked(self.log_end_offset(), &config).await
+    }
+
+    pub(super) async fn write_segment_indexes(&self, base: i64) -> Result<(), LogError> {
+        let (index, time_index) = {
+            let state = self.state.borrow();
+            let Some(seg) = state.segments.get(&base) else { return Ok(()) };
+            if !seg.indexes_dirty {
+                return Ok(());
+            }
+            (seg.offset_index.encode(), seg.time_index.encode())
+        };
+        let (_, index_path, time_index_path) = Segment::paths(&self.dir, base);
+        write_atomic(&index_path, &index).await.map_err(io)?;
+        write_atomic(&time_index_path, &time_index).await.map_err(io)?;
+        if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
+            seg.indexes_dirty = false;
+        }
+        Ok(())
+    }
+
+    async fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
+        if self.state.borrow().checkpointed_recovery_point == offset {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join(RECOVERY_POINT_FILE), encode_offset_checkpoint(offset).as_bytes())
+            .await
+            .map_err(io)?;
+        self.state.borrow_mut().checkpointed_recovery_point = offset;
+        Ok(())
+    }
+
+    async fn write_log_start_offset(&self) -> Result<(), LogError> {
+        let lso = self.log_start_offset();
+        write_atomic(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes()).await.map_err(io)
+    }
+
+    pub(super) async fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
+        let text = self.state.borrow().epoch_cache.encode();
+        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io)
+    }
+
+    pub(super) async fn write_checkpoints(&self) -> Result<(), LogError> {
+        self.write_recovery_point(self.recovery_point()).await?;
+        self.write_log_start_offset().await?;
+        self.write_epoch_checkpoint().await
+    }
+
+    /// Writes the recovery point if it moved (the shard calls this periodically).
+    pub async fn checkpoint_recovery_point(&self) -> Result<(), LogError> {
+        self.write_recovery_point(self.recovery_point()).await
+    }
+
+    /// Deletes segments by `retention.ms`, `retention.bytes` and the log start offset. Returns
+    /// how many segments were deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        if self.closed.get() {
+            return Ok(0);
+        }
+        let expired = self.producers.borrow_mut().expire(now_ms, self.options.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(topic = %self.topic, partition = self.partition, expired, "expired idle producer ids");
+        }
+        let config = self.config.borrow().clone();
+        if !config.cleanup_policy_delete() {
+            // Compaction-only topics keep everything but what DeleteRecords removed.
+            return self.delete_below_start_locked(&config).await;
+        }
+        let decision = {
+            let state = self.state.borrow();
+            let summaries = Self::summaries(&state);
+            deletable_segments(
+                &summaries,
+                &RetentionInputs {
+                    now_ms,
+                    retention_ms: config.retention_ms,
+                    retention_bytes: config.retention_bytes,
+                    log_start_offset: state.log_start_offset,
+                    high_watermark: self.high_watermark(),
+                    log_end_offset: self.log_end_offset(),
+                },
+            )
+        };
+        if decision.count == 0 {
+            return Ok(0);
+        }
+        if decision.needs_roll {
+            self.roll_locked(self.log_end_offset(), &config).await?;
+        }
+        let deleted = self.delete_oldest_locked(decision.count).await?;
+        tracing::info!(topic = %self.topic, partition = self.partition, deleted, reason = ?decision.reason, "retention deleted segments");
+        Ok(deleted)
+    }
+
+    fn summaries(state: &LogState) -> Vec<SegmentSummary> {
+        state
+            .segments
+            .values()
+            .map(|s| SegmentSummary {
+                base_offset: s.base_offset,
+                size_bytes: s.size_bytes,
+                max_timestamp_ms: s.max_timestamp_ms,
+            })
+            .collect()
+    }
+
+    async fn delete_below_start_locked(&self, _config: &LogConfig) -> Result<usize, LogError> {
+        let count = {
+            let state = self.state.borrow();
+            let bases: Vec<i64> = state.segments.keys().copied().collect();
+            bases.windows(2).take_while(|w| w[1] <= state.log_start_offset).count()
+        };
+        if count == 0 {
+            return Ok(0);
+        }
+        self.delete_oldest_locked(count).await
+    }
+
+    /// Removes the `count` oldest segments (never the active one) and advances the log start
+    /// offset past them. Caller holds `exclusive`.
+    async fn delete_oldest_locked(&self, count: usize) -> Result<usize, LogError> {
+        let removed: Vec<Segment> = {
+            let mut state = self.state.borrow_mut();
+            let count = count.min(state.segments.len().saturating_sub(1));
+            let bases: Vec<i64> = state.segments.keys().take(count).copied().collect();
+            let removed = bases.iter().filter_map(|b| state.segments.remove(b)).collect::<Vec<_>>();
+            let first = *state.segments.keys().next().expect("active remains");
+            if first > state.log_start_offset {
+                state.log_start_offset = first;
+            }
+            let lso = state.log_start_offset;
+            state.epoch_cache.truncate_from_start(lso);
+            removed
+        };
+        for segment in &removed {
+            let (_, index_path, time_index_path) = Segment::paths(&self.dir, segment.base_offset);
+            // Open readers keep their file descriptor; unlinking is safe under them.
+            for path in [segment.log_path.clone(), index_path, time_index_path] {
+                checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
+            }
+        }
+        self.producers.borrow_mut().remove_before(self.log_start_offset());
+        self.write_log_start_offset().await?;
+        self.write_epoch_checkpoint().await?;
+        Ok(removed.len())
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1 = the high watermark) and drops
+    /// segments wholly below it. Returns the new log start offset.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: hw,
+            });
+        }
+        let moved = {
+            let mut state = self.state.borrow_mut();
+            if offset > state.log_start_offset {
+                state.log_start_offset = offset;
+                state.epoch_cache.truncate_from_start(offset);
+                true
+            } else {
+                false
+            }
+        };
+        if moved {
+            self.producers.borrow_mut().remove_before(offset);
+            self.write_log_start_offset().await?;
+            let config = self.config.borrow().clone();
+            self.delete_below_start_locked(&config).await?;
+        }
+        Ok(self.log_start_offset())
+    }
+
+    /// Removes every batch at or above `offset` (follower truncation to a leader's epoch end;
+    /// the replication layer calls this). Offsets must be batch boundaries.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(self.log_start_offset());
+        // Drop whole segments above, then cut the one containing `offset`.
+        let doomed: Vec<i64> = {
+            let state = self.state.borrow();
+            state.segments.range((Bound::Excluded(offset), Bound::Unbounded)).map(|(b, _)| *b).collect()
+        };
+        let keep_one = doomed.len() == self.segment_count();
+        for base in doomed.iter().skip(usize::from(keep_one)) {
+            let segment = self.state.borrow_mut().segments.remove(base).expect("present");
+            if let Some(w) = &segment.writer {
+                let _ = w.drain().await;
+            }
+            let (_, index_path, time_index_path) = Segment::paths(&self.dir, *base);
+            for path in [segment.log_path.clone(), index_path, time_index_path] {
+                checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
+            }
+        }
+        // Rebuild the (new) last segment up to `offset` by scanning it.
+        let (file, writer, size, base) = {
+            let state = self.state.borrow();
+            let seg = state.active();
+            (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset)
+        };
+        if let Some(w) = &writer {
+            w.drain().await.map_err(io)?;
+        }
+        let config = self.config.borrow().clone();
+        let settings = settings_of(&config);
+        let mut infos = Vec::new();
+        scan_segment(&file, size, base, usize::MAX, &mut |pos, info| {
+            if info.base_offset < offset {
+                infos.push((pos, *info));
+            }
+        })
+        .await
+        .map_err(io)?;
+        let mut segment =
+            Segment::from_parts(base, Segment::paths(&self.dir, base).0, file.clone(), 0, settings, None, now_ms());
+        for (pos, info) in &infos {
+            segment.note_batch(*pos, info, settings.index_interval_bytes);
+        }
+        file.truncate(segment.size_bytes).await.map_err(io)?;
+        let tail_start = align_down(segment.size_bytes);
+        let tail = if segment.size_bytes > tail_start {
+            file.read_at(tail_start, (segment.size_bytes - tail_start) as usize).await.map_err(io)?.to_vec()
+        } else {
+            Vec::new()
+        };
+        segment.writer = Some(SegmentWriter::new(file, segment.size_bytes, &tail, self.options.writer));
+        segment.tail_cache = Some(self.options.new_tail_cache(segment.size_bytes));
+        let new_end = segment.next_offset.max(base);
+        {
+            let mut state = self.state.borrow_mut();
+            state.segments.insert(base, segment);
+            state.epoch_cache.truncate_from_end(new_end);
+        }
+        self.generation.set(self.generation.get() + 1);
+        self.log_end.reset(new_end as u64);
+        if self.durable_offset() > new_end {
+            self.durable.reset(new_end as u64);
+        }
+        if self.high_watermark() > new_end {
+            self.high_watermark.reset(new_end as u64);
+        }
+        if self.recovery_point() > new_end {
+            self.flushed.reset(new_end as u64);
+        }
+        // The on-disk recovery point must not claim offsets that no longer exist: a crash
+        // now must rescan the truncated segment.
+        self.write_recovery_point(self.recovery_point().min(base)).await?;
+        self.write_epoch_checkpoint().await?;
+        // Producer state of the removed batches must go too: rebuild it from what remains.
+        let (mut snapshots, extents) = {
+            let state = self.state.borrow();
+            (state.producer_snapshots.clone(), SegmentExtent::of_all(&state.segments))
+        };
+        let producers =
+            rebuild_producer_state(&self.dir, &mut snapshots, &extents, self.log_start_offset(), new_end).await?;
+        *self.producers.borrow_mut() = producers;
+        self.state.borrow_mut().producer_snapshots = snapshots;
+        Ok(())
+    }
+
+    /// Clean close: write out and sync the active segment, trim its padding, write indexes and
+    /// checkpoints. Later appends fail with `Closed`.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        let (writer, file, size, base) = {
+            let state = self.state.borrow();
+            let a = state.active();
+            (a.writer.clone().expect("active writer"), a.file.clone(), a.size_bytes, a.base_offset)
+        };
+        writer.sync().await.map_err(io)?;
+        self.flushed.advance(self.log_end.get());
+        file.truncate(size).await.map_err(io)?;
+        let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
+        for b in bases {
+            self.write_segment_indexes(b).await?;
+        }
+        debug_assert!(self.state.borrow().segments.contains_key(&base));
+        self.write_checkpoints().await?;
+        self.write_producer_snapshot(self.log_end_offset()).await?;
+        self.log_end.wake_all();
+        self.high_watermark.wake_all();
+        Ok(())
+    }
+
+    /// Deletes the partition's directory (DeleteTopics). The log must not be used afterwards.
+    pub async fn delete(&self) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        self.closed.set(true);
+        let writer = self.active_writer();
+        let _ = writer.drain().await;
+        let dir = self.dir.clone();
+        blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(io)?;
+        self.log_end.fail();
+        self.high_watermark.fail();
+        Ok(())
+    }
+}
+
+pub(super) fn producer_snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}{PRODUCER_SNAPSHOT_SUFFIX}"))
+}
+
+pub(super) fn parse_producer_snapshot_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(PRODUCER_SNAPSHOT_SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}

@@ -284,8 +284,13 @@ impl Segment {
     /// Records a batch that now sits at `position` (bytes already handed to the writer or
     /// found on disk by recovery): size, next offset, timestamps, sparse index entries.
     pub fn note_batch(&mut self, position: u64, info: &BatchInfo, index_interval_bytes: u64) {
-        debug_assert_eq!(position, self.size_bytes, "batches are recorded in file order");
-        debug_assert!(info.base_offset >= self.next_offset, "offsets must increase");
+        assert_eq!(position, self.size_bytes, "batches are recorded in file order");
+        assert!(
+            info.base_offset >= self.next_offset,
+            "offsets must strictly increase: batch at {} recorded after offset {}",
+            info.base_offset,
+            self.next_offset - 1
+        );
         if self.bytes_since_index_entry > index_interval_bytes {
             if position <= u32::MAX as u64 && self.offset_index.append(info.base_offset, position as u32) {
                 self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp);

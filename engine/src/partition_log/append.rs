@@ -187,6 +187,7 @@ impl PartitionLog {
             if self.options.high_watermark_follows_log_end {
                 self.high_watermark.advance(next_offset as u64);
             }
+            self.assert_watermarks_within_log_end();
             self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
         let end_position = self.next_append_position();
@@ -212,6 +213,7 @@ impl PartitionLog {
     fn track_durability(&self, writer: &SegmentWriter, end_pos: u64, next_offset: i64) {
         let writer = writer.clone();
         let durable = self.durable.clone();
+        let log_end = self.log_end.clone();
         let generation = self.generation.clone();
         let started_in = generation.get();
         glommio::spawn_local(async move {
@@ -220,7 +222,14 @@ impl PartitionLog {
                 return; // truncated meanwhile: these offsets may no longer exist
             }
             match written {
-                Ok(()) => durable.advance(next_offset as u64),
+                Ok(()) => {
+                    let log_end = log_end.get();
+                    assert!(
+                        next_offset as u64 <= log_end,
+                        "durable offset {next_offset} would pass the log end offset {log_end}"
+                    );
+                    durable.advance(next_offset as u64)
+                }
                 Err(_) => durable.fail(),
             }
         })

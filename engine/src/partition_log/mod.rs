@@ -32,6 +32,10 @@
 //! producer, though, is never acknowledged before the record is on file. `flush.ms` syncs
 //! happen from the shard's timer ([`PartitionLog::flush_if_due`]).
 //!
+//! Invariants checked in release builds too (a storage engine stops rather than serve wrong
+//! bytes): offsets strictly increase as batches are recorded, the durable offset and the high
+//! watermark never pass the log end offset, and a read never returns bytes past its bound.
+//!
 //! Must never: write a batch that failed validation, serve bytes past the bound it was asked
 //! for (HW for consumers, LEO for followers), hold a `RefCell` borrow across an await, or run a
 //! blocking syscall on the shard thread.
@@ -450,6 +454,14 @@ impl PartitionLog {
 
     pub fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// Fails fast if the high watermark or the durable offset passed the log end offset: a
+    /// consumer would be told that records exist, or are safe, that are not in the log.
+    fn assert_watermarks_within_log_end(&self) {
+        let (log_end, high_watermark, durable) = (self.log_end.get(), self.high_watermark.get(), self.durable.get());
+        assert!(high_watermark <= log_end, "high watermark {high_watermark} is past the log end offset {log_end}");
+        assert!(durable <= log_end, "durable offset {durable} is past the log end offset {log_end}");
     }
 }
 

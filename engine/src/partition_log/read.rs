@@ -166,6 +166,7 @@ impl PartitionLog {
         for _attempt in 0..1024 {
             let (log_start_offset, log_end_offset, high_watermark) =
                 (self.log_start_offset(), self.log_end_offset(), self.high_watermark());
+            self.assert_watermarks_within_log_end();
             let bound_offset = match bound {
                 ReadBound::HighWatermark => high_watermark,
                 ReadBound::LogEnd => log_end_offset,
@@ -212,6 +213,12 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(empty(location.base_offset));
             }
+            assert!(
+                len <= available && end_pos <= view.size_bytes,
+                "read of {len} bytes at {} passes its bound at {end_pos} (segment of {} bytes)",
+                location.position,
+                view.size_bytes
+            );
             let reader = match view.reader.clone() {
                 Some(reader) => Some(reader),
                 // The sendfile handle is opened on first need and kept with the segment.

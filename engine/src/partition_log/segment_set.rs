@@ -352,6 +352,7 @@ impl PartitionLog {
         if self.recovery_point() > new_end {
             self.flushed.reset(new_end as u64);
         }
+        self.assert_watermarks_within_log_end();
         // The on-disk recovery point must not claim offsets that no longer exist: a crash
         // now must rescan the truncated segment.
         self.write_recovery_point(self.recovery_point().min(base)).await?;

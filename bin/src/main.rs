@@ -5,6 +5,9 @@
 mod bench;
 mod broker;
 mod broker_config;
+mod fault_points;
+mod listeners;
+mod startup;
 mod tune;
 
 use clap::{Parser, Subcommand};

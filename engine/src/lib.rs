@@ -16,6 +16,7 @@ pub mod clock;
 pub mod compressed_batch;
 pub mod compression;
 pub mod crc;
+pub mod data_dir_lock;
 pub mod error_code;
 pub mod iopoll_probe;
 pub mod leader_epoch_cache;

@@ -304,7 +304,9 @@ pub fn take_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<bool> {
     std::fs::create_dir_all(data_dir)?;
     let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
     match std::fs::remove_file(&marker) {
-        Ok(()) => Ok(true),
+        // The removal must be on disk before any log changes: a marker that a crash brings
+        // back would let the next start skip recovery of logs this run left unclean.
+        Ok(()) => crate::checkpoint_file::sync_dir(data_dir).map(|()| true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
@@ -312,10 +314,7 @@ pub fn take_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<bool> {
 
 /// Leaves the clean-shutdown marker (main thread, after every shard closed cleanly).
 pub fn write_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<()> {
-    let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
-    let file = std::fs::File::create(&marker)?;
-    file.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()
+    crate::checkpoint_file::write_atomic_blocking(&data_dir.join(CLEAN_SHUTDOWN_MARKER), b"")
 }
 
 #[cfg(test)]

@@ -129,6 +129,11 @@ impl Broker {
         }
     }
 
+    /// Whether the process is still running (it may have exited with an error).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn wait_exit(mut self) -> i32 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {

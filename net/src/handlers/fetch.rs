@@ -266,12 +266,19 @@ async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[Parti
         let partition = w.partition;
         let ctx = ctx.clone();
         waits.push(Box::pin(async move {
+            // The waiter runs on the partition's shard; when this fetch answers (another
+            // partition woke it, or the deadline), dropping `_answered` ends it there too,
+            // instead of leaving it registered until its own timer fires.
+            let (_answered, cancelled) = futures::channel::oneshot::channel::<()>();
             ctx.on_partition(&topic, partition, move |log| async move {
                 let hw = log.high_watermark_watermark();
                 let wait = hw.wait_for(seen + 1);
                 let timer = glommio::timer::sleep(remaining);
                 futures::pin_mut!(wait, timer);
-                matches!(select(wait, timer).await, Either::Left((Ok(()), _)))
+                match select(select(wait, timer), cancelled).await {
+                    Either::Left((Either::Left((woke, _)), _)) => woke.is_ok(),
+                    _ => false,
+                }
             })
             .await
             .unwrap_or(false)

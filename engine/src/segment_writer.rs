@@ -63,9 +63,11 @@ use crate::watermark::Watermark;
 pub const PAGE_BYTES: u64 = 4096;
 
 /// Smallest preallocation step, and the unit preallocation targets are rounded up to. A
-/// segment preallocates about as much as it already holds (within the limits), so a quiet
-/// partition holds at most this much unused disk.
-pub const PREALLOCATE_MIN_STEP_BYTES: u64 = 1 << 20;
+/// segment preallocates about as much as it already holds (within the limits), so the step
+/// follows the partition's write rate: a quiet partition holds at most two minimum steps of
+/// unused disk (32 KiB; with 1 MiB it was 2 MiB per partition, 20 GB for 10,000 partitions of
+/// one record each), and a busy one reaches the maximum step after a handful of doublings.
+pub const PREALLOCATE_MIN_STEP_BYTES: u64 = 16 << 10;
 
 /// Tuning knobs for one writer.
 #[derive(Clone, Copy, Debug)]
@@ -171,13 +173,12 @@ impl SegmentWriter {
             PartialPage { buf, file_pos: tail_start, len: tail_page.len(), submitted_len: tail_page.len() }
         });
         let current_file_pos = if page.is_some() { tail_start + PAGE_BYTES } else { existing_len };
-        let current = file.alloc_dma_buffer(options.chunk_bytes);
         let written = Watermark::new(existing_len);
         let core = WriterCore {
             file,
             options,
             page,
-            current: Some(current),
+            current: None,
             current_file_pos,
             current_len: 0,
             in_flight: VecDeque::new(),
@@ -232,8 +233,7 @@ impl SegmentWriter {
                     let n = space.min(data.len());
                     if n > 0 {
                         let start = core.current_len;
-                        core.current.as_mut().expect("current chunk").as_bytes_mut()[start..start + n]
-                            .copy_from_slice(&data[..n]);
+                        core.current_chunk().as_bytes_mut()[start..start + n].copy_from_slice(&data[..n]);
                         core.current_len += n;
                     }
                     n
@@ -336,7 +336,9 @@ impl SegmentWriter {
         if let Some(page) = &core.page {
             sources.push((page.file_pos, &page.buf.as_bytes()[..page.len]));
         }
-        sources.push((core.current_file_pos, &core.current.as_ref().expect("chunk").as_bytes()[..core.current_len]));
+        if let Some(current) = core.current.as_ref().filter(|_| core.current_len > 0) {
+            sources.push((core.current_file_pos, &current.as_bytes()[..core.current_len]));
+        }
         // Newest first: each source starts at or after the older ones, and a newer copy of a
         // shared partial page holds a superset of the older one's bytes.
         for (file_pos, bytes) in sources.into_iter().rev() {
@@ -479,6 +481,17 @@ impl WriterCore {
         Some(PlannedPreallocation { target, done_tx })
     }
 
+    /// The chunk appends are copied into, taken from the free list or allocated on first need:
+    /// an idle writer holds no chunk (10,000 idle partitions would otherwise pin 10 GiB of
+    /// address space and every touched page of it).
+    fn current_chunk(&mut self) -> &mut DmaBuffer {
+        if self.current.is_none() {
+            let chunk = self.free.pop().unwrap_or_else(|| self.file.alloc_dma_buffer(self.options.chunk_bytes));
+            self.current = Some(chunk);
+        }
+        self.current.as_mut().expect("just set")
+    }
+
     /// A page buffer for file page `file_pos` holding `bytes` (already written: the next write
     /// of the page rewrites them with more).
     fn new_partial_page(&mut self, file_pos: u64, bytes: &[u8]) -> PartialPage {
@@ -552,7 +565,6 @@ impl WriterCore {
         }
         if core.current_len > 0 {
             debug_assert!(core.page.is_none(), "a partial page is completed before the chunk grows");
-            let chunk_bytes = core.options.chunk_bytes;
             let logical_len = core.current_len;
             let file_pos = core.current_file_pos;
             let padded_len = align_up(logical_len as u64) as usize;
@@ -568,8 +580,7 @@ impl WriterCore {
             } else {
                 core.current_file_pos = file_pos + logical_len as u64;
             }
-            let next = core.free.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(chunk_bytes));
-            core.current = Some(next);
+            // The next chunk is taken when the next append needs it (see `current_chunk`).
             core.current_len = 0;
             buf.trim_to_size(padded_len);
             // A chunk starts on an untouched page: it overlaps no earlier write.
@@ -662,6 +673,11 @@ impl WriterCore {
                         core.free_pages.push(buf);
                     }
                 }
+            }
+            if core.in_flight.is_empty() && core.current_len == 0 {
+                // Idle: give the chunk memory back (the partial page stays: 4 KiB).
+                core.free.clear();
+                core.current = None;
             }
             (advance_to, core.written.clone())
         };

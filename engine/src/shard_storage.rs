@@ -1,13 +1,13 @@
 //! The partitions one shard owns, and the shard's storage housekeeping timers.
 //!
-//! Owns: the map of this shard's [`PartitionLog`]s, the shard's [`MemoryBudget`] for their
-//! write-behind buffers, and the background tasks that run `flush.ms` syncs, retention and
+//! Owns: the map of this shard's [`PartitionLog`]s, the shard's [`MemoryBudget`] their tail
+//! caches share, and the background tasks that run `flush.ms` syncs, retention and
 //! recovery-point checkpoints. Which shard owns a partition is [`owner_shard`] — a stable hash,
 //! so every shard can compute it without asking anyone.
 //!
 //! Must never: touch a partition owned by another shard (callers go through
-//! [`crate::shard::ShardMesh::call`]), or exceed its memory budget silently (over-budget
-//! partitions fall back to the smallest writer and log a warning).
+//! [`crate::shard::ShardMesh::call`]), or let its partitions' caches exceed the memory budget
+//! (they shrink under pressure, see [`crate::tail_cache`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,9 +18,8 @@ use std::time::Duration;
 use crate::checkpoint_file::blocking;
 use crate::clock::now_ms;
 use crate::log_config::LogConfig;
-use crate::memory_budget::{MemoryBudget, Reservation};
+use crate::memory_budget::{install_shard_budget, MemoryBudget};
 use crate::partition_log::{parse_partition_dir_name, LogError, LogOptions, PartitionLog};
-use crate::segment_writer::WriterOptions;
 
 /// Name of the marker a clean shutdown leaves in the data directory.
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
@@ -38,8 +37,6 @@ pub fn owner_shard(topic: &str, partition: i32, shard_count: usize) -> usize {
 pub struct StorageOptions {
     pub data_dir: PathBuf,
     pub log_options: LogOptions,
-    /// Smallest writer used when the budget is exhausted.
-    pub min_writer: WriterOptions,
     pub memory_budget_bytes: u64,
     /// `log.retention.check.interval.ms` (Kafka default 300000).
     pub retention_check_interval_ms: u64,
@@ -54,7 +51,6 @@ impl StorageOptions {
         StorageOptions {
             data_dir: data_dir.into(),
             log_options: LogOptions::default(),
-            min_writer: WriterOptions { chunk_bytes: 64 << 10, max_in_flight: 1, ..WriterOptions::default() },
             memory_budget_bytes: 1 << 30,
             retention_check_interval_ms: 300_000,
             flush_check_interval_ms: 100,
@@ -67,7 +63,6 @@ type PartitionKey = (String, i32);
 
 struct OwnedPartition {
     log: Rc<PartitionLog>,
-    _memory: Option<Reservation>,
 }
 
 /// One shard's partitions. See the module docs.
@@ -91,10 +86,13 @@ impl ShardStorage {
         clean_shutdown: bool,
         config_for: &dyn Fn(&str) -> Option<LogConfig>,
     ) -> Result<Rc<ShardStorage>, LogError> {
+        let budget = MemoryBudget::new(options.memory_budget_bytes);
+        // Tail caches of this shard's partitions draw from it (see `tail_cache`).
+        install_shard_budget(budget.clone());
         let storage = Rc::new(ShardStorage {
             shard,
             shard_count,
-            budget: MemoryBudget::new(options.memory_budget_bytes),
+            budget,
             options,
             partitions: RefCell::new(HashMap::new()),
             stopping: Cell::new(false),
@@ -153,31 +151,6 @@ impl ShardStorage {
         &self.budget
     }
 
-    fn writer_for_budget(&self) -> (LogOptions, Option<Reservation>) {
-        let mut log_options = self.options.log_options;
-        let wanted = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
-        if let Some(r) = self.budget.try_reserve(wanted) {
-            return (log_options, Some(r));
-        }
-        // Over budget: the smallest writer and a 1 MiB tail cache.
-        // Preallocation costs disk, not memory: it stays as configured.
-        log_options.writer = WriterOptions {
-            preallocate_max_step_bytes: log_options.writer.preallocate_max_step_bytes,
-            ..self.options.min_writer
-        };
-        log_options.tail_cache_bytes = log_options.tail_cache_bytes.min(1 << 20);
-        let minimum = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
-        let reservation = self.budget.try_reserve(minimum);
-        if reservation.is_none() {
-            tracing::warn!(
-                shard = self.shard,
-                budget = self.budget.limit_bytes(),
-                "memory budget exhausted; partition writer runs over budget"
-            );
-        }
-        (log_options, reservation)
-    }
-
     async fn open_partition(
         &self,
         topic: &str,
@@ -186,11 +159,9 @@ impl ShardStorage {
         clean: bool,
     ) -> Result<Rc<PartitionLog>, LogError> {
         debug_assert_eq!(owner_shard(topic, partition, self.shard_count), self.shard);
-        let (log_options, reservation) = self.writer_for_budget();
-        let log = PartitionLog::open(&self.options.data_dir, topic, partition, config, log_options, clean).await?;
-        self.partitions
-            .borrow_mut()
-            .insert((topic.to_string(), partition), OwnedPartition { log: log.clone(), _memory: reservation });
+        let log = PartitionLog::open(&self.options.data_dir, topic, partition, config, self.options.log_options, clean)
+            .await?;
+        self.partitions.borrow_mut().insert((topic.to_string(), partition), OwnedPartition { log: log.clone() });
         Ok(log)
     }
 

@@ -80,6 +80,7 @@ struct StartPlan {
     shard_count: usize,
     storage: StorageOptions,
     broker_config: BrokerConfig,
+    reader_cache_fds_per_shard: usize,
 }
 
 fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
@@ -156,12 +157,28 @@ impl StartPlan {
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);
-        Ok(StartPlan { data_dir, listen, shard_count, storage, broker_config })
+        // Descriptors: connections get a quarter of the open-files limit and sendfile handles an
+        // eighth; the rest is for segment files (one per segment) and everything else.
+        let open_files = open_files_limit();
+        let max_connections = settings.max_connections.unwrap_or((open_files / 4).max(64));
+        broker_config.max_connections_per_shard =
+            max_connections.div_ceil(shard_count).min(sluice_net::server::MAX_CONNECTIONS_PER_SHARD);
+        let reader_cache_fds = settings.reader_cache_fds.unwrap_or((open_files / 8).max(16));
+        Ok(StartPlan {
+            data_dir,
+            listen,
+            shard_count,
+            storage,
+            broker_config,
+            reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
+        })
     }
 }
 
 /// Runs the broker until a signal; returns the process exit code ([`exit_code`]).
 pub fn run(args: BrokerArgs) -> i32 {
+    // The limit decides how many descriptors connections and sendfile handles may take.
+    raise_open_files_limit();
     let plan = match StartPlan::new(&args) {
         Ok(plan) => plan,
         Err(e) => {
@@ -193,7 +210,6 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::FAILED;
         }
     };
-    raise_open_files_limit();
 
     // From here on start-up may change the data dir.
     if !controller::metadata_path(&plan.data_dir).exists() {
@@ -280,6 +296,7 @@ fn start_shards(
         image,
         clean,
         broker_config: Arc::new(plan.broker_config),
+        reader_cache_fds: plan.reader_cache_fds_per_shard,
     });
     ShardPool::start(&pool_config, move |shard, mesh| {
         let plan = shared.clone();
@@ -297,12 +314,14 @@ struct ShardPlan {
     image: MetadataImage,
     clean: bool,
     broker_config: Arc<BrokerConfig>,
+    reader_cache_fds: usize,
 }
 
 /// One shard's life: the start-up phases ([`crate::startup::PHASES`]), then serving until the
 /// main thread's shutdown closes its logs.
 async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut reporter: ShardReporter) {
     // Phase "storage": open the partitions this shard owns, install the context.
+    sluice_engine::reader_cache::set_capacity(plan.reader_cache_fds);
     if let Some(delay) = crate::fault_points::shard_open_delay(shard) {
         glommio::timer::sleep(delay).await;
     }
@@ -369,6 +388,18 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
     STORAGE.with(|s| *s.borrow_mut() = Some(storage));
     STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
     let _ = stop.wait_for(1).await;
+}
+
+/// The soft limit on open files.
+fn open_files_limit() -> usize {
+    // SAFETY: getrlimit with a valid out-struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (as Kafka's packaging asks operators

@@ -47,6 +47,10 @@ pub struct BrokerSettings {
     pub group_config: sluice_net::group::GroupConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
+    /// `max.connections` (whole broker; default: a quarter of the open-files limit).
+    pub max_connections: Option<usize>,
+    /// `sluice.reader.cache.fds` (whole broker; default: an eighth of the open-files limit).
+    pub reader_cache_fds: Option<usize>,
     /// `log.dirs` (or `log.dir`): the data directory.
     pub log_dir: Option<std::path::PathBuf>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
@@ -163,6 +167,20 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
+            "max.connections" => {
+                let n: usize = parse(key, value)?;
+                if n < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.max_connections = Some(n);
+            }
+            "sluice.reader.cache.fds" => {
+                let n: usize = parse(key, value)?;
+                if n < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.reader_cache_fds = Some(n);
+            }
             "log.dirs" => {
                 settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?);
                 settings.log_dirs_given = true;

@@ -26,6 +26,7 @@ pub mod memory_budget;
 pub mod offset_index;
 pub mod partition_log;
 pub mod producer_state;
+pub mod reader_cache;
 pub mod retention;
 pub mod segment;
 pub mod segment_writer;

@@ -1282,7 +1282,7 @@ impl PartitionLog {
                         seg.file.clone(),
                         seg.writer.clone(),
                         seg.tail_cache.clone(),
-                        (b, seg.reader.clone(), seg.log_path.clone()),
+                        (b, seg.log_path.clone()),
                         seg.size_bytes,
                         start,
                         bound_pos,
@@ -1295,7 +1295,7 @@ impl PartitionLog {
                 file,
                 writer,
                 cache,
-                (segment_base, reader, log_path),
+                (_segment_base, log_path),
                 size,
                 index_start,
                 bound_pos,
@@ -1337,21 +1337,13 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(empty(location.base_offset));
             }
-            let reader = match reader {
-                Some(r) => Some(r),
-                // The sendfile handle is opened on first need and kept with the segment.
-                None => match Segment::open_reader(&log_path).await {
-                    Ok(r) => {
-                        if let Some(seg) = self.state.borrow_mut().segments.get_mut(&segment_base) {
-                            seg.reader = Some(r.clone());
-                        }
-                        Some(r)
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
-                        None
-                    }
-                },
+            // Buffered handles for `sendfile` come from the shard's bounded cache.
+            let reader = match crate::reader_cache::get(&log_path).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                    None
+                }
             };
             let chunks =
                 Segment::chunks(&file, writer.as_ref(), cache.as_ref(), reader.as_ref(), location.position, len)
@@ -1545,6 +1537,7 @@ impl PartitionLog {
         for segment in &removed {
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, segment.base_offset);
             // Open readers keep their file descriptor; unlinking is safe under them.
+            crate::reader_cache::forget(&segment.log_path);
             for path in [segment.log_path.clone(), index_path, time_index_path] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
@@ -1607,6 +1600,7 @@ impl PartitionLog {
                 let _ = w.drain().await;
             }
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, *base);
+            crate::reader_cache::forget(&segment.log_path);
             for path in [segment.log_path.clone(), index_path, time_index_path] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
@@ -1719,6 +1713,7 @@ impl PartitionLog {
         self.closed.set(true);
         let writer = self.active_writer();
         let _ = writer.drain().await;
+        crate::reader_cache::forget_dir(&self.dir);
         let dir = self.dir.clone();
         blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

@@ -169,8 +169,6 @@ pub struct Segment {
     pub writer: Option<SegmentWriter>,
     /// Recent bytes in memory; present only while this is the active segment.
     pub tail_cache: Option<SharedTailCache>,
-    /// Buffered read handle for `sendfile`, opened on first need.
-    pub reader: Option<Arc<std::fs::File>>,
     /// True when the on-disk index files may not match the in-memory ones.
     pub indexes_dirty: bool,
 }
@@ -237,12 +235,6 @@ impl Segment {
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
     }
 
-    /// Opens a buffered, read-only handle on a segment file for `sendfile` (blocking pool).
-    pub async fn open_reader(log_path: &Path) -> std::io::Result<Arc<std::fs::File>> {
-        let path = log_path.to_path_buf();
-        crate::checkpoint_file::blocking(move || std::fs::File::open(&path)).await.map(Arc::new)
-    }
-
     /// Opens an existing `.log` file read+write (for recovery or as a sealed segment).
     pub async fn open_file(log_path: &Path, direct_io: bool) -> std::io::Result<Rc<DmaFile>> {
         let file = OpenOptions::new().read(true).write(true).dma_open(log_path).await.map_err(std::io::Error::from)?;
@@ -276,7 +268,6 @@ impl Segment {
             created_at_ms: now_ms,
             writer,
             tail_cache: None,
-            reader: None,
             indexes_dirty: true,
         }
     }

@@ -16,7 +16,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::connection;
 use crate::shard_context::ShardContext;
 
-/// Most open connections one shard serves (`max.connections`-like limit).
+/// Most open connections one shard serves unless `max.connections` says otherwise (the broker
+/// lowers it to fit the open-files limit).
 pub const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 
 /// Fails if a live socket listens on `addr`. Shards bind with SO_REUSEPORT, which would
@@ -62,7 +63,7 @@ pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
                 continue;
             }
         };
-        if open.get() >= MAX_CONNECTIONS_PER_SHARD {
+        if open.get() >= ctx.config.max_connections_per_shard {
             tracing::warn!(shard = ctx.shard, "too many connections; refusing one");
             drop(stream);
             continue;

@@ -129,6 +129,15 @@ impl Broker {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Descriptors the broker process holds open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc/PID/fd").count()
+    }
+
     /// Whether the process is still running (it may have exited with an error).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

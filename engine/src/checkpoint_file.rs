@@ -63,6 +63,13 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// ENOSPC or EDQUOT, however it was wrapped (glommio keeps the kind, not always the errno).
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Reads a whole small file; `Ok(None)` when it does not exist.
 pub async fn read_small(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     let file = match BufferedFile::open(path).await {

@@ -28,6 +28,7 @@ pub mod partition_log;
 pub mod producer_state;
 pub mod reader_cache;
 pub mod retention;
+pub mod retry_backoff;
 pub mod segment;
 pub mod segment_writer;
 pub mod shard;

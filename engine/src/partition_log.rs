@@ -74,9 +74,11 @@ const MIN_RECOVERY_BATCH_CAP_BYTES: usize = 16 << 20;
 #[derive(Clone, Copy, Debug)]
 pub struct LogOptions {
     pub writer: WriterOptions,
-    /// Single-replica mode: the high watermark follows the log end offset on every append.
-    /// The replication layer turns this off and moves the HW itself.
-    pub high_watermark_follows_log_end: bool,
+    /// Single-replica mode: the high watermark follows the durable end of the log (every
+    /// append once its bytes are written to the file), so a consumer never reads a record that
+    /// a failed write (a full disk) or a crash can still take back. The replication layer turns
+    /// this off and moves the HW itself.
+    pub high_watermark_follows_durable_end: bool,
     /// Bytes of the active segment's tail kept in memory for tailing readers (0 = off).
     pub tail_cache_bytes: usize,
     /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
@@ -121,7 +123,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             writer: WriterOptions::default(),
-            high_watermark_follows_log_end: true,
+            high_watermark_follows_durable_end: true,
             tail_cache_bytes: 32 << 20,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             direct_io: true,
@@ -144,15 +146,21 @@ impl LogOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogError {
     Io(String),
+    /// The file system is out of space (ENOSPC/EDQUOT): retriable once space is freed.
+    StorageFull(String),
     Closed,
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
     Corrupt(String),
 }
 
 impl LogError {
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            LogError::Io(_) | LogError::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
+            LogError::Io(_) | LogError::StorageFull(_) | LogError::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             LogError::Closed => ErrorCode::NOT_LEADER_OR_FOLLOWER,
             LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         }
@@ -163,6 +171,7 @@ impl std::fmt::Display for LogError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LogError::Io(e) => write!(f, "storage I/O error: {e}"),
+            LogError::StorageFull(e) => write!(f, "storage full: {e}"),
             LogError::Closed => write!(f, "log is closed"),
             LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => {
                 write!(f, "offset {offset} is outside [{log_start_offset}, {log_end_offset}]")
@@ -176,6 +185,30 @@ impl std::error::Error for LogError {}
 
 fn io(e: impl std::fmt::Display) -> LogError {
     LogError::Io(e.to_string())
+}
+
+/// An I/O error, keeping whether the disk is full.
+fn io_error(e: std::io::Error) -> LogError {
+    if checkpoint_file::is_storage_full(&e) {
+        LogError::StorageFull(e.to_string())
+    } else {
+        LogError::Io(e.to_string())
+    }
+}
+
+/// A segment writer's failure, keeping whether the disk is full.
+fn write_error(e: crate::segment_writer::WriteError) -> LogError {
+    if e.storage_full {
+        LogError::StorageFull(e.to_string())
+    } else {
+        LogError::Io(e.to_string())
+    }
+}
+
+impl LogError {
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, LogError::StorageFull(_))
+    }
 }
 
 /// Why an append was refused. Nothing of a refused append is written.
@@ -621,7 +654,7 @@ impl PartitionLog {
         // Everything that survived recovery is on disk now; make it durable and say so (a clean
         // stop synced it already).
         if !clean_shutdown {
-            log.active_writer().sync().await.map_err(io)?;
+            log.active_writer().sync().await.map_err(write_error)?;
         }
         log.flushed.advance(log_end_offset as u64);
         log.write_checkpoints().await?;
@@ -637,7 +670,7 @@ impl PartitionLog {
             return Ok(());
         }
         let bytes = self.producers.borrow().encode_snapshot(next_offset);
-        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io)?;
+        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io_error)?;
         let doomed: Vec<i64> = {
             let mut state = self.state.borrow_mut();
             state.producer_snapshots.retain(|o| *o != next_offset);
@@ -847,10 +880,12 @@ impl PartitionLog {
         if target.needs_flush {
             self.flush().await?;
         }
-        self.durable
-            .wait_for(target.next_offset as u64)
-            .await
-            .map_err(|_| LogError::Io("segment write failed; the append is not durable".into()))
+        if self.durable.wait_for(target.next_offset as u64).await.is_err() {
+            // Say why precisely (a full disk is retriable once space is freed).
+            let cause = self.active_writer().error().map(write_error);
+            return Err(cause.unwrap_or_else(|| LogError::Io("segment write failed; the append is not durable".into())));
+        }
+        Ok(())
     }
 
     /// Offset below which every appended byte is written to the file.
@@ -971,14 +1006,14 @@ impl PartitionLog {
                 let active = state.active();
                 (active.writer.clone().expect("active writer"), active.size_bytes)
             };
-            writer.append(&header).await.map_err(|e| AppendError::Log(io(e)))?;
+            writer.append(&header).await.map_err(|e| AppendError::Log(write_error(e)))?;
             match shared {
                 Some(shared) => {
                     writer.append_shared(shared.slice(batch_range.start + BATCH_HEADER_LEN..batch_range.end)).await
                 }
                 None => writer.append(rest).await,
             }
-            .map_err(|e| AppendError::Log(io(e)))?;
+            .map_err(|e| AppendError::Log(write_error(e)))?;
             {
                 let mut state = self.state.borrow_mut();
                 let active = state.active_mut();
@@ -1002,9 +1037,6 @@ impl PartitionLog {
             }
             next_offset = last_offset + 1;
             self.log_end.advance(next_offset as u64);
-            if self.options.high_watermark_follows_log_end {
-                self.high_watermark.advance(next_offset as u64);
-            }
             self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
         let end_position = self.next_append_position();
@@ -1026,10 +1058,13 @@ impl PartitionLog {
         Ok((info, DurableTarget { next_offset, needs_flush: unflushed_messages >= flush_policy.every_messages }))
     }
 
-    /// Advances the durable offset to `next_offset` once the writer has `end_pos` bytes on file.
+    /// Advances the durable offset (and, in single-replica mode, the high watermark) to
+    /// `next_offset` once the writer has `end_pos` bytes on file.
     fn track_durability(&self, writer: &SegmentWriter, end_pos: u64, next_offset: i64) {
         let writer = writer.clone();
         let durable = self.durable.clone();
+        let high_watermark = self.options.high_watermark_follows_durable_end.then(|| self.high_watermark.clone());
+        let log_end = self.log_end.clone();
         let generation = self.generation.clone();
         let started_in = generation.get();
         glommio::spawn_local(async move {
@@ -1038,7 +1073,13 @@ impl PartitionLog {
                 return; // truncated meanwhile: these offsets may no longer exist
             }
             match written {
-                Ok(()) => durable.advance(next_offset as u64),
+                Ok(()) => {
+                    assert!(next_offset as u64 <= log_end.get(), "durable offset past the log end");
+                    durable.advance(next_offset as u64);
+                    if let Some(hw) = high_watermark {
+                        hw.advance(next_offset as u64);
+                    }
+                }
                 Err(_) => durable.fail(),
             }
         })
@@ -1130,7 +1171,7 @@ impl PartitionLog {
                 }
                 Err(e) => {
                     self.flushed.fail();
-                    return Err(io(e));
+                    return Err(write_error(e));
                 }
             }
         }
@@ -1159,7 +1200,7 @@ impl PartitionLog {
             return Ok(()); // empty active segment already starts here
         }
         // Seal: everything written and synced, zero padding cut off, indexes on disk.
-        writer.sync().await.map_err(io)?;
+        writer.sync().await.map_err(write_error)?;
         file.truncate(size).await.map_err(io)?;
         self.write_segment_indexes(base).await?;
         let mut segment = Segment::create(
@@ -1204,8 +1245,8 @@ impl PartitionLog {
             (seg.offset_index.encode(), seg.time_index.encode())
         };
         let (_, index_path, time_index_path) = Segment::paths(&self.dir, base);
-        write_atomic(&index_path, &index).await.map_err(io)?;
-        write_atomic(&time_index_path, &time_index).await.map_err(io)?;
+        write_atomic(&index_path, &index).await.map_err(io_error)?;
+        write_atomic(&time_index_path, &time_index).await.map_err(io_error)?;
         if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
             seg.indexes_dirty = false;
         }
@@ -1218,7 +1259,7 @@ impl PartitionLog {
         }
         write_atomic(&self.dir.join(RECOVERY_POINT_FILE), encode_offset_checkpoint(offset).as_bytes())
             .await
-            .map_err(io)?;
+            .map_err(io_error)?;
         self.state.borrow_mut().checkpointed_recovery_point = offset;
         Ok(())
     }
@@ -1231,7 +1272,7 @@ impl PartitionLog {
         }
         write_atomic(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes())
             .await
-            .map_err(io)?;
+            .map_err(io_error)?;
         self.state.borrow_mut().checkpointed_log_start_offset = Some(lso);
         Ok(())
     }
@@ -1242,9 +1283,41 @@ impl PartitionLog {
         if self.state.borrow().checkpointed_epochs.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io)?;
+        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io_error)?;
         self.state.borrow_mut().checkpointed_epochs = Some(text);
         Ok(())
+    }
+
+    /// [`PartitionLog::write_recovery_point`], or, when the disk is full, removing the file:
+    /// without it the next unclean start scans every segment, which is always safe.
+    async fn write_recovery_point_or_forget(&self, offset: i64) -> Result<(), LogError> {
+        match self.write_recovery_point(offset).await {
+            Err(e) if e.is_storage_full() => {
+                self.forget_checkpoint(RECOVERY_POINT_FILE).await?;
+                self.state.borrow_mut().checkpointed_recovery_point = -1;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// [`PartitionLog::write_epoch_checkpoint`], or, when the disk is full, removing the file:
+    /// the next start rebuilds the epochs from the batch headers.
+    async fn write_epoch_checkpoint_or_forget(&self) -> Result<(), LogError> {
+        match self.write_epoch_checkpoint().await {
+            Err(e) if e.is_storage_full() => {
+                self.forget_checkpoint(LEADER_EPOCH_FILE).await?;
+                self.state.borrow_mut().checkpointed_epochs = None;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Removes a checkpoint that could not be rewritten (unlinking needs no free space).
+    async fn forget_checkpoint(&self, name: &str) -> Result<(), LogError> {
+        tracing::warn!(topic = %self.topic, partition = self.partition, file = name, "disk full: removing a stale checkpoint; the next start rebuilds it");
+        checkpoint_file::remove_if_exists(&self.dir.join(name)).await.map_err(io_error)
     }
 
     async fn write_checkpoints(&self) -> Result<(), LogError> {
@@ -1612,6 +1685,44 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.truncate_locked(offset).await
+    }
+
+    /// Whether the active segment's writer failed (a write or fdatasync error: a full or failing
+    /// disk). Appends fail with KAFKA_STORAGE_ERROR until [`PartitionLog::recover_from_write_failure`].
+    pub fn write_failed(&self) -> bool {
+        let writer_failed = self.state.borrow().active().writer.as_ref().is_some_and(|w| w.error().is_some());
+        writer_failed || self.durable.is_failed() || self.flushed.is_failed()
+    }
+
+    /// After a failed write: cuts the log back to its durable offset and gives the active
+    /// segment a new writer, so appends succeed again once the disk has room (if it is still
+    /// full, the next append fails the same way and the shard tries again later, backing off).
+    /// Nothing past the durable offset was acknowledged, and no consumer read it (the high
+    /// watermark follows the durable offset), so nothing anyone saw is taken back. Returns
+    /// whether there was anything to recover.
+    pub async fn recover_from_write_failure(&self) -> Result<bool, LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        if self.closed.get() || !self.write_failed() {
+            return Ok(false);
+        }
+        self.recover_locked().await?;
+        Ok(true)
+    }
+
+    async fn recover_locked(&self) -> Result<(), LogError> {
+        let durable = self.durable_offset();
+        tracing::warn!(
+            topic = %self.topic, partition = self.partition, durable, log_end = self.log_end_offset(),
+            "recovering from a failed write: the log is cut back to its durable offset"
+        );
+        self.truncate_locked(durable).await
+    }
+
+    /// Removes every batch at or above `offset` and gives the active segment a new writer.
+    /// Caller holds `exclusive`. Works on a failed writer too: it waits until none of the old
+    /// writer's I/O is still in the kernel.
+    async fn truncate_locked(&self, offset: i64) -> Result<(), LogError> {
         let offset = offset.max(self.log_start_offset());
         // Drop whole segments above, then cut the one containing `offset`.
         let doomed: Vec<i64> = {
@@ -1623,6 +1734,7 @@ impl PartitionLog {
             let segment = self.state.borrow_mut().segments.remove(base).expect("present");
             if let Some(w) = &segment.writer {
                 let _ = w.drain().await;
+                w.quiesce().await;
             }
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, *base);
             crate::reader_cache::forget(&segment.log_path);
@@ -1637,7 +1749,9 @@ impl PartitionLog {
             (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset)
         };
         if let Some(w) = &writer {
-            w.drain().await.map_err(io)?;
+            // A failed writer returns at once from `drain`: `quiesce` still waits for its I/O.
+            let _ = w.drain().await;
+            w.quiesce().await;
         }
         let config = self.config.borrow().clone();
         let settings = settings_of(&config);
@@ -1671,19 +1785,21 @@ impl PartitionLog {
         }
         self.generation.set(self.generation.get() + 1);
         self.log_end.reset(new_end as u64);
-        if self.durable_offset() > new_end {
-            self.durable.reset(new_end as u64);
-        }
-        if self.high_watermark() > new_end {
+        // Every batch left was just read back from the file: all of it is durable.
+        self.durable.reset(new_end as u64);
+        self.durable.clear_failure();
+        if self.options.high_watermark_follows_durable_end || self.high_watermark() > new_end {
             self.high_watermark.reset(new_end as u64);
         }
         if self.recovery_point() > new_end {
             self.flushed.reset(new_end as u64);
         }
+        self.flushed.clear_failure();
+        self.sync_running.set(false);
         // The on-disk recovery point must not claim offsets that no longer exist: a crash
         // now must rescan the truncated segment.
-        self.write_recovery_point(self.recovery_point().min(base)).await?;
-        self.write_epoch_checkpoint().await?;
+        self.write_recovery_point_or_forget(self.recovery_point().min(base)).await?;
+        self.write_epoch_checkpoint_or_forget().await?;
         // Producer state of the removed batches must go too: rebuild it from what remains.
         let (mut snapshots, extents) = {
             let state = self.state.borrow();
@@ -1703,21 +1819,41 @@ impl PartitionLog {
         if self.closed.replace(true) {
             return Ok(());
         }
+        if self.write_failed() {
+            // A full disk: what was not written was never acknowledged; close what is durable.
+            self.recover_locked().await?;
+        }
         let (writer, file, size, base) = {
             let state = self.state.borrow();
             let a = state.active();
             (a.writer.clone().expect("active writer"), a.file.clone(), a.size_bytes, a.base_offset)
         };
-        writer.sync().await.map_err(io)?;
+        writer.sync().await.map_err(write_error)?;
         self.flushed.advance(self.log_end.get());
         file.truncate(size).await.map_err(io)?;
+        // On a full disk a checkpoint that cannot be rewritten is removed instead (each is
+        // rebuilt at the next start): a clean stop stays clean.
         let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
         for b in bases {
-            self.write_segment_indexes(b).await?;
+            match self.write_segment_indexes(b).await {
+                Err(e) if e.is_storage_full() => {
+                    let (_, index_path, time_index_path) = Segment::paths(&self.dir, b);
+                    for path in [index_path, time_index_path] {
+                        checkpoint_file::remove_if_exists(&path).await.map_err(io_error)?;
+                    }
+                }
+                other => other?,
+            }
         }
         debug_assert!(self.state.borrow().segments.contains_key(&base));
-        self.write_checkpoints().await?;
-        self.write_producer_snapshot(self.log_end_offset()).await?;
+        self.write_recovery_point_or_forget(self.recovery_point()).await?;
+        self.write_log_start_offset().await?;
+        self.write_epoch_checkpoint_or_forget().await?;
+        match self.write_producer_snapshot(self.log_end_offset()).await {
+            // The newest older snapshot and a replay of the batches after it rebuild it.
+            Err(e) if e.is_storage_full() => {}
+            other => other?,
+        }
         self.log_end.wake_all();
         self.high_watermark.wake_all();
         Ok(())

@@ -94,13 +94,26 @@ impl WriterOptions {
     }
 }
 
-/// A write failure; the writer is unusable afterwards.
+/// A write failure; the writer is unusable afterwards (the log replaces it, see
+/// `PartitionLog::recover_from_write_failure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteError(pub String);
+pub struct WriteError {
+    pub message: String,
+    /// The file system is out of space (ENOSPC, EDQUOT): the cause that clears by itself when
+    /// an operator frees space.
+    pub storage_full: bool,
+}
+
+impl WriteError {
+    fn new(message: String, cause: Option<&std::io::Error>) -> WriteError {
+        let storage_full = cause.is_some_and(crate::checkpoint_file::is_storage_full);
+        WriteError { message, storage_full }
+    }
+}
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "segment write failed: {}", self.0)
+        write!(f, "segment write failed: {}", self.message)
     }
 }
 
@@ -149,6 +162,10 @@ struct WriterCore {
     preallocated_to: u64,
     /// Completion of the preallocation in flight, if any (at most one at a time).
     preallocating: Option<DoneSignal>,
+    /// Writes and preallocations handed to the kernel, and how many of them have finished
+    /// (succeeded or failed): see [`SegmentWriter::quiesce`].
+    io_issued: u64,
+    io_finished: Rc<Watermark>,
 }
 
 /// Write-behind appender for one segment file. See the module docs.
@@ -190,6 +207,8 @@ impl SegmentWriter {
             written: written.clone(),
             preallocated_to: existing_len,
             preallocating: None,
+            io_issued: 0,
+            io_finished: Watermark::new(0),
         };
         SegmentWriter { core: Rc::new(RefCell::new(core)), written }
     }
@@ -291,19 +310,20 @@ impl SegmentWriter {
         self.wait_written(target).await
     }
 
-    /// Waits until `len` logical bytes are written to the file.
+    /// Waits until `len` logical bytes are written to the file. Bytes written before a later
+    /// write failed are still written: that is checked first.
     pub async fn wait_written(&self, len: u64) -> Result<(), WriteError> {
         loop {
-            if let Some(error) = self.error() {
-                return Err(error);
-            }
             if self.written.get() >= len {
                 return Ok(());
+            }
+            if let Some(error) = self.error() {
+                return Err(error);
             }
             // Make sure something is in flight that will move `written`.
             WriterCore::kick_if_idle(&self.core);
             if self.written.wait_for(len).await.is_err() {
-                return Err(self.error().unwrap_or_else(|| WriteError("writer failed".into())));
+                return Err(self.error().unwrap_or_else(|| WriteError::new("writer failed".into(), None)));
             }
         }
     }
@@ -314,11 +334,24 @@ impl SegmentWriter {
         self.write_out().await?;
         self.wait_preallocated().await;
         let file = self.core.borrow().file.clone();
-        file.fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))
+        let synced = file.fdatasync().await.map_err(std::io::Error::from);
+        synced.map_err(|e| self.fail(format!("fdatasync: {e}"), Some(&e)))
     }
 
-    fn fail(&self, message: String) -> WriteError {
-        WriterCore::fail(&self.core, message)
+    fn fail(&self, message: String, cause: Option<&std::io::Error>) -> WriteError {
+        WriterCore::fail(&self.core, message, cause)
+    }
+
+    /// Waits until no write or preallocation this writer issued is still running in the kernel,
+    /// whether it succeeds or fails; after that nothing of this writer can land in the file, so
+    /// the file may be truncated and given to a new writer. Unlike [`SegmentWriter::drain`] it
+    /// submits nothing and ignores a failure.
+    pub async fn quiesce(&self) {
+        let (issued, finished) = {
+            let core = self.core.borrow();
+            (core.io_issued, core.io_finished.clone())
+        };
+        let _ = finished.wait_for(issued).await;
     }
 
     /// Copies the logical bytes `[pos, pos + out.len())` that are not on disk yet from memory.
@@ -513,12 +546,12 @@ impl WriterCore {
         self.current_len > 0 || self.page.as_ref().is_some_and(|p| p.len > p.submitted_len)
     }
 
-    fn fail(core: &Rc<RefCell<WriterCore>>, message: String) -> WriteError {
-        let error = WriteError(message);
+    fn fail(core: &Rc<RefCell<WriterCore>>, message: String, cause: Option<&std::io::Error>) -> WriteError {
+        let error = WriteError::new(message, cause);
         let written = {
             let mut core = core.borrow_mut();
             if core.error.is_none() {
-                tracing::error!(error = %error, "segment writer failed; log is now read-only");
+                tracing::error!(error = %error, "segment writer failed; appends fail until the log recovers");
                 core.error = Some(error.clone());
             }
             core.written.clone()
@@ -612,30 +645,44 @@ impl WriterCore {
     /// Spawns the task that performs a planned write (after the write it must wait for).
     fn spawn_write(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, w: PlannedWrite) {
         let core_rc = core_rc.clone();
+        core_rc.borrow_mut().io_issued += 1;
         glommio::spawn_local(async move {
             let PlannedWrite { seq, buf, file_pos, padded_len, wait_for_previous, done_tx } = w;
             if let Some(previous) = wait_for_previous {
                 let _ = previous.await;
             }
             let failed = core_rc.borrow().error.is_some();
+            // After a failure nothing more is written; the skipped write stays behind the failed
+            // one in `in_flight`, so `written` never passes the failure.
             let result = if failed { Ok(padded_len) } else { file.write_rc_at(buf, file_pos).await };
             let _ = done_tx.send(());
             match result {
                 Ok(n) if n == padded_len => Self::complete(&core_rc, seq),
                 Ok(n) => {
-                    Self::fail(&core_rc, format!("short write at {file_pos}: {n} of {padded_len} bytes"));
+                    Self::fail(&core_rc, format!("short write at {file_pos}: {n} of {padded_len} bytes"), None);
                 }
                 Err(e) => {
-                    Self::fail(&core_rc, format!("write at {file_pos}: {e}"));
+                    let e = std::io::Error::from(e);
+                    Self::fail(&core_rc, format!("write at {file_pos}: {e}"), Some(&e));
                 }
             }
+            Self::note_io_finished(&core_rc);
         })
         .detach();
+    }
+
+    fn note_io_finished(core_rc: &Rc<RefCell<WriterCore>>) {
+        let (finished, count) = {
+            let core = core_rc.borrow();
+            (core.io_finished.clone(), core.io_finished.get() + 1)
+        };
+        finished.advance(count);
     }
 
     /// Spawns a planned preallocation.
     fn spawn_preallocation(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, p: PlannedPreallocation) {
         let core_rc = core_rc.clone();
+        core_rc.borrow_mut().io_issued += 1;
         glommio::spawn_local(async move {
             // keep_size = false: the file's size becomes `target`, so writes below it are not
             // "extending" and ext4 can do them inline.
@@ -650,6 +697,7 @@ impl WriterCore {
                 }
             }
             let _ = p.done_tx.send(());
+            Self::note_io_finished(&core_rc);
         })
         .detach();
     }

@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::log_config::LogConfig;
 use crate::memory_budget::{install_shard_budget, MemoryBudget};
 use crate::partition_log::{parse_partition_dir_name, LogError, LogOptions, PartitionLog};
+use crate::retry_backoff::RetryBackoff;
 
 /// Name of the marker a clean shutdown leaves in the data directory.
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
@@ -72,8 +73,17 @@ pub struct ShardStorage {
     options: StorageOptions,
     budget: Rc<MemoryBudget>,
     partitions: RefCell<HashMap<PartitionKey, OwnedPartition>>,
+    /// Partitions whose writes failed, and when to try to recover each (see
+    /// [`Housekeeping::RecoverWrites`]).
+    write_recovery: RefCell<HashMap<PartitionKey, RetryBackoff>>,
     stopping: Cell<bool>,
 }
+
+/// How often the shard looks for partitions whose writes failed.
+pub const WRITE_RECOVERY_CHECK_INTERVAL_MS: u64 = 50;
+/// First and longest wait between recoveries of one partition while its disk stays full.
+pub const WRITE_RECOVERY_FIRST_DELAY_MS: i64 = 100;
+pub const WRITE_RECOVERY_MAX_DELAY_MS: i64 = 5_000;
 
 impl ShardStorage {
     /// Opens every partition directory under the data dir that this shard owns. `config_for`
@@ -95,6 +105,7 @@ impl ShardStorage {
             budget,
             options,
             partitions: RefCell::new(HashMap::new()),
+            write_recovery: RefCell::new(HashMap::new()),
             stopping: Cell::new(false),
         });
         let data_dir = storage.options.data_dir.clone();
@@ -205,6 +216,7 @@ impl ShardStorage {
             (self.options.flush_check_interval_ms, Housekeeping::Flush),
             (self.options.retention_check_interval_ms, Housekeeping::Retention),
             (self.options.recovery_point_checkpoint_interval_ms, Housekeeping::Checkpoint),
+            (WRITE_RECOVERY_CHECK_INTERVAL_MS, Housekeeping::RecoverWrites),
         ];
         for (interval_ms, kind) in intervals {
             let storage = self.clone();
@@ -224,15 +236,56 @@ impl ShardStorage {
 
     async fn run_housekeeping(&self, kind: Housekeeping) {
         let now = now_ms();
+        if let Housekeeping::RecoverWrites = kind {
+            return self.recover_failed_writes(now).await;
+        }
         for log in self.partitions() {
             let result = match kind {
                 Housekeeping::Flush => log.flush_if_due(now).await,
                 Housekeeping::Retention => log.apply_retention(now).await.map(|_| ()),
                 Housekeeping::Checkpoint => log.checkpoint_recovery_point().await,
+                Housekeeping::RecoverWrites => Ok(()),
             };
             if let Err(e) = result {
                 if !log.is_closed() {
                     tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
+                }
+            }
+        }
+    }
+
+    /// Partitions whose writes failed (a full disk) recover on their own: each is cut back to
+    /// its durable offset with a new writer, first soon after the failure, then with a doubling
+    /// wait while writes keep failing; a partition whose writes succeed again starts afresh.
+    async fn recover_failed_writes(&self, now: i64) {
+        let failed: Vec<Rc<PartitionLog>> = self.partitions().into_iter().filter(|l| l.write_failed()).collect();
+        {
+            let failed_keys: std::collections::HashSet<PartitionKey> =
+                failed.iter().map(|l| (l.topic().to_string(), l.partition())).collect();
+            // Healthy for a while (or gone): the next failure starts with the first delay.
+            self.write_recovery.borrow_mut().retain(|key, backoff| failed_keys.contains(key) || !backoff.settled(now));
+        }
+        for log in failed {
+            let key = (log.topic().to_string(), log.partition());
+            let due = {
+                let mut pending = self.write_recovery.borrow_mut();
+                let backoff = pending.entry(key.clone()).or_insert_with(|| {
+                    RetryBackoff::new(now, WRITE_RECOVERY_FIRST_DELAY_MS, WRITE_RECOVERY_MAX_DELAY_MS)
+                });
+                let due = backoff.is_due(now);
+                if due {
+                    backoff.attempted(now);
+                }
+                due
+            };
+            if !due {
+                continue;
+            }
+            match log.recover_from_write_failure().await {
+                Ok(_) => {}
+                Err(e) if log.is_closed() => tracing::debug!(error = %e, "log closed during write recovery"),
+                Err(e) => {
+                    tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "write recovery failed; trying again later")
                 }
             }
         }
@@ -267,6 +320,8 @@ enum Housekeeping {
     Flush,
     Retention,
     Checkpoint,
+    /// Recover partitions whose writes failed ([`ShardStorage::recover_failed_writes`]).
+    RecoverWrites,
 }
 
 /// Whether the data dir holds a clean-shutdown marker (checked before shards start; the main

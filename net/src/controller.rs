@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use sluice_engine::checkpoint_file::write_atomic;
+use sluice_engine::checkpoint_file::{is_storage_full, write_atomic};
 use sluice_engine::log_config::LogConfig;
 
 use crate::metadata_image::{MetadataCommand, MetadataError, MetadataImage};
@@ -224,11 +224,6 @@ async fn delete_topic_partitions(topic: &str) {
             }
         }
     }
-}
-
-/// ENOSPC (or a quota), however it was wrapped.
-pub fn is_storage_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Creates (or opens) this shard's partitions `from..to` of `topic`.

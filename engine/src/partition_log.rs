@@ -484,7 +484,7 @@ impl PartitionLog {
                 loaded = Self::load_segment_indexes(&mut segment, file_size, &index_path, &time_index_path, settings)
                     .await?;
                 if !loaded {
-                    tracing::warn!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
+                    crate::warn_limited!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
                 }
             }
             if !loaded {
@@ -509,7 +509,7 @@ impl PartitionLog {
                                 "cutting the zeros after the last batch of a segment that was not closed"
                             );
                         } else {
-                            tracing::warn!(
+                            crate::warn_limited!(
                                 dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
                                 %reason, "truncating damaged segment tail; later segments are dropped"
                             );
@@ -1348,7 +1348,7 @@ impl PartitionLog {
                         Some(r)
                     }
                     Err(e) => {
-                        tracing::warn!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                        crate::warn_limited!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
                         None
                     }
                 },
@@ -1387,7 +1387,7 @@ impl PartitionLog {
         match Segment::find_batch(file, writer, cache, index_start, size, target, false).await.map_err(io)? {
             Ok(found) => Ok(found),
             Err(at) if index_start > 0 => {
-                tracing::warn!(position = at, "index entry does not point at a batch; walking the segment");
+                crate::warn_limited!(position = at, "index entry does not point at a batch; walking the segment");
                 match Segment::find_batch(file, writer, cache, 0, size, target, false).await.map_err(io)? {
                     Ok(found) => Ok(found),
                     Err(at) => Err(LogError::Corrupt(format!("no batch header at position {at}"))),
@@ -1787,7 +1787,9 @@ async fn rebuild_producer_state(
                 loaded = Some((table, offset));
                 break;
             }
-            _ => tracing::warn!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one"),
+            _ => {
+                crate::warn_limited!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one")
+            }
         }
     }
     let (mut table, from) = loaded.unwrap_or_else(|| (ProducerStateTable::default(), log_start));

@@ -121,7 +121,7 @@ impl ShardStorage {
                 continue;
             }
             let Some(config) = config_for(&topic) else {
-                tracing::warn!(dir = %name, "partition directory of a topic missing from metadata; left untouched");
+                crate::warn_limited!(dir = %name, "partition directory of a topic missing from metadata; left untouched");
                 continue;
             };
             storage.open_partition(&topic, partition, config, clean_shutdown).await?;
@@ -169,7 +169,7 @@ impl ShardStorage {
         let minimum = (log_options.writer.max_memory_bytes() + log_options.tail_cache_bytes) as u64;
         let reservation = self.budget.try_reserve(minimum);
         if reservation.is_none() {
-            tracing::warn!(
+            crate::warn_limited!(
                 shard = self.shard,
                 budget = self.budget.limit_bytes(),
                 "memory budget exhausted; partition writer runs over budget"
@@ -261,7 +261,7 @@ impl ShardStorage {
             };
             if let Err(e) = result {
                 if !log.is_closed() {
-                    tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
+                    crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
                 }
             }
         }
@@ -283,7 +283,7 @@ impl ShardStorage {
         let mut first_error = None;
         for log in self.partitions() {
             if let Err(e) = log.close().await {
-                tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
+                crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
                 first_error.get_or_insert(e);
             }
         }

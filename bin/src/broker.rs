@@ -430,7 +430,7 @@ fn abort_on_panic() {
     let print = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         print(info);
-        tracing::error!("a broker thread panicked; aborting (the next start runs recovery)");
+        crate::logging::fatal("a broker thread panicked; aborting (the next start runs recovery)");
         std::process::abort();
     }));
 }

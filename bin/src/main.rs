@@ -7,6 +7,7 @@ mod broker;
 mod broker_config;
 mod fault_points;
 mod listeners;
+mod logging;
 mod startup;
 mod tune;
 
@@ -44,20 +45,15 @@ fn tune_allocator() {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     tune_allocator();
+    logging::init(); // starts the log writer thread: after tune_allocator
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Tune(args) => tune::run(args),
     };
+    // exit() runs no destructors: write the queued log lines first.
+    logging::flush();
     std::process::exit(code);
 }

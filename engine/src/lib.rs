@@ -21,6 +21,7 @@ pub mod error_code;
 pub mod iopoll_probe;
 pub mod leader_epoch_cache;
 pub mod log_config;
+pub mod log_limit;
 pub mod log_recovery;
 pub mod memory_budget;
 pub mod offset_index;
@@ -44,3 +45,7 @@ pub use partition_log::{AppendError, AppendInfo, LogError, LogOptions, LogRead, 
 pub use segment::ReadChunk;
 pub use shard::{ShardMesh, ShardPool, ShardPoolConfig};
 pub use shard_storage::{owner_shard, ShardStorage, StorageOptions};
+
+// For the rate-limited log macros of [`log_limit`], expanded in other crates.
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -523,7 +523,7 @@ impl PartitionLog {
                 loaded = Self::load_segment_indexes(&mut segment, file_size, &index_path, &time_index_path, settings)
                     .await?;
                 if !loaded {
-                    tracing::warn!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
+                    crate::warn_limited!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
                 }
             }
             if !loaded {
@@ -548,7 +548,7 @@ impl PartitionLog {
                                 "cutting the zeros after the last batch of a segment that was not closed"
                             );
                         } else {
-                            tracing::warn!(
+                            crate::warn_limited!(
                                 dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
                                 %reason, "truncating damaged segment tail; later segments are dropped"
                             );
@@ -1316,7 +1316,7 @@ impl PartitionLog {
 
     /// Removes a checkpoint that could not be rewritten (unlinking needs no free space).
     async fn forget_checkpoint(&self, name: &str) -> Result<(), LogError> {
-        tracing::warn!(topic = %self.topic, partition = self.partition, file = name, "disk full: removing a stale checkpoint; the next start rebuilds it");
+        crate::warn_limited!(topic = %self.topic, partition = self.partition, file = name, "disk full: removing a stale checkpoint; the next start rebuilds it");
         checkpoint_file::remove_if_exists(&self.dir.join(name)).await.map_err(io_error)
     }
 
@@ -1439,7 +1439,7 @@ impl PartitionLog {
             let reader = match crate::reader_cache::get(&log_path).await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    tracing::warn!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                    crate::warn_limited!(path = %log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
                     None
                 }
             };
@@ -1477,7 +1477,7 @@ impl PartitionLog {
         match Segment::find_batch(file, writer, cache, index_start, size, target, false).await.map_err(io)? {
             Ok(found) => Ok(found),
             Err(at) if index_start > 0 => {
-                tracing::warn!(position = at, "index entry does not point at a batch; walking the segment");
+                crate::warn_limited!(position = at, "index entry does not point at a batch; walking the segment");
                 match Segment::find_batch(file, writer, cache, 0, size, target, false).await.map_err(io)? {
                     Ok(found) => Ok(found),
                     Err(at) => Err(LogError::Corrupt(format!("no batch header at position {at}"))),
@@ -1712,7 +1712,7 @@ impl PartitionLog {
 
     async fn recover_locked(&self) -> Result<(), LogError> {
         let durable = self.durable_offset();
-        tracing::warn!(
+        crate::warn_limited!(
             topic = %self.topic, partition = self.partition, durable, log_end = self.log_end_offset(),
             "recovering from a failed write: the log is cut back to its durable offset"
         );
@@ -1943,7 +1943,9 @@ async fn rebuild_producer_state(
                 loaded = Some((table, offset));
                 break;
             }
-            _ => tracing::warn!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one"),
+            _ => {
+                crate::warn_limited!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one")
+            }
         }
     }
     let (mut table, from) = loaded.unwrap_or_else(|| (ProducerStateTable::default(), log_start));

@@ -229,7 +229,9 @@ impl Segment {
             // system without fallocate only loses the speed-up, as in Kafka.
             match file.pre_allocate(settings.preallocate_bytes, false).await {
                 Ok(()) => writer.note_preallocated(settings.preallocate_bytes),
-                Err(e) => tracing::warn!(path = %log_path.display(), error = %e, "could not preallocate the segment"),
+                Err(e) => {
+                    crate::warn_limited!(path = %log_path.display(), error = %e, "could not preallocate the segment")
+                }
             }
         }
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))

@@ -551,7 +551,7 @@ impl WriterCore {
         let written = {
             let mut core = core.borrow_mut();
             if core.error.is_none() {
-                tracing::error!(error = %error, "segment writer failed; appends fail until the log recovers");
+                crate::error_limited!(error = %error, "segment writer failed; appends fail until the log recovers");
                 core.error = Some(error.clone());
             }
             core.written.clone()
@@ -692,7 +692,7 @@ impl WriterCore {
                 core.preallocating = None;
                 if let Err(e) = result {
                     // Not fatal: the writes extend the file themselves, as without preallocation.
-                    tracing::warn!(error = %e, target = p.target, "segment preallocation failed; not preallocating this segment");
+                    crate::warn_limited!(error = %e, target = p.target, "segment preallocation failed; not preallocating this segment");
                     core.options.preallocate_max_step_bytes = 0;
                 }
             }

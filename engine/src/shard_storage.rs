@@ -130,7 +130,7 @@ impl ShardStorage {
                 continue;
             }
             let Some(config) = config_for(&topic) else {
-                tracing::warn!(dir = %name, "partition directory of a topic missing from metadata; left untouched");
+                crate::warn_limited!(dir = %name, "partition directory of a topic missing from metadata; left untouched");
                 continue;
             };
             storage.open_partition(&topic, partition, config, clean_shutdown).await?;
@@ -248,7 +248,7 @@ impl ShardStorage {
             };
             if let Err(e) = result {
                 if !log.is_closed() {
-                    tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
+                    crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, ?kind, "storage housekeeping failed");
                 }
             }
         }
@@ -285,7 +285,7 @@ impl ShardStorage {
                 Ok(_) => {}
                 Err(e) if log.is_closed() => tracing::debug!(error = %e, "log closed during write recovery"),
                 Err(e) => {
-                    tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "write recovery failed; trying again later")
+                    crate::warn_limited!(topic = log.topic(), partition = log.partition(), error = %e, "write recovery failed; trying again later")
                 }
             }
         }
@@ -307,7 +307,7 @@ impl ShardStorage {
         let mut first_error = None;
         for log in self.partitions() {
             if let Err(e) = log.close().await {
-                tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
+                crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
                 first_error.get_or_insert(e);
             }
         }

@@ -68,7 +68,7 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                sluice_engine::warn_limited!(%peer, error = %e, "closing connection: bad frame");
                 break;
             }
         };
@@ -79,7 +79,7 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
         let response = match process(frame, &ctx, &mut placement).await {
             Ok(response) => response,
             Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
         };
@@ -132,7 +132,7 @@ async fn write_responses(
             Ok(Some(segments)) => segments,
             Ok(None) => continue,
             Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
         };

@@ -106,7 +106,7 @@ async fn commit_locked(ctx: &ShardContext, command: MetadataCommand) -> Result<(
         let command = command.clone();
         let applied = ctx.mesh.call(shard, move || async move { apply_on_shard(command).await }).await;
         if let Err(e) = applied {
-            tracing::error!(shard, error = %e, "a shard could not apply a metadata command");
+            sluice_engine::error_limited!(shard, error = %e, "a shard could not apply a metadata command");
         }
     }
     tracing::info!(?command, "metadata command applied");
@@ -193,7 +193,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
     let ctx = ShardContext::current();
     let defaults = ctx.config.default_log_config.clone();
     if let Err(e) = ctx.image.borrow_mut().apply(&command, &defaults) {
-        tracing::error!(?command, error = ?e, "committed metadata command failed on a shard");
+        sluice_engine::error_limited!(?command, error = ?e, "committed metadata command failed on a shard");
         return;
     }
     match &command {
@@ -220,7 +220,7 @@ async fn delete_topic_partitions(topic: &str) {
     for log in ctx.storage.partitions() {
         if log.topic() == topic {
             if let Err(e) = ctx.storage.delete_partition(topic, log.partition()).await {
-                tracing::error!(topic, partition = log.partition(), error = %e, "deleting partition failed");
+                sluice_engine::error_limited!(topic, partition = log.partition(), error = %e, "deleting partition failed");
             }
         }
     }
@@ -235,7 +235,7 @@ pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i
             continue;
         }
         if let Err(e) = ctx.storage.create_partition(topic, p, config.clone()).await {
-            tracing::error!(topic, partition = p, error = %e, "creating partition failed");
+            sluice_engine::error_limited!(topic, partition = p, error = %e, "creating partition failed");
         }
     }
 }

@@ -58,13 +58,13 @@ pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(shard = ctx.shard, error = %e, "accept failed");
+                sluice_engine::warn_limited!(shard = ctx.shard, error = %e, "accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
         };
         if open.get() >= ctx.config.max_connections_per_shard {
-            tracing::warn!(shard = ctx.shard, "too many connections; refusing one");
+            sluice_engine::warn_limited!(shard = ctx.shard, "too many connections; refusing one");
             drop(stream);
             continue;
         }

@@ -234,7 +234,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                             records: Records::Bytes(bytes),
                         },
                         Err(e) => {
-                            tracing::error!(error = %e, "fetch read failed");
+                            sluice_engine::error_limited!(error = %e, "fetch read failed");
                             PartitionRead {
                                 error: codes::KAFKA_STORAGE_ERROR,
                                 high_watermark: hw,

@@ -69,7 +69,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
                         // Created concurrently by someone else: fine.
                         Err(e) if e.code == crate::metadata_image::codes::TOPIC_ALREADY_EXISTS => {}
                         Err(e) => {
-                            tracing::warn!(topic = %name, error = ?e, "auto-create failed");
+                            sluice_engine::warn_limited!(topic = %name, error = ?e, "auto-create failed");
                             topics.push(error_topic(Some(name), Uuid::nil(), e.code));
                             continue;
                         }

@@ -117,7 +117,7 @@ pub async fn handle(
                     None => refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None),
                     Some(Ok(appended)) => (index, Ok(appended)),
                     Some(Err((code, message))) => {
-                        tracing::info!(topic = %name, partition = index, code, %message, "produce refused");
+                        sluice_engine::info_limited!(topic = %name, partition = index, code, %message, "produce refused");
                         refuse(code, Some(message))
                     }
                 }

@@ -540,7 +540,7 @@ impl PartitionLog {
                 }
                 if let ScanEnd::Invalid(reason) = &scan.end {
                     if scan.valid_len < file_size {
-                        if reason == crate::log_recovery::ZERO_TAIL {
+                        if reason.is_zero_tail() {
                             // Not damage: an unclean stop leaves the active segment's
                             // preallocated space. Later segments (none, normally) still go.
                             tracing::info!(

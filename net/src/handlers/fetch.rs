@@ -96,7 +96,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 None if by_id => codes::UNKNOWN_TOPIC_ID,
                 None => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) => check_leader_epoch(p.current_leader_epoch),
+                Some((name, _)) => check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch),
             };
             // No partition can contribute more than the whole response may hold (the first
             // batch of the first partition aside, which min-one-batch reads whole anyway).

@@ -303,17 +303,28 @@ impl ShardStorage {
     /// Clean close of every partition; the caller writes the clean-shutdown marker once every
     /// shard returned Ok.
     pub async fn close_all(&self) -> Result<(), LogError> {
+        use futures::StreamExt;
         self.stopping.set(true);
-        let mut first_error = None;
-        for log in self.partitions() {
-            if let Err(e) = log.close().await {
-                crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let first_error = RefCell::new(None);
+        // Closes overlap: each one waits on a few fdatasyncs and directory fsyncs (10,000
+        // partitions closed one after another took 45 s).
+        futures::stream::iter(self.partitions())
+            .for_each_concurrent(CONCURRENT_CLOSES, |log| {
+                let first_error = &first_error;
+                async move {
+                    if let Err(e) = log.close().await {
+                        crate::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, "close failed");
+                        first_error.borrow_mut().get_or_insert(e);
+                    }
+                }
+            })
+            .await;
+        first_error.into_inner().map_or(Ok(()), Err)
     }
 }
+
+/// Partitions a shard closes at once at shutdown.
+pub const CONCURRENT_CLOSES: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 enum Housekeeping {

@@ -1,7 +1,7 @@
 """Many partitions on one broker: start-up time, RSS, open fds and disk for N partitions holding
 one record each, through a clean and an unclean restart (issue: restarts that never fail).
 
-Usage: measure.py SLUICE_BIN PARTITIONS CORES OUT_JSONL
+Usage: measure.py SLUICE_BIN PARTITIONS CORES OUT_JSONL  (extra broker flags: $SLUICE_BROKER_ARGS)
 Starts the broker on a fresh data dir, creates topic `many` with PARTITIONS partitions, produces
 one record to each (confluent-kafka), reads one record from each, stops with SIGTERM, starts
 again (clean), crashes it with SIGKILL, starts again (recovery). Writes one JSON object per
@@ -51,7 +51,8 @@ class Broker:
         self.started_at = time.monotonic()
         self.log = open(os.path.join(os.path.dirname(data_dir), "broker.log"), "a")
         self.proc = subprocess.Popen(
-            [binary, "broker", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", "--cores", str(cores)],
+            [binary, "broker", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", "--cores", str(cores)]
+            + os.environ.get("SLUICE_BROKER_ARGS", "").split(),
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "info"})
         self.start_s = self.wait_for("sluice broker started")
 

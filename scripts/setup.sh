@@ -35,6 +35,20 @@ if ! need_cmd cargo; then
     exit 1
 fi
 
+# The test script's lint gates need clippy and rustfmt; add them to the toolchain only when
+# cargo does not find them.
+missing_components=()
+cargo clippy --version >/dev/null 2>&1 || missing_components+=(clippy)
+cargo fmt --version >/dev/null 2>&1 || missing_components+=(rustfmt)
+if ((${#missing_components[@]})); then
+    if ! need_cmd rustup; then
+        echo "setup: ${missing_components[*]} missing and rustup not found to install them" >&2
+        exit 1
+    fi
+    echo "setup: installing rustup components ${missing_components[*]}"
+    rustup component add "${missing_components[@]}"
+fi
+
 venv=.venv
 requirements=tests/python/requirements.txt
 stamp="$venv/.sluice-requirements.sha256"

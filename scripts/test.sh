@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, then every unit, property, crash-recovery and end-to-end test
-# in the workspace, then the real non-Rust clients (kafka-python, confluent-kafka, kcat) in
-# tests/python against the same binary, then a compile of the criterion benchmarks (they are
-# run by hand or by tuning/, never timed in tests). This is exactly what CI runs (.ci/run).
+# The whole test suite: set-up, the lint gates (rustfmt; clippy with warnings as errors), then
+# every unit, property, crash-recovery and end-to-end test in the workspace, then the real
+# non-Rust clients (kafka-python, confluent-kafka, kcat) in tests/python against the same
+# binary, then a compile of the criterion benchmarks (they are run by hand or by tuning/, never
+# timed in tests). This is exactly what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins
 SLUICE_BIN="$PWD/target/debug/sluice" cargo test --locked --workspace
 # pytest exits non-zero on any failure or error and exits 5 when it collects no test; with

@@ -129,7 +129,7 @@ fn a_second_broker_on_a_busy_port_exits_instead_of_sharing_it() {
     let second = Broker::start_on(second_dir.path(), first.port, &["--cores", "1"]);
     let line = second.wait_for("cannot listen");
     assert!(line.to_lowercase().contains("in use"), "{line}");
-    assert_eq!(second.wait_exit(), 1);
+    assert_eq!(second.wait_exit(), 3, "exit code 3: in use");
     // The first broker still owns the port and serves.
     let mut client = support::raw::RawClient::connect(&first.bootstrap());
     let versions = client.send(&kafka_protocol::messages::ApiVersionsRequest::default(), 3);

@@ -2,36 +2,45 @@
 //! every shard (SO_REUSEPORT), and shuts down cleanly on SIGINT/SIGTERM, leaving the
 //! clean-shutdown marker so the next start skips recovery.
 //!
-//! Owns: process lifecycle. Signals are blocked in every thread and taken with `sigwait` on
-//! the main thread — which is not a shard, so it may block. Must never: block on a shard
-//! thread, or write the clean-shutdown marker unless every shard closed its logs cleanly.
+//! Owns: process lifecycle, in this order: settings → checks that change nothing (the data-dir
+//! lock, the listen address) → storage options and the clean-shutdown marker → the shards'
+//! phased start ([`crate::startup`]) → serving → shutdown. Signals are blocked in every thread
+//! and taken with `sigwait` on the main thread — which is not a shard, so it may block.
+//! Must never: change the data dir before every start-up check passed, let a shard accept a
+//! client before every shard can answer, block on a shard thread, or write the clean-shutdown
+//! marker unless every shard closed its logs cleanly.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-
-use clap::Args;
 use std::sync::Arc;
 
-use sluice_engine::shard::{available_cpus, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
+use clap::Args;
+
+use sluice_engine::checkpoint_file::write_atomic_blocking;
+use sluice_engine::data_dir_lock::{DataDirLock, DataDirLockError};
+use sluice_engine::shard::{available_cpus, ShardMesh, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
 use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
 use sluice_engine::watermark::Watermark;
 use sluice_engine::{ShardStorage, StorageOptions};
 use sluice_net::broker_config::BrokerConfig;
 use sluice_net::controller;
+use sluice_net::metadata_image::MetadataImage;
 use sluice_net::shard_context::ShardContext;
 
 use crate::broker_config::{self, BrokerSettings};
+use crate::startup::{ShardReporter, StartupBarrier};
 
 #[derive(Args, Debug)]
 pub struct BrokerArgs {
-    /// Directory holding the partition logs.
-    #[arg(long, default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Address Kafka clients connect to.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// Directory holding the partition logs [default: log.dirs from --config/--set, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address Kafka clients connect to [default: listeners from --config/--set, else
+    /// 127.0.0.1:9092].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Shards (one per core); defaults to every available CPU.
     #[arg(long)]
     pub cores: Option<usize>,
@@ -43,32 +52,35 @@ pub struct BrokerArgs {
     pub set: Vec<String>,
 }
 
-/// Reports a shard's start-up outcome exactly once; if the shard dies before reporting (a
-/// panic), the drop reports the failure so the main thread never waits forever.
-struct ReadyReport {
-    shard: usize,
-    tx: Option<std::sync::mpsc::Sender<Result<usize, String>>>,
+/// Exit codes of `sluice broker`.
+pub mod exit_code {
+    /// Stopped cleanly.
+    pub const OK: i32 = 0;
+    /// Start-up or shutdown failed (storage, metadata, a shard); the log says why.
+    pub const FAILED: i32 = 1;
+    /// Invalid flags or configuration; nothing was touched.
+    pub const INVALID_CONFIG: i32 = 2;
+    /// The data dir is locked or the address is taken by another live process; nothing was
+    /// touched.
+    pub const IN_USE: i32 = 3;
 }
 
-impl ReadyReport {
-    fn send(mut self, result: Result<usize, String>) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(result);
-        }
-    }
-}
-
-impl Drop for ReadyReport {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Err(format!("shard {} exited during start-up", self.shard)));
-        }
-    }
-}
+const DEFAULT_DATA_DIR: &str = "./data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
 
 thread_local! {
     static STORAGE: RefCell<Option<Rc<ShardStorage>>> = const { RefCell::new(None) };
     static STOP: RefCell<Option<Rc<Watermark>>> = const { RefCell::new(None) };
+}
+
+/// Everything start-up needs, decided from flags and settings before anything is touched.
+struct StartPlan {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    shard_count: usize,
+    storage: StorageOptions,
+    broker_config: BrokerConfig,
+    reader_cache_fds_per_shard: usize,
 }
 
 fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
@@ -86,170 +98,164 @@ fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
     Ok(settings)
 }
 
-/// Runs the broker until a signal; returns the process exit code.
+/// Resolves `host:port` (empty host: every interface). Blocks on DNS: main thread only.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("listeners: cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("listeners: {host} resolves to no address"))
+}
+
+impl StartPlan {
+    /// Flags win over `--config`/`--set` (as a command line does over a file).
+    fn new(args: &BrokerArgs) -> Result<StartPlan, String> {
+        let settings = settings_from(args)?;
+        let shard_count = args.cores.unwrap_or_else(available_cpus);
+        if shard_count == 0 || shard_count > 1024 {
+            return Err(format!("--cores must be between 1 and 1024, got {shard_count}"));
+        }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| settings.log_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let endpoint = settings.listeners.resolve(settings.node_id.unwrap_or(1))?;
+        let listen = match (args.listen, &endpoint) {
+            (Some(flag), _) => flag,
+            (None, Some(endpoint)) => resolve(&endpoint.listen.host, endpoint.listen.port)?,
+            (None, None) => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        let (advertised_host, advertised_port) = match endpoint.as_ref().and_then(|e| e.advertised.clone()) {
+            Some(advertised) if args.listen.is_none() => (advertised.host, advertised.port),
+            _ => (advertised_host(&listen), listen.port()),
+        };
+        let mut storage = StorageOptions::new(&data_dir);
+        if let Some(b) = settings.memory_budget_bytes {
+            storage.memory_budget_bytes = b;
+        }
+        if let Some(bytes) = settings.tail_cache_bytes {
+            storage.log_options.tail_cache_bytes = bytes;
+        }
+        if let Some(fill) = settings.tail_cache_fill {
+            storage.log_options.tail_cache_fill = fill;
+        }
+        if let Some(bytes) = settings.preallocate_max_step_bytes {
+            storage.log_options.writer.preallocate_max_step_bytes = bytes;
+        }
+        if let Some(direct) = settings.direct_io {
+            storage.log_options.direct_io = direct;
+        }
+        if let Some(ms) = settings.producer_id_expiration_ms {
+            storage.log_options.producer_id_expiration_ms = ms;
+        }
+        if let Some(ms) = settings.retention_check_interval_ms {
+            storage.retention_check_interval_ms = ms;
+        }
+        let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
+        broker_config.default_log_config = settings.default_log_config.clone();
+        settings.apply_to(&mut broker_config);
+        // Descriptors: connections get a quarter of the open-files limit and sendfile handles an
+        // eighth; the rest is for segment files (one per segment) and everything else.
+        let open_files = open_files_limit();
+        let max_connections = settings.max_connections.unwrap_or((open_files / 4).max(64));
+        broker_config.max_connections_per_shard =
+            max_connections.div_ceil(shard_count).min(sluice_net::server::MAX_CONNECTIONS_PER_SHARD);
+        let reader_cache_fds = settings.reader_cache_fds.unwrap_or((open_files / 8).max(16));
+        Ok(StartPlan {
+            data_dir,
+            listen,
+            shard_count,
+            storage,
+            broker_config,
+            reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
+        })
+    }
+}
+
+/// Runs the broker until a signal; returns the process exit code ([`exit_code`]).
 pub fn run(args: BrokerArgs) -> i32 {
-    let settings = match settings_from(&args) {
-        Ok(s) => s,
+    // The limit decides how many descriptors connections and sendfile handles may take.
+    raise_open_files_limit();
+    let plan = match StartPlan::new(&args) {
+        Ok(plan) => plan,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
-            return 2;
+            return exit_code::INVALID_CONFIG;
         }
     };
-    let shard_count = args.cores.unwrap_or_else(available_cpus);
-    if shard_count == 0 || shard_count > 1024 {
-        tracing::error!(cores = shard_count, "--cores must be between 1 and 1024");
-        return 2;
-    }
-    let clean = match take_clean_shutdown_marker(&args.data_dir) {
-        Ok(clean) => clean,
+    // Checks that change nothing come first: a refused start leaves the data dir as it was
+    // (its clean-shutdown marker included).
+    let _lock = match DataDirLock::acquire(&plan.data_dir) {
+        Ok(lock) => lock,
+        Err(e @ DataDirLockError::InUse(_)) => {
+            tracing::error!(data_dir = %plan.data_dir.display(), "cannot use data dir: {e}");
+            return exit_code::IN_USE;
+        }
         Err(e) => {
-            tracing::error!(data_dir = %args.data_dir.display(), error = %e, "cannot use data dir");
-            return 1;
+            tracing::error!(data_dir = %plan.data_dir.display(), "cannot use data dir: {e}");
+            return exit_code::FAILED;
         }
     };
-    if let Err(e) = sluice_net::server::check_address_free(args.listen) {
-        tracing::error!(listen = %args.listen, error = %e, "cannot listen (is another broker running there?)");
-        return 1;
+    if let Err(e) = sluice_net::server::check_address_free(plan.listen) {
+        tracing::error!(listen = %plan.listen, error = %e, "cannot listen (is another broker running there?)");
+        return exit_code::IN_USE;
     }
-    block_shutdown_signals();
-    abort_on_panic();
-
-    let mut options = StorageOptions::new(&args.data_dir);
-    if let Some(b) = settings.memory_budget_bytes {
-        options.memory_budget_bytes = b;
-    }
-    if let Some(bytes) = settings.tail_cache_bytes {
-        options.log_options.tail_cache_bytes = bytes;
-    }
-    if let Some(fill) = settings.tail_cache_fill {
-        options.log_options.tail_cache_fill = fill;
-    }
-    if let Some(bytes) = settings.preallocate_max_step_bytes {
-        options.log_options.writer.preallocate_max_step_bytes = bytes;
-    }
-    if let Some(direct) = settings.direct_io {
-        options.log_options.direct_io = direct;
-    }
-    if let Some(ms) = settings.producer_id_expiration_ms {
-        options.log_options.producer_id_expiration_ms = ms;
-    }
-    if let Some(ms) = settings.retention_check_interval_ms {
-        options.retention_check_interval_ms = ms;
-    }
-    let image = match controller::load_or_init(&args.data_dir) {
+    let image = match controller::load_or_init(&plan.data_dir) {
         Ok(image) => image,
         Err(e) => {
             tracing::error!("cannot read cluster metadata: {e}");
-            return 1;
+            return exit_code::FAILED;
         }
     };
-    if !controller::metadata_path(&args.data_dir).exists() {
+
+    // From here on start-up may change the data dir.
+    if !controller::metadata_path(&plan.data_dir).exists() {
         // Persist the new cluster id before anything else so it never changes.
         let json = serde_json::to_vec_pretty(&image).expect("metadata serializes");
-        if let Err(e) = std::fs::write(controller::metadata_path(&args.data_dir), json) {
+        if let Err(e) = write_atomic_blocking(&controller::metadata_path(&plan.data_dir), &json) {
             tracing::error!(error = %e, "cannot write cluster metadata");
-            return 1;
+            return exit_code::FAILED;
         }
     }
-    let mut broker_config =
-        BrokerConfig::new(args.data_dir.clone(), advertised_host(&args.listen), args.listen.port() as i32);
-    broker_config.default_log_config = settings.default_log_config.clone();
-    settings.apply_to(&mut broker_config);
-    if broker_config.produce_discard {
+    let clean = match take_clean_shutdown_marker(&plan.data_dir) {
+        Ok(clean) => clean,
+        Err(e) => {
+            tracing::error!(data_dir = %plan.data_dir.display(), error = %e, "cannot use data dir");
+            return exit_code::FAILED;
+        }
+    };
+    block_shutdown_signals();
+    abort_on_panic();
+    if plan.broker_config.produce_discard {
         tracing::warn!("sluice.produce.discard=true: produce requests are acknowledged and DISCARDED (benchmark mode)");
     }
-    let broker_config = Arc::new(broker_config);
-    let listen = args.listen;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
-    let pool_config = ShardPoolConfig { shard_count, name: "sluice-shard".into(), io_memory_bytes: IO_MEMORY_BYTES };
-    let pool = ShardPool::start(&pool_config, move |shard, mesh| {
-        let options = options.clone();
-        let image = image.clone();
-        let broker_config = broker_config.clone();
-        let report = ReadyReport { shard, tx: Some(ready_tx.clone()) };
-        async move {
-            let defaults = broker_config.default_log_config.clone();
-            // The internal offsets topic is not in the metadata image (clients cannot produce to
-            // or fetch it); its partitions open with their own config.
-            let config_for = |topic: &str| {
-                image.log_config(topic, &defaults).or_else(|| {
-                    (topic == sluice_net::group::offsets_log::OFFSETS_TOPIC)
-                        .then(|| sluice_net::group::offsets_log::offsets_topic_log_config(&defaults))
-                })
-            };
-            let storage = match ShardStorage::open(shard, shard_count, options, clean, &config_for).await {
-                Ok(s) => s,
-                Err(e) => {
-                    report.send(Err(format!("shard {shard}: {e}")));
-                    return;
-                }
-            };
-            let listener = match sluice_net::server::bind(listen) {
-                Ok(l) => l,
-                Err(e) => {
-                    report.send(Err(format!("shard {shard}: cannot listen on {listen}: {e}")));
-                    let _ = storage.close_all().await;
-                    return;
-                }
-            };
-            let ctx = Rc::new(ShardContext {
-                shard,
-                mesh,
-                storage: storage.clone(),
-                image: std::cell::RefCell::new(image.clone()),
-                config: broker_config.clone(),
-                controller_lock: glommio::sync::Semaphore::new(1),
-            });
-            ShardContext::install(ctx.clone());
-            // Partitions of known topics that have no directory yet (new shard count, or a
-            // crash between metadata commit and partition creation).
-            let topics: Vec<(String, i32)> = image.topics.iter().map(|(n, t)| (n.clone(), t.partitions)).collect();
-            for (topic, partitions) in topics {
-                controller::ensure_partitions(&ctx, &topic, 0, partitions).await;
-            }
-            if let Err(e) = sluice_net::group::service::GroupShard::start(ctx.clone()).await {
-                report.send(Err(format!("shard {shard}: cannot load consumer groups: {e}")));
-                let _ = storage.close_all().await;
-                return;
-            }
-            storage.spawn_background_tasks();
-            glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
-            let partitions = storage.partitions().len();
-            let stop = Watermark::new(0);
-            STORAGE.with(|s| *s.borrow_mut() = Some(storage));
-            STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
-            report.send(Ok(partitions));
-            let _ = stop.wait_for(1).await;
-        }
-    });
+    let (data_dir, listen, shard_count) = (plan.data_dir.clone(), plan.listen, plan.shard_count);
+    let barrier = StartupBarrier::new(shard_count);
+    let pool = start_shards(plan, image, clean, &barrier);
     let pool = match pool {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "could not start shards");
-            return 1;
+            return exit_code::FAILED;
         }
     };
-    // Every shard reports once (ReadyReport guarantees it), so this cannot wait forever.
-    let mut partitions = 0;
-    let mut failures = Vec::new();
-    for _ in 0..shard_count {
-        match ready_rx.recv() {
-            Ok(Ok(n)) => partitions += n,
-            Ok(Err(e)) => failures.push(e),
-            Err(_) => failures.push("start-up channel closed".to_string()),
+    let partitions = match barrier.run(shard_count) {
+        Ok(partitions) => partitions,
+        Err(failures) => {
+            for e in &failures {
+                tracing::error!("start-up failed: {e}");
+            }
+            // Shards closed what they had opened; those still running stop with the rest.
+            shutdown(&pool.mesh, shard_count);
+            pool.join();
+            return exit_code::FAILED;
         }
-    }
-    if !failures.is_empty() {
-        for e in &failures {
-            tracing::error!("start-up failed: {e}");
-        }
-        // Shards that did start hold open logs: close them properly, then stop.
-        shutdown(&pool.mesh, shard_count);
-        pool.join();
-        return 1;
-    }
+    };
     tracing::info!(
-        data_dir = %args.data_dir.display(), listen = %args.listen, shards = shard_count, partitions, recovered = !clean,
+        data_dir = %data_dir.display(), listen = %listen, shards = shard_count, partitions, recovered = !clean,
         "sluice broker started"
     );
     let signal = wait_for_shutdown_signal();
@@ -257,15 +263,161 @@ pub fn run(args: BrokerArgs) -> i32 {
     let all_closed = shutdown(&pool.mesh, shard_count);
     let joined = pool.join();
     if all_closed && joined.iter().all(|r| r.is_ok()) {
-        if let Err(e) = write_clean_shutdown_marker(&args.data_dir) {
+        if let Err(e) = write_clean_shutdown_marker(&data_dir) {
             tracing::error!(error = %e, "could not write the clean-shutdown marker");
-            return 1;
+            return exit_code::FAILED;
         }
         tracing::info!("clean shutdown");
-        0
+        exit_code::OK
     } else {
         tracing::error!("unclean shutdown: the next start will run recovery");
-        1
+        exit_code::FAILED
+    }
+}
+
+/// Starts one executor per shard, each running [`shard_main`].
+fn start_shards(
+    plan: StartPlan,
+    image: MetadataImage,
+    clean: bool,
+    barrier: &StartupBarrier,
+) -> std::io::Result<ShardPool<()>> {
+    let pool_config = ShardPoolConfig {
+        shard_count: plan.shard_count,
+        name: "sluice-shard".into(),
+        io_memory_bytes: IO_MEMORY_BYTES,
+    };
+    let reporters: Vec<_> = (0..plan.shard_count).map(|shard| barrier.reporter(shard)).collect();
+    let reporters = Arc::new(std::sync::Mutex::new(reporters.into_iter().map(Some).collect::<Vec<_>>()));
+    let shared = Arc::new(ShardPlan {
+        shard_count: plan.shard_count,
+        listen: plan.listen,
+        storage: plan.storage,
+        image,
+        clean,
+        broker_config: Arc::new(plan.broker_config),
+        reader_cache_fds: plan.reader_cache_fds_per_shard,
+    });
+    ShardPool::start(&pool_config, move |shard, mesh| {
+        let plan = shared.clone();
+        // Start-up hand-off of each shard's reporter (not on the data path).
+        let reporter = reporters.lock().expect("start-up").get_mut(shard).and_then(Option::take).expect("reporter");
+        shard_main(shard, mesh, plan, reporter)
+    })
+}
+
+/// What every shard starts from (shared, read-only).
+struct ShardPlan {
+    shard_count: usize,
+    listen: SocketAddr,
+    storage: StorageOptions,
+    image: MetadataImage,
+    clean: bool,
+    broker_config: Arc<BrokerConfig>,
+    reader_cache_fds: usize,
+}
+
+/// One shard's life: the start-up phases ([`crate::startup::PHASES`]), then serving until the
+/// main thread's shutdown closes its logs.
+async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut reporter: ShardReporter) {
+    // Phase "storage": open the partitions this shard owns, install the context.
+    sluice_engine::reader_cache::set_capacity(plan.reader_cache_fds);
+    if let Some(delay) = crate::fault_points::shard_open_delay(shard) {
+        glommio::timer::sleep(delay).await;
+    }
+    let defaults = plan.broker_config.default_log_config.clone();
+    // The internal offsets topic is not in the metadata image (clients cannot produce to or
+    // fetch it); its partitions open with their own config.
+    let config_for = |topic: &str| {
+        plan.image.log_config(topic, &defaults).or_else(|| {
+            (topic == sluice_net::group::offsets_log::OFFSETS_TOPIC)
+                .then(|| sluice_net::group::offsets_log::offsets_topic_log_config(&defaults))
+        })
+    };
+    let storage = match ShardStorage::open(shard, plan.shard_count, plan.storage.clone(), plan.clean, &config_for).await
+    {
+        Ok(s) => s,
+        Err(e) => return reporter.fail(e.to_string()),
+    };
+    let ctx = Rc::new(ShardContext {
+        shard,
+        mesh,
+        storage: storage.clone(),
+        image: RefCell::new(plan.image.clone()),
+        config: plan.broker_config.clone(),
+        controller_lock: glommio::sync::Semaphore::new(1),
+    });
+    ShardContext::install(ctx.clone());
+    if !reporter.barrier(0).await {
+        let _ = storage.close_all().await;
+        return;
+    }
+    // Phase "partitions and groups": every shard can answer calls from here on. Partitions of
+    // known topics that have no directory yet (new shard count, or a crash between metadata
+    // commit and partition creation), then the consumer groups this shard coordinates.
+    let topics: Vec<(String, i32)> = plan.image.topics.iter().map(|(n, t)| (n.clone(), t.partitions)).collect();
+    for (topic, partitions) in topics {
+        controller::ensure_partitions(&ctx, &topic, 0, partitions).await;
+    }
+    if let Err(e) = sluice_net::group::service::GroupShard::start(ctx.clone()).await {
+        reporter.fail(format!("cannot load consumer groups: {e}"));
+        let _ = storage.close_all().await;
+        return;
+    }
+    if !reporter.barrier(storage.partitions().len()).await {
+        let _ = storage.close_all().await;
+        return;
+    }
+    // Phase "listeners": bind; accept clients once every shard is bound.
+    let listener = match sluice_net::server::bind(plan.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            reporter.fail(format!("cannot listen on {}: {e}", plan.listen));
+            let _ = storage.close_all().await;
+            return;
+        }
+    };
+    if !reporter.barrier(storage.partitions().len()).await {
+        let _ = storage.close_all().await;
+        return;
+    }
+    reporter.finish();
+    storage.spawn_background_tasks();
+    glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
+    let stop = Watermark::new(0);
+    STORAGE.with(|s| *s.borrow_mut() = Some(storage));
+    STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
+    let _ = stop.wait_for(1).await;
+}
+
+/// The soft limit on open files.
+fn open_files_limit() -> usize {
+    // SAFETY: getrlimit with a valid out-struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (as Kafka's packaging asks operators
+/// to): partitions, segments and connections each hold descriptors.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct; no memory is retained.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let previous = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::info!(from = previous, to = limit.rlim_max, "raised the open-files limit");
+            }
+        }
     }
 }
 
@@ -278,7 +430,7 @@ fn abort_on_panic() {
     let print = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         print(info);
-        tracing::error!("a broker thread panicked; aborting (the next start runs recovery)");
+        crate::logging::fatal("a broker thread panicked; aborting (the next start runs recovery)");
         std::process::abort();
     }));
 }

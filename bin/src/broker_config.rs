@@ -45,6 +45,16 @@ pub struct BrokerSettings {
     pub produce_discard: Option<bool>,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub group_config: sluice_net::group::GroupConfig,
+    /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
+    pub listeners: crate::listeners::ListenerSettings,
+    /// `max.connections` (whole broker; default: a quarter of the open-files limit).
+    pub max_connections: Option<usize>,
+    /// `sluice.reader.cache.fds` (whole broker; default: an eighth of the open-files limit).
+    pub reader_cache_fds: Option<usize>,
+    /// `log.dirs` (or `log.dir`): the data directory.
+    pub log_dir: Option<std::path::PathBuf>,
+    /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
+    log_dirs_given: bool,
 }
 
 impl BrokerSettings {
@@ -157,21 +167,34 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
-            // Settings owned by other layers or fixed by sluice's design; accepted so a Kafka
-            // server.properties can be reused.
-            "process.roles"
-            | "listeners"
-            | "advertised.listeners"
-            | "log.dirs"
-            | "log.dir"
-            | "num.network.threads"
-            | "num.io.threads"
-            | "controller.quorum.voters"
-            | "controller.listener.names"
-            | "listener.security.protocol.map"
-            | "inter.broker.listener.name" => {
-                tracing::info!(key, "setting is not used by the storage engine");
+            "max.connections" => {
+                let n: usize = parse(key, value)?;
+                if n < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.max_connections = Some(n);
             }
+            "sluice.reader.cache.fds" => {
+                let n: usize = parse(key, value)?;
+                if n < 1 {
+                    return Err(format!("{key}: must be at least 1"));
+                }
+                settings.reader_cache_fds = Some(n);
+            }
+            "log.dirs" => {
+                settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?);
+                settings.log_dirs_given = true;
+            }
+            "log.dir" if !settings.log_dirs_given => {
+                settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?)
+            }
+            "log.dir" => {}
+            // Thread-pool sizes of Kafka's network and I/O layers: sluice has one shard per core
+            // (`--cores`) instead. Accepted so a Kafka server.properties can be reused.
+            "num.network.threads" | "num.io.threads" => {
+                tracing::info!(key, "setting has no meaning in a thread-per-core broker; --cores sets the shards");
+            }
+            key if settings.listeners.accept(key, value) => {}
             _ => {
                 let topic_name = topic_names
                     .iter()

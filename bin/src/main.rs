@@ -1,11 +1,15 @@
-//! The `sluice` binary: `sluice broker` runs the broker, `sluice bench` drives any
-//! Kafka-compatible broker with load; later issues add admin subcommands. Owns argument parsing, process start-up and shutdown. Must never: hold broker
-//! logic itself (that lives in the engine and net crates).
+//! The `sluice` binary: `sluice broker` runs a broker node, `sluice bench` drives any
+//! Kafka-compatible broker with load, `sluice tune` runs tuning sweeps (bench and tune live in
+//! the `sluice-harness` crate). Owns argument parsing, process start-up and shutdown, and the
+//! broker's start-up. Must never: hold broker logic itself (that lives in the engine and net
+//! crates) or the harness's (that lives in `sluice-harness`).
 
-mod bench;
 mod broker;
 mod broker_config;
-mod tune;
+mod fault_points;
+mod listeners;
+mod logging;
+mod startup;
 
 use clap::{Parser, Subcommand};
 
@@ -23,9 +27,9 @@ enum Command {
     /// Run a broker node.
     Broker(broker::BrokerArgs),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e load.
-    Bench(bench::BenchArgs),
+    Bench(sluice_harness::bench::BenchArgs),
     /// Run a tuning sweep (tuning/sweeps/*.toml) against brokers it starts; write results and plots.
-    Tune(tune::TuneArgs),
+    Tune(sluice_harness::tune::TuneArgs),
 }
 
 /// glibc returns freed large blocks to the kernel (and faults them back in on reuse): request
@@ -41,20 +45,15 @@ fn tune_allocator() {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     tune_allocator();
+    logging::init(); // starts the log writer thread: after tune_allocator
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Broker(args) => broker::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Tune(args) => tune::run(args),
+        Command::Bench(args) => sluice_harness::bench::run(args),
+        Command::Tune(args) => sluice_harness::tune::run(args),
     };
+    // exit() runs no destructors: write the queued log lines first.
+    logging::flush();
     std::process::exit(code);
 }

@@ -1,10 +1,13 @@
-//! Small metadata files written atomically: write a temp file, `fdatasync` it, rename it over
-//! the old one. Used for recovery points, log start offsets, the leader-epoch checkpoint and
-//! the clean-shutdown marker.
+//! Small files that must survive a crash, written through one durable-write protocol: write a
+//! temp file, `fdatasync` it, rename it over the old one, `fsync` the directory (without the
+//! last step a crash can lose the rename itself: the old file, or none, comes back). Used for
+//! `metadata.json`, recovery points, log start offsets, the leader-epoch checkpoint, producer
+//! snapshots, segment indexes and the clean-shutdown marker.
 //!
 //! Owns: nothing but the write/read protocol. Must never: leave a half-written file under the
-//! final name, or run a blocking syscall on a shard thread (it uses glommio's buffered,
-//! io_uring-backed files and rename).
+//! final name, or run a blocking syscall on a shard thread (shards use [`write_atomic`]:
+//! glommio's io_uring-backed files and rename, the directory sync on the blocking pool;
+//! [`write_atomic_blocking`] is for the main thread).
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +35,39 @@ pub async fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.fdatasync().await.map_err(std::io::Error::from)?;
     file.close().await.map_err(std::io::Error::from)?;
     glommio::io::rename(&tmp, path).await.map_err(std::io::Error::from)?;
-    Ok(())
+    let dir = parent_dir(path);
+    blocking(move || sync_dir(&dir)).await
+}
+
+/// [`write_atomic`] for a thread that may block (the main thread at start-up and shutdown).
+pub fn write_atomic_blocking(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = tmp_path(path);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_data()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(&parent_dir(path))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a directory's entries (a rename, a new or removed file) durable. Blocks.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// ENOSPC or EDQUOT, however it was wrapped (glommio keeps the kind, not always the errno).
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Reads a whole small file; `Ok(None)` when it does not exist.

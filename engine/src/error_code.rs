@@ -1,67 +1,106 @@
-//! Kafka protocol error codes the engine reports.
+//! Kafka protocol error codes: the one table of them in sluice.
 //!
-//! Owns: the numeric codes (from Kafka's `Errors.java`) that engine results map to, so the
-//! network layer can put them on the wire unchanged. Must never: depend on a protocol codec
-//! crate — the engine stays usable without one.
+//! Owns: the numeric codes (from Kafka's `Errors.java`) and their names, as [`ErrorCode`] values
+//! (engine results) and as plain `i16`s in [`codes`] (protocol structs), both generated from the
+//! list below so a code is written down once. Must never: depend on a protocol codec crate —
+//! the engine stays usable without one.
 
 /// A Kafka error code as carried on the wire (`int16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ErrorCode(pub i16);
 
-impl ErrorCode {
-    pub const NONE: ErrorCode = ErrorCode(0);
-    pub const UNKNOWN_SERVER_ERROR: ErrorCode = ErrorCode(-1);
-    pub const OFFSET_OUT_OF_RANGE: ErrorCode = ErrorCode(1);
-    pub const CORRUPT_MESSAGE: ErrorCode = ErrorCode(2);
-    pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = ErrorCode(3);
-    pub const INVALID_FETCH_SIZE: ErrorCode = ErrorCode(4);
-    pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(6);
-    pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(7);
-    pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode(10);
-    pub const RECORD_LIST_TOO_LARGE: ErrorCode = ErrorCode(18);
-    pub const NOT_ENOUGH_REPLICAS: ErrorCode = ErrorCode(19);
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode = ErrorCode(20);
-    pub const INVALID_TIMESTAMP: ErrorCode = ErrorCode(32);
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: ErrorCode = ErrorCode(43);
-    pub const POLICY_VIOLATION: ErrorCode = ErrorCode(44);
-    pub const INVALID_CONFIG: ErrorCode = ErrorCode(40);
-    pub const KAFKA_STORAGE_ERROR: ErrorCode = ErrorCode(56);
-    pub const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(75);
-    pub const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(74);
-    pub const INVALID_RECORD: ErrorCode = ErrorCode(87);
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = ErrorCode(45);
-    pub const INVALID_PRODUCER_EPOCH: ErrorCode = ErrorCode(47);
+macro_rules! kafka_error_codes {
+    ($($name:ident = $value:literal,)*) => {
+        impl ErrorCode {
+            $(pub const $name: ErrorCode = ErrorCode($value);)*
 
-    /// Name as Kafka spells it, for logs and error messages.
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            0 => "NONE",
-            -1 => "UNKNOWN_SERVER_ERROR",
-            1 => "OFFSET_OUT_OF_RANGE",
-            2 => "CORRUPT_MESSAGE",
-            3 => "UNKNOWN_TOPIC_OR_PARTITION",
-            4 => "INVALID_FETCH_SIZE",
-            6 => "NOT_LEADER_OR_FOLLOWER",
-            7 => "REQUEST_TIMED_OUT",
-            10 => "MESSAGE_TOO_LARGE",
-            18 => "RECORD_LIST_TOO_LARGE",
-            19 => "NOT_ENOUGH_REPLICAS",
-            20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-            32 => "INVALID_TIMESTAMP",
-            40 => "INVALID_CONFIG",
-            43 => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
-            44 => "POLICY_VIOLATION",
-            56 => "KAFKA_STORAGE_ERROR",
-            74 => "FENCED_LEADER_EPOCH",
-            75 => "UNKNOWN_LEADER_EPOCH",
-            87 => "INVALID_RECORD",
-            _ => "UNKNOWN",
+            /// Name as Kafka spells it, for logs and error messages.
+            pub fn name(self) -> &'static str {
+                match self.0 {
+                    $($value => stringify!($name),)*
+                    _ => "UNKNOWN",
+                }
+            }
         }
-    }
+
+        /// The same codes as `i16`, for protocol structs (`error_code` fields).
+        pub mod codes {
+            $(pub const $name: i16 = $value;)*
+        }
+    };
+}
+
+kafka_error_codes! {
+    UNKNOWN_SERVER_ERROR = -1,
+    NONE = 0,
+    OFFSET_OUT_OF_RANGE = 1,
+    CORRUPT_MESSAGE = 2,
+    UNKNOWN_TOPIC_OR_PARTITION = 3,
+    INVALID_FETCH_SIZE = 4,
+    NOT_LEADER_OR_FOLLOWER = 6,
+    REQUEST_TIMED_OUT = 7,
+    MESSAGE_TOO_LARGE = 10,
+    OFFSET_METADATA_TOO_LARGE = 12,
+    COORDINATOR_LOAD_IN_PROGRESS = 14,
+    COORDINATOR_NOT_AVAILABLE = 15,
+    NOT_COORDINATOR = 16,
+    INVALID_TOPIC_EXCEPTION = 17,
+    RECORD_LIST_TOO_LARGE = 18,
+    NOT_ENOUGH_REPLICAS = 19,
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
+    INVALID_REQUIRED_ACKS = 21,
+    ILLEGAL_GENERATION = 22,
+    INCONSISTENT_GROUP_PROTOCOL = 23,
+    INVALID_GROUP_ID = 24,
+    UNKNOWN_MEMBER_ID = 25,
+    INVALID_SESSION_TIMEOUT = 26,
+    REBALANCE_IN_PROGRESS = 27,
+    INVALID_COMMIT_OFFSET_SIZE = 28,
+    TOPIC_AUTHORIZATION_FAILED = 29,
+    INVALID_TIMESTAMP = 32,
+    UNSUPPORTED_VERSION = 35,
+    TOPIC_ALREADY_EXISTS = 36,
+    INVALID_PARTITIONS = 37,
+    INVALID_REPLICATION_FACTOR = 38,
+    INVALID_REPLICA_ASSIGNMENT = 39,
+    INVALID_CONFIG = 40,
+    INVALID_REQUEST = 42,
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    POLICY_VIOLATION = 44,
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
+    INVALID_PRODUCER_EPOCH = 47,
+    KAFKA_STORAGE_ERROR = 56,
+    NON_EMPTY_GROUP = 68,
+    GROUP_ID_NOT_FOUND = 69,
+    FETCH_SESSION_ID_NOT_FOUND = 70,
+    FENCED_LEADER_EPOCH = 74,
+    UNKNOWN_LEADER_EPOCH = 75,
+    MEMBER_ID_REQUIRED = 79,
+    GROUP_MAX_SIZE_REACHED = 81,
+    FENCED_INSTANCE_ID = 82,
+    GROUP_SUBSCRIBED_TO_TOPIC = 86,
+    INVALID_RECORD = 87,
+    UNSTABLE_OFFSET_COMMIT = 88,
+    UNKNOWN_TOPIC_ID = 100,
+    MISMATCHED_ENDPOINT_TYPE = 114,
+    UNSUPPORTED_ENDPOINT_TYPE = 115,
 }
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names_come_from_one_table() {
+        assert_eq!(ErrorCode::KAFKA_STORAGE_ERROR.0, codes::KAFKA_STORAGE_ERROR);
+        assert_eq!(ErrorCode(56).name(), "KAFKA_STORAGE_ERROR");
+        assert_eq!(ErrorCode(-1).name(), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(ErrorCode(9999).to_string(), "UNKNOWN(9999)");
     }
 }

@@ -16,16 +16,21 @@ pub mod clock;
 pub mod compressed_batch;
 pub mod compression;
 pub mod crc;
+pub mod data_dir_lock;
 pub mod error_code;
 pub mod iopoll_probe;
 pub mod leader_epoch_cache;
 pub mod log_config;
+pub mod log_limit;
 pub mod log_recovery;
 pub mod memory_budget;
 pub mod offset_index;
 pub mod partition_log;
 pub mod producer_state;
+pub mod reader_cache;
+pub mod replica_state;
 pub mod retention;
+pub mod retry_backoff;
 pub mod segment;
 pub mod segment_writer;
 pub mod shard;
@@ -41,3 +46,7 @@ pub use partition_log::{AppendError, AppendInfo, LogError, LogOptions, LogRead, 
 pub use segment::ReadChunk;
 pub use shard::{ShardMesh, ShardPool, ShardPoolConfig};
 pub use shard_storage::{owner_shard, ShardStorage, StorageOptions};
+
+// For the rate-limited log macros of [`log_limit`], expanded in other crates.
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -21,13 +21,50 @@ pub const RECOVERY_READ_BYTES: usize = 1 << 20;
 pub enum ScanEnd {
     /// The file ended exactly at a batch boundary.
     Clean,
-    /// Bytes after `valid_len` are not a valid batch (torn write, padding, corruption).
-    Invalid(String),
+    /// Bytes after `valid_len` are not a valid batch.
+    Invalid(ScanStop),
 }
 
-/// The reason given when the valid prefix is followed by zeros: the page padding and the
-/// preallocated space of a segment that was not closed cleanly, not damage.
-pub const ZERO_TAIL: &str = "zeros after the last batch (padding or preallocated space)";
+/// What follows the valid prefix of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanStop {
+    /// Zeros: the page padding and the preallocated space of a segment that was not closed
+    /// cleanly. Not damage.
+    ZeroTail,
+    /// Fewer bytes than a batch header.
+    TrailingBytes(u64),
+    /// The file returned fewer bytes than it holds.
+    ShortRead,
+    /// A batch header whose length is impossible here (past the file, below a header, or
+    /// above the recovery read cap).
+    BadLength { length_bytes: i64, position: u64 },
+    /// A batch that fails validation (CRC, structure).
+    InvalidBatch(crate::batch::BatchError),
+    /// A batch whose base offset is below the previous batch's end (offsets must increase).
+    OffsetBackwards { base_offset: i64, expected_at_least: i64 },
+}
+
+impl ScanStop {
+    /// True when nothing is damaged: only the zeros an unclean stop leaves.
+    pub fn is_zero_tail(&self) -> bool {
+        matches!(self, ScanStop::ZeroTail)
+    }
+}
+
+impl std::fmt::Display for ScanStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanStop::ZeroTail => write!(f, "zeros after the last batch (padding or preallocated space)"),
+            ScanStop::TrailingBytes(n) => write!(f, "{n} trailing bytes"),
+            ScanStop::ShortRead => write!(f, "short read"),
+            ScanStop::BadLength { length_bytes, position } => write!(f, "batch length {length_bytes} at {position}"),
+            ScanStop::InvalidBatch(e) => write!(f, "{e}"),
+            ScanStop::OffsetBackwards { base_offset, expected_at_least } => {
+                write!(f, "base offset {base_offset} below expected {expected_at_least}")
+            }
+        }
+    }
+}
 
 /// Result of scanning one segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,26 +75,27 @@ pub struct SegmentScan {
 
 /// Walks the batches in `buf` (file bytes starting at absolute `buf_pos`) from its start.
 /// Calls `visit(position, info)` for each valid batch and returns how many bytes were valid,
-/// plus `Some(reason)` if it stopped at an invalid batch or `None` if it needs more bytes.
+/// plus `Some(stop)` if it stopped at an invalid batch or `None` if it needs more bytes.
 /// Pure: the fuzz and unit tests drive it directly.
 pub fn scan_buffer(
     buf: &[u8],
     buf_pos: u64,
     min_next_offset: &mut i64,
     visit: &mut dyn FnMut(u64, &BatchInfo),
-) -> (usize, Option<String>) {
+) -> (usize, Option<ScanStop>) {
     let mut rel = 0usize;
     while buf.len() - rel >= BATCH_HEADER_LEN {
         if buf[rel..rel + BATCH_HEADER_LEN].iter().all(|b| *b == 0) {
-            return (rel, Some(ZERO_TAIL.to_string()));
+            return (rel, Some(ScanStop::ZeroTail));
         }
         let info = match validate_stored(&buf[rel..]) {
             Ok(info) => info,
             Err(crate::batch::BatchError::Truncated { .. }) => return (rel, None),
-            Err(e) => return (rel, Some(format!("{e}"))),
+            Err(e) => return (rel, Some(ScanStop::InvalidBatch(e))),
         };
         if info.base_offset < *min_next_offset {
-            return (rel, Some(format!("base offset {} below expected {}", info.base_offset, *min_next_offset)));
+            let stop = ScanStop::OffsetBackwards { base_offset: info.base_offset, expected_at_least: *min_next_offset };
+            return (rel, Some(stop));
         }
         visit(buf_pos + rel as u64, &info);
         *min_next_offset = info.next_offset();
@@ -83,12 +121,12 @@ pub async fn scan_segment(
             return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Clean });
         }
         if remaining < BATCH_HEADER_LEN as u64 {
-            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(format!("{remaining} trailing bytes")) });
+            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(ScanStop::TrailingBytes(remaining)) });
         }
         let want = (RECOVERY_READ_BYTES as u64).min(remaining) as usize;
         let buf = file.read_at(pos, want).await.map_err(std::io::Error::from)?;
         if buf.len() < BATCH_HEADER_LEN {
-            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid("short read".into()) });
+            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(ScanStop::ShortRead) });
         }
         let (valid, stop) = scan_buffer(&buf, pos, &mut min_next_offset, visit);
         if let Some(reason) = stop {
@@ -102,12 +140,13 @@ pub async fn scan_segment(
         let header = BatchHeader::parse(&buf).map_err(|e| std::io::Error::other(e.to_string()))?;
         let total = header.batch_length() as i64 + LOG_OVERHEAD as i64;
         if total < BATCH_HEADER_LEN as i64 || total as u64 > remaining || total as usize > max_batch_bytes {
-            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(format!("batch length {total} at {pos}")) });
+            let stop = ScanStop::BadLength { length_bytes: total, position: pos };
+            return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(stop) });
         }
         let big = file.read_at(pos, total as usize).await.map_err(std::io::Error::from)?;
         let (valid, stop) = scan_buffer(&big, pos, &mut min_next_offset, visit);
         if valid == 0 {
-            let reason = stop.unwrap_or_else(|| "short read".into());
+            let reason = stop.unwrap_or(ScanStop::ShortRead);
             return Ok(SegmentScan { valid_len: pos, end: ScanEnd::Invalid(reason) });
         }
         pos += valid as u64;
@@ -151,7 +190,7 @@ mod tests {
         let mut min = 0;
         let (valid, stop) = scan_buffer(&padded, 0, &mut min, &mut |_, _| {});
         assert_eq!(valid, log.len());
-        assert_eq!(stop.as_deref(), Some(ZERO_TAIL), "zeros are named as such, not as damage");
+        assert_eq!(stop, Some(ScanStop::ZeroTail), "zeros are named as such, not as damage");
 
         // Offsets going backwards are rejected.
         let mut backwards = build_batch_of_size(10, 1, 5, 0);
@@ -159,6 +198,6 @@ mod tests {
         let mut min = 0;
         let (valid, stop) = scan_buffer(&backwards, 0, &mut min, &mut |_, _| {});
         assert_eq!(valid, build_batch_of_size(10, 1, 5, 0).len());
-        assert!(stop.unwrap().contains("below expected"));
+        assert_eq!(stop, Some(ScanStop::OffsetBackwards { base_offset: 5, expected_at_least: 11 }));
     }
 }

@@ -169,8 +169,6 @@ pub struct Segment {
     pub writer: Option<SegmentWriter>,
     /// Recent bytes in memory; present only while this is the active segment.
     pub tail_cache: Option<SharedTailCache>,
-    /// Buffered read handle for `sendfile`, opened on first need.
-    pub reader: Option<Arc<std::fs::File>>,
     /// True when the on-disk index files may not match the in-memory ones.
     pub indexes_dirty: bool,
 }
@@ -231,16 +229,12 @@ impl Segment {
             // system without fallocate only loses the speed-up, as in Kafka.
             match file.pre_allocate(settings.preallocate_bytes, false).await {
                 Ok(()) => writer.note_preallocated(settings.preallocate_bytes),
-                Err(e) => tracing::warn!(path = %log_path.display(), error = %e, "could not preallocate the segment"),
+                Err(e) => {
+                    crate::warn_limited!(path = %log_path.display(), error = %e, "could not preallocate the segment")
+                }
             }
         }
         Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
-    }
-
-    /// Opens a buffered, read-only handle on a segment file for `sendfile` (blocking pool).
-    pub async fn open_reader(log_path: &Path) -> std::io::Result<Arc<std::fs::File>> {
-        let path = log_path.to_path_buf();
-        crate::checkpoint_file::blocking(move || std::fs::File::open(&path)).await.map(Arc::new)
     }
 
     /// Opens an existing `.log` file read+write (for recovery or as a sealed segment).
@@ -276,7 +270,6 @@ impl Segment {
             created_at_ms: now_ms,
             writer,
             tail_cache: None,
-            reader: None,
             indexes_dirty: true,
         }
     }

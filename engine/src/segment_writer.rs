@@ -63,9 +63,11 @@ use crate::watermark::Watermark;
 pub const PAGE_BYTES: u64 = 4096;
 
 /// Smallest preallocation step, and the unit preallocation targets are rounded up to. A
-/// segment preallocates about as much as it already holds (within the limits), so a quiet
-/// partition holds at most this much unused disk.
-pub const PREALLOCATE_MIN_STEP_BYTES: u64 = 1 << 20;
+/// segment preallocates about as much as it already holds (within the limits), so the step
+/// follows the partition's write rate: a quiet partition holds at most two minimum steps of
+/// unused disk (32 KiB; with 1 MiB it was 2 MiB per partition, 20 GB for 10,000 partitions of
+/// one record each), and a busy one reaches the maximum step after a handful of doublings.
+pub const PREALLOCATE_MIN_STEP_BYTES: u64 = 16 << 10;
 
 /// Tuning knobs for one writer.
 #[derive(Clone, Copy, Debug)]
@@ -92,13 +94,26 @@ impl WriterOptions {
     }
 }
 
-/// A write failure; the writer is unusable afterwards.
+/// A write failure; the writer is unusable afterwards (the log replaces it, see
+/// `PartitionLog::recover_from_write_failure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteError(pub String);
+pub struct WriteError {
+    pub message: String,
+    /// The file system is out of space (ENOSPC, EDQUOT): the cause that clears by itself when
+    /// an operator frees space.
+    pub storage_full: bool,
+}
+
+impl WriteError {
+    fn new(message: String, cause: Option<&std::io::Error>) -> WriteError {
+        let storage_full = cause.is_some_and(crate::checkpoint_file::is_storage_full);
+        WriteError { message, storage_full }
+    }
+}
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "segment write failed: {}", self.0)
+        write!(f, "segment write failed: {}", self.message)
     }
 }
 
@@ -147,6 +162,10 @@ struct WriterCore {
     preallocated_to: u64,
     /// Completion of the preallocation in flight, if any (at most one at a time).
     preallocating: Option<DoneSignal>,
+    /// Writes and preallocations handed to the kernel, and how many of them have finished
+    /// (succeeded or failed): see [`SegmentWriter::quiesce`].
+    io_issued: u64,
+    io_finished: Rc<Watermark>,
 }
 
 /// Write-behind appender for one segment file. See the module docs.
@@ -171,13 +190,12 @@ impl SegmentWriter {
             PartialPage { buf, file_pos: tail_start, len: tail_page.len(), submitted_len: tail_page.len() }
         });
         let current_file_pos = if page.is_some() { tail_start + PAGE_BYTES } else { existing_len };
-        let current = file.alloc_dma_buffer(options.chunk_bytes);
         let written = Watermark::new(existing_len);
         let core = WriterCore {
             file,
             options,
             page,
-            current: Some(current),
+            current: None,
             current_file_pos,
             current_len: 0,
             in_flight: VecDeque::new(),
@@ -189,6 +207,8 @@ impl SegmentWriter {
             written: written.clone(),
             preallocated_to: existing_len,
             preallocating: None,
+            io_issued: 0,
+            io_finished: Watermark::new(0),
         };
         SegmentWriter { core: Rc::new(RefCell::new(core)), written }
     }
@@ -232,8 +252,7 @@ impl SegmentWriter {
                     let n = space.min(data.len());
                     if n > 0 {
                         let start = core.current_len;
-                        core.current.as_mut().expect("current chunk").as_bytes_mut()[start..start + n]
-                            .copy_from_slice(&data[..n]);
+                        core.current_chunk().as_bytes_mut()[start..start + n].copy_from_slice(&data[..n]);
                         core.current_len += n;
                     }
                     n
@@ -291,19 +310,20 @@ impl SegmentWriter {
         self.wait_written(target).await
     }
 
-    /// Waits until `len` logical bytes are written to the file.
+    /// Waits until `len` logical bytes are written to the file. Bytes written before a later
+    /// write failed are still written: that is checked first.
     pub async fn wait_written(&self, len: u64) -> Result<(), WriteError> {
         loop {
-            if let Some(error) = self.error() {
-                return Err(error);
-            }
             if self.written.get() >= len {
                 return Ok(());
+            }
+            if let Some(error) = self.error() {
+                return Err(error);
             }
             // Make sure something is in flight that will move `written`.
             WriterCore::kick_if_idle(&self.core);
             if self.written.wait_for(len).await.is_err() {
-                return Err(self.error().unwrap_or_else(|| WriteError("writer failed".into())));
+                return Err(self.error().unwrap_or_else(|| WriteError::new("writer failed".into(), None)));
             }
         }
     }
@@ -314,11 +334,24 @@ impl SegmentWriter {
         self.write_out().await?;
         self.wait_preallocated().await;
         let file = self.core.borrow().file.clone();
-        file.fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))
+        let synced = file.fdatasync().await.map_err(std::io::Error::from);
+        synced.map_err(|e| self.fail(format!("fdatasync: {e}"), Some(&e)))
     }
 
-    fn fail(&self, message: String) -> WriteError {
-        WriterCore::fail(&self.core, message)
+    fn fail(&self, message: String, cause: Option<&std::io::Error>) -> WriteError {
+        WriterCore::fail(&self.core, message, cause)
+    }
+
+    /// Waits until no write or preallocation this writer issued is still running in the kernel,
+    /// whether it succeeds or fails; after that nothing of this writer can land in the file, so
+    /// the file may be truncated and given to a new writer. Unlike [`SegmentWriter::drain`] it
+    /// submits nothing and ignores a failure.
+    pub async fn quiesce(&self) {
+        let (issued, finished) = {
+            let core = self.core.borrow();
+            (core.io_issued, core.io_finished.clone())
+        };
+        let _ = finished.wait_for(issued).await;
     }
 
     /// Copies the logical bytes `[pos, pos + out.len())` that are not on disk yet from memory.
@@ -336,7 +369,9 @@ impl SegmentWriter {
         if let Some(page) = &core.page {
             sources.push((page.file_pos, &page.buf.as_bytes()[..page.len]));
         }
-        sources.push((core.current_file_pos, &core.current.as_ref().expect("chunk").as_bytes()[..core.current_len]));
+        if let Some(current) = core.current.as_ref().filter(|_| core.current_len > 0) {
+            sources.push((core.current_file_pos, &current.as_bytes()[..core.current_len]));
+        }
         // Newest first: each source starts at or after the older ones, and a newer copy of a
         // shared partial page holds a superset of the older one's bytes.
         for (file_pos, bytes) in sources.into_iter().rev() {
@@ -479,6 +514,17 @@ impl WriterCore {
         Some(PlannedPreallocation { target, done_tx })
     }
 
+    /// The chunk appends are copied into, taken from the free list or allocated on first need:
+    /// an idle writer holds no chunk (10,000 idle partitions would otherwise pin 10 GiB of
+    /// address space and every touched page of it).
+    fn current_chunk(&mut self) -> &mut DmaBuffer {
+        if self.current.is_none() {
+            let chunk = self.free.pop().unwrap_or_else(|| self.file.alloc_dma_buffer(self.options.chunk_bytes));
+            self.current = Some(chunk);
+        }
+        self.current.as_mut().expect("just set")
+    }
+
     /// A page buffer for file page `file_pos` holding `bytes` (already written: the next write
     /// of the page rewrites them with more).
     fn new_partial_page(&mut self, file_pos: u64, bytes: &[u8]) -> PartialPage {
@@ -500,12 +546,12 @@ impl WriterCore {
         self.current_len > 0 || self.page.as_ref().is_some_and(|p| p.len > p.submitted_len)
     }
 
-    fn fail(core: &Rc<RefCell<WriterCore>>, message: String) -> WriteError {
-        let error = WriteError(message);
+    fn fail(core: &Rc<RefCell<WriterCore>>, message: String, cause: Option<&std::io::Error>) -> WriteError {
+        let error = WriteError::new(message, cause);
         let written = {
             let mut core = core.borrow_mut();
             if core.error.is_none() {
-                tracing::error!(error = %error, "segment writer failed; log is now read-only");
+                crate::error_limited!(error = %error, "segment writer failed; appends fail until the log recovers");
                 core.error = Some(error.clone());
             }
             core.written.clone()
@@ -552,7 +598,6 @@ impl WriterCore {
         }
         if core.current_len > 0 {
             debug_assert!(core.page.is_none(), "a partial page is completed before the chunk grows");
-            let chunk_bytes = core.options.chunk_bytes;
             let logical_len = core.current_len;
             let file_pos = core.current_file_pos;
             let padded_len = align_up(logical_len as u64) as usize;
@@ -568,8 +613,7 @@ impl WriterCore {
             } else {
                 core.current_file_pos = file_pos + logical_len as u64;
             }
-            let next = core.free.pop().unwrap_or_else(|| core.file.alloc_dma_buffer(chunk_bytes));
-            core.current = Some(next);
+            // The next chunk is taken when the next append needs it (see `current_chunk`).
             core.current_len = 0;
             buf.trim_to_size(padded_len);
             // A chunk starts on an untouched page: it overlaps no earlier write.
@@ -601,30 +645,44 @@ impl WriterCore {
     /// Spawns the task that performs a planned write (after the write it must wait for).
     fn spawn_write(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, w: PlannedWrite) {
         let core_rc = core_rc.clone();
+        core_rc.borrow_mut().io_issued += 1;
         glommio::spawn_local(async move {
             let PlannedWrite { seq, buf, file_pos, padded_len, wait_for_previous, done_tx } = w;
             if let Some(previous) = wait_for_previous {
                 let _ = previous.await;
             }
             let failed = core_rc.borrow().error.is_some();
+            // After a failure nothing more is written; the skipped write stays behind the failed
+            // one in `in_flight`, so `written` never passes the failure.
             let result = if failed { Ok(padded_len) } else { file.write_rc_at(buf, file_pos).await };
             let _ = done_tx.send(());
             match result {
                 Ok(n) if n == padded_len => Self::complete(&core_rc, seq),
                 Ok(n) => {
-                    Self::fail(&core_rc, format!("short write at {file_pos}: {n} of {padded_len} bytes"));
+                    Self::fail(&core_rc, format!("short write at {file_pos}: {n} of {padded_len} bytes"), None);
                 }
                 Err(e) => {
-                    Self::fail(&core_rc, format!("write at {file_pos}: {e}"));
+                    let e = std::io::Error::from(e);
+                    Self::fail(&core_rc, format!("write at {file_pos}: {e}"), Some(&e));
                 }
             }
+            Self::note_io_finished(&core_rc);
         })
         .detach();
+    }
+
+    fn note_io_finished(core_rc: &Rc<RefCell<WriterCore>>) {
+        let (finished, count) = {
+            let core = core_rc.borrow();
+            (core.io_finished.clone(), core.io_finished.get() + 1)
+        };
+        finished.advance(count);
     }
 
     /// Spawns a planned preallocation.
     fn spawn_preallocation(core_rc: &Rc<RefCell<WriterCore>>, file: Rc<DmaFile>, p: PlannedPreallocation) {
         let core_rc = core_rc.clone();
+        core_rc.borrow_mut().io_issued += 1;
         glommio::spawn_local(async move {
             // keep_size = false: the file's size becomes `target`, so writes below it are not
             // "extending" and ext4 can do them inline.
@@ -634,11 +692,12 @@ impl WriterCore {
                 core.preallocating = None;
                 if let Err(e) = result {
                     // Not fatal: the writes extend the file themselves, as without preallocation.
-                    tracing::warn!(error = %e, target = p.target, "segment preallocation failed; not preallocating this segment");
+                    crate::warn_limited!(error = %e, target = p.target, "segment preallocation failed; not preallocating this segment");
                     core.options.preallocate_max_step_bytes = 0;
                 }
             }
             let _ = p.done_tx.send(());
+            Self::note_io_finished(&core_rc);
         })
         .detach();
     }
@@ -662,6 +721,11 @@ impl WriterCore {
                         core.free_pages.push(buf);
                     }
                 }
+            }
+            if core.in_flight.is_empty() && core.current_len == 0 {
+                // Idle: give the chunk memory back (the partial page stays: 4 KiB).
+                core.free.clear();
+                core.current = None;
             }
             (advance_to, core.written.clone())
         };

@@ -2,9 +2,15 @@
 //!
 //! Owns: starting the executors ([`ShardPool::start`]) and the mesh of channels between them
 //! ([`ShardMesh`]). A call to another shard is a message: a `Send` closure that builds a local
-//! future on the target shard, whose result comes back over a oneshot channel. Nothing on the
-//! data path takes a lock; the channels are lock-free MPSC queues, and a call to the current
-//! shard runs inline without a message.
+//! future on the target shard, whose result comes back over a oneshot channel. A call to the
+//! current shard runs inline without a message.
+//!
+//! Back-pressure: each shard's inbox holds at most [`INBOX_CAPACITY`] queued calls (flume's
+//! bounded MPMC channel, whose async senders wait in FIFO order). A caller on a shard whose
+//! target's inbox is full waits (the task, not the thread) until the target takes a call off
+//! it. A call leaves the inbox when the target starts running it, so a long-running call (a
+//! long-poll wait) does not hold a slot, and two shards calling each other cannot deadlock on
+//! full inboxes.
 //!
 //! Must never: hand a shard's `Rc` state to another thread (closures are `Send`, results are
 //! `Send`), or request more pinned CPUs than exist (`Placement::Fixed(n)` fails for a CPU `n`
@@ -15,13 +21,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use futures::StreamExt;
 use glommio::{LocalExecutorBuilder, Placement};
 
 /// glommio's registered-buffer pool per executor. Kept at 4 MiB so it never needs more than
 /// the 8 MiB `RLIMIT_MEMLOCK` these machines allow (see DEVELOPERS.md).
 pub const IO_MEMORY_BYTES: usize = 4 << 20;
+
+/// Calls queued per shard inbox before callers wait. A call's closure is boxed (tens of bytes
+/// plus what it captures), so a full inbox is a few hundred KiB at most.
+pub const INBOX_CAPACITY: usize = 4096;
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
@@ -49,7 +59,7 @@ impl std::error::Error for ShardGone {}
 /// A cloneable, `Send` handle to every shard's inbox.
 #[derive(Clone)]
 pub struct ShardMesh {
-    inboxes: Arc<Vec<mpsc::UnboundedSender<Job>>>,
+    inboxes: Arc<Vec<flume::Sender<Job>>>,
 }
 
 impl ShardMesh {
@@ -68,19 +78,34 @@ impl ShardMesh {
         if current_shard() == Some(shard) {
             return Ok(f().await);
         }
-        let rx = self.send(shard, f)?;
+        let inbox = self.inboxes.get(shard).ok_or(ShardGone(shard))?;
+        let (job, rx) = Self::job(f);
+        inbox.send_async(job).await.map_err(|_| ShardGone(shard))?;
         rx.await.map_err(|_| ShardGone(shard))
     }
 
-    /// Queues `f` on `shard` and returns the receiver of its result; usable from any thread
-    /// (the main thread uses it with a blocking wait at shutdown).
+    /// Queues `f` on `shard` and returns the receiver of its result, waiting by blocking the
+    /// thread while the inbox is full: for threads that are not shards (the main thread at
+    /// shutdown). Shards use [`ShardMesh::call`].
     pub fn send<R, F, Fut>(&self, shard: usize, f: F) -> Result<oneshot::Receiver<R>, ShardGone>
     where
         R: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
     {
+        assert!(current_shard().is_none(), "a shard thread must not block on a full inbox: use call");
         let inbox = self.inboxes.get(shard).ok_or(ShardGone(shard))?;
+        let (job, rx) = Self::job(f);
+        inbox.send(job).map_err(|_| ShardGone(shard))?;
+        Ok(rx)
+    }
+
+    fn job<R, F, Fut>(f: F) -> (Job, oneshot::Receiver<R>)
+    where
+        R: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             Box::pin(async move {
@@ -88,8 +113,7 @@ impl ShardMesh {
                 let _ = tx.send(result);
             })
         });
-        inbox.unbounded_send(job).map_err(|_| ShardGone(shard))?;
-        Ok(rx)
+        (job, rx)
     }
 
     /// Runs `f` on every shard and collects the results in shard order.
@@ -147,7 +171,7 @@ impl<T: Send + 'static> ShardPool<T> {
         let mut senders = Vec::with_capacity(config.shard_count);
         let mut receivers = Vec::with_capacity(config.shard_count);
         for _ in 0..config.shard_count {
-            let (tx, rx) = mpsc::unbounded::<Job>();
+            let (tx, rx) = flume::bounded::<Job>(INBOX_CAPACITY);
             senders.push(tx);
             receivers.push(Some(rx));
         }
@@ -189,8 +213,9 @@ impl<T: Send + 'static> ShardPool<T> {
     }
 }
 
-async fn serve_inbox(mut inbox: mpsc::UnboundedReceiver<Job>) {
-    while let Some(job) = inbox.next().await {
+async fn serve_inbox(inbox: flume::Receiver<Job>) {
+    let mut jobs = inbox.into_stream();
+    while let Some(job) = jobs.next().await {
         glommio::spawn_local(job()).detach();
     }
 }
@@ -233,6 +258,32 @@ mod tests {
         let (other, itself) = results.into_iter().next().expect("shard 0").expect("no panic");
         assert_eq!(other, Some(1));
         assert_eq!(itself, Some(0));
+    }
+
+    /// More concurrent calls than an inbox holds: callers wait for room instead of queueing
+    /// without bound, and every call still completes, in the order each caller sent it.
+    #[test]
+    fn a_full_inbox_makes_callers_wait_and_loses_nothing() {
+        let config = ShardPoolConfig { shard_count: 2, name: "test-mesh".into(), io_memory_bytes: 1 << 20 };
+        let pool = ShardPool::start(&config, |shard, mesh: ShardMesh| async move {
+            if shard != 0 {
+                while !STOP.with(|s| s.get()) {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                return 0;
+            }
+            let calls = (0..INBOX_CAPACITY * 3).map(|i| {
+                let mesh = mesh.clone();
+                async move { mesh.call(1, move || async move { i }).await.expect("answered") }
+            });
+            let results = futures::future::join_all(calls).await;
+            assert!(results.iter().enumerate().all(|(i, r)| *r == i));
+            let _ = mesh.call(1, || async { STOP.with(|s| s.set(true)) }).await;
+            results.len()
+        })
+        .expect("start");
+        let results = pool.join();
+        assert_eq!(*results[0].as_ref().expect("no panic"), INBOX_CAPACITY * 3);
     }
 
     thread_local! {

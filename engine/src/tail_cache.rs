@@ -10,12 +10,22 @@
 //! filled. A read that reaches into the piece being filled seals its current content first
 //! (a `BytesMut::split`, no copy), so a reader never sees bytes that can still change.
 //!
-//! Must never: hold more than `max_bytes` (oldest pieces are dropped first), or return bytes
-//! for a range it does not hold completely (callers then read the file).
+//! Memory: each cache holds a reservation on its shard's [`MemoryBudget`] for the bytes it
+//! holds. When the budget is spent, a cache that cannot grow drops its own oldest pieces, and
+//! a cache over its fair share (budget ÷ caches) shrinks to it, so thousands of partitions share
+//! the budget instead of the first few keeping it; a cache left with nothing stops caching
+//! until there is room (its readers read the file). No log line per event: the budget counts
+//! them ([`MemoryBudget::pressure_events`]).
+//!
+//! Must never: hold more than `max_bytes` (oldest pieces are dropped first), grow past its
+//! shard's budget, or return bytes for a range it does not hold completely (callers then read
+//! the file).
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::memory_budget::{shard_budget, MemoryBudget, Reservation};
 
 /// Tail cache of one active segment. See the module docs.
 #[derive(Debug)]
@@ -30,6 +40,9 @@ pub struct TailCache {
     /// File position of `building[0]`.
     building_pos: u64,
     cached_bytes: usize,
+    /// This cache's share of the shard's memory budget (`cached_bytes` of it), if the shard has
+    /// one.
+    charge: Option<Reservation>,
 }
 
 impl TailCache {
@@ -37,7 +50,18 @@ impl TailCache {
     pub const FIRST_PIECE_BYTES: usize = 64 << 10;
 
     /// An empty cache whose next byte is file position `next_pos`. `max_bytes` 0 disables it.
+    /// It draws from the calling shard's budget, if one is installed.
     pub fn new(next_pos: u64, max_bytes: usize, piece_bytes: usize) -> TailCache {
+        TailCache::with_budget(next_pos, max_bytes, piece_bytes, shard_budget().as_ref())
+    }
+
+    /// [`TailCache::new`] drawing from `budget` (none: bounded by `max_bytes` only).
+    pub fn with_budget(
+        next_pos: u64,
+        max_bytes: usize,
+        piece_bytes: usize,
+        budget: Option<&std::rc::Rc<MemoryBudget>>,
+    ) -> TailCache {
         let piece_bytes = piece_bytes.max(4096);
         TailCache {
             max_bytes,
@@ -47,6 +71,7 @@ impl TailCache {
             next_piece_bytes: Self::FIRST_PIECE_BYTES.min(piece_bytes),
             building_pos: next_pos,
             cached_bytes: 0,
+            charge: budget.filter(|_| max_bytes > 0).map(|b| b.holder()),
         }
     }
 
@@ -67,6 +92,12 @@ impl TailCache {
         if pos != self.end_pos() {
             self.clear(pos);
         }
+        if !self.charge_for(data.len()) {
+            // No room in the shard's budget even after shrinking: skip these bytes; caching
+            // restarts at the next append once there is room.
+            self.clear(pos + data.len() as u64);
+            return;
+        }
         if self.building.capacity() - self.building.len() < data.len() {
             self.seal();
             self.building.reserve(self.next_piece_bytes.max(data.len()));
@@ -78,11 +109,47 @@ impl TailCache {
         self.evict();
     }
 
+    /// Reserves `len` more bytes from the shard's budget, first shrinking this cache to its
+    /// fair share when the budget is short, then dropping its own oldest pieces while that is
+    /// not enough. False when nothing is left to drop.
+    fn charge_for(&mut self, len: usize) -> bool {
+        let Some(mut charge) = self.charge.take() else { return true };
+        let budget = charge.budget().clone();
+        if budget.available_bytes() < len as u64 {
+            let fair_share = budget.fair_share_bytes().max(Self::FIRST_PIECE_BYTES as u64) as usize;
+            if self.cached_bytes + len > fair_share {
+                budget.note_pressure();
+                self.evict_to(fair_share.saturating_sub(len));
+                charge.shrink_to(self.cached_bytes as u64);
+            }
+        }
+        let granted = loop {
+            if charge.try_grow(len as u64) {
+                break true;
+            }
+            budget.note_pressure();
+            let Some((_, oldest)) = self.pieces.pop_front() else { break false };
+            self.cached_bytes -= oldest.len();
+            charge.shrink_to(self.cached_bytes as u64);
+        };
+        self.charge = Some(charge);
+        granted
+    }
+
     /// Drops the oldest pieces until at most `max_bytes` are counted.
     fn evict(&mut self) {
-        while self.cached_bytes > self.max_bytes {
+        self.evict_to(self.max_bytes);
+    }
+
+    /// Drops the oldest pieces until at most `limit_bytes` are counted (the piece being built
+    /// stays), and gives their share of the budget back.
+    fn evict_to(&mut self, limit_bytes: usize) {
+        while self.cached_bytes > limit_bytes {
             let Some((_, oldest)) = self.pieces.pop_front() else { break };
             self.cached_bytes -= oldest.len();
+        }
+        if let Some(charge) = &mut self.charge {
+            charge.shrink_to(self.cached_bytes as u64);
         }
     }
 
@@ -103,6 +170,9 @@ impl TailCache {
         self.building = BytesMut::new();
         self.building_pos = next_pos;
         self.cached_bytes = 0;
+        if let Some(charge) = &mut self.charge {
+            charge.shrink_to(0);
+        }
     }
 
     /// The bytes `[pos, pos + len)` as zero-copy slices, if all of them are held.
@@ -174,6 +244,33 @@ mod tests {
         let mut off = TailCache::new(0, 0, 4096);
         off.push(0, &data(10, 0));
         assert!(off.slices(0, 10).is_none());
+    }
+
+    /// Two caches on a budget that holds one: the first fills it, the second cannot cache at
+    /// first, then the first shrinks to its fair share on its next append and the second gets
+    /// room — no cache ever goes past the budget.
+    #[test]
+    fn caches_share_the_shard_budget_under_pressure() {
+        let budget = MemoryBudget::new(200_000);
+        let mut hot = TailCache::with_budget(0, 1 << 20, 16_384, Some(&budget));
+        let mut late = TailCache::with_budget(0, 1 << 20, 16_384, Some(&budget));
+        let mut hot_pos = 0u64;
+        for _ in 0..20 {
+            hot.push(hot_pos, &data(10_000, 1));
+            hot_pos += 10_000;
+        }
+        assert_eq!(budget.used_bytes(), 200_000, "the hot cache took the whole budget");
+        late.push(0, &data(10_000, 2));
+        assert!(budget.used_bytes() <= 200_000);
+        hot.push(hot_pos, &data(10_000, 3));
+        assert!(hot.cached_bytes() <= 100_000 + 16_384, "shrank to its fair share: {}", hot.cached_bytes());
+        late.push(10_000, &data(10_000, 4));
+        assert!(late.cached_bytes() > 0, "the late cache got room");
+        assert_eq!(late.slices(10_000, 10_000).unwrap().concat(), data(10_000, 4));
+        assert!(budget.used_bytes() <= 200_000);
+        assert!(budget.pressure_events() > 0);
+        drop((hot, late));
+        assert_eq!((budget.used_bytes(), budget.holder_count()), (0, 0));
     }
 
     #[test]

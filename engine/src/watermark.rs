@@ -73,6 +73,12 @@ impl Watermark {
         }
     }
 
+    /// Makes the watermark usable again after [`Watermark::fail`] (the owner replaced what
+    /// failed, e.g. a log truncated to its durable offset with a new writer).
+    pub fn clear_failure(&self) {
+        self.failed.set(false);
+    }
+
     pub fn is_failed(&self) -> bool {
         self.failed.get()
     }

@@ -57,7 +57,7 @@ fn append_assigns_offsets_and_reads_from_any_offset_inside_a_batch() {
 fn read_respects_max_bytes_min_one_batch_and_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
-        let options = LogOptions { high_watermark_follows_log_end: false, ..small_writer_options() };
+        let options = LogOptions { high_watermark_follows_durable_end: false, ..small_writer_options() };
         let log = open(dir.path(), config_with(&[]), options, true).await;
         let mut sizes = Vec::new();
         for i in 0..10u64 {

@@ -34,6 +34,7 @@ use crate::produce_placement::ProducePlacement;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
+use sluice_engine::watermark::Watermark;
 
 /// Socket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -54,22 +55,39 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     let writer_task = glommio::spawn_local(write_responses(writer, pending, socket_fd, peer.clone()));
     let mut frame_buffers = FrameBuffers::default();
     let mut placement = ProducePlacement::default();
+    // Produces read on this connection, and how many of them are acknowledged-or-dropped (their
+    // appends durable, or failed). A request that is not a produce waits for all earlier ones:
+    // the high watermark follows the durable offset, so without the wait a ListOffsets or
+    // Fetch right behind an acks=0 produce would not see it (Kafka's would). Consecutive
+    // produces still pipeline.
+    let produces_settled = Watermark::new(0);
+    let mut produces_read = 0u64;
     loop {
         let phase = placement.phase();
         let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers, phase).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                sluice_engine::warn_limited!(%peer, error = %e, "closing connection: bad frame");
                 break;
             }
         };
+        let is_produce = frame.get(..2) == Some(&[0, 0]); // API key 0
+        if !is_produce && produces_settled.get() < produces_read {
+            let _ = produces_settled.wait_for(produces_read).await;
+        }
         let response = match process(frame, &ctx, &mut placement).await {
             Ok(response) => response,
             Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
+        };
+        let response = if is_produce {
+            produces_read += 1;
+            settle_on_completion(response, produces_settled.clone(), produces_read)
+        } else {
+            response
         };
         if queue.send(response).await.is_err() {
             break; // the writer stopped (write error)
@@ -78,6 +96,22 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     // Earlier requests still get their responses; then both halves drop and the socket closes.
     drop(queue);
     writer_task.await;
+}
+
+/// Wraps a produce's pending response so that `settled` reaches `sequence` once it completes or
+/// is dropped unfinished (the writer stopped): a waiter can never wait forever.
+fn settle_on_completion(response: PendingResponse, settled: Rc<Watermark>, sequence: u64) -> PendingResponse {
+    struct Settle(Rc<Watermark>, u64);
+    impl Drop for Settle {
+        fn drop(&mut self) {
+            self.0.advance(self.1);
+        }
+    }
+    let settle = Settle(settled, sequence);
+    Box::pin(async move {
+        let _settle = settle;
+        response.await
+    })
 }
 
 /// Most requests of one connection being processed or awaiting their response.
@@ -98,7 +132,7 @@ async fn write_responses(
             Ok(Some(segments)) => segments,
             Ok(None) => continue,
             Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
         };

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use sluice_engine::checkpoint_file::write_atomic;
+use sluice_engine::checkpoint_file::{is_storage_full, write_atomic};
 use sluice_engine::log_config::LogConfig;
 
 use crate::metadata_image::{MetadataCommand, MetadataError, MetadataImage};
@@ -82,14 +82,31 @@ async fn commit_locked(ctx: &ShardContext, command: MetadataCommand) -> Result<(
     let mut next = ctx.image.borrow().clone();
     next.apply(&command, &defaults)?;
     let json = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError { code: -1, message: e.to_string() })?;
-    write_atomic(&metadata_path(&ctx.config.data_dir), &json)
-        .await
-        .map_err(|e| MetadataError { code: 56, message: format!("persisting metadata: {e}") })?;
+    let path = metadata_path(&ctx.config.data_dir);
+    let mut persisted = write_atomic(&path, &json).await;
+    if let (Err(e), MetadataCommand::DeleteTopic { name }) = (&persisted, &command) {
+        if is_storage_full(e) {
+            // The disk is full, and deleting a topic is how an operator frees it: delete the
+            // topic's partitions first, then persist. A crash in between leaves the topic in
+            // the metadata with empty partitions (recreated at start-up), never data without
+            // a topic.
+            tracing::warn!(topic = %name, "disk full: deleting the topic's partitions before persisting its deletion");
+            for shard in 0..ctx.mesh.shard_count() {
+                let name = name.clone();
+                let deleted = ctx.mesh.call(shard, move || async move { delete_topic_partitions(&name).await }).await;
+                if let Err(e) = deleted {
+                    tracing::error!(shard, error = %e, "a shard could not delete a topic's partitions");
+                }
+            }
+            persisted = write_atomic(&path, &json).await;
+        }
+    }
+    persisted.map_err(|e| MetadataError { code: 56, message: format!("persisting metadata: {e}") })?;
     for shard in 0..ctx.mesh.shard_count() {
         let command = command.clone();
         let applied = ctx.mesh.call(shard, move || async move { apply_on_shard(command).await }).await;
         if let Err(e) = applied {
-            tracing::error!(shard, error = %e, "a shard could not apply a metadata command");
+            sluice_engine::error_limited!(shard, error = %e, "a shard could not apply a metadata command");
         }
     }
     tracing::info!(?command, "metadata command applied");
@@ -176,21 +193,13 @@ pub async fn apply_on_shard(command: MetadataCommand) {
     let ctx = ShardContext::current();
     let defaults = ctx.config.default_log_config.clone();
     if let Err(e) = ctx.image.borrow_mut().apply(&command, &defaults) {
-        tracing::error!(?command, error = ?e, "committed metadata command failed on a shard");
+        sluice_engine::error_limited!(?command, error = ?e, "committed metadata command failed on a shard");
         return;
     }
     match &command {
         MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
         MetadataCommand::CreatePartitions { name, total } => ensure_partitions(&ctx, name, 0, *total).await,
-        MetadataCommand::DeleteTopic { name } => {
-            for log in ctx.storage.partitions() {
-                if log.topic() == name {
-                    if let Err(e) = ctx.storage.delete_partition(name, log.partition()).await {
-                        tracing::error!(topic = %name, partition = log.partition(), error = %e, "deleting partition failed");
-                    }
-                }
-            }
-        }
+        MetadataCommand::DeleteTopic { name } => delete_topic_partitions(name).await,
         MetadataCommand::AllocateProducerIds { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
@@ -205,6 +214,18 @@ pub async fn apply_on_shard(command: MetadataCommand) {
     }
 }
 
+/// Deletes this shard's partitions of `topic` (their directories).
+async fn delete_topic_partitions(topic: &str) {
+    let ctx = ShardContext::current();
+    for log in ctx.storage.partitions() {
+        if log.topic() == topic {
+            if let Err(e) = ctx.storage.delete_partition(topic, log.partition()).await {
+                sluice_engine::error_limited!(topic, partition = log.partition(), error = %e, "deleting partition failed");
+            }
+        }
+    }
+}
+
 /// Creates (or opens) this shard's partitions `from..to` of `topic`.
 pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i32) {
     let config: Option<LogConfig> = ctx.image.borrow().log_config(topic, &ctx.config.default_log_config);
@@ -214,7 +235,7 @@ pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i
             continue;
         }
         if let Err(e) = ctx.storage.create_partition(topic, p, config.clone()).await {
-            tracing::error!(topic, partition = p, error = %e, "creating partition failed");
+            sluice_engine::error_limited!(topic, partition = p, error = %e, "creating partition failed");
         }
     }
 }

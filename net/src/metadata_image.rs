@@ -14,16 +14,8 @@ use sluice_engine::log_config::LogConfig;
 
 use crate::topic_name::{collides, validate_topic_name};
 
-/// Kafka error codes metadata commands can fail with.
-pub mod codes {
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_REQUEST: i16 = 42;
-}
+/// Kafka error codes (the one table: `sluice_engine::error_code`).
+pub use sluice_engine::error_code::codes;
 
 /// Most partitions one topic may have (a limit on everything).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;

@@ -8,29 +8,48 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use std::os::fd::{FromRawFd, IntoRawFd};
+
 use glommio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::connection;
 use crate::shard_context::ShardContext;
 
-/// Most open connections one shard serves (`max.connections`-like limit).
+/// Most open connections one shard serves unless `max.connections` says otherwise (the broker
+/// lowers it to fit the open-files limit).
 pub const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 
-/// Fails if another socket already listens on `addr`. Shards bind with SO_REUSEPORT, which
-/// would otherwise let a second broker (or anything else of the same user) silently share the
-/// port and get half the connections; Kafka fails with "Address already in use" and so do we.
-/// Called once before the shards bind; port 0 (any port) is not checked.
+/// Fails if a live socket listens on `addr`. Shards bind with SO_REUSEPORT, which would
+/// otherwise let a second broker (or anything else of the same user) silently share the port and
+/// get half the connections; Kafka fails with "Address already in use" and so do we. The probe
+/// sets SO_REUSEADDR and not SO_REUSEPORT: it then conflicts with any listener on the address
+/// but not with the TIME_WAIT sockets a stopped or crashed broker leaves behind — a supervisor
+/// restarts a broker at once, as Kafka's does. Called once before the shards bind; port 0 (any
+/// port) is not checked.
 pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(addr).map(drop)
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
-/// Binds the shard's listener. Separate from [`serve`] so start-up can fail fast.
+/// Binds the shard's listener (SO_REUSEADDR and SO_REUSEPORT, backlog [`LISTEN_BACKLOG`]).
+/// Separate from [`serve`] so start-up can fail fast.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(std::io::Error::from)
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a listening TCP socket we own; the listener takes it over.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
+
+/// Pending connections the kernel queues per shard listener.
+pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// Accepts connections until `stop` resolves.
 pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
@@ -39,13 +58,13 @@ pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(shard = ctx.shard, error = %e, "accept failed");
+                sluice_engine::warn_limited!(shard = ctx.shard, error = %e, "accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
         };
-        if open.get() >= MAX_CONNECTIONS_PER_SHARD {
-            tracing::warn!(shard = ctx.shard, "too many connections; refusing one");
+        if open.get() >= ctx.config.max_connections_per_shard {
+            sluice_engine::warn_limited!(shard = ctx.shard, "too many connections; refusing one");
             drop(stream);
             continue;
         }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::sync::Semaphore;
+use sluice_engine::replica_state::ReplicaState;
 use sluice_engine::shard::ShardMesh;
 use sluice_engine::{owner_shard, PartitionLog, ShardStorage};
 
@@ -43,6 +44,14 @@ impl ShardContext {
 
     pub fn try_current() -> Option<Rc<ShardContext>> {
         CONTEXT.with(|c| c.borrow().clone())
+    }
+
+    /// A partition's replication state as this broker sees it: on a single node it leads every
+    /// partition at epoch 0 and is the only replica. Handlers take leader epochs, replica sets,
+    /// ISRs and acknowledgement rules from here only (the replication issue fills it from the
+    /// cluster metadata).
+    pub fn replica_state(&self, _topic: &str, _partition: i32) -> ReplicaState {
+        ReplicaState::single_node(self.config.node_id)
     }
 
     pub fn owner_of(&self, topic: &str, partition: i32) -> usize {

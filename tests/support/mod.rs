@@ -71,11 +71,23 @@ impl Broker {
 
     /// Like [`Broker::start_with`] on a given port.
     pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Broker {
+        Broker::start_on_with_env(data_dir, port, extra, &[])
+    }
+
+    /// Like [`Broker::start_on`] with extra environment variables (fault points).
+    pub fn start_on_with_env(data_dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Broker {
+        let mut args: Vec<String> = vec!["broker".into(), "--data-dir".into(), data_dir.display().to_string()];
+        args.extend(["--listen".to_string(), format!("127.0.0.1:{port}")]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Broker::spawn(&args, port, env)
+    }
+
+    /// Starts `sluice` with exactly `args` (no --data-dir or --listen added); `port` is where the
+    /// test expects it to listen.
+    pub fn spawn(args: &[String], port: u16, env: &[(&str, &str)]) -> Broker {
         let mut child = Command::new(sluice_bin())
-            .args(["broker", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -117,6 +129,20 @@ impl Broker {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Descriptors the broker process holds open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc/PID/fd").count()
+    }
+
+    /// Whether the process is still running (it may have exited with an error).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn wait_exit(mut self) -> i32 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -156,6 +182,41 @@ impl Drop for Broker {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Creates `name` with `partitions` partitions through a raw CreateTopics (v7); panics on an error.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = raw::RawClient::connect(bootstrap);
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000), 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+}
+
+/// ListOffsets v9 latest (-1) of partitions `0..partitions` of `topic` in one request:
+/// (error code, offset) per partition, in partition order.
+pub fn latest_offsets(client: &mut raw::RawClient, topic: &str, partitions: i32) -> Vec<(i16, i64)> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let request =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(
+                (0..partitions)
+                    .map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1))
+                    .collect(),
+            )]);
+    let response = client.send(&request, 9);
+    let mut out: Vec<(i32, i16, i64)> =
+        response.topics[0].partitions.iter().map(|p| (p.partition_index, p.error_code, p.offset)).collect();
+    out.sort_unstable();
+    out.into_iter().map(|(_, e, o)| (e, o)).collect()
 }
 
 /// Base rdkafka client config for this broker (quick failure, no waiting on a missing broker).

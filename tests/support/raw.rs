@@ -57,6 +57,11 @@ impl RawClient {
         self.stream.write_all(bytes).expect("write");
     }
 
+    /// Writes `bytes`, ignoring a connection the broker already closed.
+    pub fn write_bytes_lossy(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
     /// Reads one response frame; `None` if the broker closed the connection.
     pub fn read_frame(&mut self) -> Option<Bytes> {
         let mut size = [0u8; 4];

@@ -15,7 +15,7 @@ use crate::producer_state::SequenceCheck;
 use crate::segment_writer::SegmentWriter;
 
 use super::{
-    io, settings_of, AppendError, AppendInfo, DurableTarget, LogError, PartitionLog, TailCacheFill,
+    settings_of, write_error, AppendError, AppendInfo, DurableTarget, LogError, PartitionLog, TailCacheFill,
     COMPRESSION_SCRATCH, TAIL_READER_WINDOW_MS,
 };
 
@@ -34,10 +34,12 @@ impl PartitionLog {
         if target.needs_flush {
             self.flush().await?;
         }
-        self.durable
-            .wait_for(target.next_offset as u64)
-            .await
-            .map_err(|_| LogError::Io("segment write failed; the append is not durable".into()))
+        if self.durable.wait_for(target.next_offset as u64).await.is_err() {
+            // Say why precisely (a full disk is retriable once space is freed).
+            let cause = self.active_writer().error().map(write_error);
+            return Err(cause.unwrap_or_else(|| LogError::Io("segment write failed; the append is not durable".into())));
+        }
+        Ok(())
     }
 
     /// The first phase of [`PartitionLog::append`]: validates the batch, assigns offsets and
@@ -153,14 +155,14 @@ impl PartitionLog {
                 let active = state.active();
                 (active.writer.clone().expect("active writer"), active.size_bytes)
             };
-            writer.append(&header).await.map_err(|e| AppendError::Log(io(e)))?;
+            writer.append(&header).await.map_err(|e| AppendError::Log(write_error(e)))?;
             match shared {
                 Some(shared) => {
                     writer.append_shared(shared.slice(batch_range.start + BATCH_HEADER_LEN..batch_range.end)).await
                 }
                 None => writer.append(rest).await,
             }
-            .map_err(|e| AppendError::Log(io(e)))?;
+            .map_err(|e| AppendError::Log(write_error(e)))?;
             {
                 let mut state = self.state.borrow_mut();
                 let active = state.active_mut();
@@ -184,9 +186,6 @@ impl PartitionLog {
             }
             next_offset = last_offset + 1;
             self.log_end.advance(next_offset as u64);
-            if self.options.high_watermark_follows_log_end {
-                self.high_watermark.advance(next_offset as u64);
-            }
             self.assert_watermarks_within_log_end();
             self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
@@ -209,10 +208,12 @@ impl PartitionLog {
         Ok((info, DurableTarget { next_offset, needs_flush: unflushed_messages >= flush_policy.every_messages }))
     }
 
-    /// Advances the durable offset to `next_offset` once the writer has `end_pos` bytes on file.
+    /// Advances the durable offset (and, in single-replica mode, the high watermark) to
+    /// `next_offset` once the writer has `end_pos` bytes on file.
     fn track_durability(&self, writer: &SegmentWriter, end_pos: u64, next_offset: i64) {
         let writer = writer.clone();
         let durable = self.durable.clone();
+        let high_watermark = self.options.high_watermark_follows_durable_end.then(|| self.high_watermark.clone());
         let log_end = self.log_end.clone();
         let generation = self.generation.clone();
         let started_in = generation.get();
@@ -228,7 +229,10 @@ impl PartitionLog {
                         next_offset as u64 <= log_end,
                         "durable offset {next_offset} would pass the log end offset {log_end}"
                     );
-                    durable.advance(next_offset as u64)
+                    durable.advance(next_offset as u64);
+                    if let Some(hw) = high_watermark {
+                        hw.advance(next_offset as u64);
+                    }
                 }
                 Err(_) => durable.fail(),
             }
@@ -321,7 +325,7 @@ impl PartitionLog {
                 }
                 Err(e) => {
                     self.flushed.fail();
-                    return Err(io(e));
+                    return Err(write_error(e));
                 }
             }
         }

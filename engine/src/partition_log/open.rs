@@ -32,7 +32,7 @@ use crate::watermark::Watermark;
 
 use super::segment_set::{parse_producer_snapshot_name, producer_snapshot_path};
 use super::{
-    io, partition_dir_name, settings_of, LogError, LogOptions, LogState, PartitionLog, LEADER_EPOCH_FILE,
+    io, partition_dir_name, settings_of, write_error, LogError, LogOptions, LogState, PartitionLog, LEADER_EPOCH_FILE,
     LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 
@@ -59,11 +59,12 @@ impl PartitionLog {
             Some(bytes) => decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).unwrap_or(0),
             None => 0,
         };
-        let checkpointed_start = match read_small(&dir.join(LOG_START_OFFSET_FILE)).await.map_err(io)? {
-            Some(bytes) => decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).unwrap_or(0),
-            None => 0,
-        };
+        let start_file = read_small(&dir.join(LOG_START_OFFSET_FILE)).await.map_err(io)?;
+        let start_on_disk =
+            start_file.and_then(|bytes| decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).ok());
+        let checkpointed_start = start_on_disk.unwrap_or(0);
         let epoch_cache_file = read_small(&dir.join(LEADER_EPOCH_FILE)).await.map_err(io)?;
+        let epochs_on_disk = epoch_cache_file.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
         let mut epoch_cache =
             epoch_cache_file.as_deref().and_then(|b| LeaderEpochCache::decode(&String::from_utf8_lossy(b)).ok());
         let rebuild_epochs = epoch_cache.is_none();
@@ -85,7 +86,7 @@ impl PartitionLog {
                 loaded = Self::load_segment_indexes(&mut segment, file_size, &index_path, &time_index_path, settings)
                     .await?;
                 if !loaded {
-                    tracing::warn!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
+                    crate::warn_limited!(dir = %dir.display(), base, "index missing or corrupt; rebuilding from the log");
                 }
             }
             if !loaded {
@@ -102,7 +103,7 @@ impl PartitionLog {
                 }
                 if let ScanEnd::Invalid(reason) = &scan.end {
                     if scan.valid_len < file_size {
-                        if reason == crate::log_recovery::ZERO_TAIL {
+                        if reason.is_zero_tail() {
                             // Not damage: an unclean stop leaves the active segment's
                             // preallocated space. Later segments (none, normally) still go.
                             tracing::info!(
@@ -110,7 +111,7 @@ impl PartitionLog {
                                 "cutting the zeros after the last batch of a segment that was not closed"
                             );
                         } else {
-                            tracing::warn!(
+                            crate::warn_limited!(
                                 dir = %dir.display(), base, valid_bytes = scan.valid_len, file_bytes = file_size,
                                 %reason, "truncating damaged segment tail; later segments are dropped"
                             );
@@ -196,6 +197,8 @@ impl PartitionLog {
                 epoch_cache,
                 last_flush_ms: now,
                 checkpointed_recovery_point: recovery_point,
+                checkpointed_log_start_offset: start_on_disk,
+                checkpointed_epochs: epochs_on_disk,
                 producer_snapshots,
             }),
             producers: RefCell::new(producers),
@@ -210,8 +213,11 @@ impl PartitionLog {
             closed: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),
         });
-        // Everything that survived recovery is on disk now; make it durable and say so.
-        log.active_writer().sync().await.map_err(io)?;
+        // Everything that survived recovery is on disk now; make it durable and say so (a clean
+        // stop synced it already).
+        if !clean_shutdown {
+            log.active_writer().sync().await.map_err(write_error)?;
+        }
         log.flushed.advance(log_end_offset as u64);
         log.write_checkpoints().await?;
         // Start-up next time replays only what is appended after this.
@@ -404,7 +410,9 @@ pub(super) async fn rebuild_producer_state(
                 loaded = Some((table, offset));
                 break;
             }
-            _ => tracing::warn!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one"),
+            _ => {
+                crate::warn_limited!(dir = %dir.display(), offset, "producer-state snapshot unreadable; using an older one")
+            }
         }
     }
     let (mut table, from) = loaded.unwrap_or_else(|| (ProducerStateTable::default(), log_start));

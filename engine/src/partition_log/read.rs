@@ -81,13 +81,10 @@ impl LogRead {
 /// What a read needs of the segment that holds its offset, copied out of the log state so that
 /// no borrow of it lives across the read's awaits. Built by [`LogState::segment_read_view`].
 struct SegmentReadView {
-    base_offset: i64,
     file: Rc<DmaFile>,
     /// Present while the segment is the active one.
     writer: Option<SegmentWriter>,
     tail_cache: Option<SharedTailCache>,
-    /// The segment's buffered `sendfile` handle, once one was opened.
-    reader: Option<Arc<std::fs::File>>,
     log_path: PathBuf,
     size_bytes: u64,
     next_offset: i64,
@@ -108,11 +105,9 @@ impl LogState {
             _ => self.segments.range((Bound::Excluded(offset), Bound::Unbounded)).next()?.1,
         };
         Some(SegmentReadView {
-            base_offset: segment.base_offset,
             file: segment.file.clone(),
             writer: segment.writer.clone(),
             tail_cache: segment.tail_cache.clone(),
-            reader: segment.reader.clone(),
             log_path: segment.log_path.clone(),
             size_bytes: segment.size_bytes,
             next_offset: segment.next_offset,
@@ -135,7 +130,7 @@ impl SegmentReadView {
         {
             Ok(found) => Ok(found),
             Err(at) if index_position > 0 => {
-                tracing::warn!(position = at, "index entry does not point at a batch; walking the segment");
+                crate::warn_limited!(position = at, "index entry does not point at a batch; walking the segment");
                 match Segment::find_batch(file, writer, cache, 0, self.size_bytes, target, false).await.map_err(io)? {
                     Ok(found) => Ok(found),
                     Err(at) => Err(LogError::Corrupt(format!("no batch header at position {at}"))),
@@ -219,11 +214,7 @@ impl PartitionLog {
                 location.position,
                 view.size_bytes
             );
-            let reader = match view.reader.clone() {
-                Some(reader) => Some(reader),
-                // The sendfile handle is opened on first need and kept with the segment.
-                None => self.open_segment_reader(&view).await,
-            };
+            let reader = self.segment_reader(&view).await;
             let chunks = Segment::chunks(
                 &view.file,
                 view.writer.as_ref(),
@@ -244,18 +235,13 @@ impl PartitionLog {
         Err(LogError::Corrupt(format!("could not locate offset {offset}")))
     }
 
-    /// Opens the segment's buffered `sendfile` handle and keeps it with the segment; `None`
-    /// sends the read through the DMA file instead.
-    async fn open_segment_reader(&self, view: &SegmentReadView) -> Option<Arc<std::fs::File>> {
-        match Segment::open_reader(&view.log_path).await {
-            Ok(reader) => {
-                if let Some(segment) = self.state.borrow_mut().segments.get_mut(&view.base_offset) {
-                    segment.reader = Some(reader.clone());
-                }
-                Some(reader)
-            }
+    /// The segment's buffered `sendfile` handle, from the shard's bounded cache
+    /// ([`crate::reader_cache`]); `None` sends the read through the DMA file instead.
+    async fn segment_reader(&self, view: &SegmentReadView) -> Option<Arc<std::fs::File>> {
+        match crate::reader_cache::get(&view.log_path).await {
+            Ok(reader) => Some(reader),
             Err(e) => {
-                tracing::warn!(path = %view.log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                crate::warn_limited!(path = %view.log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
                 None
             }
         }

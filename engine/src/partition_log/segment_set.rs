@@ -24,7 +24,8 @@ use crate::segment_writer::{align_down, SegmentWriter};
 
 use super::open::{rebuild_producer_state, SegmentExtent};
 use super::{
-    io, settings_of, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
 };
 
 /// Producer-state snapshots are named like Kafka's: `<20-digit offset>.snapshot`.
@@ -40,7 +41,7 @@ impl PartitionLog {
             return Ok(());
         }
         let bytes = self.producers.borrow().encode_snapshot(next_offset);
-        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io)?;
+        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io_error)?;
         let doomed: Vec<i64> = {
             let mut state = self.state.borrow_mut();
             state.producer_snapshots.retain(|o| *o != next_offset);
@@ -66,7 +67,7 @@ impl PartitionLog {
             return Ok(()); // empty active segment already starts here
         }
         // Seal: everything written and synced, zero padding cut off, indexes on disk.
-        writer.sync().await.map_err(io)?;
+        writer.sync().await.map_err(write_error)?;
         file.truncate(size).await.map_err(io)?;
         self.write_segment_indexes(base).await?;
         let mut segment = Segment::create(
@@ -111,8 +112,8 @@ impl PartitionLog {
             (seg.offset_index.encode(), seg.time_index.encode())
         };
         let (_, index_path, time_index_path) = Segment::paths(&self.dir, base);
-        write_atomic(&index_path, &index).await.map_err(io)?;
-        write_atomic(&time_index_path, &time_index).await.map_err(io)?;
+        write_atomic(&index_path, &index).await.map_err(io_error)?;
+        write_atomic(&time_index_path, &time_index).await.map_err(io_error)?;
         if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
             seg.indexes_dirty = false;
         }
@@ -125,19 +126,65 @@ impl PartitionLog {
         }
         write_atomic(&self.dir.join(RECOVERY_POINT_FILE), encode_offset_checkpoint(offset).as_bytes())
             .await
-            .map_err(io)?;
+            .map_err(io_error)?;
         self.state.borrow_mut().checkpointed_recovery_point = offset;
         Ok(())
     }
 
+    /// Writes the log start offset if it differs from what is on disk.
     async fn write_log_start_offset(&self) -> Result<(), LogError> {
         let lso = self.log_start_offset();
-        write_atomic(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes()).await.map_err(io)
+        if self.state.borrow().checkpointed_log_start_offset == Some(lso) {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes())
+            .await
+            .map_err(io_error)?;
+        self.state.borrow_mut().checkpointed_log_start_offset = Some(lso);
+        Ok(())
     }
 
+    /// Writes the leader-epoch checkpoint if it differs from what is on disk.
     pub(super) async fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
         let text = self.state.borrow().epoch_cache.encode();
-        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io)
+        if self.state.borrow().checkpointed_epochs.as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io_error)?;
+        self.state.borrow_mut().checkpointed_epochs = Some(text);
+        Ok(())
+    }
+
+    /// [`PartitionLog::write_recovery_point`], or, when the disk is full, removing the file:
+    /// without it the next unclean start scans every segment, which is always safe.
+    async fn write_recovery_point_or_forget(&self, offset: i64) -> Result<(), LogError> {
+        match self.write_recovery_point(offset).await {
+            Err(e) if e.is_storage_full() => {
+                self.forget_checkpoint(RECOVERY_POINT_FILE).await?;
+                self.state.borrow_mut().checkpointed_recovery_point = -1;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// [`PartitionLog::write_epoch_checkpoint`], or, when the disk is full, removing the file:
+    /// the next start rebuilds the epochs from the batch headers.
+    async fn write_epoch_checkpoint_or_forget(&self) -> Result<(), LogError> {
+        match self.write_epoch_checkpoint().await {
+            Err(e) if e.is_storage_full() => {
+                self.forget_checkpoint(LEADER_EPOCH_FILE).await?;
+                self.state.borrow_mut().checkpointed_epochs = None;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Removes a checkpoint that could not be rewritten (unlinking needs no free space).
+    async fn forget_checkpoint(&self, name: &str) -> Result<(), LogError> {
+        crate::warn_limited!(topic = %self.topic, partition = self.partition, file = name, "disk full: removing a stale checkpoint; the next start rebuilds it");
+        checkpoint_file::remove_if_exists(&self.dir.join(name)).await.map_err(io_error)
     }
 
     pub(super) async fn write_checkpoints(&self) -> Result<(), LogError> {
@@ -236,6 +283,7 @@ impl PartitionLog {
         for segment in &removed {
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, segment.base_offset);
             // Open readers keep their file descriptor; unlinking is safe under them.
+            crate::reader_cache::forget(&segment.log_path);
             for path in [segment.log_path.clone(), index_path, time_index_path] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
@@ -285,6 +333,44 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.truncate_locked(offset).await
+    }
+
+    /// Whether the active segment's writer failed (a write or fdatasync error: a full or failing
+    /// disk). Appends fail with KAFKA_STORAGE_ERROR until [`PartitionLog::recover_from_write_failure`].
+    pub fn write_failed(&self) -> bool {
+        let writer_failed = self.state.borrow().active().writer.as_ref().is_some_and(|w| w.error().is_some());
+        writer_failed || self.durable.is_failed() || self.flushed.is_failed()
+    }
+
+    /// After a failed write: cuts the log back to its durable offset and gives the active
+    /// segment a new writer, so appends succeed again once the disk has room (if it is still
+    /// full, the next append fails the same way and the shard tries again later, backing off).
+    /// Nothing past the durable offset was acknowledged, and no consumer read it (the high
+    /// watermark follows the durable offset), so nothing anyone saw is taken back. Returns
+    /// whether there was anything to recover.
+    pub async fn recover_from_write_failure(&self) -> Result<bool, LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        if self.closed.get() || !self.write_failed() {
+            return Ok(false);
+        }
+        self.recover_locked().await?;
+        Ok(true)
+    }
+
+    async fn recover_locked(&self) -> Result<(), LogError> {
+        let durable = self.durable_offset();
+        crate::warn_limited!(
+            topic = %self.topic, partition = self.partition, durable, log_end = self.log_end_offset(),
+            "recovering from a failed write: the log is cut back to its durable offset"
+        );
+        self.truncate_locked(durable).await
+    }
+
+    /// Removes every batch at or above `offset` and gives the active segment a new writer.
+    /// Caller holds `exclusive`. Works on a failed writer too: it waits until none of the old
+    /// writer's I/O is still in the kernel.
+    async fn truncate_locked(&self, offset: i64) -> Result<(), LogError> {
         let offset = offset.max(self.log_start_offset());
         // Drop whole segments above, then cut the one containing `offset`.
         let doomed: Vec<i64> = {
@@ -296,8 +382,10 @@ impl PartitionLog {
             let segment = self.state.borrow_mut().segments.remove(base).expect("present");
             if let Some(w) = &segment.writer {
                 let _ = w.drain().await;
+                w.quiesce().await;
             }
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, *base);
+            crate::reader_cache::forget(&segment.log_path);
             for path in [segment.log_path.clone(), index_path, time_index_path] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
@@ -309,7 +397,9 @@ impl PartitionLog {
             (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset)
         };
         if let Some(w) = &writer {
-            w.drain().await.map_err(io)?;
+            // A failed writer returns at once from `drain`: `quiesce` still waits for its I/O.
+            let _ = w.drain().await;
+            w.quiesce().await;
         }
         let config = self.config.borrow().clone();
         let settings = settings_of(&config);
@@ -343,20 +433,22 @@ impl PartitionLog {
         }
         self.generation.set(self.generation.get() + 1);
         self.log_end.reset(new_end as u64);
-        if self.durable_offset() > new_end {
-            self.durable.reset(new_end as u64);
-        }
-        if self.high_watermark() > new_end {
+        // Every batch left was just read back from the file: all of it is durable.
+        self.durable.reset(new_end as u64);
+        self.durable.clear_failure();
+        if self.options.high_watermark_follows_durable_end || self.high_watermark() > new_end {
             self.high_watermark.reset(new_end as u64);
         }
         if self.recovery_point() > new_end {
             self.flushed.reset(new_end as u64);
         }
+        self.flushed.clear_failure();
+        self.sync_running.set(false);
         self.assert_watermarks_within_log_end();
         // The on-disk recovery point must not claim offsets that no longer exist: a crash
         // now must rescan the truncated segment.
-        self.write_recovery_point(self.recovery_point().min(base)).await?;
-        self.write_epoch_checkpoint().await?;
+        self.write_recovery_point_or_forget(self.recovery_point().min(base)).await?;
+        self.write_epoch_checkpoint_or_forget().await?;
         // Producer state of the removed batches must go too: rebuild it from what remains.
         let (mut snapshots, extents) = {
             let state = self.state.borrow();
@@ -376,21 +468,41 @@ impl PartitionLog {
         if self.closed.replace(true) {
             return Ok(());
         }
+        if self.write_failed() {
+            // A full disk: what was not written was never acknowledged; close what is durable.
+            self.recover_locked().await?;
+        }
         let (writer, file, size, base) = {
             let state = self.state.borrow();
             let a = state.active();
             (a.writer.clone().expect("active writer"), a.file.clone(), a.size_bytes, a.base_offset)
         };
-        writer.sync().await.map_err(io)?;
+        writer.sync().await.map_err(write_error)?;
         self.flushed.advance(self.log_end.get());
         file.truncate(size).await.map_err(io)?;
+        // On a full disk a checkpoint that cannot be rewritten is removed instead (each is
+        // rebuilt at the next start): a clean stop stays clean.
         let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
         for b in bases {
-            self.write_segment_indexes(b).await?;
+            match self.write_segment_indexes(b).await {
+                Err(e) if e.is_storage_full() => {
+                    let (_, index_path, time_index_path) = Segment::paths(&self.dir, b);
+                    for path in [index_path, time_index_path] {
+                        checkpoint_file::remove_if_exists(&path).await.map_err(io_error)?;
+                    }
+                }
+                other => other?,
+            }
         }
         debug_assert!(self.state.borrow().segments.contains_key(&base));
-        self.write_checkpoints().await?;
-        self.write_producer_snapshot(self.log_end_offset()).await?;
+        self.write_recovery_point_or_forget(self.recovery_point()).await?;
+        self.write_log_start_offset().await?;
+        self.write_epoch_checkpoint_or_forget().await?;
+        match self.write_producer_snapshot(self.log_end_offset()).await {
+            // The newest older snapshot and a replay of the batches after it rebuild it.
+            Err(e) if e.is_storage_full() => {}
+            other => other?,
+        }
         self.log_end.wake_all();
         self.high_watermark.wake_all();
         Ok(())
@@ -402,6 +514,7 @@ impl PartitionLog {
         self.closed.set(true);
         let writer = self.active_writer();
         let _ = writer.drain().await;
+        crate::reader_cache::forget_dir(&self.dir);
         let dir = self.dir.clone();
         blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

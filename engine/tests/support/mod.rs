@@ -40,7 +40,7 @@ pub fn small_writer_options() -> LogOptions {
     // A small tail cache, so reads are served from it, from the write-behind and from disk.
     LogOptions {
         writer: WriterOptions { chunk_bytes: 8192, max_in_flight: 2, ..WriterOptions::default() },
-        high_watermark_follows_log_end: true,
+        high_watermark_follows_durable_end: true,
         tail_cache_bytes: 20_000,
         tail_cache_fill: TailCacheFill::Always,
         ..LogOptions::default()

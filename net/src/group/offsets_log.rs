@@ -218,7 +218,7 @@ pub async fn replay(log: &Rc<PartitionLog>) -> Result<BTreeMap<String, Replayed>
                     continue;
                 }
                 let Some(key) = record.key.as_ref().and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
-                    tracing::warn!(
+                    sluice_engine::warn_limited!(
                         partition = log.partition(),
                         offset = record.offset,
                         "unreadable key in {OFFSETS_TOPIC}"

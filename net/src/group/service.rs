@@ -219,7 +219,7 @@ impl GroupShard {
         glommio::spawn_local(async move {
             let defaults = &ctx.config.default_log_config;
             if let Err(e) = offsets_log::append(&ctx.storage, &creating, defaults, partition, &[record]).await {
-                tracing::warn!(group = %group_id, error = %e, "could not persist group metadata");
+                sluice_engine::warn_limited!(group = %group_id, error = %e, "could not persist group metadata");
             }
         })
         .detach();
@@ -324,7 +324,7 @@ impl GroupShard {
         let records: Vec<LogRecord> =
             commits.iter().map(|(t, p, c)| LogRecord::offset(group_id, t, *p, Some(c))).collect();
         if let Err(e) = self.append(group_id, &records).await {
-            tracing::warn!(group = group_id, error = %e, "offset commit not written");
+            sluice_engine::warn_limited!(group = group_id, error = %e, "offset commit not written");
             return Err(codes::COORDINATOR_NOT_AVAILABLE);
         }
         self.with_group(group_id, true, |g| {

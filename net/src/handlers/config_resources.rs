@@ -55,18 +55,8 @@ pub mod op {
     pub const SUBTRACT: i8 = 3;
 }
 
-/// Kafka error codes only the config and admin handlers use.
-pub mod admin_codes {
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const POLICY_VIOLATION: i16 = 44;
-    pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
-    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
-}
+/// Kafka error codes (the one table: `sluice_engine::error_code`).
+pub use sluice_engine::error_code::codes as admin_codes;
 
 /// What an alter of a broker resource answers (with INVALID_REQUEST).
 pub const BROKER_CONFIGS_READ_ONLY: &str = "sluice does not support dynamic broker configs yet: set broker configs \

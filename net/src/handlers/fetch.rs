@@ -96,7 +96,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 None if by_id => codes::UNKNOWN_TOPIC_ID,
                 None => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) => check_leader_epoch(p.current_leader_epoch),
+                Some((name, _)) => check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch),
             };
             // No partition can contribute more than the whole response may hold (the first
             // batch of the first partition aside, which min-one-batch reads whole anyway).
@@ -234,7 +234,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                             records: Records::Bytes(bytes),
                         },
                         Err(e) => {
-                            tracing::error!(error = %e, "fetch read failed");
+                            sluice_engine::error_limited!(error = %e, "fetch read failed");
                             PartitionRead {
                                 error: codes::KAFKA_STORAGE_ERROR,
                                 high_watermark: hw,
@@ -266,12 +266,19 @@ async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[Parti
         let partition = w.partition;
         let ctx = ctx.clone();
         waits.push(Box::pin(async move {
+            // The waiter runs on the partition's shard; when this fetch answers (another
+            // partition woke it, or the deadline), dropping `_answered` ends it there too,
+            // instead of leaving it registered until its own timer fires.
+            let (_answered, cancelled) = futures::channel::oneshot::channel::<()>();
             ctx.on_partition(&topic, partition, move |log| async move {
                 let hw = log.high_watermark_watermark();
                 let wait = hw.wait_for(seen + 1);
                 let timer = glommio::timer::sleep(remaining);
                 futures::pin_mut!(wait, timer);
-                matches!(select(wait, timer).await, Either::Left((Ok(()), _)))
+                match select(select(wait, timer), cancelled).await {
+                    Either::Left((Either::Left((woke, _)), _)) => woke.is_ok(),
+                    _ => false,
+                }
             })
             .await
             .unwrap_or(false)

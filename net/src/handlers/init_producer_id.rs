@@ -19,7 +19,7 @@ pub async fn handle(_ctx: &Rc<ShardContext>, request: InitProducerIdRequest, _ve
         InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
     };
     if request.transactional_id.as_ref().is_some_and(|id| !id.0.is_empty()) {
-        tracing::warn!(
+        sluice_engine::warn_limited!(
             transactional_id = %request.transactional_id.as_ref().map(|t| t.0.as_str()).unwrap_or(""),
             "InitProducerId for a transactional producer refused: transactions are not implemented yet"
         );
@@ -34,7 +34,7 @@ pub async fn handle(_ctx: &Rc<ShardContext>, request: InitProducerIdRequest, _ve
     match controller::allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::warn!(code = e.code, message = %e.message, "producer id allocation failed");
+            sluice_engine::warn_limited!(code = e.code, message = %e.message, "producer id allocation failed");
             refuse(codes::COORDINATOR_NOT_AVAILABLE)
         }
     }

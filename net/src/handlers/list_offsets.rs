@@ -10,7 +10,7 @@ use futures::future::join_all;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::handlers::{check_leader_epoch, codes, LEADER_EPOCH};
+use crate::handlers::{check_leader_epoch, codes};
 use crate::shard_context::ShardContext;
 
 pub const LATEST: i64 = -1;
@@ -20,8 +20,6 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // leader_epoch exists from v4; the codec refuses a non-default value below that.
-    let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let mut seen = std::collections::HashMap::<(&str, i32), u32>::new();
     for topic in &request.topics {
         for p in &topic.partitions {
@@ -40,6 +38,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
             let duplicate = duplicates.contains(&(name.clone(), p.partition_index));
             async move {
                 let index = p.partition_index;
+                // leader_epoch exists from v4; the codec refuses a non-default value below that.
+                let leader_epoch = if version >= 4 { ctx.replica_state(&name, index).leader_epoch } else { -1 };
                 let base = ListOffsetsPartitionResponse::default()
                     .with_partition_index(index)
                     .with_timestamp(-1)
@@ -51,7 +51,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
                 if partitions.is_none_or(|n| index < 0 || index >= n) {
                     return base.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
                 }
-                let epoch_error = check_leader_epoch(p.current_leader_epoch);
+                let epoch_error = check_leader_epoch(&ctx, &name, index, p.current_leader_epoch);
                 if epoch_error != codes::NONE {
                     return base.with_error_code(epoch_error);
                 }

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::controller;
-use crate::handlers::{codes, str_bytes, LEADER_EPOCH};
+use crate::handlers::{codes, str_bytes};
 use crate::metadata_image::{MetadataCommand, TopicMeta};
 use crate::shard_context::ShardContext;
 use crate::topic_name::validate_topic_name;
@@ -28,7 +28,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
         None => {
             let image = ctx.image.borrow();
             for (name, meta) in &image.topics {
-                topics.push(topic_entry(node, name, meta));
+                topics.push(topic_entry(ctx, name, meta));
             }
         }
         Some(requested) => {
@@ -69,7 +69,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
                         // Created concurrently by someone else: fine.
                         Err(e) if e.code == crate::metadata_image::codes::TOPIC_ALREADY_EXISTS => {}
                         Err(e) => {
-                            tracing::warn!(topic = %name, error = ?e, "auto-create failed");
+                            sluice_engine::warn_limited!(topic = %name, error = ?e, "auto-create failed");
                             topics.push(error_topic(Some(name), Uuid::nil(), e.code));
                             continue;
                         }
@@ -77,7 +77,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
                     meta = ctx.image.borrow().topic(&name).cloned();
                 }
                 match meta {
-                    Some(meta) => topics.push(topic_entry(node, &name, &meta)),
+                    Some(meta) => topics.push(topic_entry(ctx, &name, &meta)),
                     None => topics.push(error_topic(Some(name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)),
                 }
             }
@@ -97,16 +97,17 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn topic_entry(node: i32, name: &str, meta: &TopicMeta) -> MetadataResponseTopic {
+fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResponseTopic {
     let partitions = (0..meta.partitions)
         .map(|p| {
+            let replica = ctx.replica_state(name, p);
             MetadataResponsePartition::default()
                 .with_error_code(codes::NONE)
                 .with_partition_index(p)
-                .with_leader_id(BrokerId(node))
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)])
+                .with_leader_id(BrokerId(replica.leader_id))
+                .with_leader_epoch(replica.leader_epoch)
+                .with_replica_nodes(replica.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(replica.in_sync_replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_offline_replicas(vec![])
         })
         .collect();

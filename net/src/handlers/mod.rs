@@ -85,27 +85,8 @@ impl From<ResponseKind> for HandlerResponse {
     }
 }
 
-/// The leader epoch of every partition on a single node (replication moves it).
-pub const LEADER_EPOCH: i32 = 0;
-
-/// Kafka error codes handlers use (beyond the engine's).
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const INVALID_REQUIRED_ACKS: i16 = 21;
-    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-}
+/// Kafka error codes (the one table: `sluice_engine::error_code`).
+pub use sluice_engine::error_code::codes;
 
 /// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
 /// `Err` closes the connection.
@@ -174,12 +155,8 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Is `epoch` (a client's `current_leader_epoch`, -1 = unknown) acceptable? Kafka's check.
-pub fn check_leader_epoch(epoch: i32) -> i16 {
-    match epoch {
-        -1 => codes::NONE,
-        e if e == LEADER_EPOCH => codes::NONE,
-        e if e > LEADER_EPOCH => codes::UNKNOWN_LEADER_EPOCH,
-        _ => codes::FENCED_LEADER_EPOCH,
-    }
+/// Is `epoch` (a client's `current_leader_epoch` for `topic`/`partition`, -1 = unknown)
+/// acceptable? Kafka's check, against the partition's replica state.
+pub fn check_leader_epoch(ctx: &ShardContext, topic: &str, partition: i32, epoch: i32) -> i16 {
+    ctx.replica_state(topic, partition).check_leader_epoch(epoch).0
 }

@@ -6,7 +6,7 @@
 //!
 //! A Kafka leader writes its epoch's start into the epoch cache when it becomes leader; sluice's
 //! cache gains its first entry with the first batch. So a partition with no entry yet answers as
-//! if the cache held (LEADER_EPOCH, log end offset), as Kafka's leader would.
+//! if the cache held (the leader epoch, log end offset), as Kafka's leader would.
 //!
 //! Owns: the request/response mapping. Must never: change a log.
 
@@ -16,7 +16,7 @@ use futures::future::join_all;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use crate::handlers::{check_leader_epoch, codes, LEADER_EPOCH};
+use crate::handlers::{check_leader_epoch, codes};
 use crate::shard_context::ShardContext;
 
 /// Kafka's UNDEFINED_EPOCH / UNDEFINED_EPOCH_OFFSET.
@@ -44,15 +44,16 @@ pub async fn handle(
                 if partition_count.is_none_or(|n| index < 0 || index >= n) {
                     return base.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
                 }
-                let epoch_error = check_leader_epoch(p.current_leader_epoch);
+                let epoch_error = check_leader_epoch(&ctx, &name, index, p.current_leader_epoch);
                 if epoch_error != codes::NONE {
                     return base.with_error_code(epoch_error);
                 }
                 let requested = p.leader_epoch;
+                let replica = ctx.replica_state(&name, index);
                 let answer = ctx
                     .on_partition(&name, index, move |log| async move {
                         if log.latest_epoch().is_none() {
-                            end_offset_before_first_batch(requested, log.log_end_offset())
+                            replica.end_offset_for_epoch_of_empty_log(requested, log.log_end_offset())
                         } else {
                             log.end_offset_for_epoch(requested)
                         }
@@ -70,27 +71,4 @@ pub async fn handle(
         topics.push(OffsetForLeaderTopicResult::default().with_topic(topic.topic).with_partitions(partitions));
     }
     OffsetForLeaderEpochResponse::default().with_throttle_time_ms(0).with_topics(topics)
-}
-
-/// Kafka's `endOffsetFor` on a cache holding only (LEADER_EPOCH, log end offset).
-fn end_offset_before_first_batch(requested: i32, log_end_offset: i64) -> (i32, i64) {
-    match requested {
-        UNDEFINED_EPOCH => (UNDEFINED_EPOCH, UNDEFINED_OFFSET),
-        e if e == LEADER_EPOCH => (LEADER_EPOCH, log_end_offset),
-        e if e > LEADER_EPOCH => (UNDEFINED_EPOCH, UNDEFINED_OFFSET),
-        e => (e, log_end_offset),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_cache_answers_like_a_fresh_kafka_leader() {
-        assert_eq!(end_offset_before_first_batch(0, 7), (0, 7));
-        assert_eq!(end_offset_before_first_batch(-1, 7), (-1, -1));
-        assert_eq!(end_offset_before_first_batch(1, 7), (-1, -1));
-        assert_eq!(end_offset_before_first_batch(-2, 7), (-2, 7));
-    }
 }

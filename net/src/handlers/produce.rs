@@ -1,8 +1,9 @@
 //! Produce: validate and append each partition's record batch on the partition's owner shard,
 //! all partitions concurrently; per-partition errors with Kafka's codes. The acknowledgement
 //! waits until every append is durable (see [`handle`]). acks=0 gets no
-//! response; acks=-1 requires `min.insync.replicas` ≤ the in-sync replicas (one, on a single
-//! node) or fails with NOT_ENOUGH_REPLICAS, like Kafka.
+//! response; acks=-1 requires `min.insync.replicas` ≤ the in-sync replicas or fails with
+//! NOT_ENOUGH_REPLICAS, like Kafka — the partition's replica state
+//! ([`sluice_engine::replica_state`]) decides both, and the leader epoch appends carry.
 
 use std::rc::Rc;
 
@@ -16,12 +17,10 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::AppendInfo;
 
-use crate::handlers::{codes, str_bytes, LEADER_EPOCH};
+use crate::handlers::{codes, str_bytes};
 use crate::produce_placement::ProducePlacement;
 use crate::shard_context::ShardContext;
-
-/// In-sync replicas of every partition on a single node.
-const IN_SYNC_REPLICAS: i32 = 1;
+use sluice_engine::ErrorCode;
 
 /// What a produce request resolves to once its appends are durable (`None` for acks=0).
 pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
@@ -56,8 +55,11 @@ pub async fn handle(
                 let index = p.index;
                 let refuse =
                     |code: i16, message: Option<String>| (index, Err::<_, (i16, Option<String>)>((code, message)));
-                if !matches!(acks, -1..=1) {
-                    return refuse(codes::INVALID_REQUIRED_ACKS, None);
+                // The partition's replica state decides the leader epoch and what acks needs.
+                let replica = ShardContext::current().replica_state(&name, index);
+                let ack_target = replica.ack_target(acks, min_insync);
+                if let Err((ErrorCode::INVALID_REQUIRED_ACKS, message)) = &ack_target {
+                    return refuse(ErrorCode::INVALID_REQUIRED_ACKS.0, message.clone());
                 }
                 if crate::topic_name::is_internal(&name) {
                     // Kafka: "Cannot append to internal topic".
@@ -70,10 +72,10 @@ pub async fn handle(
                 if index < 0 || index >= meta.partitions {
                     return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
                 }
-                if acks == -1 && min_insync > IN_SYNC_REPLICAS {
-                    let message = format!("in-sync replicas {IN_SYNC_REPLICAS} below min.insync.replicas {min_insync}");
-                    return refuse(codes::NOT_ENOUGH_REPLICAS, Some(message));
+                if let Err((code, message)) = ack_target {
+                    return refuse(code.0, message);
                 }
+                let leader_epoch = replica.leader_epoch;
                 let records: Bytes = p.records.unwrap_or_default();
                 let ctx = ShardContext::current();
                 if ctx.config.produce_discard {
@@ -93,7 +95,7 @@ pub async fn handle(
                 let outcome: Option<AppendOutcome> = ctx
                     .on_partition(&name, index, move |log| async move {
                         let (info, target) = log
-                            .append_buffered_shared(&records, LEADER_EPOCH)
+                            .append_buffered_shared(&records, leader_epoch)
                             .await
                             .map_err(|e| (e.error_code().0, e.to_string()))?;
                         // Durability is awaited on the owner shard; the result crosses back
@@ -117,7 +119,7 @@ pub async fn handle(
                     None => refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None),
                     Some(Ok(appended)) => (index, Ok(appended)),
                     Some(Err((code, message))) => {
-                        tracing::info!(topic = %name, partition = index, code, %message, "produce refused");
+                        sluice_engine::info_limited!(topic = %name, partition = index, code, %message, "produce refused");
                         refuse(code, Some(message))
                     }
                 }

@@ -59,17 +59,8 @@ const CONSUMER_PROTOCOL_VERSION: i16 = 0;
 /// as this one (what Kafka's clients do).
 const MAX_CONSUMER_PROTOCOL_VERSION: i16 = 3;
 
-/// Kafka error codes the group client reacts to.
-mod codes {
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
-}
+/// Kafka error codes (the one table: `sluice_engine::error_code`).
+use sluice_engine::error_code::codes;
 
 /// Topic → partitions.
 pub type TopicAssignment = BTreeMap<String, Vec<i32>>;

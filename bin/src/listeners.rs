@@ -1,0 +1,294 @@
+//! Where the broker listens and what it tells clients, from Kafka's settings: `listeners`,
+//! `advertised.listeners`, `listener.security.protocol.map`, `controller.listener.names`,
+//! `process.roles`, `controller.quorum.voters`, `node.id`.
+//!
+//! Owns: parsing those values and deciding whether this build can honour them: one PLAINTEXT
+//! listener for clients, and — so a Kafka single-node KRaft `server.properties` works unchanged —
+//! a CONTROLLER listener only when this node is the one and only voter (the embedded controller
+//! is then what the file describes). Pure: no sockets; the caller resolves host names.
+//! Must never: accept a setting it would ignore (a Kafka user's file must not start a broker on
+//! an address other than the one it names); anything not supported yet is an error saying so.
+
+use std::collections::BTreeMap;
+
+/// Security protocols Kafka knows; only PLAINTEXT is served so far.
+const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// One `NAME://host:port` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub name: String,
+    /// Empty for "all interfaces" (`PLAINTEXT://:9092`).
+    pub host: String,
+    pub port: u16,
+}
+
+/// The client listener this node serves, and what Metadata advertises for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEndpoint {
+    pub listen: ListenerSpec,
+    pub advertised: Option<ListenerSpec>,
+}
+
+/// Parses a comma-separated `listeners` / `advertised.listeners` value.
+pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<ListenerSpec>, String> {
+    let mut out: Vec<ListenerSpec> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, address) =
+            item.split_once("://").ok_or_else(|| format!("{key}: expected NAME://host:port, got {item:?}"))?;
+        let (host, port) =
+            address.rsplit_once(':').ok_or_else(|| format!("{key}: {item:?} has no port (NAME://host:port)"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| format!("{key}: invalid port in {item:?}"))?;
+        let name = name.to_ascii_uppercase();
+        if name.is_empty() {
+            return Err(format!("{key}: empty listener name in {item:?}"));
+        }
+        if out.iter().any(|l| l.name == name) {
+            return Err(format!("{key}: listener {name} appears twice"));
+        }
+        out.push(ListenerSpec { name, host: host.to_string(), port });
+    }
+    if out.is_empty() {
+        return Err(format!("{key}: no listener given"));
+    }
+    Ok(out)
+}
+
+/// Parses `listener.security.protocol.map` (`NAME:PROTOCOL,...`).
+pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, protocol) = item
+            .split_once(':')
+            .ok_or_else(|| format!("listener.security.protocol.map: expected NAME:PROTOCOL, got {item:?}"))?;
+        let protocol = protocol.trim().to_ascii_uppercase();
+        if !PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(format!("listener.security.protocol.map: unknown security protocol {protocol:?}"));
+        }
+        out.insert(name.trim().to_ascii_uppercase(), protocol);
+    }
+    Ok(out)
+}
+
+/// The listener-related settings as given (raw strings; `None` when absent).
+#[derive(Clone, Debug, Default)]
+pub struct ListenerSettings {
+    pub listeners: Option<String>,
+    pub advertised_listeners: Option<String>,
+    pub protocol_map: Option<String>,
+    pub controller_listener_names: Option<String>,
+    pub inter_broker_listener_name: Option<String>,
+    pub process_roles: Option<String>,
+    pub controller_quorum_voters: Option<String>,
+}
+
+impl ListenerSettings {
+    /// Takes one key if it is a listener setting; false otherwise.
+    pub fn accept(&mut self, key: &str, value: &str) -> bool {
+        let slot = match key {
+            "listeners" => &mut self.listeners,
+            "advertised.listeners" => &mut self.advertised_listeners,
+            "listener.security.protocol.map" => &mut self.protocol_map,
+            "controller.listener.names" => &mut self.controller_listener_names,
+            "inter.broker.listener.name" => &mut self.inter_broker_listener_name,
+            "process.roles" => &mut self.process_roles,
+            "controller.quorum.voters" => &mut self.controller_quorum_voters,
+            _ => return false,
+        };
+        *slot = Some(value.to_string());
+        true
+    }
+
+    /// Decides the client endpoint, or why these settings cannot be served yet. `None` when no
+    /// `listeners` was given (the `--listen` default applies).
+    pub fn resolve(&self, node_id: i32) -> Result<Option<ClientEndpoint>, String> {
+        self.check_roles(node_id)?;
+        let Some(listeners) = &self.listeners else {
+            if self.advertised_listeners.is_some() {
+                return Err("advertised.listeners needs listeners".into());
+            }
+            return Ok(None);
+        };
+        let listeners = parse_listeners("listeners", listeners)?;
+        let protocol_map = match &self.protocol_map {
+            Some(v) => parse_protocol_map(v)?,
+            None => BTreeMap::new(),
+        };
+        let controller_names: Vec<String> = self
+            .controller_listener_names
+            .as_deref()
+            .unwrap_or("CONTROLLER")
+            .split(',')
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut client = Vec::new();
+        for listener in listeners {
+            if controller_names.contains(&listener.name) {
+                // The embedded controller of a one-node cluster: nothing else connects to it.
+                continue;
+            }
+            let protocol = match protocol_map.get(&listener.name) {
+                Some(p) => p.clone(),
+                None if PROTOCOLS.contains(&listener.name.as_str()) => listener.name.clone(),
+                None => {
+                    return Err(format!(
+                        "listeners: {} is not a security protocol and listener.security.protocol.map does not map it",
+                        listener.name
+                    ))
+                }
+            };
+            if protocol != "PLAINTEXT" {
+                return Err(format!(
+                    "listeners: {} uses {protocol}, which sluice does not serve yet (only PLAINTEXT)",
+                    listener.name
+                ));
+            }
+            client.push(listener);
+        }
+        let listen = match client.len() {
+            1 => client.pop().expect("one"),
+            0 => return Err("listeners: no client (PLAINTEXT) listener".into()),
+            n => return Err(format!("listeners: {n} client listeners; sluice serves one PLAINTEXT listener for now")),
+        };
+        if let Some(name) = &self.inter_broker_listener_name {
+            if name.to_ascii_uppercase() != listen.name {
+                return Err(format!("inter.broker.listener.name: {name} is not the client listener {}", listen.name));
+            }
+        }
+        let advertised = match &self.advertised_listeners {
+            None => None,
+            Some(v) => {
+                let mut advertised = parse_listeners("advertised.listeners", v)?;
+                advertised.retain(|l| !controller_names.contains(&l.name));
+                match advertised.as_slice() {
+                    [one] if one.name == listen.name => Some(one.clone()),
+                    _ => {
+                        return Err(format!(
+                            "advertised.listeners: expected exactly one entry for listener {}",
+                            listen.name
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(Some(ClientEndpoint { listen, advertised }))
+    }
+
+    /// `process.roles` and `controller.quorum.voters`: a combined broker+controller that is the
+    /// only voter (or neither set: the embedded single node).
+    fn check_roles(&self, node_id: i32) -> Result<(), String> {
+        if let Some(roles) = &self.process_roles {
+            let mut roles: Vec<&str> = roles.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            roles.sort_unstable();
+            if roles != ["broker", "controller"] {
+                return Err(format!(
+                    "process.roles={}: sluice runs combined broker,controller nodes only for now (clusters come with replication)",
+                    roles.join(",")
+                ));
+            }
+        }
+        if let Some(voters) = &self.controller_quorum_voters {
+            let voters: Vec<&str> = voters.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            let single_self = match voters.as_slice() {
+                [one] => one.split_once('@').and_then(|(id, _)| id.trim().parse::<i32>().ok()) == Some(node_id),
+                _ => false,
+            };
+            if !single_self {
+                return Err(format!(
+                    "controller.quorum.voters={}: only a one-node quorum of this node (node.id={node_id}) is supported yet",
+                    voters.join(",")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `log.dirs` / `log.dir`: exactly one directory for now.
+pub fn parse_log_dirs(key: &str, value: &str) -> Result<std::path::PathBuf, String> {
+    let dirs: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    match dirs.as_slice() {
+        [one] => Ok(std::path::PathBuf::from(one)),
+        [] => Err(format!("{key}: no directory given")),
+        _ => Err(format!(
+            "{key}: {} directories; sluice uses one log dir for now (JBOD is not supported yet)",
+            dirs.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> ListenerSettings {
+        let mut s = ListenerSettings::default();
+        for (k, v) in pairs {
+            assert!(s.accept(k, v), "{k}");
+        }
+        s
+    }
+
+    #[test]
+    fn a_plaintext_listener_is_served_and_advertised() {
+        let s = settings(&[
+            ("listeners", "PLAINTEXT://127.0.0.1:19092"),
+            ("advertised.listeners", "PLAINTEXT://broker.example:9092"),
+        ]);
+        let endpoint = s.resolve(1).unwrap().unwrap();
+        assert_eq!(endpoint.listen, ListenerSpec { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 19092 });
+        assert_eq!(endpoint.advertised.unwrap().host, "broker.example");
+        assert_eq!(settings(&[]).resolve(1).unwrap(), None, "no listeners: the --listen default");
+    }
+
+    #[test]
+    fn kafkas_single_node_kraft_file_is_accepted() {
+        let s = settings(&[
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", "1@localhost:9093"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+        ]);
+        let endpoint = s.resolve(1).unwrap().unwrap();
+        assert_eq!(endpoint.listen, ListenerSpec { name: "PLAINTEXT".into(), host: "".into(), port: 9092 });
+        let named = settings(&[
+            ("listeners", "CLIENT://127.0.0.1:9092"),
+            ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
+        ]);
+        assert_eq!(named.resolve(1).unwrap().unwrap().listen.name, "CLIENT");
+    }
+
+    #[test]
+    fn what_is_not_supported_yet_is_refused_with_a_reason() {
+        let refused = [
+            vec![("listeners", "SSL://127.0.0.1:9093")],
+            vec![("listeners", "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9095")],
+            vec![("listeners", "CLIENT://127.0.0.1:9092")],
+            vec![("listeners", "PLAINTEXT://127.0.0.1")],
+            vec![("listeners", "127.0.0.1:9092")],
+            vec![("process.roles", "broker")],
+            vec![("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")],
+            vec![("controller.quorum.voters", "2@localhost:9093")],
+            vec![("advertised.listeners", "PLAINTEXT://x:1")],
+            vec![("listeners", "PLAINTEXT://:9092"), ("advertised.listeners", "OTHER://x:1")],
+        ];
+        for pairs in refused {
+            let result = settings(&pairs).resolve(1);
+            assert!(result.is_err(), "{pairs:?} must be refused, got {result:?}");
+        }
+    }
+
+    #[test]
+    fn one_log_dir() {
+        assert_eq!(
+            parse_log_dirs("log.dirs", " /var/lib/sluice ").unwrap(),
+            std::path::PathBuf::from("/var/lib/sluice")
+        );
+        assert!(parse_log_dirs("log.dirs", "/a,/b").is_err());
+        assert!(parse_log_dirs("log.dirs", "").is_err());
+    }
+}

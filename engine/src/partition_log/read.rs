@@ -4,8 +4,8 @@
 //! Owns: [`LogRead`], and turning an offset into byte ranges of one segment — from the file,
 //! the write-behind or the tail cache — through a [`SegmentReadView`] copied out of the log
 //! state. Must never: return bytes past the bound it was asked for (HW for consumers, LEO for
-//! followers), hold a `RefCell` borrow across an await, or run a blocking syscall on the shard
-//! thread.
+//! followers), hand out a `sendfile` handle on a file other than the segment's own, hold a
+//! `RefCell` borrow across an await, or run a blocking syscall on the shard thread.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use glommio::io::DmaFile;
 
+use crate::checkpoint_file::blocking;
 use crate::clock::now_ms;
 use crate::compressed_batch;
 use crate::segment::{BatchLocation, ReadChunk, Segment, SharedTailCache};
@@ -245,14 +246,30 @@ impl PartitionLog {
     }
 
     /// Opens the segment's buffered `sendfile` handle and keeps it with the segment; `None`
-    /// sends the read through the DMA file instead.
+    /// sends the read through the DMA file instead. The handle is opened by path, so it is used
+    /// only if the path still names the segment's own file (a replacement may have taken the
+    /// name meanwhile), and kept only if the segment is still in the log.
     async fn open_segment_reader(&self, view: &SegmentReadView) -> Option<Arc<std::fs::File>> {
-        match Segment::open_reader(&view.log_path).await {
-            Ok(reader) => {
+        let path = view.log_path.clone();
+        let opened = blocking(move || {
+            use std::os::unix::fs::MetadataExt;
+            let reader = std::fs::File::open(&path)?;
+            let inode = reader.metadata()?.ino();
+            Ok((Arc::new(reader), inode))
+        })
+        .await;
+        match opened {
+            Ok((reader, inode)) if inode == view.file.inode() => {
                 if let Some(segment) = self.state.borrow_mut().segments.get_mut(&view.base_offset) {
-                    segment.reader = Some(reader.clone());
+                    if Rc::ptr_eq(&segment.file, &view.file) {
+                        segment.reader = Some(reader.clone());
+                    }
                 }
                 Some(reader)
+            }
+            Ok(_) => {
+                tracing::debug!(path = %view.log_path.display(), "segment file replaced meanwhile; no sendfile for this read");
+                None
             }
             Err(e) => {
                 tracing::warn!(path = %view.log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");

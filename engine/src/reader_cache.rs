@@ -18,10 +18,15 @@ use std::sync::Arc;
 /// Handles a shard keeps open when nothing else sets it.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
+/// A read handle and the inode it was opened on: a path can be given to a new file (a
+/// compaction replaces segments), so callers check the inode against their segment's.
+pub type Reader = (Arc<std::fs::File>, u64);
+
 struct ReaderCache {
     capacity: usize,
     tick: u64,
-    handles: HashMap<PathBuf, (Arc<std::fs::File>, u64)>,
+    /// Path → (handle, the file's inode when opened, last use).
+    handles: HashMap<PathBuf, (Reader, u64)>,
 }
 
 thread_local! {
@@ -59,8 +64,8 @@ impl ReaderCache {
     }
 }
 
-/// The read handle of `log_path`, opened on the blocking pool on a miss.
-pub async fn get(log_path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+/// The read handle of `log_path` and its inode, opened on the blocking pool on a miss.
+pub async fn get(log_path: &Path) -> std::io::Result<Reader> {
     let hit = CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         cache.tick += 1;
@@ -74,7 +79,13 @@ pub async fn get(log_path: &Path) -> std::io::Result<Arc<std::fs::File>> {
         return Ok(file);
     }
     let path = log_path.to_path_buf();
-    let file = Arc::new(crate::checkpoint_file::blocking(move || std::fs::File::open(&path)).await?);
+    let file = crate::checkpoint_file::blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::open(&path)?;
+        let inode = file.metadata()?.ino();
+        Ok((Arc::new(file), inode))
+    })
+    .await?;
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         cache.tick += 1;
@@ -115,7 +126,7 @@ mod tests {
                     get(p).await.unwrap();
                 }
                 get(&paths[0]).await.unwrap(); // 0 is now the most recent; 1 the least
-                let held = get(&paths[3]).await.unwrap();
+                let (held, _inode) = get(&paths[3]).await.unwrap();
                 assert_eq!(open_count(), 3);
                 let has = |p: &Path| CACHE.with(|c| c.borrow().handles.contains_key(p));
                 assert!(!has(&paths[1]), "least recently used closed");

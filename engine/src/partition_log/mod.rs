@@ -7,18 +7,22 @@
 //! to `<offset>.snapshot` on roll and close, rebuilt after the newest snapshot on open and
 //! truncation), and the per-partition checkpoint files (`recovery-point.checkpoint`,
 //! `log-start-offset.checkpoint`, `leader-epoch-checkpoint`). Compressed batches are validated
-//! and, per `compression.type`, rewritten here ([`crate::compressed_batch`]).
+//! and, per `compression.type`, rewritten here ([`crate::compressed_batch`]). Segments
+//! rewritten by log compaction are swapped in through `.cleaned`, `.swap` and `.deleted` files
+//! ([`PartitionLog::replace_segments`]); open finishes or abandons a swap a crash interrupted.
 //!
 //! Layout: this file holds the state, options, errors and accessors; `open.rs` opens and
 //! recovers, `append.rs` validates and appends and tracks durability, `read.rs` serves reads
-//! and timestamp lookups, and `segment_set.rs` rolls, retains, deletes and truncates segments,
-//! closes the log and writes its checkpoints.
+//! and timestamp lookups, `segment_set.rs` rolls, retains, deletes and truncates segments,
+//! closes the log and writes its checkpoints, and `replace.rs` swaps rewritten segments in
+//! (both halves of that protocol: the swap, and settling an interrupted one at open).
 //!
 //! Concurrency: one shard owns a `PartitionLog` (it is `!Send`). Appends, rolls, truncation,
-//! retention and close run one at a time under `exclusive` (a local FIFO semaphore, not a
-//! lock between threads); reads take a consistent snapshot synchronously and then do I/O
-//! without blocking appends. Durability waits happen *outside* the exclusive section so
-//! concurrent appends share one `fdatasync` (group commit).
+//! retention, replacement and close run one at a time under `exclusive` (a local FIFO
+//! semaphore, not a lock between threads); reads take a consistent snapshot synchronously and
+//! then do I/O without blocking appends — through the file handles of that snapshot, so a
+//! segment deleted or replaced meanwhile still reads its own bytes. Durability waits happen
+//! *outside* the exclusive section so concurrent appends share one `fdatasync` (group commit).
 //!
 //! Durability contract: an append is *durable* once its bytes are written to the segment file
 //! (the DMA write completed: it survives a crash of this process, like Kafka's page-cache
@@ -30,19 +34,24 @@
 //! (a request after an append on the same connection sees it); so for the span of one DMA
 //! write a consumer can read a record that a process crash would still take back — the
 //! producer, though, is never acknowledged before the record is on file. `flush.ms` syncs
-//! happen from the shard's timer ([`PartitionLog::flush_if_due`]).
+//! happen from the shard's timer ([`PartitionLog::flush_if_due`]). A segment replacement is
+//! committed once every replacement file is fsynced and renamed to `.swap`; a crash before
+//! that keeps the old segments, after it the new ones.
 //!
 //! Invariants checked in release builds too (a storage engine stops rather than serve wrong
 //! bytes): offsets strictly increase as batches are recorded, the durable offset and the high
 //! watermark never pass the log end offset, and a read never returns bytes past its bound.
 //!
 //! Must never: write a batch that failed validation, serve bytes past the bound it was asked
-//! for (HW for consumers, LEO for followers), hold a `RefCell` borrow across an await, or run a
-//! blocking syscall on the shard thread.
+//! for (HW for consumers, LEO for followers), serve bytes of a file other than the segment's
+//! own (a path may name a replacement by then), leave two segments holding the same offset
+//! after a crash, hold a `RefCell` borrow across an await, or run a blocking syscall on the
+//! shard thread.
 
 mod append;
 mod open;
 mod read;
+mod replace;
 mod segment_set;
 
 use std::cell::{Cell, RefCell};
@@ -62,6 +71,7 @@ use crate::segment_writer::{SegmentWriter, WriterOptions};
 use crate::watermark::Watermark;
 
 pub use read::LogRead;
+pub use replace::CleanedSegment;
 
 const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
@@ -144,7 +154,8 @@ impl LogOptions {
     }
 }
 
-/// Errors of the log as a whole (open, I/O, closed).
+/// Errors of the log as a whole (open, I/O, closed), and `InvalidReplace`: a refused
+/// [`PartitionLog::replace_segments`], which changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogError {
     Io(String),
@@ -157,6 +168,7 @@ pub enum LogError {
         log_end_offset: i64,
     },
     Corrupt(String),
+    InvalidReplace(String),
 }
 
 impl LogError {
@@ -165,6 +177,7 @@ impl LogError {
             LogError::Io(_) | LogError::StorageFull(_) | LogError::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             LogError::Closed => ErrorCode::NOT_LEADER_OR_FOLLOWER,
             LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+            LogError::InvalidReplace(_) => ErrorCode::UNKNOWN_SERVER_ERROR,
         }
     }
 }
@@ -179,6 +192,7 @@ impl std::fmt::Display for LogError {
                 write!(f, "offset {offset} is outside [{log_start_offset}, {log_end_offset}]")
             }
             LogError::Corrupt(e) => write!(f, "log corrupt: {e}"),
+            LogError::InvalidReplace(e) => write!(f, "invalid segment replacement: {e}"),
         }
     }
 }
@@ -361,6 +375,9 @@ pub struct PartitionLog {
     closed: Cell<bool>,
     /// When a read last tailed the log (see [`TailCacheFill::Tailing`]).
     last_tail_read_ms: Cell<i64>,
+    /// A segment replacement failed after its commit point: its files are left for the next
+    /// open to finish, and no other replacement may start before.
+    replace_awaits_open: Cell<bool>,
 }
 
 /// Directory name of a partition, Kafka style.

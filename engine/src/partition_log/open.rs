@@ -1,14 +1,15 @@
-//! Opening a partition's log: list its directory, delete what interrupted writes left, load
-//! each segment's indexes or rebuild them by scanning
+//! Opening a partition's log: list its directory, delete what interrupted writes left, settle
+//! an interrupted segment replacement, load each segment's indexes or rebuild them by scanning
 //! (with CRCs, after an unclean stop), cut a damaged tail and everything after it, seed the
 //! leader-epoch cache when its checkpoint is missing, and rebuild the idempotent producers'
 //! state from the newest snapshot.
 //!
 //! Owns: recovery — turning whatever a crash left in the directory (`.tmp` checkpoint files,
 //! `.deleted` segments, torn tails, missing or stale indexes, snapshots past the log end) into
-//! a consistent log. Must never: serve anything after the first damaged batch, trust a length
-//! from disk beyond `max_batch_bytes`, claim a recovery point the files do not back, or run a
-//! blocking syscall on the shard thread.
+//! a consistent log; the replacement protocol's files are settled by [`super::replace`]. Must
+//! never: serve anything after the first damaged batch, trust a length from disk beyond
+//! `max_batch_bytes`, claim a recovery point the files do not back, or run a blocking syscall
+//! on the shard thread.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::segment_writer::{align_down, SegmentWriter};
 use crate::time_index::TimeIndex;
 use crate::watermark::Watermark;
 
+use super::replace::settle_interrupted_replace;
 use super::segment_set::{parse_producer_snapshot_name, producer_snapshot_path};
 use super::{
     io, partition_dir_name, settings_of, write_error, LogError, LogOptions, LogState, PartitionLog, LEADER_EPOCH_FILE,
@@ -53,7 +55,8 @@ impl PartitionLog {
         let dir = data_dir.join(partition_dir_name(topic, partition));
         crate::iopoll_probe::prime(data_dir).await.map_err(io)?;
         let max_batch_bytes = (config.max_message_bytes.max(0) as usize).max(MIN_RECOVERY_BATCH_CAP_BYTES);
-        let DirContents { log_bases, mut producer_snapshots } = read_dir_contents(&dir).await?;
+        let DirContents { log_bases, mut producer_snapshots } =
+            read_dir_contents(&dir, options.direct_io, max_batch_bytes).await?;
 
         let recovery_point = match read_small(&dir.join(RECOVERY_POINT_FILE)).await.map_err(io)? {
             Some(bytes) => decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).unwrap_or(0),
@@ -212,6 +215,7 @@ impl PartitionLog {
             syncs: Cell::new(0),
             closed: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),
+            replace_awaits_open: Cell::new(false),
         });
         // Everything that survived recovery is on disk now; make it durable and say so (a clean
         // stop synced it already).
@@ -320,9 +324,10 @@ struct DirContents {
     producer_snapshots: Vec<i64>,
 }
 
-/// Lists `dir` (creating it) and deletes the leftovers of interrupted writes (`.tmp` files,
-/// `.deleted` segments, index files without a log file).
-async fn read_dir_contents(dir: &Path) -> Result<DirContents, LogError> {
+/// Lists `dir` (creating it), deletes the leftovers of interrupted writes (`.tmp` files,
+/// `.deleted` segments, index files without a log file) and settles an interrupted segment
+/// replacement ([`settle_interrupted_replace`]).
+async fn read_dir_contents(dir: &Path, direct_io: bool, max_batch_bytes: usize) -> Result<DirContents, LogError> {
     let listing_dir = dir.to_path_buf();
     let names: Vec<String> = blocking(move || {
         std::fs::create_dir_all(&listing_dir)?;
@@ -334,6 +339,7 @@ async fn read_dir_contents(dir: &Path) -> Result<DirContents, LogError> {
     })
     .await
     .map_err(io)?;
+    let names = settle_interrupted_replace(dir, names, direct_io, max_batch_bytes).await?;
 
     let mut log_bases = Vec::new();
     let mut index_files = Vec::new();

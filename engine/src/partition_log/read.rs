@@ -4,8 +4,8 @@
 //! Owns: [`LogRead`], and turning an offset into byte ranges of one segment — from the file,
 //! the write-behind or the tail cache — through a [`SegmentReadView`] copied out of the log
 //! state. Must never: return bytes past the bound it was asked for (HW for consumers, LEO for
-//! followers), hold a `RefCell` borrow across an await, or run a blocking syscall on the shard
-//! thread.
+//! followers), hand out a `sendfile` handle on a file other than the segment's own, hold a
+//! `RefCell` borrow across an await, or run a blocking syscall on the shard thread.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -236,15 +236,23 @@ impl PartitionLog {
     }
 
     /// The segment's buffered `sendfile` handle, from the shard's bounded cache
-    /// ([`crate::reader_cache`]); `None` sends the read through the DMA file instead.
+    /// ([`crate::reader_cache`]); `None` sends the read through the DMA file instead. Handles are
+    /// opened by path, so one is used only if it is the segment's own file (a replacement may
+    /// have given the name to a new file): a stale cached handle is dropped and opened again.
     async fn segment_reader(&self, view: &SegmentReadView) -> Option<Arc<std::fs::File>> {
-        match crate::reader_cache::get(&view.log_path).await {
-            Ok(reader) => Some(reader),
-            Err(e) => {
-                crate::warn_limited!(path = %view.log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
-                None
+        let own_inode = view.file.inode();
+        for _attempt in 0..2 {
+            match crate::reader_cache::get(&view.log_path).await {
+                Ok((reader, inode)) if inode == own_inode => return Some(reader),
+                Ok(_) => crate::reader_cache::forget(&view.log_path),
+                Err(e) => {
+                    crate::warn_limited!(path = %view.log_path.display(), error = %e, "no buffered reader; sendfile disabled for this read");
+                    return None;
+                }
             }
         }
+        tracing::debug!(path = %view.log_path.display(), "segment file replaced meanwhile; no sendfile for this read");
+        None
     }
 
     /// Remembers that a reader tails the log now (see [`TailCacheFill::Tailing`]).

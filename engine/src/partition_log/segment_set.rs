@@ -2,7 +2,7 @@
 //! segment, deleting the oldest ones (retention, DeleteRecords, the log start offset),
 //! truncating the tail (followers), closing and deleting the log — and the checkpoint files
 //! that say where the set stands (recovery point, log start offset, leader epochs, producer
-//! snapshots).
+//! snapshots). Replacing segments is [`super::replace`]'s.
 //!
 //! Owns: those changes to the segment map and the files behind it. Each runs under
 //! `exclusive`. Must never: cut the log below the log end offset except by

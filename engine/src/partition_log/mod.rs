@@ -373,6 +373,10 @@ pub struct PartitionLog {
     /// fdatasyncs issued by `flush` (metrics, and the group-commit test).
     syncs: Cell<u64>,
     closed: Cell<bool>,
+    /// While a close writes its files: their directory fsync is left for its end, and whether
+    /// one is owed.
+    dir_sync_deferred: Cell<bool>,
+    dir_sync_pending: Cell<bool>,
     /// When a read last tailed the log (see [`TailCacheFill::Tailing`]).
     last_tail_read_ms: Cell<i64>,
     /// A segment replacement failed after its commit point: its files are left for the next

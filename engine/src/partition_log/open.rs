@@ -214,6 +214,8 @@ impl PartitionLog {
             sync_running: Cell::new(false),
             syncs: Cell::new(0),
             closed: Cell::new(false),
+            dir_sync_deferred: Cell::new(false),
+            dir_sync_pending: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),
             replace_awaits_open: Cell::new(false),
         });

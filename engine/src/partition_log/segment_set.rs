@@ -13,7 +13,7 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint_file::{self, blocking, write_atomic};
+use crate::checkpoint_file::{self, blocking, write_atomic, write_atomic_without_dir_sync};
 use crate::clock::now_ms;
 use crate::leader_epoch_cache::encode_offset_checkpoint;
 use crate::log_config::LogConfig;
@@ -41,7 +41,7 @@ impl PartitionLog {
             return Ok(());
         }
         let bytes = self.producers.borrow().encode_snapshot(next_offset);
-        write_atomic(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io_error)?;
+        self.write_checkpoint_file(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io_error)?;
         let doomed: Vec<i64> = {
             let mut state = self.state.borrow_mut();
             state.producer_snapshots.retain(|o| *o != next_offset);
@@ -102,6 +102,18 @@ impl PartitionLog {
         self.roll_locked(self.log_end_offset(), &config).await
     }
 
+    /// Writes a checkpoint, index or snapshot file durably: at once, or — while
+    /// [`PartitionLog::close`] runs — with the directory fsync left for the end of the close
+    /// (one for every file it writes).
+    async fn write_checkpoint_file(&self, path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        if self.dir_sync_deferred.get() {
+            self.dir_sync_pending.set(true);
+            write_atomic_without_dir_sync(path, contents).await
+        } else {
+            write_atomic(path, contents).await
+        }
+    }
+
     pub(super) async fn write_segment_indexes(&self, base: i64) -> Result<(), LogError> {
         let (index, time_index) = {
             let state = self.state.borrow();
@@ -112,8 +124,8 @@ impl PartitionLog {
             (seg.offset_index.encode(), seg.time_index.encode())
         };
         let (_, index_path, time_index_path) = Segment::paths(&self.dir, base);
-        write_atomic(&index_path, &index).await.map_err(io_error)?;
-        write_atomic(&time_index_path, &time_index).await.map_err(io_error)?;
+        self.write_checkpoint_file(&index_path, &index).await.map_err(io_error)?;
+        self.write_checkpoint_file(&time_index_path, &time_index).await.map_err(io_error)?;
         if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
             seg.indexes_dirty = false;
         }
@@ -124,7 +136,7 @@ impl PartitionLog {
         if self.state.borrow().checkpointed_recovery_point == offset {
             return Ok(());
         }
-        write_atomic(&self.dir.join(RECOVERY_POINT_FILE), encode_offset_checkpoint(offset).as_bytes())
+        self.write_checkpoint_file(&self.dir.join(RECOVERY_POINT_FILE), encode_offset_checkpoint(offset).as_bytes())
             .await
             .map_err(io_error)?;
         self.state.borrow_mut().checkpointed_recovery_point = offset;
@@ -137,7 +149,7 @@ impl PartitionLog {
         if self.state.borrow().checkpointed_log_start_offset == Some(lso) {
             return Ok(());
         }
-        write_atomic(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes())
+        self.write_checkpoint_file(&self.dir.join(LOG_START_OFFSET_FILE), encode_offset_checkpoint(lso).as_bytes())
             .await
             .map_err(io_error)?;
         self.state.borrow_mut().checkpointed_log_start_offset = Some(lso);
@@ -150,7 +162,7 @@ impl PartitionLog {
         if self.state.borrow().checkpointed_epochs.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        write_atomic(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io_error)?;
+        self.write_checkpoint_file(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io_error)?;
         self.state.borrow_mut().checkpointed_epochs = Some(text);
         Ok(())
     }
@@ -480,8 +492,24 @@ impl PartitionLog {
         writer.sync().await.map_err(write_error)?;
         self.flushed.advance(self.log_end.get());
         file.truncate(size).await.map_err(io)?;
-        // On a full disk a checkpoint that cannot be rewritten is removed instead (each is
-        // rebuilt at the next start): a clean stop stays clean.
+        // One directory fsync for every file the close writes.
+        self.dir_sync_deferred.set(true);
+        let written = self.write_close_checkpoints(base).await;
+        self.dir_sync_deferred.set(false);
+        written?;
+        if self.dir_sync_pending.replace(false) {
+            let dir = self.dir.clone();
+            blocking(move || checkpoint_file::sync_dir(&dir)).await.map_err(io_error)?;
+        }
+        self.log_end.wake_all();
+        self.high_watermark.wake_all();
+        Ok(())
+    }
+
+    /// The files a clean close leaves: indexes, recovery point, log start offset, epochs, the
+    /// producer snapshot. On a full disk a checkpoint that cannot be rewritten is removed
+    /// instead (each is rebuilt at the next start): a clean stop stays clean.
+    async fn write_close_checkpoints(&self, base: i64) -> Result<(), LogError> {
         let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
         for b in bases {
             match self.write_segment_indexes(b).await {
@@ -503,8 +531,6 @@ impl PartitionLog {
             Err(e) if e.is_storage_full() => {}
             other => other?,
         }
-        self.log_end.wake_all();
-        self.high_watermark.wake_all();
         Ok(())
     }
 

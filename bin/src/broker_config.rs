@@ -92,6 +92,15 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("{key}: invalid value {value:?}"))
 }
 
+/// A count or duration that must be at least 1.
+fn parse_at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(key: &str, value: &str) -> Result<T, String> {
+    let n: T = parse(key, value)?;
+    if n < T::from(1) {
+        return Err(format!("{key}: must be at least 1"));
+    }
+    Ok(n)
+}
+
 /// Applies broker properties. Accepts broker names (`log.retention.ms`), topic names
 /// (`retention.ms`), `sluice.flush.mode` (always | never | interval:MS),
 /// `sluice.shard.memory.bytes`, `sluice.tail.cache.bytes` (per partition),
@@ -135,20 +144,8 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
             "log.retention.check.interval.ms" => settings.retention_check_interval_ms = Some(parse(key, value)?),
             // Checked with retention (log.retention.check.interval.ms), not on its own timer.
-            "producer.id.expiration.ms" => {
-                let ms: i64 = parse(key, value)?;
-                if ms < 1 {
-                    return Err(format!("{key}: must be at least 1"));
-                }
-                settings.producer_id_expiration_ms = Some(ms);
-            }
-            "num.partitions" => {
-                let n: i32 = parse(key, value)?;
-                if n < 1 {
-                    return Err(format!("{key}: must be at least 1"));
-                }
-                settings.num_partitions = Some(n);
-            }
+            "producer.id.expiration.ms" => settings.producer_id_expiration_ms = Some(parse_at_least_one(key, value)?),
+            "num.partitions" => settings.num_partitions = Some(parse_at_least_one(key, value)?),
             "auto.create.topics.enable" => settings.auto_create_topics = Some(parse(key, value)?),
             "socket.request.max.bytes" => {
                 let n: usize = parse(key, value)?;
@@ -167,20 +164,8 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
-            "max.connections" => {
-                let n: usize = parse(key, value)?;
-                if n < 1 {
-                    return Err(format!("{key}: must be at least 1"));
-                }
-                settings.max_connections = Some(n);
-            }
-            "sluice.reader.cache.fds" => {
-                let n: usize = parse(key, value)?;
-                if n < 1 {
-                    return Err(format!("{key}: must be at least 1"));
-                }
-                settings.reader_cache_fds = Some(n);
-            }
+            "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
+            "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
             "log.dirs" => {
                 settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?);
                 settings.log_dirs_given = true;

@@ -28,6 +28,7 @@ pub mod offset_index;
 pub mod partition_log;
 pub mod producer_state;
 pub mod reader_cache;
+pub mod record_encoding;
 pub mod replica_state;
 pub mod retention;
 pub mod retry_backoff;

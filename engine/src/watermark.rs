@@ -79,6 +79,12 @@ impl Watermark {
         self.failed.set(false);
     }
 
+    /// Tasks waiting on this watermark now (tests check that waiters do not outlive their
+    /// request).
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.borrow().by_threshold.len()
+    }
+
     pub fn is_failed(&self) -> bool {
         self.failed.get()
     }

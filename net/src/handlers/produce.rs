@@ -15,7 +15,7 @@ use futures::channel::oneshot;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_engine::AppendInfo;
+use sluice_engine::{AppendInfo, LogError};
 
 use crate::handlers::{codes, str_bytes};
 use crate::produce_placement::ProducePlacement;
@@ -25,7 +25,10 @@ use sluice_engine::ErrorCode;
 /// What a produce request resolves to once its appends are durable (`None` for acks=0).
 pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
 
-type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), String>>), (i16, String)>;
+/// An append's result: refused (Kafka's code and the reason), or appended with the receiver of
+/// its durability (typed, so a full disk and a log closed by shutdown answer with their own
+/// codes).
+type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), LogError>>), (i16, String)>;
 
 /// Appends every partition's batch in request order (each waits only until its batch is in
 /// the partition's write-behind buffer), then returns the acknowledgement as a future: it
@@ -109,7 +112,7 @@ pub async fn handle(
                             } else {
                                 Ok(())
                             };
-                            let _ = tx.send(done.map_err(|e| e.to_string()));
+                            let _ = tx.send(done);
                         })
                         .detach();
                         Ok((info, rx))
@@ -158,7 +161,7 @@ pub async fn handle(
                             .with_base_offset(info.base_offset)
                             .with_log_append_time_ms(info.log_append_time_ms)
                             .with_log_start_offset(info.log_start_offset),
-                        Ok(Err(message)) => error(codes::KAFKA_STORAGE_ERROR, Some(message)),
+                        Ok(Err(e)) => error(e.error_code().0, Some(e.to_string())),
                         Err(_) => error(
                             codes::KAFKA_STORAGE_ERROR,
                             Some("shard stopped before the append was durable".into()),

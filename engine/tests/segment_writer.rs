@@ -247,3 +247,35 @@ fn a_crash_leaves_preallocated_zeros_that_recovery_cuts_off() {
     });
     assert_eq!(recovered, written, "every flushed batch survives, byte for byte");
 }
+
+/// The step follows the write rate (a second of writes ahead), within the segment's size and
+/// four times it, and the limits: a quiet partition stays at the minimum, a burst on a small
+/// segment does not reserve a whole step, a steady stream reaches the maximum.
+#[test]
+fn preallocation_steps_follow_the_write_rate() {
+    use sluice_engine::segment_writer::preallocation_step_bytes;
+    use std::time::Duration;
+    let max = 32 << 20;
+    let min = PREALLOCATE_MIN_STEP_BYTES;
+    assert_eq!(preallocation_step_bytes(70, None, max), min, "one small record: the minimum");
+    assert_eq!(
+        preallocation_step_bytes(100 << 10, Some((10 << 10, Duration::from_secs(60))), max),
+        100 << 10,
+        "slow: the segment's size"
+    );
+    assert_eq!(
+        preallocation_step_bytes(1 << 20, Some((1 << 20, Duration::from_millis(1))), max),
+        4 << 20,
+        "a burst on a small segment: at most four times what it holds"
+    );
+    assert_eq!(
+        preallocation_step_bytes(64 << 20, Some((5 << 20, Duration::from_millis(100))), max),
+        max,
+        "50 MB/s on a grown segment: the maximum"
+    );
+    assert_eq!(
+        preallocation_step_bytes(8 << 20, Some((2 << 20, Duration::from_millis(100))), max),
+        20 << 20,
+        "a second ahead at 20 MB/s"
+    );
+}

@@ -242,7 +242,7 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::FAILED;
         }
     };
-    let partitions = match barrier.run(shard_count) {
+    let partitions = match barrier.run() {
         Ok(partitions) => partitions,
         Err(failures) => {
             for e in &failures {

@@ -20,6 +20,7 @@ use clap::Args;
 
 use sluice_engine::checkpoint_file::write_atomic_blocking;
 use sluice_engine::data_dir_lock::{DataDirLock, DataDirLockError};
+use sluice_engine::replica_state::ReplicaState;
 use sluice_engine::shard::{available_cpus, ShardMesh, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
 use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
 use sluice_engine::watermark::Watermark;
@@ -346,6 +347,7 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         image: RefCell::new(plan.image.clone()),
         config: plan.broker_config.clone(),
         controller_lock: glommio::sync::Semaphore::new(1),
+        single_node_replica_state: Rc::new(ReplicaState::single_node(plan.broker_config.node_id)),
     });
     ShardContext::install(ctx.clone());
     if !reporter.barrier(0).await {

@@ -26,6 +26,10 @@ pub struct ShardContext {
     pub config: Arc<BrokerConfig>,
     /// Serializes metadata commands (used on the controller shard only).
     pub controller_lock: Semaphore,
+    /// The replica state every partition has on a single node, built once
+    /// (`ReplicaState::single_node(config.node_id)`): [`ShardContext::replica_state`] is asked
+    /// on every produced and fetched partition, so it must not allocate.
+    pub single_node_replica_state: Rc<ReplicaState>,
 }
 
 thread_local! {
@@ -50,8 +54,8 @@ impl ShardContext {
     /// partition at epoch 0 and is the only replica. Handlers take leader epochs, replica sets,
     /// ISRs and acknowledgement rules from here only (the replication issue fills it from the
     /// cluster metadata).
-    pub fn replica_state(&self, _topic: &str, _partition: i32) -> ReplicaState {
-        ReplicaState::single_node(self.config.node_id)
+    pub fn replica_state(&self, _topic: &str, _partition: i32) -> Rc<ReplicaState> {
+        self.single_node_replica_state.clone()
     }
 
     pub fn owner_of(&self, topic: &str, partition: i32) -> usize {

@@ -46,6 +46,7 @@ async fn install_context(shard: usize, mesh: ShardMesh, dir: PathBuf) -> Rc<Shar
         image: RefCell::new(image),
         config: Arc::new(BrokerConfig::new(dir, "127.0.0.1".into(), 9092)),
         controller_lock: glommio::sync::Semaphore::new(1),
+        single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
     });
     ShardContext::install(ctx.clone());
     sluice_net::controller::ensure_partitions(&ctx, TOPIC, 0, SHARDS as i32).await;

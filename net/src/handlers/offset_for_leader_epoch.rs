@@ -18,6 +18,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use crate::handlers::{check_leader_epoch, codes};
 use crate::shard_context::ShardContext;
+use sluice_engine::replica_state::ReplicaState;
 
 /// Kafka's UNDEFINED_EPOCH / UNDEFINED_EPOCH_OFFSET.
 const UNDEFINED_EPOCH: i32 = -1;
@@ -49,7 +50,8 @@ pub async fn handle(
                     return base.with_error_code(epoch_error);
                 }
                 let requested = p.leader_epoch;
-                let replica = ctx.replica_state(&name, index);
+                // An owned copy: the closure runs on the partition's shard.
+                let replica = ReplicaState::clone(&ctx.replica_state(&name, index));
                 let answer = ctx
                     .on_partition(&name, index, move |log| async move {
                         if log.latest_epoch().is_none() {

@@ -565,6 +565,7 @@ impl WriterCore {
         let written = {
             let mut core = core.borrow_mut();
             if core.error.is_none() {
+                FAILED_WRITERS.with(|n| n.set(n.get() + 1));
                 crate::error_limited!(error = %error, "segment writer failed; appends fail until the log recovers");
                 core.error = Some(error.clone());
             }
@@ -763,6 +764,18 @@ pub fn preallocation_step_bytes(write_end: u64, since_last: Option<(u64, std::ti
         .max(write_end)
         .min(write_end.saturating_mul(4))
         .clamp(PREALLOCATE_MIN_STEP_BYTES, max_step.max(PREALLOCATE_MIN_STEP_BYTES))
+}
+
+thread_local! {
+    /// Writers of this shard that have failed, ever (see [`failed_writer_count`]).
+    static FAILED_WRITERS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many writers of the calling shard have failed since it started: the shard looks for
+/// partitions to recover only when this moved (or recoveries are still settling), instead of
+/// asking every partition every few milliseconds.
+pub fn failed_writer_count() -> u64 {
+    FAILED_WRITERS.with(|n| n.get())
 }
 
 /// Smallest run of whole pages [`SegmentWriter::append_shared`] writes straight from the

@@ -76,6 +76,8 @@ pub struct ShardStorage {
     /// Partitions whose writes failed, and when to try to recover each (see
     /// [`Housekeeping::RecoverWrites`]).
     write_recovery: RefCell<HashMap<PartitionKey, RetryBackoff>>,
+    /// [`crate::segment_writer::failed_writer_count`] when partitions were last looked at.
+    failed_writers_seen: Cell<u64>,
     stopping: Cell<bool>,
 }
 
@@ -106,6 +108,7 @@ impl ShardStorage {
             options,
             partitions: RefCell::new(HashMap::new()),
             write_recovery: RefCell::new(HashMap::new()),
+            failed_writers_seen: Cell::new(0),
             stopping: Cell::new(false),
         });
         let data_dir = storage.options.data_dir.clone();
@@ -258,6 +261,13 @@ impl ShardStorage {
     /// its durable offset with a new writer, first soon after the failure, then with a doubling
     /// wait while writes keep failing; a partition whose writes succeed again starts afresh.
     async fn recover_failed_writes(&self, now: i64) {
+        // Nothing failed since the last look and nothing is recovering: no need to ask 10,000
+        // partitions every 50 ms.
+        let failed_writers = crate::segment_writer::failed_writer_count();
+        if failed_writers == self.failed_writers_seen.replace(failed_writers) && self.write_recovery.borrow().is_empty()
+        {
+            return;
+        }
         let failed: Vec<Rc<PartitionLog>> = self.partitions().into_iter().filter(|l| l.write_failed()).collect();
         {
             let failed_keys: std::collections::HashSet<PartitionKey> =

@@ -82,6 +82,7 @@ struct StartPlan {
     storage: StorageOptions,
     broker_config: BrokerConfig,
     reader_cache_fds_per_shard: usize,
+    segment_cache_fds_per_shard: usize,
 }
 
 fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
@@ -158,13 +159,15 @@ impl StartPlan {
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);
-        // Descriptors: connections get a quarter of the open-files limit and sendfile handles an
-        // eighth; the rest is for segment files (one per segment) and everything else.
+        // Descriptors: connections get a quarter of the open-files limit, sealed segment files a
+        // quarter and sendfile handles an eighth; the rest is for the active segments (one per
+        // partition) and everything else.
         let open_files = open_files_limit();
         let max_connections = settings.max_connections.unwrap_or((open_files / 4).max(64));
         broker_config.max_connections_per_shard =
             max_connections.div_ceil(shard_count).min(sluice_net::server::MAX_CONNECTIONS_PER_SHARD);
         let reader_cache_fds = settings.reader_cache_fds.unwrap_or((open_files / 8).max(16));
+        let segment_cache_fds = settings.segment_cache_fds.unwrap_or((open_files / 4).max(16));
         Ok(StartPlan {
             data_dir,
             listen,
@@ -172,6 +175,7 @@ impl StartPlan {
             storage,
             broker_config,
             reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
+            segment_cache_fds_per_shard: segment_cache_fds.div_ceil(shard_count),
         })
     }
 }
@@ -298,6 +302,7 @@ fn start_shards(
         clean,
         broker_config: Arc::new(plan.broker_config),
         reader_cache_fds: plan.reader_cache_fds_per_shard,
+        segment_cache_fds: plan.segment_cache_fds_per_shard,
     });
     ShardPool::start(&pool_config, move |shard, mesh| {
         let plan = shared.clone();
@@ -316,6 +321,7 @@ struct ShardPlan {
     clean: bool,
     broker_config: Arc<BrokerConfig>,
     reader_cache_fds: usize,
+    segment_cache_fds: usize,
 }
 
 /// One shard's life: the start-up phases ([`crate::startup::PHASES`]), then serving until the
@@ -323,6 +329,7 @@ struct ShardPlan {
 async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut reporter: ShardReporter) {
     // Phase "storage": open the partitions this shard owns, install the context.
     sluice_engine::reader_cache::set_capacity(plan.reader_cache_fds);
+    sluice_engine::segment_file::set_capacity(plan.segment_cache_fds);
     if let Some(delay) = crate::fault_points::shard_open_delay(shard) {
         glommio::timer::sleep(delay).await;
     }

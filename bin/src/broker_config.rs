@@ -51,6 +51,8 @@ pub struct BrokerSettings {
     pub max_connections: Option<usize>,
     /// `sluice.reader.cache.fds` (whole broker; default: an eighth of the open-files limit).
     pub reader_cache_fds: Option<usize>,
+    /// `sluice.segment.cache.fds` (whole broker; default: a quarter of the open-files limit).
+    pub segment_cache_fds: Option<usize>,
     /// `log.dirs` (or `log.dir`): the data directory.
     pub log_dir: Option<std::path::PathBuf>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
@@ -166,6 +168,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
             "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
+            "sluice.segment.cache.fds" => settings.segment_cache_fds = Some(parse_at_least_one(key, value)?),
             "log.dirs" => {
                 settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?);
                 settings.log_dirs_given = true;

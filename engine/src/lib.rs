@@ -33,6 +33,7 @@ pub mod replica_state;
 pub mod retention;
 pub mod retry_backoff;
 pub mod segment;
+pub mod segment_file;
 pub mod segment_writer;
 pub mod shard;
 pub mod shard_storage;

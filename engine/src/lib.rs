@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod batch_builder;
 pub mod checkpoint_file;
+pub mod cleaner;
 pub mod clock;
 pub mod compressed_batch;
 pub mod compression;

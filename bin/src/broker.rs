@@ -156,6 +156,16 @@ impl StartPlan {
         if let Some(ms) = settings.retention_check_interval_ms {
             storage.retention_check_interval_ms = ms;
         }
+        if let Some(enabled) = settings.cleaner_enabled {
+            storage.cleaner.enabled = enabled;
+        }
+        if let Some(ms) = settings.cleaner_backoff_ms {
+            storage.cleaner.backoff_ms = ms;
+        }
+        // Kafka's log.cleaner.dedupe.buffer.size is shared by the cleaner threads; here by the
+        // shards, one cleaner each.
+        let dedupe_bytes = settings.cleaner_dedupe_buffer_bytes.unwrap_or(storage.cleaner.dedupe_buffer_bytes);
+        storage.cleaner.dedupe_buffer_bytes = (dedupe_bytes / shard_count).max(1);
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);

@@ -29,6 +29,11 @@ pub struct BrokerSettings {
     pub default_log_config: LogConfig,
     pub memory_budget_bytes: Option<u64>,
     pub retention_check_interval_ms: Option<u64>,
+    /// `log.cleaner.enable`, `log.cleaner.backoff.ms`, `log.cleaner.dedupe.buffer.size` (whole
+    /// broker; each shard gets its share).
+    pub cleaner_enabled: Option<bool>,
+    pub cleaner_backoff_ms: Option<u64>,
+    pub cleaner_dedupe_buffer_bytes: Option<usize>,
     pub num_partitions: Option<i32>,
     pub auto_create_topics: Option<bool>,
     pub max_request_bytes: Option<usize>,
@@ -145,6 +150,11 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
             }
             "log.retention.check.interval.ms" => settings.retention_check_interval_ms = Some(parse(key, value)?),
+            "log.cleaner.enable" => settings.cleaner_enabled = Some(parse(key, value)?),
+            "log.cleaner.backoff.ms" => settings.cleaner_backoff_ms = Some(parse_at_least_one(key, value)?),
+            "log.cleaner.dedupe.buffer.size" => {
+                settings.cleaner_dedupe_buffer_bytes = Some(parse_at_least_one(key, value)?)
+            }
             // Checked with retention (log.retention.check.interval.ms), not on its own timer.
             "producer.id.expiration.ms" => settings.producer_id_expiration_ms = Some(parse_at_least_one(key, value)?),
             "num.partitions" => settings.num_partitions = Some(parse_at_least_one(key, value)?),

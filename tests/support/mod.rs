@@ -299,3 +299,74 @@ pub fn raw_fetch(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> R
         records: p.records.clone().unwrap_or_default(),
     }
 }
+
+/// What DescribeGroups (v5) says of a group now: its state and its members' client ids.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GroupView {
+    pub state: String,
+    pub client_ids: Vec<String>,
+}
+
+/// Describes `group` through a raw DescribeGroups (v5); panics on an error code.
+pub fn describe_group(bootstrap: &str, group: &str) -> GroupView {
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = raw::RawClient::connect(bootstrap);
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.into()))]);
+    let response = client.send(&request, 5);
+    let described = &response.groups[0];
+    assert_eq!(described.error_code, 0, "DescribeGroups {group}");
+    let mut client_ids: Vec<String> = described.members.iter().map(|m| m.client_id.to_string()).collect();
+    client_ids.sort();
+    GroupView { state: described.group_state.to_string(), client_ids }
+}
+
+/// Polls [`describe_group`] until `done` holds (every 50 ms, up to 30 s); returns that view.
+pub fn wait_for_group(bootstrap: &str, group: &str, what: &str, done: impl Fn(&GroupView) -> bool) -> GroupView {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = describe_group(bootstrap, group);
+        if done(&view) {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "group {group} never {what}; last seen {view:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Listening TCP sockets on 127.0.0.1:`port` (the broker binds one per shard, SO_REUSEPORT).
+pub fn listening_sockets(port: u16) -> usize {
+    const TCP_LISTEN: &str = "0A";
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1] == local && fields[3] == TCP_LISTEN
+        })
+        .count()
+}
+
+/// The only segment file (`.log`) of `topic`-`partition` under `data_dir`.
+pub fn only_segment_file(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{}: one segment expected: {logs:?}", dir.display());
+    logs.into_iter().next().unwrap()
+}
+
+/// Tears the tail of a crashed broker's active segment: writes the first 40 bytes of a batch
+/// (its header, claiming a length that does not follow) right after the last whole batch,
+/// which ends at `valid_bytes`. `batch` is any stored batch.
+pub fn tear_segment_tail(segment: &Path, valid_bytes: u64, batch: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(segment).expect("segment file");
+    file.write_all_at(&batch[..40], valid_bytes).expect("write a torn batch");
+    file.sync_all().expect("sync");
+}

@@ -186,14 +186,28 @@ impl Drop for Broker {
 
 /// Creates `name` with `partitions` partitions through a raw CreateTopics (v7); panics on an error.
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    create_topic_with_configs(bootstrap, name, partitions, &[]);
+}
+
+/// [`create_topic`] with topic config overrides (`compression.type`, `segment.bytes`, …).
+pub fn create_topic_with_configs(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let mut client = raw::RawClient::connect(bootstrap);
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
-        .with_replication_factor(1);
+        .with_replication_factor(1)
+        .with_configs(configs);
     let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000), 7);
     assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
 }

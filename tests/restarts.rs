@@ -282,7 +282,7 @@ fn a_crash_inside_the_metadata_write_leaves_the_old_or_the_new_metadata_whole() 
 
         let broker = start_with_crash_fault(dir.path(), &format!("metadata.json:{step}"));
         let mut client = RawClient::connect(&broker.bootstrap());
-        let (_, request) = client.encode(&create_topics_request("after", 2), 7);
+        let (_, request) = client.encode(&support::create_topics_request("after", 2, &[]), 7);
         client.write_bytes_lossy(&request);
         assert!(client.read_frame().is_none(), "{step}: the broker died before it answered");
         assert_ne!(broker.wait_exit(), 0, "{step}: the fault point aborts the process");
@@ -311,17 +311,6 @@ fn a_crash_inside_the_metadata_write_leaves_the_old_or_the_new_metadata_whole() 
         drop(client);
         broker.stop();
     }
-}
-
-fn create_topics_request(name: &str, partitions: i32) -> kafka_protocol::messages::CreateTopicsRequest {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.into())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(60_000)
 }
 
 /// A crash inside the write of a partition's recovery-point checkpoint (here: during the

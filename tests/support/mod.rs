@@ -191,10 +191,20 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 
 /// [`create_topic`] with topic config overrides (`compression.type`, `segment.bytes`, …).
 pub fn create_topic_with_configs(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut client = raw::RawClient::connect(bootstrap);
+    let response = client.send(&create_topics_request(name, partitions, configs), 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+}
+
+/// A CreateTopics request for one topic (replication factor 1, 120 s timeout).
+pub fn create_topics_request(
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> kafka_protocol::messages::CreateTopicsRequest {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    let mut client = raw::RawClient::connect(bootstrap);
     let configs = configs
         .iter()
         .map(|(k, v)| {
@@ -208,8 +218,7 @@ pub fn create_topic_with_configs(bootstrap: &str, name: &str, partitions: i32, c
         .with_num_partitions(partitions)
         .with_replication_factor(1)
         .with_configs(configs);
-    let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000), 7);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000)
 }
 
 /// ListOffsets v9 latest (-1) of partitions `0..partitions` of `topic` in one request:

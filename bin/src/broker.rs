@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use sluice_engine::checkpoint_file::write_atomic_blocking;
+use sluice_engine::checkpoint_file::{remove_leftover_temp_blocking, write_atomic_blocking};
 use sluice_engine::data_dir_lock::{DataDirLock, DataDirLockError};
 use sluice_engine::replica_state::ReplicaState;
 use sluice_engine::shard::{available_cpus, ShardMesh, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
-use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
+use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker, CLEAN_SHUTDOWN_MARKER};
 use sluice_engine::watermark::Watermark;
 use sluice_engine::{ShardStorage, StorageOptions};
 use sluice_net::broker_config::BrokerConfig;
@@ -201,6 +201,10 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::INVALID_CONFIG;
         }
     };
+    if let Err(e) = crate::fault_points::install_abort_in_atomic_write() {
+        tracing::error!("invalid fault point: {e}");
+        return exit_code::INVALID_CONFIG;
+    }
     // Checks that change nothing come first: a refused start leaves the data dir as it was
     // (its clean-shutdown marker included).
     let _lock = match DataDirLock::acquire(&plan.data_dir) {
@@ -226,11 +230,20 @@ pub fn run(args: BrokerArgs) -> i32 {
         }
     };
 
-    // From here on start-up may change the data dir.
-    if !controller::metadata_path(&plan.data_dir).exists() {
+    // From here on start-up may change the data dir. A crash inside a durable write left its
+    // temp file: the final name holds the old or the new contents whole, the temp file neither.
+    // (Partition directories drop theirs when they open.)
+    let metadata_path = controller::metadata_path(&plan.data_dir);
+    for path in [metadata_path.clone(), plan.data_dir.join(CLEAN_SHUTDOWN_MARKER)] {
+        if let Err(e) = remove_leftover_temp_blocking(&path) {
+            tracing::error!(path = %path.display(), error = %e, "cannot remove the temp file of an interrupted write");
+            return exit_code::FAILED;
+        }
+    }
+    if !metadata_path.exists() {
         // Persist the new cluster id before anything else so it never changes.
         let json = serde_json::to_vec_pretty(&image).expect("metadata serializes");
-        if let Err(e) = write_atomic_blocking(&controller::metadata_path(&plan.data_dir), &json) {
+        if let Err(e) = write_atomic_blocking(&metadata_path, &json) {
             tracing::error!(error = %e, "cannot write cluster metadata");
             return exit_code::FAILED;
         }

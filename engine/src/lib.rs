@@ -43,7 +43,7 @@ pub mod tail_cache;
 pub mod time_index;
 pub mod watermark;
 
-pub use error_code::ErrorCode;
+pub use error_code::{ApiError, ErrorCode};
 pub use log_config::LogConfig;
 pub use partition_log::{AppendError, AppendInfo, LogError, LogOptions, LogRead, PartitionLog, ReadBound};
 pub use segment::ReadChunk;

@@ -201,7 +201,9 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::INVALID_CONFIG;
         }
     };
-    if let Err(e) = crate::fault_points::install_abort_in_atomic_write() {
+    if let Err(e) = crate::fault_points::install_abort_in_atomic_write()
+        .and_then(|()| crate::fault_points::install_abort_in_cleaner())
+    {
         tracing::error!("invalid fault point: {e}");
         return exit_code::INVALID_CONFIG;
     }

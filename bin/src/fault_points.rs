@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use sluice_engine::checkpoint_file::{set_write_step_hook, WriteStep};
+use sluice_engine::cleaner::CleanerStep;
 
 /// `SLUICE_FAULT_SHARD_OPEN_DELAY_MS=<shard>:<ms>`: that shard starts opening its storage only
 /// after the delay, so the other shards finish start-up first (the start-up race of a slow
@@ -64,16 +65,58 @@ fn parse_abort_in_atomic_write(value: &str) -> Option<(String, WriteStep)> {
 fn abort_at_configured_step(path: &Path, step: WriteStep) {
     let Some((file, at)) = ABORT_IN_ATOMIC_WRITE.get() else { return };
     if step == *at && path.file_name().is_some_and(|name| name == file.as_str()) {
-        crate::logging::fatal(&format!(
+        crash(&format!(
             "fault point {ABORT_IN_ATOMIC_WRITE_VAR}: aborting in the write of {} at {step:?}",
             path.display()
         ));
-        // A crash, not a core file in the test's working directory.
-        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: setrlimit only reads the struct; the process aborts right after.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
-        std::process::abort();
     }
+}
+
+/// `SLUICE_FAULT_ABORT_IN_CLEANER=<before-swap|after-swap>:<group>`: the process aborts when a
+/// cleaning pass reaches that step of that group of segments (0-based): `before-swap` with the
+/// group's rewritten segment handed to its `.cleaned` file, `after-swap` once it replaced the
+/// old segments. See [`sluice_engine::cleaner::CleanerStep`].
+pub const ABORT_IN_CLEANER_VAR: &str = "SLUICE_FAULT_ABORT_IN_CLEANER";
+
+static ABORT_IN_CLEANER: OnceLock<CleanerStep> = OnceLock::new();
+
+/// Reads [`ABORT_IN_CLEANER_VAR`] and, if set, installs the cleaner's hook. An unreadable value
+/// is an error, as for [`install_abort_in_atomic_write`].
+pub fn install_abort_in_cleaner() -> Result<(), String> {
+    let Ok(value) = std::env::var(ABORT_IN_CLEANER_VAR) else { return Ok(()) };
+    let step = parse_abort_in_cleaner(&value)
+        .ok_or_else(|| format!("{ABORT_IN_CLEANER_VAR}={value}: expected <before-swap|after-swap>:<group number>"))?;
+    if ABORT_IN_CLEANER.set(step).is_err() {
+        return Err(format!("{ABORT_IN_CLEANER_VAR} installed twice"));
+    }
+    sluice_engine::cleaner::set_fault_hook(abort_at_cleaner_step);
+    Ok(())
+}
+
+fn parse_abort_in_cleaner(value: &str) -> Option<CleanerStep> {
+    let (step, group) = value.split_once(':')?;
+    let group: usize = group.trim().parse().ok()?;
+    match step.trim() {
+        "before-swap" => Some(CleanerStep::BeforeSwap(group)),
+        "after-swap" => Some(CleanerStep::AfterSwap(group)),
+        _ => None,
+    }
+}
+
+fn abort_at_cleaner_step(step: CleanerStep) {
+    if ABORT_IN_CLEANER.get() == Some(&step) {
+        crash(&format!("fault point {ABORT_IN_CLEANER_VAR}: aborting the cleaner at {step:?}"));
+    }
+}
+
+/// Ends the process as a crash would: no destructor, no shutdown, no core file.
+fn crash(message: &str) -> ! {
+    crate::logging::fatal(message);
+    // A crash, not a core file in the test's working directory.
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit only reads the struct; the process aborts right after.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+    std::process::abort();
 }
 
 #[cfg(test)]
@@ -96,6 +139,15 @@ mod tests {
         );
         for bad in ["metadata.json", "metadata.json:before-anything", ":after-rename", "a/b:after-rename"] {
             assert_eq!(parse_abort_in_atomic_write(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn abort_in_cleaner_values_parse() {
+        assert_eq!(parse_abort_in_cleaner("before-swap:0"), Some(CleanerStep::BeforeSwap(0)));
+        assert_eq!(parse_abort_in_cleaner("after-swap:2"), Some(CleanerStep::AfterSwap(2)));
+        for bad in ["before-swap", "after-swap:x", "during:1", ":1"] {
+            assert_eq!(parse_abort_in_cleaner(bad), None, "{bad}");
         }
     }
 }

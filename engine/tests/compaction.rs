@@ -191,3 +191,37 @@ fn a_record_without_a_key_is_refused_by_a_compacted_log() {
 fn now() -> i64 {
     sluice_engine::clock::now_ms()
 }
+
+#[test]
+fn cleaning_while_writing_still_keeps_only_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let log = open(dir.path(), compacted_config("86400000"), small_writer_options(), true).await;
+        let cleaner = ShardCleaner::new(CleanerOptions::default());
+        let mut latest = BTreeMap::new();
+        for version in 0..VERSIONS {
+            for k in 0..KEYS {
+                let key = format!("key-{k:03}");
+                let value = format!("v={version}:{k}");
+                let offset = put(&log, &key, Some(&value)).await;
+                latest.insert(key, (offset, Some(value)));
+            }
+            clean_until_done(&cleaner, &log, now()).await;
+        }
+        for k in (0..KEYS).step_by(10) {
+            let key = format!("key-{k:03}");
+            let offset = put(&log, &key, None).await;
+            latest.insert(key, (offset, None));
+        }
+        log.roll().await.unwrap();
+        clean_until_done(&cleaner, &log, now()).await;
+        let by_key: BTreeMap<String, Vec<(i64, Option<String>)>> =
+            records(&log).await.into_iter().fold(BTreeMap::new(), |mut m, (o, (k, v))| {
+                m.entry(k).or_insert_with(Vec::new).push((o, v));
+                m
+            });
+        let doubled: Vec<_> = by_key.iter().filter(|(_, v)| v.len() > 1).take(3).collect();
+        assert!(doubled.is_empty(), "{doubled:?}");
+        log.close().await.unwrap();
+    });
+}

@@ -103,6 +103,11 @@ impl Broker {
         Broker { child, lines: rx, port }
     }
 
+    /// The log lines printed so far and not yet consumed by [`Broker::wait_for`] (diagnostics).
+    pub fn drain_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// Waits for a log line containing `needle`; panics with what was seen on timeout.
     pub fn wait_for(&self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

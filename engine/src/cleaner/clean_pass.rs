@@ -237,8 +237,9 @@ pub async fn clean_log(
         pass.records_removed += removed;
         pass.segments_after += 1;
         let old_bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
+        super::fault_point(super::CleanerStep::BeforeSwap(i));
         log.replace_segments(&old_bases, vec![cleaned]).await?;
-        super::fault_point(super::CleanerStep::AfterGroup(i));
+        super::fault_point(super::CleanerStep::AfterSwap(i));
     }
     Ok(pass)
 }

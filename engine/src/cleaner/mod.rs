@@ -16,8 +16,10 @@ pub mod shard_cleaner;
 /// Points inside a cleaning where a test can stop the process (a crash at a known step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CleanerStep {
-    /// After the `n`-th group of a pass was swapped in (0-based).
-    AfterGroup(usize),
+    /// The `n`-th group of a pass (0-based) is handed to its `.cleaned` file, not swapped in.
+    BeforeSwap(usize),
+    /// The `n`-th group of a pass was swapped in.
+    AfterSwap(usize),
 }
 
 static FAULT_HOOK: std::sync::OnceLock<fn(CleanerStep)> = std::sync::OnceLock::new();

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest, InitProducerIdRequest,
-    ListTransactionsRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
+    ListTransactionsRequest, OffsetFetchRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,6 +30,7 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
@@ -270,6 +272,24 @@ fn a_restart_mid_transaction_restores_the_coordinator_state() {
     drop(broker);
 }
 
+/// OffsetFetch v7 of one partition: (error, committed offset or None). With `require_stable`
+/// a partition whose offset a transaction holds answers UNSTABLE_OFFSET_COMMIT.
+fn offset_fetch(bootstrap: &str, group: &str, topic: &str, partition: i32, require_stable: bool) -> (i16, Option<i64>) {
+    let mut client = RawClient::connect(bootstrap);
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![partition])]));
+    let response = client.send(&request, 7);
+    assert_eq!(response.error_code, 0);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, (p.committed_offset >= 0).then_some(p.committed_offset))
+}
+
+/// The committed offset as a consumer sees it (librdkafka, read_committed: it asks for stable
+/// offsets and retries while one is pending).
 fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
     let mut c = client_config(bootstrap);
     c.set("group.id", group).set("enable.auto.commit", "false");
@@ -307,7 +327,8 @@ fn offsets_sent_to_a_transaction_are_visible_only_once_it_commits_also_across_a_
     };
 
     transaction(5);
-    assert_eq!(committed_offset(&bootstrap, "eos-group", "in", 0), None, "pending until the commit");
+    assert_eq!(offset_fetch(&bootstrap, "eos-group", "in", 0, false), (0, None), "pending until the commit");
+    assert_eq!(offset_fetch(&bootstrap, "eos-group", "in", 0, true), (UNSTABLE_OFFSET_COMMIT, None));
     producer.commit_transaction(TIMEOUT).unwrap();
     wait_for_state(&bootstrap, "tx-offsets", "CompleteCommit");
     assert_eq!(committed_offset(&bootstrap, "eos-group", "in", 0), Some(5));
@@ -320,7 +341,8 @@ fn offsets_sent_to_a_transaction_are_visible_only_once_it_commits_also_across_a_
     // Open across a restart: still pending after replay, visible once committed.
     transaction(12);
     let broker = restart(broker, dir.path());
-    assert_eq!(committed_offset(&bootstrap, "eos-group", "in", 0), Some(5));
+    assert_eq!(offset_fetch(&bootstrap, "eos-group", "in", 0, false), (0, Some(5)));
+    assert_eq!(offset_fetch(&bootstrap, "eos-group", "in", 0, true), (UNSTABLE_OFFSET_COMMIT, None));
     producer.commit_transaction(TIMEOUT).unwrap();
     wait_for_state(&bootstrap, "tx-offsets", "CompleteCommit");
     assert_eq!(committed_offset(&bootstrap, "eos-group", "in", 0), Some(12));

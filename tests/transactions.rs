@@ -18,7 +18,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, DescribeTransactionsRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
-    ListTransactionsRequest, OffsetFetchRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
+    ListTransactionsRequest, MetadataRequest, OffsetFetchRequest, ProduceRequest, ProducerId, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -31,6 +32,7 @@ use support::*;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
@@ -41,11 +43,13 @@ fn s(v: &str) -> StrBytes {
 
 /// A broker with two shards whose coordinator looks for timed-out transactions every 200 ms.
 fn start_broker(dir: &std::path::Path, port: u16) -> Broker {
-    let broker = Broker::start_on(
-        dir,
-        port,
-        &["--cores", "2", "--set", "transaction.abort.timed.out.transaction.cleanup.interval.ms=200"],
-    );
+    start_broker_with(dir, port, &[])
+}
+
+fn start_broker_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> Broker {
+    let mut args = vec!["--cores", "2", "--set", "transaction.abort.timed.out.transaction.cleanup.interval.ms=200"];
+    args.extend_from_slice(extra);
+    let broker = Broker::start_on(dir, port, &args);
     broker.wait_for("sluice broker started");
     broker
 }
@@ -54,6 +58,10 @@ fn start_broker(dir: &std::path::Path, port: u16) -> Broker {
 /// (std's bind sets SO_REUSEADDR like the broker's own probe: sockets a live client still holds
 /// to the old broker can keep it busy for a moment).
 fn restart(broker: Broker, dir: &std::path::Path) -> Broker {
+    restart_with(broker, dir, &[])
+}
+
+fn restart_with(broker: Broker, dir: &std::path::Path, extra: &[&str]) -> Broker {
     let port = broker.port;
     broker.stop();
     let deadline = Instant::now() + TIMEOUT;
@@ -61,7 +69,7 @@ fn restart(broker: Broker, dir: &std::path::Path) -> Broker {
         assert!(Instant::now() < deadline, "port {port} stayed busy after the broker stopped");
         std::thread::sleep(Duration::from_millis(50));
     }
-    start_broker(dir, port)
+    start_broker_with(dir, port, extra)
 }
 
 fn txn_producer(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> BaseProducer {
@@ -431,4 +439,46 @@ fn raw_coordinator_lookup_timeout_limit_and_produce_verification() {
     assert_eq!(after, vec![(0, before[0].1 + 1), before[1]]);
     let described = describe(&bootstrap, "tx-raw");
     assert_eq!((described.state.as_str(), described.partitions.clone()), ("Ongoing", partitions(&[("v", &[0])])));
+}
+
+#[test]
+fn idle_transactional_ids_expire_and_the_state_log_stays_internal() {
+    let dir = tempfile::tempdir().unwrap();
+    let expiring = [
+        "--set",
+        "transactional.id.expiration.ms=1000",
+        "--set",
+        "transaction.remove.expired.transaction.cleanup.interval.ms=200",
+    ];
+    let broker = start_broker_with(dir.path(), free_port(), &expiring);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "a", 1);
+    let producer = txn_producer(&bootstrap, "tx-expire", &[]);
+    producer.begin_transaction().unwrap();
+    send(&producer, "a", 0, "v");
+    producer.commit_transaction(TIMEOUT).unwrap();
+    wait_for_state(&bootstrap, "tx-expire", "CompleteCommit");
+    drop(producer);
+    let deadline = Instant::now() + TIMEOUT;
+    while describe(&bootstrap, "tx-expire").error != TRANSACTIONAL_ID_NOT_FOUND {
+        assert!(Instant::now() < deadline, "the idle id never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The tombstone is replayed: still gone after a restart.
+    let broker = restart_with(broker, dir.path(), &expiring);
+    assert_eq!(describe(&bootstrap, "tx-expire").error, TRANSACTIONAL_ID_NOT_FOUND);
+
+    // __transaction_state is on disk but not a topic clients see or write.
+    assert!(dir.path().read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("__transaction_state-")));
+    let mut client = RawClient::connect(&bootstrap);
+    let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
+    let names: Vec<String> = metadata.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+    assert_eq!(names, vec!["a".to_string()]);
+    let refused = produce_txn(&mut client, "", "__transaction_state", 0, transactional_batch(1, 0, 0));
+    assert_eq!(refused, INVALID_TOPIC_EXCEPTION);
+    drop(broker);
 }

@@ -482,3 +482,49 @@ fn idle_transactional_ids_expire_and_the_state_log_stays_internal() {
     assert_eq!(refused, INVALID_TOPIC_EXCEPTION);
     drop(broker);
 }
+
+#[test]
+fn a_crash_between_prepare_commit_and_the_markers_completes_the_commit_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The fault point holds every ending transaction in its Prepare state.
+    let broker =
+        Broker::start_on_with_env(dir.path(), port, &["--cores", "2"], &[("SLUICE_FAULT_TXN_HOLD_MARKERS", "1")]);
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "in", 1);
+    create_topic(&bootstrap, "out", 1);
+    let mut c = client_config(&bootstrap);
+    c.set("group.id", "crash-group").set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create().unwrap();
+    let metadata = consumer.group_metadata().expect("group metadata");
+    let producer = txn_producer(&bootstrap, "tx-crash", &[]);
+    producer.begin_transaction().unwrap();
+    send(&producer, "out", 0, "output");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset("in", 0, Offset::Offset(7)).unwrap();
+    producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT).unwrap();
+    // EndTxn is answered once PrepareCommit is on file; the markers are held.
+    producer.commit_transaction(TIMEOUT).expect("commit answered");
+    let prepared = describe(&bootstrap, "tx-crash");
+    assert_eq!(prepared.state, "PrepareCommit");
+    assert_eq!(prepared.partitions.len(), 2, "out-0 and the group's __consumer_offsets partition: {prepared:?}");
+    assert_eq!(offset_fetch(&bootstrap, "crash-group", "in", 0, false), (0, None));
+
+    broker.signal(libc::SIGKILL);
+    broker.wait_exit();
+    drop(producer);
+    drop(consumer);
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} stayed busy after the broker died");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Replay finds PrepareCommit and finishes the commit on its own: markers, then the
+    // group's offsets, then CompleteCommit.
+    let broker = start_broker(dir.path(), port);
+    let done = wait_for_state(&bootstrap, "tx-crash", "CompleteCommit");
+    assert_eq!((done.producer_id, done.epoch), (prepared.producer_id, prepared.epoch));
+    assert_eq!(offset_fetch(&bootstrap, "crash-group", "in", 0, true), (0, Some(7)));
+    drop(broker);
+}

@@ -88,6 +88,7 @@ impl BrokerSettings {
         }
         config.group = self.group_config.clone();
         config.txn = self.txn_config.clone();
+        config.txn.hold_markers = crate::fault_points::txn_hold_markers();
     }
 }
 

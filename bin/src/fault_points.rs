@@ -21,3 +21,12 @@ pub fn shard_open_delay(shard: usize) -> Option<Duration> {
     }
     Some(Duration::from_millis(ms.trim().parse().ok()?))
 }
+
+/// `SLUICE_FAULT_TXN_HOLD_MARKERS=1`: the transaction coordinator never writes the markers of an
+/// ending transaction, which stays in PrepareCommit/PrepareAbort (a crash between EndTxn's
+/// answer and the markers, made certain).
+pub const TXN_HOLD_MARKERS_VAR: &str = "SLUICE_FAULT_TXN_HOLD_MARKERS";
+
+pub fn txn_hold_markers() -> bool {
+    std::env::var(TXN_HOLD_MARKERS_VAR).is_ok_and(|v| v.trim() == "1")
+}

@@ -59,6 +59,10 @@ pub struct TxnConfig {
     pub id_expiration_ms: u64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms` (Kafka default 3600000).
     pub remove_expired_interval_ms: u64,
+    /// A fault point for tests, never a setting (`SLUICE_FAULT_TXN_HOLD_MARKERS`, read by the
+    /// binary's `fault_points`): ending transactions stay in PrepareCommit/PrepareAbort with
+    /// their markers unwritten, so a test can crash the broker exactly there.
+    pub hold_markers: bool,
 }
 
 impl Default for TxnConfig {
@@ -69,6 +73,7 @@ impl Default for TxnConfig {
             abort_timed_out_interval_ms: 10_000,
             id_expiration_ms: 604_800_000,
             remove_expired_interval_ms: 3_600_000,
+            hold_markers: false,
         }
     }
 }

@@ -267,6 +267,12 @@ impl TxnShard {
     /// Writes the markers of an id in PrepareCommit/PrepareAbort into every partition of its
     /// transaction (retrying those that failed), then completes the transaction.
     async fn finish(self: Rc<Self>, id: String) {
+        if self.config.hold_markers {
+            // The fault point: never, until the process dies.
+            loop {
+                glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_MAX_MS)).await;
+            }
+        }
         let mut done: BTreeSet<(String, i32)> = BTreeSet::new();
         let mut backoff_ms = MARKER_RETRY_MIN_MS;
         loop {

@@ -15,6 +15,6 @@ SLUICE_BIN="$PWD/target/debug/sluice" cargo test --locked --workspace
 # SLUICE_PYTEST_MIN_PASSED it also fails when fewer tests than that passed (say, everything
 # skipped). The floor is the count that passes today (skipped: idempotence, not advertised yet,
 # and two known broker bugs); raise it as those are fixed, lower it only with a reason.
-SLUICE_BIN="$PWD/target/debug/sluice" SLUICE_PYTEST_MIN_PASSED=38 PYTHONDONTWRITEBYTECODE=1 \
+SLUICE_BIN="$PWD/target/debug/sluice" SLUICE_PYTEST_MIN_PASSED=40 PYTHONDONTWRITEBYTECODE=1 \
     timeout -k 10 600 .venv/bin/pytest -q tests/python
 cargo bench --locked -p sluice-benches --no-run

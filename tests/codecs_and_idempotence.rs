@@ -351,7 +351,7 @@ fn librdkafka_idempotent_producer_delivers_fifty_thousand_messages_exactly_once_
 }
 
 #[test]
-fn init_producer_id_refuses_transactional_ids_and_half_given_pairs() {
+fn init_producer_id_serves_transactional_ids_and_refuses_half_given_pairs() {
     const INVALID_REQUEST: i16 = 42;
     let dir = tempfile::tempdir().unwrap();
     let broker = start_one_shard(dir.path());
@@ -361,8 +361,12 @@ fn init_producer_id_refuses_transactional_ids_and_half_given_pairs() {
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let response = client.send(&txn, 4);
-    assert_eq!((response.error_code, response.producer_id.0), (INVALID_REQUEST, -1));
+    // A transactional id goes to the transaction coordinator: an id at epoch 0, then a bump.
+    let first = client.send(&txn, 4);
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    assert!(first.producer_id.0 >= 0);
+    let again = client.send(&txn, 4);
+    assert_eq!((again.error_code, again.producer_id.0, again.producer_epoch), (0, first.producer_id.0, 1));
     let half = InitProducerIdRequest::default().with_producer_id(ProducerId(5)).with_producer_epoch(-1);
     assert_eq!(client.send(&half, 4).error_code, INVALID_REQUEST);
     // A KIP-360 bump request from a non-transactional producer gets a fresh id.

@@ -359,12 +359,13 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         glommio::timer::sleep(delay).await;
     }
     let defaults = plan.broker_config.default_log_config.clone();
-    // The internal offsets topic is not in the metadata image (clients cannot produce to or
+    // The internal topics are not in the metadata image (clients cannot produce to or
     // fetch it); its partitions open with their own config.
     let config_for = |topic: &str| {
         plan.image.log_config(topic, &defaults).or_else(|| {
-            (topic == sluice_net::group::offsets_log::OFFSETS_TOPIC)
-                .then(|| sluice_net::group::offsets_log::offsets_topic_log_config(&defaults))
+            (topic == sluice_net::group::offsets_log::OFFSETS_TOPIC
+                || topic == sluice_net::txn::state_log::TXN_STATE_TOPIC)
+                .then(|| sluice_net::internal_topic::internal_topic_log_config(&defaults))
         })
     };
     let storage = match ShardStorage::open(shard, plan.shard_count, plan.storage.clone(), plan.clean, &config_for).await
@@ -395,6 +396,11 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
     }
     if let Err(e) = sluice_net::group::service::GroupShard::start(ctx.clone()).await {
         reporter.fail(format!("cannot load consumer groups: {e}"));
+        let _ = storage.close_all().await;
+        return;
+    }
+    if let Err(e) = sluice_net::txn::service::TxnShard::start(ctx.clone()).await {
+        reporter.fail(format!("cannot load transactions: {e}"));
         let _ = storage.close_all().await;
         return;
     }

@@ -50,6 +50,8 @@ pub struct BrokerSettings {
     pub produce_discard: Option<bool>,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub group_config: sluice_net::group::GroupConfig,
+    /// Transaction coordinator settings (`transaction.*`, `transactional.id.expiration.ms`).
+    pub txn_config: sluice_net::txn::TxnConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
     /// `max.connections` (whole broker; default: a quarter of the open-files limit).
@@ -92,6 +94,8 @@ impl BrokerSettings {
             config.produce_discard = b;
         }
         config.group = self.group_config.clone();
+        config.txn = self.txn_config.clone();
+        config.txn.hold_markers = crate::fault_points::txn_hold_markers();
     }
 }
 
@@ -176,6 +180,11 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
+            "transaction.state.log.num.partitions"
+            | "transaction.max.timeout.ms"
+            | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+            | "transaction.remove.expired.transaction.cleanup.interval.ms"
+            | "transactional.id.expiration.ms" => apply_txn_setting(&mut settings.txn_config, key, value)?,
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
             "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
             "sluice.segment.cache.fds" => settings.segment_cache_fds = Some(parse_at_least_one(key, value)?),
@@ -225,6 +234,20 @@ fn apply_group_setting(group: &mut sluice_net::group::GroupConfig, key: &str, va
     Ok(())
 }
 
+/// One transaction coordinator setting (Kafka name and bounds: every one at least 1).
+fn apply_txn_setting(txn: &mut sluice_net::txn::TxnConfig, key: &str, value: &str) -> Result<(), String> {
+    let n: u64 = parse_at_least_one(key, value)?;
+    match key {
+        "transaction.state.log.num.partitions" if n <= 10_000 => txn.state_log_num_partitions = n as i32,
+        "transaction.max.timeout.ms" if n <= i32::MAX as u64 => txn.max_timeout_ms = n,
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms" => txn.abort_timed_out_interval_ms = n,
+        "transaction.remove.expired.transaction.cleanup.interval.ms" => txn.remove_expired_interval_ms = n,
+        "transactional.id.expiration.ms" if n <= i32::MAX as u64 => txn.id_expiration_ms = n,
+        _ => return Err(format!("{key}: value {value} out of range")),
+    }
+    Ok(())
+}
+
 /// Loads a properties file.
 pub fn load_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -256,6 +279,25 @@ mod tests {
         assert!(apply(&mut s, &parse_properties("sluice.flush.mode=sometimes").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("sluice.tail.cache.fill=often").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("sluice.segment.preallocate.max.step.bytes=-1").unwrap()).is_err());
+    }
+
+    #[test]
+    fn transaction_settings_use_kafka_names_defaults_and_bounds() {
+        let mut s = BrokerSettings::default();
+        assert_eq!(s.txn_config, sluice_net::txn::TxnConfig::default());
+        assert_eq!(s.txn_config.max_timeout_ms, 900_000);
+        let props = parse_properties(
+            "transaction.max.timeout.ms=60000\ntransaction.abort.timed.out.transaction.cleanup.interval.ms=200\n\
+             transactional.id.expiration.ms=1000\ntransaction.state.log.num.partitions=3\n",
+        )
+        .unwrap();
+        apply(&mut s, &props).unwrap();
+        assert_eq!(s.txn_config.max_timeout_ms, 60_000);
+        assert_eq!(s.txn_config.abort_timed_out_interval_ms, 200);
+        assert_eq!(s.txn_config.id_expiration_ms, 1000);
+        assert_eq!(s.txn_config.state_log_num_partitions, 3);
+        assert!(apply(&mut s, &parse_properties("transaction.max.timeout.ms=0").unwrap()).is_err());
+        assert!(apply(&mut s, &parse_properties("transaction.state.log.num.partitions=100000").unwrap()).is_err());
     }
 
     #[test]

@@ -119,6 +119,15 @@ fn crash(message: &str) -> ! {
     std::process::abort();
 }
 
+/// `SLUICE_FAULT_TXN_HOLD_MARKERS=1`: the transaction coordinator never writes the markers of an
+/// ending transaction, which stays in PrepareCommit/PrepareAbort (a crash between EndTxn's
+/// answer and the markers, made certain).
+pub const TXN_HOLD_MARKERS_VAR: &str = "SLUICE_FAULT_TXN_HOLD_MARKERS";
+
+pub fn txn_hold_markers() -> bool {
+    std::env::var(TXN_HOLD_MARKERS_VAR).is_ok_and(|v| v.trim() == "1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

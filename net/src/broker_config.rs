@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub produce_discard: bool,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub group: crate::group::GroupConfig,
+    /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
+    pub txn: crate::txn::TxnConfig,
     /// `max.connections` split across shards: more are accepted and closed at once. Below the
     /// open-files limit so connections cannot take the descriptors segment files need.
     pub max_connections_per_shard: usize,
@@ -62,6 +64,7 @@ impl BrokerConfig {
             ack_when_written: true,
             produce_discard: false,
             group: crate::group::GroupConfig::default(),
+            txn: crate::txn::TxnConfig::default(),
             max_connections_per_shard: crate::server::MAX_CONNECTIONS_PER_SHARD,
         }
     }

@@ -3,7 +3,8 @@
 //! Owns: framing ([`frame`]), one connection's request loop ([`connection`]), the per-shard
 //! listener ([`server`]), the table of supported APIs ([`supported_apis`]), request handlers
 //! ([`handlers`]), the cluster metadata image ([`metadata_image`]) and the controller that
-//! changes it ([`controller`]), and each shard's context ([`shard_context`]).
+//! changes it ([`controller`]), each shard's context ([`shard_context`]), and the transaction
+//! coordinator ([`txn`]).
 //!
 //! Must never: store record data itself (that is the engine's), keep mutable state shared
 //! between shards, or block a shard thread.
@@ -15,6 +16,7 @@ pub mod frame;
 pub mod frame_buffers;
 pub mod group;
 pub mod handlers;
+pub mod internal_topic;
 pub mod metadata_image;
 pub mod produce_placement;
 pub mod response_buf;
@@ -22,3 +24,5 @@ pub mod server;
 pub mod shard_context;
 pub mod supported_apis;
 pub mod topic_name;
+pub mod txn;
+pub mod txn_markers;

@@ -125,8 +125,9 @@ impl MetadataImage {
             }
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
-                // The group coordinator's log lives outside the image (crate::group::offsets_log).
-                if self.topics.contains_key(name) || name == "__consumer_offsets" {
+                // The coordinators' logs live outside the image (crate::group::offsets_log,
+                // crate::txn::state_log).
+                if self.topics.contains_key(name) || crate::topic_name::is_internal(name) {
                     return Err(MetadataError::new(
                         codes::TOPIC_ALREADY_EXISTS,
                         format!("Topic '{name}' already exists."),

@@ -1,13 +1,16 @@
 //! Consumer groups and committed offsets (Kafka's classic group protocol).
 //!
 //! Owns: the sans-I/O group state machine ([`coordinator`]), the `__consumer_offsets` log
-//! format and replay ([`offsets_log`]), and the per-shard glommio edge that runs groups on the
+//! format and replay ([`offsets_log`]), transactional offsets waiting for their transaction
+//! ([`pending_txn_offsets`]), and the per-shard glommio edge that runs groups on the
 //! shard owning their offsets partition ([`service`]). The request handlers in
 //! `crate::handlers` decode requests, route them with [`service::on_group_shard`] and encode
 //! responses. Must never: keep a group on two shards, or share group state between shards.
 
+pub mod config;
 pub mod coordinator;
 pub mod offsets_log;
+pub mod pending_txn_offsets;
 pub mod service;
 
 pub use coordinator::{codes, GroupConfig};

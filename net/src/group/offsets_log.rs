@@ -15,9 +15,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice_engine::batch::build_batch;
 use sluice_engine::log_config::LogConfig;
-use sluice_engine::{PartitionLog, ReadBound, ShardStorage};
+use sluice_engine::{PartitionLog, ShardStorage};
+
+use crate::internal_topic;
 
 use super::coordinator::{CommittedOffset, Member};
 
@@ -37,14 +38,9 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     abs % partitions
 }
 
-/// The log config of the internal topic: kept until deleted (no time or size retention; there
-/// is no compaction yet, so tombstones and superseded commits stay on disk).
+/// The log config of the internal topic (see [`internal_topic::internal_topic_log_config`]).
 pub fn offsets_topic_log_config(defaults: &LogConfig) -> LogConfig {
-    let mut config = defaults.clone();
-    config.retention_ms = -1;
-    config.retention_bytes = -1;
-    config.cleanup_policy = Vec::new();
-    config
+    internal_topic::internal_topic_log_config(defaults)
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -56,6 +52,19 @@ pub enum RecordKey {
     /// A group's membership.
     #[serde(rename = "group")]
     Group { v: u8, group: String },
+    /// An offset committed by a transaction (TxnOffsetCommit): visible once a [`RecordKey::TxnEnd`]
+    /// of the same group and producer says the transaction committed, dropped if it aborted.
+    #[serde(rename = "txn_offset")]
+    TxnOffset { v: u8, group: String, producer_id: i64, topic: String, partition: i32 },
+    /// The end of a producer's transaction for a group's offsets (value: [`TxnEndValue`]).
+    #[serde(rename = "txn_end")]
+    TxnEnd { v: u8, group: String, producer_id: i64 },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TxnEndValue {
+    pub v: u8,
+    pub commit: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -144,6 +153,21 @@ impl LogRecord {
         }
     }
 
+    pub fn txn_offset(group: &str, producer_id: i64, topic: &str, partition: i32, c: &CommittedOffset) -> LogRecord {
+        let plain = LogRecord::offset(group, topic, partition, Some(c));
+        LogRecord {
+            key: RecordKey::TxnOffset { v: 0, group: group.into(), producer_id, topic: topic.into(), partition },
+            value: plain.value,
+        }
+    }
+
+    pub fn txn_end(group: &str, producer_id: i64, commit: bool) -> LogRecord {
+        LogRecord {
+            key: RecordKey::TxnEnd { v: 0, group: group.into(), producer_id },
+            value: Some(serde_json::to_vec(&TxnEndValue { v: 0, commit }).expect("serializes")),
+        }
+    }
+
     pub fn group(group: &str, value: Option<&GroupValue>) -> LogRecord {
         LogRecord {
             key: RecordKey::Group { v: 0, group: group.into() },
@@ -163,28 +187,9 @@ pub async fn append(
     partition: i32,
     records: &[LogRecord],
 ) -> Result<(), String> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let log = match storage.partition(OFFSETS_TOPIC, partition) {
-        Some(log) => log,
-        None => {
-            let _permit = creating.acquire_permit(1).await.map_err(|e| e.to_string())?;
-            match storage.partition(OFFSETS_TOPIC, partition) {
-                Some(log) => log,
-                None => storage
-                    .create_partition(OFFSETS_TOPIC, partition, offsets_topic_log_config(defaults))
-                    .await
-                    .map_err(|e| e.to_string())?,
-            }
-        }
-    };
-    let keys: Vec<Vec<u8>> = records.iter().map(|r| serde_json::to_vec(&r.key).expect("serializes")).collect();
-    let specs: Vec<_> =
-        records.iter().zip(&keys).map(|(r, k)| (Some(k.as_slice()), r.value.as_deref(), &[][..])).collect();
-    let batch = build_batch(0, &specs, sluice_engine::clock::now_ms());
-    log.append(&batch, 0).await.map_err(|e| e.to_string())?;
-    Ok(())
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        records.iter().map(|r| (serde_json::to_vec(&r.key).expect("serializes"), r.value.clone())).collect();
+    internal_topic::append(storage, creating, OFFSETS_TOPIC, defaults, partition, &records).await
 }
 
 /// A group as the log left it.
@@ -192,65 +197,43 @@ pub async fn append(
 pub struct Replayed {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     pub group: Option<GroupValue>,
+    /// Transactional offsets whose transaction had not ended, per producer id.
+    pub pending_txn: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
 }
 
 /// Reads one partition of the internal topic from its start and folds the records (later
-/// records win, tombstones delete) into per-group state.
+/// records win, tombstones delete, a transaction's end applies or drops its offsets) into
+/// per-group state.
 pub async fn replay(log: &Rc<PartitionLog>) -> Result<BTreeMap<String, Replayed>, String> {
     let mut groups: BTreeMap<String, Replayed> = BTreeMap::new();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let read = log.read(offset, 1 << 20, ReadBound::LogEnd, true).await.map_err(|e| e.to_string())?;
-        if read.is_empty() {
-            break;
-        }
-        let mut bytes = Bytes::from(read.to_vec().await.map_err(|e| e.to_string())?);
-        let mut next = offset;
-        while !bytes.is_empty() {
-            let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
-                Ok(set) => set,
-                Err(_) => break, // a partial batch at the end of the read
-            };
-            for record in set.records {
-                next = next.max(record.offset + 1);
-                if record.offset < offset {
-                    continue;
-                }
-                let Some(key) = record.key.as_ref().and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
-                    sluice_engine::warn_limited!(
-                        partition = log.partition(),
-                        offset = record.offset,
-                        "unreadable key in {OFFSETS_TOPIC}"
-                    );
-                    continue;
-                };
-                apply_record(&mut groups, key, record.value.as_deref());
-            }
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    internal_topic::replay(log, |offset, key, value| {
+        let Some(key) = key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
+            sluice_engine::warn_limited!(partition = log.partition(), offset, "unreadable key in {OFFSETS_TOPIC}");
+            return;
+        };
+        apply_record(&mut groups, key, value);
+    })
+    .await?;
     Ok(groups)
+}
+
+fn decode_offset(value: &[u8]) -> Option<CommittedOffset> {
+    let v = serde_json::from_slice::<OffsetValue>(value).ok()?;
+    Some(CommittedOffset {
+        offset: v.offset,
+        leader_epoch: v.leader_epoch,
+        metadata: v.metadata,
+        commit_timestamp_ms: v.commit_timestamp_ms,
+    })
 }
 
 fn apply_record(groups: &mut BTreeMap<String, Replayed>, key: RecordKey, value: Option<&[u8]>) {
     match key {
         RecordKey::Offset { group, topic, partition, .. } => {
             let entry = groups.entry(group).or_default();
-            match value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) {
-                Some(v) => {
-                    entry.offsets.insert(
-                        (topic, partition),
-                        CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp_ms: v.commit_timestamp_ms,
-                        },
-                    );
+            match value.and_then(decode_offset) {
+                Some(committed) => {
+                    entry.offsets.insert((topic, partition), committed);
                 }
                 None => {
                     entry.offsets.remove(&(topic, partition));
@@ -260,6 +243,20 @@ fn apply_record(groups: &mut BTreeMap<String, Replayed>, key: RecordKey, value: 
         RecordKey::Group { group, .. } => {
             let entry = groups.entry(group).or_default();
             entry.group = value.and_then(|v| serde_json::from_slice::<GroupValue>(v).ok());
+        }
+        RecordKey::TxnOffset { group, producer_id, topic, partition, .. } => {
+            if let Some(committed) = value.and_then(decode_offset) {
+                let entry = groups.entry(group).or_default();
+                entry.pending_txn.entry(producer_id).or_default().insert((topic, partition), committed);
+            }
+        }
+        RecordKey::TxnEnd { group, producer_id, .. } => {
+            let entry = groups.entry(group).or_default();
+            let pending = entry.pending_txn.remove(&producer_id).unwrap_or_default();
+            let commit = value.and_then(|v| serde_json::from_slice::<TxnEndValue>(v).ok()).is_some_and(|v| v.commit);
+            if commit {
+                entry.offsets.extend(pending);
+            }
         }
     }
 }
@@ -298,5 +295,25 @@ mod tests {
         assert_eq!(g.offsets.len(), 1);
         assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 9);
         assert_eq!(g.offsets[&("t".to_string(), 0)].metadata, "m");
+    }
+
+    #[test]
+    fn replay_applies_committed_transactional_offsets_and_drops_aborted_ones() {
+        let mut groups = BTreeMap::new();
+        let c = |o| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1 };
+        for r in [
+            LogRecord::offset("g", "t", 0, Some(&c(1))),
+            LogRecord::txn_offset("g", 7, "t", 0, &c(10)),
+            LogRecord::txn_offset("g", 8, "t", 1, &c(20)),
+            LogRecord::txn_offset("g", 9, "t", 2, &c(30)),
+            LogRecord::txn_end("g", 8, false),
+            LogRecord::txn_end("g", 7, true),
+        ] {
+            apply_record(&mut groups, r.key, r.value.as_deref());
+        }
+        let g = &groups["g"];
+        assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 10, "producer 7 committed");
+        assert!(!g.offsets.contains_key(&("t".to_string(), 1)), "producer 8 aborted");
+        assert_eq!(g.pending_txn.keys().copied().collect::<Vec<_>>(), vec![9], "producer 9 still open");
     }
 }

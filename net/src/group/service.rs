@@ -21,6 +21,7 @@ use super::coordinator::{
     codes, CommittedOffset, Group, GroupConfig, GroupEvent, JoinRequest, JoinResult, Reply, SyncResult,
 };
 use super::offsets_log::{self, partition_for, GroupValue, LogRecord, MemberValue, OFFSETS_TOPIC};
+use super::pending_txn_offsets::PendingTxnOffsets;
 use crate::shard_context::ShardContext;
 
 /// How often the timer looks for due deadlines (sessions, rebalances, initial delay).
@@ -36,6 +37,9 @@ pub struct GroupShard {
     sync_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<SyncResult>>>,
     /// Groups that have a group record in the log (deleting them writes a tombstone).
     persisted: RefCell<HashSet<String>>,
+    /// Transactional offsets waiting for their transaction's end, per group
+    /// (see [`super::pending_txn_offsets`]).
+    pub(crate) txn_offsets: RefCell<HashMap<String, PendingTxnOffsets>>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
     ctx: Rc<ShardContext>,
@@ -56,16 +60,15 @@ pub fn coordinator_shard(ctx: &ShardContext, group_id: &str) -> usize {
     ctx.owner_of(OFFSETS_TOPIC, partition)
 }
 
-/// Runs `f` with the group shard that owns `group_id`. Errors: COORDINATOR_LOAD_IN_PROGRESS
-/// while that shard is still replaying its offsets log (shards start serving independently),
-/// COORDINATOR_NOT_AVAILABLE if it is gone.
-pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, i16>
+/// Runs `f` with the group shard that owns `__consumer_offsets` partition `partition` (errors
+/// as [`on_group_shard`]).
+pub async fn on_offsets_partition_shard<R, F, Fut>(ctx: &ShardContext, partition: i32, f: F) -> Result<R, i16>
 where
     R: Send + 'static,
     F: FnOnce(Rc<GroupShard>) -> Fut + Send + 'static,
     Fut: Future<Output = R> + 'static,
 {
-    let shard = coordinator_shard(ctx, group_id);
+    let shard = ctx.owner_of(OFFSETS_TOPIC, partition);
     let answer = ctx
         .mesh
         .call(shard, move || async move {
@@ -76,6 +79,19 @@ where
         })
         .await;
     answer.map_err(|_: ShardGone| codes::COORDINATOR_NOT_AVAILABLE).and_then(|r| r)
+}
+
+/// Runs `f` with the group shard that owns `group_id`. Errors: COORDINATOR_LOAD_IN_PROGRESS
+/// while that shard is still replaying its offsets log (shards start serving independently),
+/// COORDINATOR_NOT_AVAILABLE if it is gone.
+pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, i16>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<GroupShard>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    let partition = partition_for(group_id, ctx.config.group.offsets_topic_num_partitions);
+    on_offsets_partition_shard(ctx, partition, f).await
 }
 
 impl GroupShard {
@@ -94,6 +110,7 @@ impl GroupShard {
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             persisted: RefCell::new(HashSet::new()),
+            txn_offsets: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
             ctx: ctx.clone(),
         });
@@ -121,6 +138,12 @@ impl GroupShard {
                     }
                     None => Group::new(&id, now),
                 };
+                if !replayed.pending_txn.is_empty() {
+                    shard
+                        .txn_offsets
+                        .borrow_mut()
+                        .insert(id.clone(), PendingTxnOffsets::from_replay(replayed.pending_txn));
+                }
                 for ((topic, partition), committed) in replayed.offsets {
                     group.apply_commit(&topic, partition, committed);
                     loaded_offsets += 1;

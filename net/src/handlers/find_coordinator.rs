@@ -1,5 +1,6 @@
-//! FindCoordinator (v0–v6, batched keys from v4): this node coordinates every group; there is
-//! no transaction or share-group coordinator yet (COORDINATOR_NOT_AVAILABLE / INVALID_REQUEST).
+//! FindCoordinator (v0–v6, batched keys from v4): this node coordinates every group (key type
+//! 0) and every transactional id (key type 1); an empty key is INVALID_REQUEST, and there is no
+//! share-group coordinator yet (INVALID_REQUEST).
 
 use std::rc::Rc;
 
@@ -17,7 +18,8 @@ fn lookup(key_type: i8, key: &str) -> (i16, Option<&'static str>) {
     match key_type {
         KEY_TYPE_GROUP if key.is_empty() => (codes::INVALID_REQUEST, Some("empty group id")),
         KEY_TYPE_GROUP => (codes::NONE, None),
-        KEY_TYPE_TRANSACTION => (codes::COORDINATOR_NOT_AVAILABLE, Some("transactions are not supported")),
+        KEY_TYPE_TRANSACTION if key.is_empty() => (codes::INVALID_REQUEST, Some("empty transactional id")),
+        KEY_TYPE_TRANSACTION => (codes::NONE, None),
         _ => (codes::INVALID_REQUEST, Some("unsupported coordinator key type")),
     }
 }

@@ -1,6 +1,8 @@
 //! OffsetFetch (v1–v9; several groups per request from v8): committed offset, leader epoch and
 //! metadata per partition, -1 where nothing is committed. Commits are applied only once on
-//! file, so every offset returned is stable (`require_stable` never waits).
+//! file; offsets a transaction committed stay invisible until it commits, and with
+//! `require_stable` (v7+) a partition with such a pending offset answers UNSTABLE_OFFSET_COMMIT
+//! (retriable), like Kafka, instead of the older stable offset.
 
 use std::rc::Rc;
 
@@ -16,14 +18,20 @@ use crate::group::service::on_group_shard;
 use crate::handlers::str_bytes;
 use crate::shard_context::ShardContext;
 
-/// (topic, [(partition, committed)]).
-type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// (topic, [(partition, committed, error)]).
+type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>, i16)>)>;
 
 /// A group's offsets, or a group-level error.
 type GroupOffsets = Result<TopicOffsets, i16>;
 
 /// The committed offsets of `group_id`: of `topics` (None = every committed partition).
-pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
+/// `require_stable`: UNSTABLE_OFFSET_COMMIT where a transaction's offset is pending.
+pub async fn fetch(
+    ctx: &ShardContext,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> GroupOffsets {
     if group_id.is_empty() {
         return Err(codes::INVALID_GROUP_ID);
     }
@@ -32,25 +40,37 @@ pub async fn fetch(ctx: &ShardContext, group_id: String, topics: Option<Vec<(Str
         let answer = groups.with_group(&gid, false, |g| match &topics {
             Some(topics) => topics
                 .iter()
-                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (*p, g.committed(t, *p).cloned())).collect()))
+                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (*p, g.committed(t, *p).cloned(), codes::NONE)).collect()))
                 .collect(),
             None => {
                 let mut out: TopicOffsets = Vec::new();
                 for ((t, p), c) in g.offsets() {
                     match out.last_mut() {
-                        Some((name, ps)) if name == t => ps.push((*p, Some(c.clone()))),
-                        _ => out.push((t.clone(), vec![(*p, Some(c.clone()))])),
+                        Some((name, ps)) if name == t => ps.push((*p, Some(c.clone()), codes::NONE)),
+                        _ => out.push((t.clone(), vec![(*p, Some(c.clone()), codes::NONE)])),
                     }
                 }
                 out
             }
         });
-        Ok(answer.unwrap_or_else(|| match topics {
-            Some(topics) => {
-                topics.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect()
-            }
+        let mut answer = answer.unwrap_or_else(|| match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None, codes::NONE)).collect()))
+                .collect(),
             None => Vec::new(),
-        }))
+        });
+        if require_stable {
+            for (t, ps) in &mut answer {
+                for (p, committed, error) in ps.iter_mut() {
+                    if groups.has_pending_txn_offset(&gid, t, *p) {
+                        *committed = None;
+                        *error = codes::UNSTABLE_OFFSET_COMMIT;
+                    }
+                }
+            }
+        }
+        Ok(answer)
     })
     .await
     .unwrap_or_else(Err)
@@ -63,7 +83,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
         for g in request.groups {
             let topics =
                 g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-            let answer = fetch(ctx, g.group_id.0.to_string(), topics).await;
+            let answer = fetch(ctx, g.group_id.0.to_string(), topics, request.require_stable).await;
             let (error, topics) = match answer {
                 Ok(t) => (codes::NONE, t),
                 Err(e) => (e, Vec::new()),
@@ -73,11 +93,12 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
                 .map(|(t, ps)| {
                     OffsetFetchResponseTopics::default().with_name(TopicName(str_bytes(t))).with_partitions(
                         ps.into_iter()
-                            .map(|(p, c)| {
+                            .map(|(p, c, error)| {
                                 let (offset, epoch, metadata) =
                                     c.map_or((-1, -1, String::new()), |c| (c.offset, c.leader_epoch, c.metadata));
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
+                                    .with_error_code(error)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
                                     .with_metadata(Some(str_bytes(metadata)))
@@ -96,7 +117,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
         return response.with_groups(groups);
     }
     let topics = request.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let (error, topics) = match fetch(ctx, request.group_id.0.to_string(), topics).await {
+    let require_stable = version >= 7 && request.require_stable;
+    let (error, topics) = match fetch(ctx, request.group_id.0.to_string(), topics, require_stable).await {
         Ok(t) => (codes::NONE, t),
         Err(e) => (e, Vec::new()),
     };
@@ -105,11 +127,12 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
         .map(|(t, ps)| {
             OffsetFetchResponseTopic::default().with_name(TopicName(str_bytes(t))).with_partitions(
                 ps.into_iter()
-                    .map(|(p, c)| {
+                    .map(|(p, c, error)| {
                         let (offset, epoch, metadata) =
                             c.map_or((-1, -1, String::new()), |c| (c.offset, c.leader_epoch, c.metadata));
                         let part = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
+                            .with_error_code(error)
                             .with_committed_offset(offset)
                             .with_metadata(Some(str_bytes(metadata)));
                         if version >= 5 {

@@ -45,6 +45,8 @@ pub async fn handle(
     placement: &mut ProducePlacement,
 ) -> ProduceAck {
     let acks = request.acks;
+    // KIP-890 part 1: transactional batches only into partitions of the open transaction.
+    let refused = crate::txn::produce_check::refused_partitions(ctx, &request).await;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -54,6 +56,7 @@ pub async fn handle(
             let name = name.clone();
             let meta = meta.clone();
             let min_insync = config.as_ref().map_or(1, |c| c.min_insync_replicas);
+            let verification = if refused.is_empty() { None } else { refused.get(&(name.clone(), p.index)).copied() };
             async move {
                 let index = p.index;
                 let refuse = |refused: ApiError| (index, Err(refused));
@@ -78,6 +81,10 @@ pub async fn handle(
                 }
                 if let Err(refused) = ack_target {
                     return refuse(refused);
+                }
+                if let Some(code) = verification {
+                    let message = "transactional batch for a partition outside the producer's open transaction";
+                    return refuse(ApiError::new(ErrorCode(code), message));
                 }
                 let leader_epoch = replica.leader_epoch;
                 let records: Bytes = p.records.unwrap_or_default();

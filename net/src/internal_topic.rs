@@ -1,0 +1,94 @@
+//! The storage side of the broker's internal topics (`__consumer_offsets`,
+//! `__transaction_state`): their log config, appending key/value records on the partition's
+//! owner shard, and reading a partition back from its start at start-up.
+//!
+//! Owns: the mechanics shared by [`crate::group::offsets_log`] and [`crate::txn::state_log`]
+//! (each owns its own record format). Must never: be reachable through clients' Produce/Fetch
+//! (internal topics are not in the metadata image), or run on a shard other than the owner.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use sluice_engine::batch::build_batch;
+use sluice_engine::log_config::LogConfig;
+use sluice_engine::{PartitionLog, ReadBound, ShardStorage};
+
+/// The log config of an internal topic: kept until deleted (no time or size retention; there
+/// is no compaction yet, so tombstones and superseded records stay on disk).
+pub fn internal_topic_log_config(defaults: &LogConfig) -> LogConfig {
+    let mut config = defaults.clone();
+    config.retention_ms = -1;
+    config.retention_bytes = -1;
+    config.cleanup_policy = Vec::new();
+    config
+}
+
+/// Appends `records` (key, value; `None` = tombstone) as one batch to `topic`-`partition` on
+/// this shard, creating the partition on first use, and returns once the batch is on file.
+/// `creating` serializes first-use creation of a partition on this shard: two concurrent
+/// appends must not both open the same new directory.
+pub async fn append(
+    storage: &Rc<ShardStorage>,
+    creating: &glommio::sync::Semaphore,
+    topic: &str,
+    defaults: &LogConfig,
+    partition: i32,
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<(), String> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let log = match storage.partition(topic, partition) {
+        Some(log) => log,
+        None => {
+            let _permit = creating.acquire_permit(1).await.map_err(|e| e.to_string())?;
+            match storage.partition(topic, partition) {
+                Some(log) => log,
+                None => storage
+                    .create_partition(topic, partition, internal_topic_log_config(defaults))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
+        }
+    };
+    let specs: Vec<_> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref(), &[][..])).collect();
+    let batch = build_batch(0, &specs, sluice_engine::clock::now_ms());
+    log.append(&batch, 0).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Reads one partition from its start and hands every record's (offset, key, value) to `f`,
+/// in offset order.
+pub async fn replay(
+    log: &Rc<PartitionLog>,
+    mut f: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), String> {
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log.read(offset, 1 << 20, ReadBound::LogEnd, true).await.map_err(|e| e.to_string())?;
+        if read.is_empty() {
+            break;
+        }
+        let mut bytes = Bytes::from(read.to_vec().await.map_err(|e| e.to_string())?);
+        let mut next = offset;
+        while !bytes.is_empty() {
+            let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
+                Ok(set) => set,
+                Err(_) => break, // a partial batch at the end of the read
+            };
+            for record in set.records {
+                next = next.max(record.offset + 1);
+                if record.offset < offset || record.control {
+                    continue;
+                }
+                f(record.offset, record.key.as_deref(), record.value.as_deref());
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
+}

@@ -307,3 +307,78 @@ fn a_crash_inside_a_cleaning_leaves_a_log_that_reads_correctly_and_is_cleaned_af
         broker.stop();
     }
 }
+
+/// `__consumer_offsets` is compacted: a group committing the same partition over and over
+/// (100,000 times: about 15 MB of commit records) keeps the internal topic's segments under
+/// 1 MiB once the cleaner has run (segments of 64 KiB here; the bound is a few segments, not the
+/// history), and the last commit is what the group reads back, also after a restart. CI runs
+/// 20,000 commits (the debug broker takes about a millisecond each);
+/// `SLUICE_TEST_OFFSET_COMMITS=100000` runs the count.
+#[test]
+fn a_group_committing_over_and_over_keeps_the_offsets_topic_bounded() {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use support::raw::RawClient;
+
+    let commits: i64 = std::env::var("SLUICE_TEST_OFFSET_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    const BOUND_BYTES: u64 = 1 << 20;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("committer")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName(s("input"))).with_partitions(
+                vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)],
+            )])
+    };
+    let offsets_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("__consumer_offsets-"))
+            .flat_map(|d| std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let fetch_committed = |broker: &Broker| -> i64 {
+        let request = OffsetFetchRequest::default().with_group_id(GroupId(s("committer"))).with_topics(Some(vec![
+            OffsetFetchRequestTopic::default().with_name(TopicName(s("input"))).with_partition_indexes(vec![0]),
+        ]));
+        let response = RawClient::connect(&broker.bootstrap()).send(&request, 7);
+        assert_eq!(response.error_code, 0);
+        response.topics[0].partitions[0].committed_offset
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = ["--cores", "1", "--set", "log.segment.bytes=65536", "--set", "log.cleaner.backoff.ms=100"];
+    let broker = Broker::start_on(dir.path(), port, &args);
+    broker.wait_for("sluice broker started");
+    support::create_topic(&broker.bootstrap(), "input", 1);
+    let mut client = RawClient::connect(&broker.bootstrap());
+    // Pipelined, 100 requests at a time, answered in order.
+    for chunk in 0..commits / 100 {
+        let mut frames = bytes::BytesMut::new();
+        for i in 0..100 {
+            frames.extend_from_slice(&client.encode(&commit(chunk * 100 + i + 1), 8).1);
+        }
+        client.write_bytes(&frames);
+        for _ in 0..100 {
+            client.read_frame().expect("an OffsetCommit response");
+        }
+    }
+    assert_eq!(fetch_committed(&broker), commits);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while offsets_bytes(dir.path()) > BOUND_BYTES {
+        assert!(Instant::now() < deadline, "__consumer_offsets holds {} bytes", offsets_bytes(dir.path()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.stop();
+    let broker = Broker::start_on(dir.path(), port, &args);
+    broker.wait_for("sluice broker started");
+    assert_eq!(fetch_committed(&broker), commits, "the last commit survives compaction and a restart");
+    broker.stop();
+}

@@ -13,13 +13,18 @@ use sluice_engine::batch::build_batch;
 use sluice_engine::log_config::LogConfig;
 use sluice_engine::{PartitionLog, ReadBound, ShardStorage};
 
-/// The log config of an internal topic: kept until deleted (no time or size retention; there
-/// is no compaction yet, so tombstones and superseded records stay on disk).
+/// Kafka's `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes` default:
+/// internal topics roll (and so get cleaned) well before a 1 GiB default segment fills.
+pub const INTERNAL_TOPIC_MAX_SEGMENT_BYTES: i32 = 100 * 1024 * 1024;
+
+/// The log config of an internal topic: compacted (the latest record of each key is its
+/// state), no time or size retention, segments of at most [`INTERNAL_TOPIC_MAX_SEGMENT_BYTES`].
 pub fn internal_topic_log_config(defaults: &LogConfig) -> LogConfig {
     let mut config = defaults.clone();
     config.retention_ms = -1;
     config.retention_bytes = -1;
-    config.cleanup_policy = Vec::new();
+    config.cleanup_policy = vec![sluice_engine::log_config::CleanupPolicy::Compact];
+    config.segment_bytes = config.segment_bytes.min(INTERNAL_TOPIC_MAX_SEGMENT_BYTES);
     config
 }
 

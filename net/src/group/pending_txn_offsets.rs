@@ -6,7 +6,8 @@
 //! side of a transaction's end ([`GroupShard::complete_txn_offsets`], called by the
 //! transaction coordinator for each `__consumer_offsets` partition in the transaction). Both
 //! steps are written to `__consumer_offsets` before memory changes (`txn_offset` records, then
-//! a `txn_end` record per group), so replay after a restart gives the same offsets.
+//! per group a `txn_end` record, preceded on commit by the offsets as plain offset records so
+//! that compaction cannot lose them), so replay after a restart gives the same offsets.
 //!
 //! Must never: make a pending offset visible to OffsetFetch before its `txn_end` commit
 //! record is on file.
@@ -30,6 +31,11 @@ impl PendingTxnOffsets {
 
     pub fn add(&mut self, producer_id: i64, topic: &str, partition: i32, committed: CommittedOffset) {
         self.by_producer.entry(producer_id).or_default().insert((topic.to_string(), partition), committed);
+    }
+
+    /// The producer's offsets, left in place.
+    pub fn of_producer(&self, producer_id: i64) -> BTreeMap<(String, i32), CommittedOffset> {
+        self.by_producer.get(&producer_id).cloned().unwrap_or_default()
     }
 
     /// The producer's offsets, removed.
@@ -114,7 +120,24 @@ impl GroupShard {
             .map(|(g, _)| g.clone())
             .collect();
         for group_id in groups {
-            if let Err(e) = self.append(&group_id, &[LogRecord::txn_end(&group_id, producer_id, commit)]).await {
+            // A commit also writes the offsets as plain offset records, before its `txn_end`:
+            // `__consumer_offsets` is compacted, and a later transaction of the same producer
+            // supersedes this one's `txn_offset` records (same keys) while its `txn_end` may
+            // stay — replay must not depend on them.
+            let mut records: Vec<LogRecord> = if commit {
+                let pending = self.txn_offsets.borrow().get(&group_id).map(|p| p.of_producer(producer_id));
+                pending
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|((topic, partition), committed)| {
+                        LogRecord::offset(&group_id, topic, *partition, Some(committed))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            records.push(LogRecord::txn_end(&group_id, producer_id, commit));
+            if let Err(e) = self.append(&group_id, &records).await {
                 sluice_engine::warn_limited!(group = %group_id, error = %e, "transaction end of offsets not written");
                 return Err(codes::COORDINATOR_NOT_AVAILABLE);
             }

@@ -22,3 +22,4 @@ pub mod server;
 pub mod shard_context;
 pub mod supported_apis;
 pub mod topic_name;
+pub mod txn_markers;

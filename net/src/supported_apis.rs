@@ -40,6 +40,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Transactions (Kafka 4.x removed WriteTxnMarkers v0, KIP-896).
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// Versions of `api` this broker decodes and answers, if any.

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2, and -4 earliest-local), latest (-1: the high watermark), max
+//! ListOffsets: earliest (-2, and -4 earliest-local), latest (-1: the high watermark, or the
+//! last stable offset for isolation level read_committed, as Kafka's), max
 //! timestamp (-3), or the first offset whose batch timestamp is ≥ a given time. Unknown
 //! timestamps give offset -1 / timestamp -1 as in Kafka v1+. A partition listed more than
 //! once in one request gets INVALID_REQUEST for every occurrence (Kafka's
@@ -18,6 +19,8 @@ pub const EARLIEST: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
+/// Isolation level 1 = READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut seen = std::collections::HashMap::<(&str, i32), u32>::new();
@@ -28,6 +31,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
     }
     let duplicates: std::collections::HashSet<(String, i32)> =
         seen.into_iter().filter(|(_, n)| *n > 1).map(|((t, p), _)| (t.to_string(), p)).collect();
+    let request_isolation_level = request.isolation_level;
     let mut topics = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -56,9 +60,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListOffsetsRequest, version
                     return base.with_error_code(epoch_error);
                 }
                 let timestamp = p.timestamp;
+                let read_committed = request_isolation_level == READ_COMMITTED;
                 let answer = ctx
                     .on_partition(&name, index, move |log| async move {
                         match timestamp {
+                            LATEST if read_committed => Ok((-1, log.last_stable_offset())),
                             LATEST => Ok((-1, log.high_watermark())),
                             EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
                             LATEST_TIERED => Ok((-1, -1)),

@@ -208,4 +208,35 @@ mod tests {
         assert_eq!(state.end_offset_for_epoch_of_empty_log(3, 5), (-1, -1));
         assert_eq!(state.end_offset_for_epoch_of_empty_log(-2, 5), (-2, 5), "an older epoch ends at the log end");
     }
+
+    proptest::proptest! {
+        /// Against a model: the LSO is the smallest first offset among open transactions and
+        /// completed ones whose marker is at or above the HW, bounded by the HW; it never moves
+        /// back while the HW only grows.
+        #[test]
+        fn unstable_offsets_follow_a_model(ops in proptest::collection::vec((0u8..3, 0i64..5), 1..80)) {
+            let mut u = UnstableOffsets::default();
+            let mut open: Option<i64> = None;
+            let mut completed: Vec<(i64, i64)> = Vec::new();
+            let (mut end, mut hw, mut last) = (0i64, 0i64, 0i64);
+            for (op, n) in ops {
+                match op {
+                    0 => { open.get_or_insert(end); end += 1 + n; } // a transactional append
+                    1 => { // a marker closes the open transaction (or an empty one at itself)
+                        let first = open.take().unwrap_or(end);
+                        u.completed(first, end);
+                        completed.push((first, end));
+                        end += 1;
+                    }
+                    _ => hw = (hw + n).min(end), // the HW moves towards the end
+                }
+                u.oldest_open = open;
+                let model = completed.iter().filter(|(_, m)| *m >= hw).map(|(f, _)| *f).chain(open).min();
+                let lso = u.last_stable_offset(hw);
+                proptest::prop_assert_eq!(lso, model.map_or(hw, |f| f.min(hw)));
+                proptest::prop_assert!(lso >= last, "moved back from {} to {}", last, lso);
+                last = lso;
+            }
+        }
+    }
 }

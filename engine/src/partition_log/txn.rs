@@ -73,7 +73,9 @@ impl PartitionLog {
     /// The aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, oldest marker
     /// first: what a read_committed Fetch of that range returns. A transaction's marker is at
     /// or after its records, so only the segments from the one holding `fetch_offset` on can
-    /// hold one.
+    /// hold one; and the search stops after an entry whose last stable offset reaches the upper
+    /// bound (Kafka's `TxnIndexSearchResult.isComplete`): every transaction open when that
+    /// marker was written started at or after it, so none aborted later starts below the bound.
     pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound_offset: i64) -> Vec<AbortedTxn> {
         let state = self.state.borrow();
         let from = state
@@ -81,12 +83,14 @@ impl PartitionLog {
             .range((Bound::Unbounded, Bound::Included(fetch_offset)))
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
-        state
-            .segments
-            .range(from..)
-            .flat_map(|(_, s)| s.txn_index.overlapping(fetch_offset, upper_bound_offset))
-            .copied()
-            .collect()
+        let mut found = Vec::new();
+        for segment in state.segments.range(from..).map(|(_, s)| s) {
+            found.extend(segment.txn_index.overlapping(fetch_offset, upper_bound_offset).copied());
+            if segment.txn_index.entries().iter().any(|e| e.last_stable_offset >= upper_bound_offset) {
+                break;
+            }
+        }
+        found
     }
 
     /// Every aborted transaction the log's segments index (tests, tools).

@@ -172,10 +172,11 @@ fn consume_all(bootstrap: &str, isolation_level: &str) -> Vec<(i32, i64, String)
 }
 
 /// Per partition: "plain" (1 record), A's transaction (2 records, aborted), B's (2 records,
-/// committed), both markers, then "after" (1 record). Returns (expected read_committed,
-/// expected read_uncommitted, A's first offsets) as (partition, offset, value).
+/// committed), both markers, then "after" (1 record). Returns the expected read_committed and
+/// read_uncommitted records as (partition, offset, value), A's first offset per partition and
+/// A's producer id.
 #[allow(clippy::type_complexity)]
-fn scenario(bootstrap: &str) -> (Vec<(i32, i64, String)>, Vec<(i32, i64, String)>, Vec<i64>) {
+fn scenario(bootstrap: &str) -> (Vec<(i32, i64, String)>, Vec<(i32, i64, String)>, Vec<i64>, i64) {
     let mut client = raw::RawClient::connect(bootstrap);
     let (a, a_epoch) = init_producer_id(&mut client);
     let (b, b_epoch) = init_producer_id(&mut client);
@@ -237,7 +238,7 @@ fn scenario(bootstrap: &str) -> (Vec<(i32, i64, String)>, Vec<(i32, i64, String)
     }
     committed.sort_by_key(|(p, o, _)| (*p, *o));
     uncommitted.sort_by_key(|(p, o, _)| (*p, *o));
-    (committed, uncommitted, a_first)
+    (committed, uncommitted, a_first, a)
 }
 
 /// What the scenario leaves, checked through real consumers, ListOffsets and a raw fetch.
@@ -264,8 +265,7 @@ fn read_committed_sees_only_committed_records_across_restarts() {
     let broker = Broker::start(dir.path(), 2);
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, TOPIC, PARTITIONS);
-    let (committed, uncommitted, a_first) = scenario(&bootstrap);
-    let a = fetch_committed(&mut raw::RawClient::connect(&bootstrap), 0).2[0].0;
+    let (committed, uncommitted, a_first, a) = scenario(&bootstrap);
     check(&bootstrap, &committed, &uncommitted, &a_first, a);
 
     // Leave a transaction open in partition 1: it holds that partition's LSO.

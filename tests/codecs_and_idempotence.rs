@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::executor::block_on;
 use futures::future::join_all;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -87,26 +86,6 @@ fn stored_codecs(bootstrap: &str, topic: &str, partition: i32) -> Vec<Compressio
     batches(&fetched.records, Validation::Stored).map(|b| b.expect("valid stored batch").1.compression()).collect()
 }
 
-fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut client = raw::RawClient::connect(bootstrap);
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.into())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
-}
-
 #[test]
 fn each_codec_from_librdkafka_is_stored_as_sent_and_consumed_byte_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,7 +129,7 @@ fn topic_compression_type_recompresses_on_append_and_round_trips() {
     ];
     for (topic_codec, producer_codec, stored) in cases {
         let topic = format!("recompress-{topic_codec}-{producer_codec}");
-        create_topic(&bootstrap, &topic, 1, &[("compression.type", topic_codec)]);
+        create_topic_with_configs(&bootstrap, &topic, 1, &[("compression.type", topic_codec)]);
         let sent = produce(&bootstrap, &topic, 500, &[("compression.codec", producer_codec), ("linger.ms", "5")]);
         let got = consume(&bootstrap, &topic, 1, sent.len());
         assert_eq!(got, sent, "{topic}");
@@ -214,7 +193,7 @@ fn resent_produce_requests_are_acknowledged_once_and_dedup_survives_restarts() {
     let topic = "idempotent-raw";
     let mut broker = start_one_shard(dir.path());
     let mut client = raw::RawClient::connect(&broker.bootstrap());
-    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    create_topic(&broker.bootstrap(), topic, 1);
     let (pid, epoch) = init_producer_id(&mut client);
     assert!(pid >= 0);
     assert_eq!(epoch, 0);
@@ -288,7 +267,7 @@ fn corrupt_compressed_batches_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start_one_shard(dir.path());
     let topic = "corrupt-compressed";
-    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    create_topic(&broker.bootstrap(), topic, 1);
     let mut client = raw::RawClient::connect(&broker.bootstrap());
     let plain = idempotent_batch(1, 50, -1, -1, -1);
     let info = sluice_engine::batch::validate_from_client(&plain).unwrap();

@@ -26,14 +26,25 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A broker with 2 shards and 4 partitions per auto-created topic, plus `--set` overrides.
-fn start(dir: &Path, sets: &[&str]) -> (Broker, String) {
+/// Starts a broker on `dir`; also says whether the start found a clean-shutdown marker (and took
+/// it: no recovery) or not (recovery).
+fn start(dir: &Path, sets: &[&str]) -> (Broker, Start) {
+    let marker = dir.join(".clean_shutdown");
+    let found_marker = marker.exists();
     let mut args = vec!["--cores", "2", "--set", "num.partitions=4"];
     for s in sets {
         args.extend(["--set", s]);
     }
     let broker = Broker::start_with(dir, &args);
-    let started = broker.wait_for("sluice broker started");
-    (broker, started)
+    broker.wait_for("sluice broker started");
+    assert!(!marker.exists(), "a start takes the clean-shutdown marker");
+    (broker, if found_marker { Start::Clean } else { Start::Recovery })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    Clean,
+    Recovery,
 }
 
 /// One consumed message.
@@ -602,7 +613,7 @@ fn a_clean_restart_keeps_topics_and_every_message() {
     broker.stop();
 
     let (broker, started) = start(dir.path(), &[]);
-    assert!(started.contains("recovered=false"), "a clean stop needs no recovery: {started}");
+    assert_eq!(started, Start::Clean, "a clean stop needs no recovery");
     let bootstrap = broker.bootstrap();
     let admin = admin_consumer(&bootstrap);
     let metadata = admin.fetch_metadata(None, TIMEOUT).unwrap();
@@ -630,7 +641,7 @@ fn with_flush_always_every_message_acked_with_acks_all_survives_sigkill() {
     broker.wait_exit();
 
     let (broker, started) = start(dir.path(), &sets);
-    assert!(started.contains("recovered=true"), "a SIGKILL forces recovery: {started}");
+    assert_eq!(started, Start::Recovery, "a SIGKILL forces recovery");
     let bootstrap = broker.bootstrap();
     let admin = admin_consumer(&bootstrap);
     assert_eq!(watermarks(&admin, "crash"), vec![(0, 100); PARTITIONS as usize]);
@@ -653,7 +664,7 @@ fn after_sigkill_with_default_flush_each_partition_recovers_a_prefix_of_what_was
     broker.wait_exit();
 
     let (broker, started) = start(dir.path(), &[]);
-    assert!(started.contains("recovered=true"), "{started}");
+    assert_eq!(started, Start::Recovery);
     let bootstrap = broker.bootstrap();
     let admin = admin_consumer(&bootstrap);
     let marks = watermarks(&admin, "prefix");
@@ -717,7 +728,7 @@ fn acked_then_sigkill(dir: &Path, sets: &[&str]) -> (i64, i64) {
     let acked = BATCHES as i64 * RECORDS;
 
     let (broker, started) = start(dir, sets);
-    assert!(started.contains("recovered=true"), "{started}");
+    assert_eq!(started, Start::Recovery);
     let bootstrap = broker.bootstrap();
     let admin = admin_consumer(&bootstrap);
     let (low, high) = admin.fetch_watermarks("crash-window", 0, TIMEOUT).unwrap();

@@ -97,8 +97,8 @@ fn a_refused_start_leaves_the_data_dir_untouched() {
         assert_eq!(refused.wait_exit(), IN_USE_EXIT_CODE, "the port is taken");
         assert!(marker.exists(), "a refused start must not take the clean-shutdown marker");
     }
-    let broker = Broker::start_with(dir.path(), &["--cores", "1"]);
-    assert!(broker.wait_for("sluice broker started").contains("recovered=false"));
+    let broker = Broker::start(dir.path(), 1);
+    assert!(!marker.exists(), "the start took the marker of the last stop (no recovery)");
     broker.stop();
     busy.stop();
 }
@@ -208,5 +208,167 @@ fn listeners_and_log_dirs_from_server_properties_are_honoured() {
         std::fs::write(&props, &bad).unwrap();
         let broker = Broker::spawn(&args, port, &[]);
         assert_eq!(broker.wait_exit(), 2, "{bad} must be refused");
+    }
+}
+
+/// The steps of a durable write (`checkpoint_file::write_atomic*`) the crash fault point stops
+/// at, and whether the final name holds the new contents once the process died there.
+const WRITE_STEPS: [(&str, bool); 3] =
+    [("after-temp-create", false), ("after-temp-write", false), ("after-rename", true)];
+const ABORT_IN_ATOMIC_WRITE: &str = "SLUICE_FAULT_ABORT_IN_ATOMIC_WRITE";
+
+/// Produces records keyed `k-<i>` for `keys` to partition 0 of `topic`; every one acknowledged.
+fn produce_keys(bootstrap: &str, topic: &str, keys: std::ops::Range<u32>) {
+    let producer = base_producer(bootstrap, &[("linger.ms", "5"), ("acks", "all")]);
+    for i in keys.clone() {
+        let key = format!("k-{i}");
+        producer.send(BaseRecord::<_, _>::to(topic).partition(0).key(&key).payload("v")).expect("queued");
+        producer.poll(Duration::from_millis(0));
+    }
+    producer.flush(Duration::from_secs(60)).expect("flushed");
+    let mut client = RawClient::connect(bootstrap);
+    assert_eq!(latest_offsets(&mut client, topic, 1), vec![(0, keys.end as i64)], "every record acknowledged");
+}
+
+/// The keys of every record of `topic`/0 below its high watermark, in offset order.
+fn read_keys(bootstrap: &str, topic: &str) -> Vec<String> {
+    use rdkafka::Message;
+    let mut client = RawClient::connect(bootstrap);
+    let end = latest_offsets(&mut client, topic, 1)[0].1;
+    let consumer = support::assigned_consumer(bootstrap, topic, &[(0, 0)], &[]);
+    let mut keys = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys.len() < end as usize {
+        assert!(Instant::now() < deadline, "read {} of {end} records", keys.len());
+        if let Some(m) = rdkafka::consumer::BaseConsumer::poll(&consumer, support::POLL) {
+            let m = m.expect("record");
+            assert_eq!(m.offset(), keys.len() as i64, "records in offset order, none missing");
+            keys.push(String::from_utf8(m.key().expect("key").to_vec()).unwrap());
+        }
+    }
+    keys
+}
+
+fn keys(range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| format!("k-{i}")).collect()
+}
+
+fn temp_file_of(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Starts a broker (one shard) with the crash fault point set and waits until it serves.
+fn start_with_crash_fault(dir: &std::path::Path, fault: &str) -> Broker {
+    let broker = Broker::start_on_with_env(dir, free_port(), &["--cores", "1"], &[(ABORT_IN_ATOMIC_WRITE, fault)]);
+    broker.wait_for("sluice broker started");
+    broker
+}
+
+/// A crash inside the write of `metadata.json` (here: during CreateTopics) leaves the old image
+/// or the new one whole — never a torn, empty or missing file — and the next start serves the
+/// topics of that image with the data produced before; the temp file is not taken for data.
+#[test]
+fn a_crash_inside_the_metadata_write_leaves_the_old_or_the_new_metadata_whole() {
+    for (step, renamed) in WRITE_STEPS {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = dir.path().join("metadata.json");
+        let broker = Broker::start(dir.path(), 1);
+        create_topic(&broker.bootstrap(), "before", 1);
+        produce_keys(&broker.bootstrap(), "before", 0..20);
+        broker.stop();
+        let old = std::fs::read(&metadata).unwrap();
+
+        let broker = start_with_crash_fault(dir.path(), &format!("metadata.json:{step}"));
+        let mut client = RawClient::connect(&broker.bootstrap());
+        let (_, request) = client.encode(&support::create_topics_request("after", 2, &[]), 7);
+        client.write_bytes_lossy(&request);
+        assert!(client.read_frame().is_none(), "{step}: the broker died before it answered");
+        assert_ne!(broker.wait_exit(), 0, "{step}: the fault point aborts the process");
+
+        let on_disk = std::fs::read(&metadata).unwrap();
+        let image: serde_json::Value = serde_json::from_slice(&on_disk).expect("metadata.json parses whole");
+        let topics = image.to_string();
+        if renamed {
+            assert!(topics.contains("\"after\""), "{step}: the new image is in place: {topics}");
+            assert!(!temp_file_of(&metadata).exists(), "{step}: the rename consumed the temp file");
+        } else {
+            assert_eq!(on_disk, old, "{step}: the old image is untouched");
+            assert!(temp_file_of(&metadata).exists(), "{step}: the crash left the temp file");
+        }
+
+        let broker = Broker::start(dir.path(), 1);
+        assert!(!temp_file_of(&metadata).exists(), "{step}: the start removed the temp file");
+        assert_eq!(read_keys(&broker.bootstrap(), "before"), keys(0..20), "{step}");
+        let mut client = RawClient::connect(&broker.bootstrap());
+        let after = latest_offsets(&mut client, "after", 2);
+        if renamed {
+            assert_eq!(after, vec![(0, 0), (0, 0)], "{step}: the persisted topic is served");
+        } else {
+            assert!(after.iter().all(|(e, _)| *e == 3), "{step}: UNKNOWN_TOPIC_OR_PARTITION: {after:?}");
+        }
+        drop(client);
+        broker.stop();
+    }
+}
+
+/// A crash inside the write of a partition's recovery-point checkpoint (here: during the
+/// shutdown's close of the log) leaves the old or the new checkpoint whole; the next start —
+/// a recovery, as no clean-shutdown marker was written — serves every acknowledged record.
+#[test]
+fn a_crash_inside_a_checkpoint_write_leaves_the_old_or_the_new_checkpoint_whole() {
+    use sluice_engine::leader_epoch_cache::decode_offset_checkpoint;
+    for (step, renamed) in WRITE_STEPS {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("cp-0").join("recovery-point.checkpoint");
+        let marker = dir.path().join(".clean_shutdown");
+        let broker = Broker::start(dir.path(), 1);
+        create_topic(&broker.bootstrap(), "cp", 1);
+        produce_keys(&broker.bootstrap(), "cp", 0..20);
+        broker.stop();
+        let read_checkpoint = || decode_offset_checkpoint(&std::fs::read_to_string(&checkpoint).unwrap());
+        assert_eq!(read_checkpoint(), Ok(20), "a clean stop checkpoints the recovery point");
+
+        let broker = start_with_crash_fault(dir.path(), &format!("recovery-point.checkpoint:{step}"));
+        produce_keys(&broker.bootstrap(), "cp", 20..40);
+        broker.signal(libc::SIGTERM);
+        assert_ne!(broker.wait_exit(), 0, "{step}: the fault point aborts the shutdown");
+        assert!(!marker.exists(), "{step}: an aborted shutdown leaves no clean-shutdown marker");
+        let expected = if renamed { 40 } else { 20 };
+        assert_eq!(read_checkpoint(), Ok(expected), "{step}: the checkpoint is whole");
+        assert_eq!(temp_file_of(&checkpoint).exists(), !renamed, "{step}: temp file left by the crash");
+
+        let broker = Broker::start(dir.path(), 1);
+        assert!(!temp_file_of(&checkpoint).exists(), "{step}: recovery removed the temp file");
+        assert_eq!(read_keys(&broker.bootstrap(), "cp"), keys(0..40), "{step}");
+        broker.stop();
+        assert_eq!(read_checkpoint(), Ok(40), "{step}");
+    }
+}
+
+/// A crash inside the write of the clean-shutdown marker (after every log closed): before the
+/// rename there is no marker and the next start recovers; after it the marker is whole and the
+/// next start trusts it. A leftover temp file is never taken for the marker. Either way every
+/// record is served and the start consumes the marker.
+#[test]
+fn a_crash_inside_the_clean_shutdown_marker_write_restarts_with_every_record() {
+    for (step, renamed) in WRITE_STEPS {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(".clean_shutdown");
+        let broker = start_with_crash_fault(dir.path(), &format!(".clean_shutdown:{step}"));
+        create_topic(&broker.bootstrap(), "m", 1);
+        produce_keys(&broker.bootstrap(), "m", 0..20);
+        broker.signal(libc::SIGTERM);
+        assert_ne!(broker.wait_exit(), 0, "{step}: the fault point aborts the shutdown");
+        assert_eq!(marker.exists(), renamed, "{step}: the marker is in place only after the rename");
+        assert_eq!(temp_file_of(&marker).exists(), !renamed, "{step}: temp file left by the crash");
+
+        let broker = Broker::start(dir.path(), 1);
+        assert!(!marker.exists(), "{step}: the start consumed the marker");
+        assert!(!temp_file_of(&marker).exists(), "{step}: the start removed the temp file");
+        assert_eq!(read_keys(&broker.bootstrap(), "m"), keys(0..20), "{step}");
+        broker.stop();
+        assert!(marker.exists(), "{step}: a clean stop leaves the marker");
     }
 }

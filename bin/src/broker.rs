@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use sluice_engine::checkpoint_file::write_atomic_blocking;
+use sluice_engine::checkpoint_file::{remove_leftover_temp_blocking, write_atomic_blocking};
 use sluice_engine::data_dir_lock::{DataDirLock, DataDirLockError};
 use sluice_engine::replica_state::ReplicaState;
 use sluice_engine::shard::{available_cpus, ShardMesh, ShardPool, ShardPoolConfig, IO_MEMORY_BYTES};
-use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker};
+use sluice_engine::shard_storage::{take_clean_shutdown_marker, write_clean_shutdown_marker, CLEAN_SHUTDOWN_MARKER};
 use sluice_engine::watermark::Watermark;
 use sluice_engine::{ShardStorage, StorageOptions};
 use sluice_net::broker_config::BrokerConfig;
@@ -82,6 +82,7 @@ struct StartPlan {
     storage: StorageOptions,
     broker_config: BrokerConfig,
     reader_cache_fds_per_shard: usize,
+    segment_cache_fds_per_shard: usize,
 }
 
 fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
@@ -155,16 +156,28 @@ impl StartPlan {
         if let Some(ms) = settings.retention_check_interval_ms {
             storage.retention_check_interval_ms = ms;
         }
+        if let Some(enabled) = settings.cleaner_enabled {
+            storage.cleaner.enabled = enabled;
+        }
+        if let Some(ms) = settings.cleaner_backoff_ms {
+            storage.cleaner.backoff_ms = ms;
+        }
+        // Kafka's log.cleaner.dedupe.buffer.size is shared by the cleaner threads; here by the
+        // shards, one cleaner each.
+        let dedupe_bytes = settings.cleaner_dedupe_buffer_bytes.unwrap_or(storage.cleaner.dedupe_buffer_bytes);
+        storage.cleaner.dedupe_buffer_bytes = (dedupe_bytes / shard_count).max(1);
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);
-        // Descriptors: connections get a quarter of the open-files limit and sendfile handles an
-        // eighth; the rest is for segment files (one per segment) and everything else.
+        // Descriptors: connections get a quarter of the open-files limit, sealed segment files a
+        // quarter and sendfile handles an eighth; the rest is for the active segments (one per
+        // partition) and everything else.
         let open_files = open_files_limit();
         let max_connections = settings.max_connections.unwrap_or((open_files / 4).max(64));
         broker_config.max_connections_per_shard =
             max_connections.div_ceil(shard_count).min(sluice_net::server::MAX_CONNECTIONS_PER_SHARD);
         let reader_cache_fds = settings.reader_cache_fds.unwrap_or((open_files / 8).max(16));
+        let segment_cache_fds = settings.segment_cache_fds.unwrap_or((open_files / 4).max(16));
         Ok(StartPlan {
             data_dir,
             listen,
@@ -172,6 +185,7 @@ impl StartPlan {
             storage,
             broker_config,
             reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
+            segment_cache_fds_per_shard: segment_cache_fds.div_ceil(shard_count),
         })
     }
 }
@@ -187,6 +201,10 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::INVALID_CONFIG;
         }
     };
+    if let Err(e) = crate::fault_points::install_abort_in_atomic_write() {
+        tracing::error!("invalid fault point: {e}");
+        return exit_code::INVALID_CONFIG;
+    }
     // Checks that change nothing come first: a refused start leaves the data dir as it was
     // (its clean-shutdown marker included).
     let _lock = match DataDirLock::acquire(&plan.data_dir) {
@@ -212,11 +230,20 @@ pub fn run(args: BrokerArgs) -> i32 {
         }
     };
 
-    // From here on start-up may change the data dir.
-    if !controller::metadata_path(&plan.data_dir).exists() {
+    // From here on start-up may change the data dir. A crash inside a durable write left its
+    // temp file: the final name holds the old or the new contents whole, the temp file neither.
+    // (Partition directories drop theirs when they open.)
+    let metadata_path = controller::metadata_path(&plan.data_dir);
+    for path in [metadata_path.clone(), plan.data_dir.join(CLEAN_SHUTDOWN_MARKER)] {
+        if let Err(e) = remove_leftover_temp_blocking(&path) {
+            tracing::error!(path = %path.display(), error = %e, "cannot remove the temp file of an interrupted write");
+            return exit_code::FAILED;
+        }
+    }
+    if !metadata_path.exists() {
         // Persist the new cluster id before anything else so it never changes.
         let json = serde_json::to_vec_pretty(&image).expect("metadata serializes");
-        if let Err(e) = write_atomic_blocking(&controller::metadata_path(&plan.data_dir), &json) {
+        if let Err(e) = write_atomic_blocking(&metadata_path, &json) {
             tracing::error!(error = %e, "cannot write cluster metadata");
             return exit_code::FAILED;
         }
@@ -298,6 +325,7 @@ fn start_shards(
         clean,
         broker_config: Arc::new(plan.broker_config),
         reader_cache_fds: plan.reader_cache_fds_per_shard,
+        segment_cache_fds: plan.segment_cache_fds_per_shard,
     });
     ShardPool::start(&pool_config, move |shard, mesh| {
         let plan = shared.clone();
@@ -316,6 +344,7 @@ struct ShardPlan {
     clean: bool,
     broker_config: Arc<BrokerConfig>,
     reader_cache_fds: usize,
+    segment_cache_fds: usize,
 }
 
 /// One shard's life: the start-up phases ([`crate::startup::PHASES`]), then serving until the
@@ -323,6 +352,7 @@ struct ShardPlan {
 async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut reporter: ShardReporter) {
     // Phase "storage": open the partitions this shard owns, install the context.
     sluice_engine::reader_cache::set_capacity(plan.reader_cache_fds);
+    sluice_engine::segment_file::set_capacity(plan.segment_cache_fds);
     if let Some(delay) = crate::fault_points::shard_open_delay(shard) {
         glommio::timer::sleep(delay).await;
     }

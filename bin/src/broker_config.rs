@@ -29,6 +29,11 @@ pub struct BrokerSettings {
     pub default_log_config: LogConfig,
     pub memory_budget_bytes: Option<u64>,
     pub retention_check_interval_ms: Option<u64>,
+    /// `log.cleaner.enable`, `log.cleaner.backoff.ms`, `log.cleaner.dedupe.buffer.size` (whole
+    /// broker; each shard gets its share).
+    pub cleaner_enabled: Option<bool>,
+    pub cleaner_backoff_ms: Option<u64>,
+    pub cleaner_dedupe_buffer_bytes: Option<usize>,
     pub num_partitions: Option<i32>,
     pub auto_create_topics: Option<bool>,
     pub max_request_bytes: Option<usize>,
@@ -51,6 +56,8 @@ pub struct BrokerSettings {
     pub max_connections: Option<usize>,
     /// `sluice.reader.cache.fds` (whole broker; default: an eighth of the open-files limit).
     pub reader_cache_fds: Option<usize>,
+    /// `sluice.segment.cache.fds` (whole broker; default: a quarter of the open-files limit).
+    pub segment_cache_fds: Option<usize>,
     /// `log.dirs` (or `log.dir`): the data directory.
     pub log_dir: Option<std::path::PathBuf>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
@@ -143,6 +150,11 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                     Some(value.parse().map_err(|_| format!("{key}: not a number: {value}"))?);
             }
             "log.retention.check.interval.ms" => settings.retention_check_interval_ms = Some(parse(key, value)?),
+            "log.cleaner.enable" => settings.cleaner_enabled = Some(parse(key, value)?),
+            "log.cleaner.backoff.ms" => settings.cleaner_backoff_ms = Some(parse_at_least_one(key, value)?),
+            "log.cleaner.dedupe.buffer.size" => {
+                settings.cleaner_dedupe_buffer_bytes = Some(parse_at_least_one(key, value)?)
+            }
             // Checked with retention (log.retention.check.interval.ms), not on its own timer.
             "producer.id.expiration.ms" => settings.producer_id_expiration_ms = Some(parse_at_least_one(key, value)?),
             "num.partitions" => settings.num_partitions = Some(parse_at_least_one(key, value)?),
@@ -166,6 +178,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
             "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
+            "sluice.segment.cache.fds" => settings.segment_cache_fds = Some(parse_at_least_one(key, value)?),
             "log.dirs" => {
                 settings.log_dir = Some(crate::listeners::parse_log_dirs(key, value)?);
                 settings.log_dirs_given = true;

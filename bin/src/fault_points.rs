@@ -5,7 +5,11 @@
 //!
 //! Owns: reading the variables. Must never: change behaviour when the variables are unset.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use sluice_engine::checkpoint_file::{set_write_step_hook, WriteStep};
 
 /// `SLUICE_FAULT_SHARD_OPEN_DELAY_MS=<shard>:<ms>`: that shard starts opening its storage only
 /// after the delay, so the other shards finish start-up first (the start-up race of a slow
@@ -20,4 +24,78 @@ pub fn shard_open_delay(shard: usize) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_millis(ms.trim().parse().ok()?))
+}
+
+/// `SLUICE_FAULT_ABORT_IN_ATOMIC_WRITE=<file name>:<step>`: the process aborts (as in a crash:
+/// no destructor, no shutdown) when a durable write of a file of that name (`metadata.json`,
+/// `recovery-point.checkpoint`, `.clean_shutdown`, …) reaches the step: `after-temp-create`
+/// (an empty temp file beside the old one), `after-temp-write` (the temp file holds the new
+/// contents, synced) or `after-rename` (the new contents under the final name, the directory
+/// not synced). See [`sluice_engine::checkpoint_file::WriteStep`].
+pub const ABORT_IN_ATOMIC_WRITE_VAR: &str = "SLUICE_FAULT_ABORT_IN_ATOMIC_WRITE";
+
+static ABORT_IN_ATOMIC_WRITE: OnceLock<(String, WriteStep)> = OnceLock::new();
+
+/// Reads [`ABORT_IN_ATOMIC_WRITE_VAR`] and, if set, installs the engine's write-step hook
+/// (nothing at all when unset). An unreadable value is an error: a crash test must not pass
+/// because its fault never fired.
+pub fn install_abort_in_atomic_write() -> Result<(), String> {
+    let Ok(value) = std::env::var(ABORT_IN_ATOMIC_WRITE_VAR) else { return Ok(()) };
+    let (file, step) = parse_abort_in_atomic_write(&value)
+        .ok_or_else(|| format!("{ABORT_IN_ATOMIC_WRITE_VAR}={value}: expected <file name>:<after-temp-create|after-temp-write|after-rename>"))?;
+    if ABORT_IN_ATOMIC_WRITE.set((file, step)).is_err() || !set_write_step_hook(abort_at_configured_step) {
+        return Err(format!("{ABORT_IN_ATOMIC_WRITE_VAR} installed twice"));
+    }
+    Ok(())
+}
+
+fn parse_abort_in_atomic_write(value: &str) -> Option<(String, WriteStep)> {
+    let (file, step) = value.rsplit_once(':')?;
+    let step = match step.trim() {
+        "after-temp-create" => WriteStep::TempCreated,
+        "after-temp-write" => WriteStep::TempWritten,
+        "after-rename" => WriteStep::Renamed,
+        _ => return None,
+    };
+    let file = file.trim();
+    (!file.is_empty() && !file.contains('/')).then(|| (file.to_string(), step))
+}
+
+fn abort_at_configured_step(path: &Path, step: WriteStep) {
+    let Some((file, at)) = ABORT_IN_ATOMIC_WRITE.get() else { return };
+    if step == *at && path.file_name().is_some_and(|name| name == file.as_str()) {
+        crate::logging::fatal(&format!(
+            "fault point {ABORT_IN_ATOMIC_WRITE_VAR}: aborting in the write of {} at {step:?}",
+            path.display()
+        ));
+        // A crash, not a core file in the test's working directory.
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: setrlimit only reads the struct; the process aborts right after.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abort_in_atomic_write_values_parse() {
+        assert_eq!(
+            parse_abort_in_atomic_write("metadata.json:after-rename"),
+            Some(("metadata.json".to_string(), WriteStep::Renamed))
+        );
+        assert_eq!(
+            parse_abort_in_atomic_write(".clean_shutdown:after-temp-create"),
+            Some((".clean_shutdown".to_string(), WriteStep::TempCreated))
+        );
+        assert_eq!(
+            parse_abort_in_atomic_write("recovery-point.checkpoint:after-temp-write"),
+            Some(("recovery-point.checkpoint".to_string(), WriteStep::TempWritten))
+        );
+        for bad in ["metadata.json", "metadata.json:before-anything", ":after-rename", "a/b:after-rename"] {
+            assert_eq!(parse_abort_in_atomic_write(bad), None, "{bad}");
+        }
+    }
 }

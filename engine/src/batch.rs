@@ -846,7 +846,8 @@ pub fn assign_offsets_split(
 #[cfg(test)]
 use crate::record_encoding::varint_len;
 pub use crate::record_encoding::{
-    build_batch, build_batch_of_size, build_batch_with_timestamps, reframe, set_producer, HeaderSpec, RecordSpec,
+    build_batch, build_batch_of_size, build_batch_with_timestamps, reframe, set_producer, set_transactional_producer,
+    HeaderSpec, RecordSpec,
 };
 pub(crate) use crate::record_encoding::{
     finish_batch, put_nullable, put_record_at, put_varint, put_varlong, record_body_len_at,

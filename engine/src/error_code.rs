@@ -2,8 +2,8 @@
 //!
 //! Owns: the numeric codes (from Kafka's `Errors.java`) and their names, as [`ErrorCode`] values
 //! (engine results) and as plain `i16`s in [`codes`] (protocol structs), both generated from the
-//! list below so a code is written down once. Must never: depend on a protocol codec crate —
-//! the engine stays usable without one.
+//! list below so a code is written down once; and [`ApiError`], a code with the reason a client
+//! is told. Must never: depend on a protocol codec crate — the engine stays usable without one.
 
 /// A Kafka error code as carried on the wire (`int16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +93,40 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// A refusal as a client sees it: Kafka's error code and, optionally, the reason for the
+/// response's `error_message` (Kafka's `ApiError`). A refused append travels as one from the
+/// partition's owner shard to the response, so its code stays typed from where it is decided
+/// to the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: Some(message.into()) }
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    /// The code alone (the client's own text for it is enough).
+    fn from(code: ErrorCode) -> ApiError {
+        ApiError { code, message: None }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(message) => write!(f, "{}: {message}", self.code),
+            None => write!(f, "{}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +137,15 @@ mod tests {
         assert_eq!(ErrorCode(56).name(), "KAFKA_STORAGE_ERROR");
         assert_eq!(ErrorCode(-1).name(), "UNKNOWN_SERVER_ERROR");
         assert_eq!(ErrorCode(9999).to_string(), "UNKNOWN(9999)");
+    }
+
+    #[test]
+    fn an_api_error_is_a_code_with_an_optional_reason() {
+        let bare = ApiError::from(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!((bare.code.0, bare.message.as_deref()), (codes::UNKNOWN_TOPIC_OR_PARTITION, None));
+        assert_eq!(bare.to_string(), "UNKNOWN_TOPIC_OR_PARTITION(3)");
+        let full = ApiError::new(ErrorCode::MESSAGE_TOO_LARGE, "batch of 2 MiB");
+        assert_eq!(full.message.as_deref(), Some("batch of 2 MiB"));
+        assert_eq!(full.to_string(), "MESSAGE_TOO_LARGE(10): batch of 2 MiB");
     }
 }

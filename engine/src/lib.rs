@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod batch_builder;
 pub mod checkpoint_file;
+pub mod cleaner;
 pub mod clock;
 pub mod compressed_batch;
 pub mod compression;
@@ -33,6 +34,7 @@ pub mod replica_state;
 pub mod retention;
 pub mod retry_backoff;
 pub mod segment;
+pub mod segment_file;
 pub mod segment_writer;
 pub mod shard;
 pub mod shard_storage;
@@ -43,7 +45,7 @@ pub mod txn_index;
 pub mod txn_marker;
 pub mod watermark;
 
-pub use error_code::ErrorCode;
+pub use error_code::{ApiError, ErrorCode};
 pub use log_config::LogConfig;
 pub use partition_log::{AppendError, AppendInfo, LogError, LogOptions, LogRead, PartitionLog, ReadBound};
 pub use segment::ReadChunk;

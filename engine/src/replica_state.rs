@@ -7,7 +7,7 @@
 //! Owns: the rules, as pure functions of the state (time and offsets are inputs). Must never:
 //! do I/O, or be consulted for a partition's data (that is the partition log's).
 
-use crate::error_code::ErrorCode;
+use crate::error_code::{ApiError, ErrorCode};
 
 /// One partition's replication state as this broker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl ReplicaState {
 
     /// What a produce with `acks` waits for, or why it is refused before appending: an invalid
     /// acks value, or acks=all with fewer in-sync replicas than `min.insync.replicas`.
-    pub fn ack_target(&self, acks: i16, min_insync_replicas: i32) -> Result<AckTarget, (ErrorCode, Option<String>)> {
+    pub fn ack_target(&self, acks: i16, min_insync_replicas: i32) -> Result<AckTarget, ApiError> {
         match acks {
             0 => Ok(AckTarget::None),
             1 => Ok(AckTarget::Leader),
@@ -57,11 +57,11 @@ impl ReplicaState {
                 let in_sync = self.in_sync_replicas.len() as i32;
                 if in_sync < min_insync_replicas {
                     let message = format!("in-sync replicas {in_sync} below min.insync.replicas {min_insync_replicas}");
-                    return Err((ErrorCode::NOT_ENOUGH_REPLICAS, Some(message)));
+                    return Err(ApiError::new(ErrorCode::NOT_ENOUGH_REPLICAS, message));
                 }
                 Ok(AckTarget::AllInSync)
             }
-            _ => Err((ErrorCode::INVALID_REQUIRED_ACKS, None)),
+            _ => Err(ErrorCode::INVALID_REQUIRED_ACKS.into()),
         }
     }
 
@@ -179,9 +179,9 @@ mod tests {
         assert_eq!(state.check_leader_epoch(0), ErrorCode::NONE);
         assert_eq!(state.check_leader_epoch(1), ErrorCode::UNKNOWN_LEADER_EPOCH);
         assert_eq!(state.ack_target(-1, 1), Ok(AckTarget::AllInSync));
-        assert_eq!(state.ack_target(-1, 2).unwrap_err().0, ErrorCode::NOT_ENOUGH_REPLICAS);
+        assert_eq!(state.ack_target(-1, 2).unwrap_err().code, ErrorCode::NOT_ENOUGH_REPLICAS);
         assert_eq!(state.ack_target(0, 3), Ok(AckTarget::None), "min.insync.replicas is for acks=all only");
-        assert_eq!(state.ack_target(2, 1).unwrap_err().0, ErrorCode::INVALID_REQUIRED_ACKS);
+        assert_eq!(state.ack_target(2, 1).unwrap_err().code, ErrorCode::INVALID_REQUIRED_ACKS);
         assert_eq!(state.high_watermark(5, 9, |_| None), 9, "one replica: the durable offset");
     }
 

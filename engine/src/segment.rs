@@ -22,6 +22,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use crate::batch::{BatchHeader, BatchInfo, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use crate::offset_index::{log_file_name, offset_index_file_name, time_index_file_name, OffsetIndex};
+use crate::segment_file::SegmentFile;
 use crate::segment_writer::{SegmentWriter, WriterOptions};
 use crate::tail_cache::TailCache;
 use crate::time_index::TimeIndex;
@@ -150,7 +151,9 @@ pub struct SegmentSettings {
 pub struct Segment {
     pub base_offset: i64,
     pub log_path: PathBuf,
-    pub file: Rc<DmaFile>,
+    /// The `.log` file: open while this is the active segment, opened on demand and closed
+    /// by the shard's LRU once sealed ([`crate::segment_file`]).
+    pub file: Rc<SegmentFile>,
     /// Logical size: bytes of whole batches in the file.
     pub size_bytes: u64,
     /// Offset after the last batch; `base_offset` when empty.
@@ -226,6 +229,7 @@ impl Segment {
         }
         let file = Rc::new(file);
         let writer = SegmentWriter::new(file.clone(), 0, &[], writer_options);
+        let segment_file = SegmentFile::from_open(log_path.clone(), direct_io, file.clone(), true);
         if settings.preallocate_bytes > 0 {
             // io_uring fallocate: a kernel worker does it, the shard does not block. A file
             // system without fallocate only loses the speed-up, as in Kafka.
@@ -236,7 +240,7 @@ impl Segment {
                 }
             }
         }
-        Ok(Segment::from_parts(base_offset, log_path, file, 0, settings, Some(writer), now_ms))
+        Ok(Segment::from_parts(base_offset, log_path, segment_file, 0, settings, Some(writer), now_ms))
     }
 
     /// Opens an existing `.log` file read+write (for recovery or as a sealed segment).
@@ -251,7 +255,7 @@ impl Segment {
     pub fn from_parts(
         base_offset: i64,
         log_path: PathBuf,
-        file: Rc<DmaFile>,
+        file: Rc<SegmentFile>,
         size_bytes: u64,
         settings: SegmentSettings,
         writer: Option<SegmentWriter>,

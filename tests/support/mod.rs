@@ -186,16 +186,39 @@ impl Drop for Broker {
 
 /// Creates `name` with `partitions` partitions through a raw CreateTopics (v7); panics on an error.
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    create_topic_with_configs(bootstrap, name, partitions, &[]);
+}
+
+/// [`create_topic`] with topic config overrides (`compression.type`, `segment.bytes`, …).
+pub fn create_topic_with_configs(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut client = raw::RawClient::connect(bootstrap);
+    let response = client.send(&create_topics_request(name, partitions, configs), 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+}
+
+/// A CreateTopics request for one topic (replication factor 1, 120 s timeout).
+pub fn create_topics_request(
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> kafka_protocol::messages::CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    let mut client = raw::RawClient::connect(bootstrap);
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000), 7);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+        .with_replication_factor(1)
+        .with_configs(configs);
+    CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(120_000)
 }
 
 /// ListOffsets v9 latest (-1) of partitions `0..partitions` of `topic` in one request:
@@ -298,4 +321,75 @@ pub fn raw_fetch(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> R
         log_start_offset: p.log_start_offset,
         records: p.records.clone().unwrap_or_default(),
     }
+}
+
+/// What DescribeGroups (v5) says of a group now: its state and its members' client ids.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GroupView {
+    pub state: String,
+    pub client_ids: Vec<String>,
+}
+
+/// Describes `group` through a raw DescribeGroups (v5); panics on an error code.
+pub fn describe_group(bootstrap: &str, group: &str) -> GroupView {
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = raw::RawClient::connect(bootstrap);
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.into()))]);
+    let response = client.send(&request, 5);
+    let described = &response.groups[0];
+    assert_eq!(described.error_code, 0, "DescribeGroups {group}");
+    let mut client_ids: Vec<String> = described.members.iter().map(|m| m.client_id.to_string()).collect();
+    client_ids.sort();
+    GroupView { state: described.group_state.to_string(), client_ids }
+}
+
+/// Polls [`describe_group`] until `done` holds (every 50 ms, up to 30 s); returns that view.
+pub fn wait_for_group(bootstrap: &str, group: &str, what: &str, done: impl Fn(&GroupView) -> bool) -> GroupView {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = describe_group(bootstrap, group);
+        if done(&view) {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "group {group} never {what}; last seen {view:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Listening TCP sockets on 127.0.0.1:`port` (the broker binds one per shard, SO_REUSEPORT).
+pub fn listening_sockets(port: u16) -> usize {
+    const TCP_LISTEN: &str = "0A";
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1] == local && fields[3] == TCP_LISTEN
+        })
+        .count()
+}
+
+/// The only segment file (`.log`) of `topic`-`partition` under `data_dir`.
+pub fn only_segment_file(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{}: one segment expected: {logs:?}", dir.display());
+    logs.into_iter().next().unwrap()
+}
+
+/// Tears the tail of a crashed broker's active segment: writes the first 40 bytes of a batch
+/// (its header, claiming a length that does not follow) right after the last whole batch,
+/// which ends at `valid_bytes`. `batch` is any stored batch.
+pub fn tear_segment_tail(segment: &Path, valid_bytes: u64, batch: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(segment).expect("segment file");
+    file.write_all_at(&batch[..40], valid_bytes).expect("write a torn batch");
+    file.sync_all().expect("sync");
 }

@@ -320,6 +320,9 @@ impl PartitionLog {
         }
         debug_assert_eq!(infos.len(), 1, "exactly one batch per partition");
         let info = infos[0];
+        if config.cleanup_policy_compact() {
+            refuse_keyless_records(records)?;
+        }
         let target = compressed_batch::target_codec(config.compression_type, info.compression());
         let rewritten = COMPRESSION_SCRATCH
             .with(|scratch| compressed_batch::validate_and_rewrite(records, &info, target, &mut scratch.borrow_mut()));
@@ -376,4 +379,24 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Kafka's `LogValidator` rule for compacted topics: every record has a key (a keyless record
+/// could never be compacted away). Decompresses a compressed batch once more to look.
+fn refuse_keyless_records(batch: &[u8]) -> Result<(), AppendError> {
+    let mut keyless = false;
+    COMPRESSION_SCRATCH
+        .with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let walked = crate::cleaner::record_filter::for_each_record(batch, &mut scratch, |record, _| {
+                keyless |= record.key.is_none();
+            });
+            compressed_batch::trim_scratch(&mut scratch);
+            walked
+        })
+        .map_err(AppendError::Batch)?;
+    if keyless {
+        return Err(AppendError::Batch(BatchError::InvalidRecord("Compacted topic cannot accept message without key")));
+    }
+    Ok(())
 }

@@ -497,6 +497,22 @@ impl PartitionLog {
         self.state.borrow().segments.keys().copied().collect()
     }
 
+    /// What the cleaner's choice needs of each segment, oldest first (the last one active).
+    pub fn segment_extents(&self) -> Vec<crate::cleaner::choice::SegmentExtent> {
+        self.state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| crate::cleaner::choice::SegmentExtent {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size_bytes: s.size_bytes,
+                max_timestamp_ms: s.max_timestamp_ms,
+                first_timestamp_ms: s.first_batch_timestamp_ms.unwrap_or(-1),
+            })
+            .collect()
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         self.state.borrow().epoch_cache.latest_epoch()
     }

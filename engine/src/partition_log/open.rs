@@ -27,6 +27,7 @@ use crate::log_recovery::{scan_segment, ScanEnd};
 use crate::offset_index::{parse_segment_base_offset, OffsetIndex, SegmentFileKind};
 use crate::producer_state::ProducerStateTable;
 use crate::segment::{Segment, SegmentSettings};
+use crate::segment_file::SegmentFile;
 use crate::segment_writer::{align_down, SegmentWriter};
 use crate::time_index::TimeIndex;
 use crate::watermark::Watermark;
@@ -85,7 +86,8 @@ impl PartitionLog {
             let (log_path, index_path, time_index_path) = Segment::paths(&dir, base);
             let file = Segment::open_file(&log_path, options.direct_io).await.map_err(io)?;
             let file_size = file.file_size().await.map_err(io)?;
-            let mut segment = Segment::from_parts(base, log_path, file.clone(), 0, settings, None, now);
+            let segment_file = SegmentFile::from_open(log_path.clone(), options.direct_io, file.clone(), false);
+            let mut segment = Segment::from_parts(base, log_path, segment_file, 0, settings, None, now);
             let must_scan = !clean_shutdown && next_base.is_none_or(|n| n > recovery_point);
             let mut loaded = false;
             if !must_scan {
@@ -165,15 +167,17 @@ impl PartitionLog {
             segments.insert(base, segment);
         } else {
             let active = segments.values_mut().next_back().expect("non-empty");
+            // The active segment's file stays open while it is active (its writer holds it).
+            let file = active.file.pin().await.map_err(io)?;
             let tail_start = align_down(active.size_bytes);
             let tail_len = (active.size_bytes - tail_start) as usize;
             let tail = if tail_len > 0 {
-                let data = active.file.read_at(tail_start, tail_len).await.map_err(io)?;
+                let data = file.read_at(tail_start, tail_len).await.map_err(io)?;
                 data.to_vec()
             } else {
                 Vec::new()
             };
-            active.writer = Some(SegmentWriter::new(active.file.clone(), active.size_bytes, &tail, writer_options));
+            active.writer = Some(SegmentWriter::new(file, active.size_bytes, &tail, writer_options));
             active.tail_cache = Some(options.new_tail_cache(active.size_bytes));
         }
 
@@ -263,7 +267,11 @@ impl PartitionLog {
         // segment is below the recovery point or the stop was clean).
         let mut infos: Vec<(u64, BatchInfo)> = Vec::new();
         let len = (file_size - start) as usize;
-        let data = if len > 0 { segment.file.read_at(start, len).await.map_err(io)?.to_vec() } else { Vec::new() };
+        let data = if len > 0 {
+            segment.file.get().await.map_err(io)?.read_at(start, len).await.map_err(io)?.to_vec()
+        } else {
+            Vec::new()
+        };
         let mut rel = 0usize;
         while rel < data.len() {
             match crate::batch::validate_stored(&data[rel..]) {
@@ -285,7 +293,8 @@ impl PartitionLog {
         }
         if start > 0 {
             // segment.ms counts from the first batch's timestamp (Kafka's rollingBasedTimestamp).
-            let first = segment.file.read_at(0, crate::batch::BATCH_HEADER_LEN).await.map_err(io)?;
+            let file = segment.file.get().await.map_err(io)?;
+            let first = file.read_at(0, crate::batch::BATCH_HEADER_LEN).await.map_err(io)?;
             if let Ok(header) = crate::batch::BatchHeader::parse(&first) {
                 segment.first_batch_timestamp_ms = Some(header.max_timestamp());
             }
@@ -320,7 +329,8 @@ impl PartitionLog {
         if segment.size_bytes == 0 {
             return Ok(());
         }
-        let data = segment.file.read_at(0, crate::batch::BATCH_HEADER_LEN).await.map_err(io)?;
+        let file = segment.file.get().await.map_err(io)?;
+        let data = file.read_at(0, crate::batch::BATCH_HEADER_LEN).await.map_err(io)?;
         if let Ok(header) = crate::batch::BatchHeader::parse(&data) {
             cache.assign(header.partition_leader_epoch(), header.base_offset());
         }
@@ -388,7 +398,7 @@ pub(super) struct SegmentExtent {
     base_offset: i64,
     next_offset: i64,
     size_bytes: u64,
-    file: Rc<glommio::io::DmaFile>,
+    file: Rc<SegmentFile>,
 }
 
 impl SegmentExtent {
@@ -443,7 +453,8 @@ pub(super) async fn rebuild_producer_state(
             continue;
         }
         let mut infos = Vec::new();
-        scan_segment(&segment.file, segment.size_bytes, segment.base_offset, usize::MAX, &mut |pos, info| {
+        let file = segment.file.get().await.map_err(io)?;
+        scan_segment(&file, segment.size_bytes, segment.base_offset, usize::MAX, &mut |pos, info| {
             if info.base_offset >= from && info.base_offset < log_end && info.producer_id >= 0 {
                 infos.push((pos, *info));
             }
@@ -456,7 +467,7 @@ pub(super) async fn rebuild_producer_state(
                 table.record(info);
                 continue;
             }
-            let bytes = segment.file.read_at(*pos, info.total_len).await.map_err(io)?;
+            let bytes = file.read_at(*pos, info.total_len).await.map_err(io)?;
             let Some(marker) = decode_marker(info, &bytes) else { continue };
             let done = table.complete_txn(info, marker.coordinator_epoch, marker.commit);
             if done.aborted {

@@ -17,6 +17,7 @@ use glommio::io::DmaFile;
 use crate::clock::now_ms;
 use crate::compressed_batch;
 use crate::segment::{BatchLocation, ReadChunk, Segment, SharedTailCache};
+use crate::segment_file::SegmentFile;
 use crate::segment_writer::SegmentWriter;
 
 use super::{io, LogError, LogState, PartitionLog, ReadBound, TailCacheFill, COMPRESSION_SCRATCH};
@@ -83,7 +84,8 @@ impl LogRead {
 /// What a read needs of the segment that holds its offset, copied out of the log state so that
 /// no borrow of it lives across the read's awaits. Built by [`LogState::segment_read_view`].
 struct SegmentReadView {
-    file: Rc<DmaFile>,
+    /// Opened by [`PartitionLog::read`] for the read's I/O (a sealed one may be closed now).
+    file: Rc<SegmentFile>,
     /// Present while the segment is the active one.
     writer: Option<SegmentWriter>,
     tail_cache: Option<SharedTailCache>,
@@ -124,8 +126,13 @@ impl SegmentReadView {
     /// Finds the batch containing `target`, starting at an index position; falls back to a
     /// walk from the segment start if the index pointed at something that is not a batch.
     /// `None`: no batch of the segment holds `target` or anything after it.
-    async fn locate(&self, index_position: u64, target: i64) -> Result<Option<BatchLocation>, LogError> {
-        let (file, writer, cache) = (&self.file, self.writer.as_ref(), self.tail_cache.as_ref());
+    async fn locate(
+        &self,
+        file: &Rc<DmaFile>,
+        index_position: u64,
+        target: i64,
+    ) -> Result<Option<BatchLocation>, LogError> {
+        let (writer, cache) = (self.writer.as_ref(), self.tail_cache.as_ref());
         match Segment::find_batch(file, writer, cache, index_position, self.size_bytes, target, false)
             .await
             .map_err(io)?
@@ -143,9 +150,9 @@ impl SegmentReadView {
     }
 
     /// File position where the read's bound (`bound_offset`) ends within this segment.
-    async fn bound_position(&self, bound_offset: i64) -> Result<u64, LogError> {
+    async fn bound_position(&self, file: &Rc<DmaFile>, bound_offset: i64) -> Result<u64, LogError> {
         let Some(index_position) = self.bound_index_position else { return Ok(self.size_bytes) };
-        Ok(self.locate(index_position, bound_offset).await?.map_or(self.size_bytes, |l| l.position))
+        Ok(self.locate(file, index_position, bound_offset).await?.map_or(self.size_bytes, |l| l.position))
     }
 }
 
@@ -193,7 +200,14 @@ impl PartitionLog {
             let Some(view) = view else {
                 return Ok(empty(-1));
             };
-            let Some(location) = view.locate(view.start_index_position, offset).await? else {
+            let file = match view.file.get().await {
+                Ok(file) => file,
+                // A sealed segment's file, closed by the LRU, was deleted (retention) or
+                // replaced (compaction) before this read reopened it: look again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            let Some(location) = view.locate(&file, view.start_index_position, offset).await? else {
                 // Not in this segment (gap) — continue at its end.
                 offset = view.next_offset.max(offset + 1);
                 if offset >= bound_offset {
@@ -201,7 +215,7 @@ impl PartitionLog {
                 }
                 continue;
             };
-            let end_pos = view.bound_position(bound_offset).await?;
+            let end_pos = view.bound_position(&file, bound_offset).await?;
             if view.writer.is_some() && location.position + self.options.tail_cache_bytes as u64 >= view.size_bytes {
                 self.note_tail_read(); // within the tail cache's reach of the active segment's end
             }
@@ -224,7 +238,7 @@ impl PartitionLog {
             );
             let reader = self.segment_reader(&view).await;
             let chunks = Segment::chunks(
-                &view.file,
+                &file,
                 view.writer.as_ref(),
                 view.tail_cache.as_ref(),
                 reader.as_ref(),
@@ -293,6 +307,11 @@ impl PartitionLog {
         };
         let lso = self.log_start_offset();
         for (file, writer, cache, size, start) in candidates {
+            let file = match file.get().await {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // deleted meanwhile
+                Err(e) => return Err(io(e)),
+            };
             let found = Segment::find_batch(&file, writer.as_ref(), cache.as_ref(), start, size, timestamp_ms, true)
                 .await
                 .map_err(io)?;

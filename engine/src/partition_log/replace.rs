@@ -38,6 +38,7 @@ use crate::offset_index::{
     MAX_POSITION,
 };
 use crate::segment::{use_page_cache, Segment};
+use crate::segment_file::SegmentFile;
 use crate::segment_writer::SegmentWriter;
 
 use super::{io, settings_of, LogError, PartitionLog};
@@ -128,7 +129,10 @@ impl PartitionLog {
         }
         let file = Rc::new(file);
         let writer = SegmentWriter::new(file.clone(), 0, &[], self.options.writer);
-        let segment = Segment::from_parts(base_offset, log_path, file, 0, settings, None, now_ms());
+        // Pinned until it has its final name: a reopen by that name before then would open the
+        // segment it replaces.
+        let segment_file = SegmentFile::from_open(log_path.clone(), self.options.direct_io, file, true);
+        let segment = Segment::from_parts(base_offset, log_path, segment_file, 0, settings, None, now_ms());
         Ok(CleanedSegment { segment, writer, index_interval_bytes: settings.index_interval_bytes })
     }
 
@@ -151,6 +155,7 @@ impl PartitionLog {
     /// next open finishes the renames, and further replacements are refused until then.
     pub async fn replace_segments(&self, old_bases: &[i64], new_segments: Vec<CleanedSegment>) -> Result<(), LogError> {
         let new_bases: Vec<i64> = new_segments.iter().map(CleanedSegment::base_offset).collect();
+        let new_files: Vec<Rc<SegmentFile>> = new_segments.iter().map(|s| s.segment.file.clone()).collect();
         let final_paths: Vec<PathBuf> = new_segments.iter().map(|s| s.segment.log_path.clone()).collect();
         let cleaned_paths: Vec<PathBuf> = final_paths.iter().map(|p| with_suffix(p, CLEANED_SUFFIX)).collect();
         let swap_paths: Vec<PathBuf> = final_paths.iter().map(|p| with_suffix(p, SWAP_SUFFIX)).collect();
@@ -192,6 +197,9 @@ impl PartitionLog {
         if let Err(e) = self.finish_replacement(&old_segments, &swap_paths, &final_paths).await {
             self.replace_awaits_open.set(true);
             return Err(e);
+        }
+        for file in new_files {
+            file.unpin();
         }
         for base in new_bases {
             self.write_segment_indexes(base).await?;
@@ -282,8 +290,9 @@ async fn commit_replacement(
     for new in new_segments {
         new.writer.sync().await.map_err(io)?;
         // Cut the writer's padding and preallocated space; the size is on disk with the data.
-        new.segment.file.truncate(new.segment.size_bytes).await.map_err(io)?;
-        new.segment.file.fdatasync().await.map_err(io)?;
+        let file = new.segment.file.get().await.map_err(io)?;
+        file.truncate(new.segment.size_bytes).await.map_err(io)?;
+        file.fdatasync().await.map_err(io)?;
     }
     // Highest first: until the lowest is renamed a `.cleaned` file at or below every `.swap`
     // file is left, which open reads as "not committed".

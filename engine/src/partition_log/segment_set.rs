@@ -67,6 +67,7 @@ impl PartitionLog {
             let active = state.active();
             (active.writer.clone().expect("active writer"), active.file.clone(), active.size_bytes, active.base_offset)
         };
+        let file = file.get().await.map_err(io)?;
         if base == new_base {
             return Ok(()); // empty active segment already starts here
         }
@@ -89,6 +90,7 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             state.active_mut().writer = None;
             state.active_mut().tail_cache = None;
+            state.active_mut().file.unpin();
             state.segments.insert(new_base, segment);
         }
         // Everything below the new base is durable.
@@ -417,6 +419,9 @@ impl PartitionLog {
             (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset, seg.txn_index.clone())
         };
         txn_index.truncate_from(offset);
+        // The new last segment becomes the active one: its file stays open from now on.
+        let segment_file = file;
+        let file = segment_file.pin().await.map_err(io)?;
         if let Some(w) = &writer {
             // A failed writer returns at once from `drain`: `quiesce` still waits for its I/O.
             let _ = w.drain().await;
@@ -433,7 +438,7 @@ impl PartitionLog {
         .await
         .map_err(io)?;
         let mut segment =
-            Segment::from_parts(base, Segment::paths(&self.dir, base).0, file.clone(), 0, settings, None, now_ms());
+            Segment::from_parts(base, Segment::paths(&self.dir, base).0, segment_file, 0, settings, None, now_ms());
         for (pos, info) in &infos {
             segment.note_batch(*pos, info, settings.index_interval_bytes);
         }
@@ -504,6 +509,7 @@ impl PartitionLog {
             let a = state.active();
             (a.writer.clone().expect("active writer"), a.file.clone(), a.size_bytes, a.base_offset)
         };
+        let file = file.get().await.map_err(io)?;
         writer.sync().await.map_err(write_error)?;
         self.flushed.advance(self.log_end.get());
         file.truncate(size).await.map_err(io)?;

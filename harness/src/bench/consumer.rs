@@ -378,7 +378,10 @@ impl<'a> Consumer<'a> {
         let mut requests = Vec::with_capacity(by_leader.len());
         for (leader, partitions) in by_leader {
             let conn = self.conn(&leader).await?;
+            // Transactional runs read committed data only, as their consumers would.
+            let isolation_level = i8::from(w.transaction.is_some());
             let request = FetchRequest::default()
+                .with_isolation_level(isolation_level)
                 .with_max_wait_ms(w.fetch_max_wait_ms)
                 .with_min_bytes(1)
                 .with_max_bytes(w.fetch_max_bytes as i32)

@@ -45,6 +45,11 @@ pub const CLIENT_API_RANGES: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 3, 5),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
+    // Transactions (`transaction`): AddPartitionsToTxn in its client form (v4+ are the brokers'
+    // batched form) and EndTxn below v5 (no KIP-890 epoch bump per transaction).
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
 ];
 
 /// The highest version both sides support, if any.

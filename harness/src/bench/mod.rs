@@ -24,6 +24,7 @@ pub mod record_set;
 pub mod recorder;
 pub mod report;
 pub mod run_state;
+pub mod transaction;
 pub mod verify;
 pub mod workload;
 
@@ -120,6 +121,15 @@ pub struct BenchArgs {
     pub payload: Option<PayloadKind>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Produce in transactions (acks=all, at most 5 in flight); commit every --txn-commit-ms
+    /// (default 100) or --txn-commit-messages, whichever comes first. e2e consumers then read
+    /// committed data only.
+    #[arg(long)]
+    pub transactional: bool,
+    #[arg(long)]
+    pub txn_commit_ms: Option<f64>,
+    #[arg(long)]
+    pub txn_commit_messages: Option<u64>,
     #[arg(long)]
     pub name: Option<String>,
     /// Write the results JSON here (`-` for stdout).
@@ -170,6 +180,9 @@ impl BenchArgs {
             group: self.group.clone(),
             payload: self.payload,
             seed: self.seed,
+            transactional: self.transactional.then_some(true),
+            transaction_commit_ms: self.txn_commit_ms,
+            transaction_commit_messages: self.txn_commit_messages,
             ..Default::default()
         })
     }
@@ -440,6 +453,8 @@ fn build_report(
         consume,
         ack_latency_ms: (w.kind.produces() && w.acks.0 != 0).then(|| total.ack_latency.summary()),
         e2e_latency_ms: (w.kind == WorkloadKind::E2e).then(|| total.e2e_latency.summary()),
+        transactions_committed: w.transaction.map(|_| total.transactions_committed),
+        commit_latency_ms: w.transaction.map(|_| total.commit_latency.summary()),
         warmup_excluded_msgs: total.ack_latency.excluded_warmup().max(total.e2e_latency.excluded_warmup()),
         errors_total,
         errors,

@@ -5,6 +5,13 @@
 //! `max_in_flight` requests outstanding, and acknowledgement latency recorded per message
 //! against its *intended* send time.
 //!
+//! A transactional producer (`transactional`) stamps its batches with its producer id, epoch
+//! and per-partition sequences, adds partitions to the open transaction before their first
+//! batch, and commits when the transaction is `transaction_commit_ms` old or holds
+//! `transaction_commit_messages`: it waits for every batch's acknowledgement, then ends the
+//! transaction ([`crate::bench::transaction`]); messages generated meanwhile keep their intended
+//! times, so the commit's pause shows in their latency.
+//!
 //! Owns: its connection, accumulators and schedule. Must never: record a latency from the
 //! moment a message actually left (that would hide stalls), hide a failed or refused batch (each
 //! counts its messages as errors under the broker's error name), or buffer more than one batch
@@ -20,6 +27,7 @@ use bytes::Bytes;
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use sluice_engine::batch::set_transactional_producer;
 use sluice_engine::batch_builder::RecordBatchBuilder;
 
 use crate::bench::admin::topic_name;
@@ -30,6 +38,7 @@ use crate::bench::payload::{PayloadHeader, PayloadPool, Rng};
 use crate::bench::plan::ProducerPlan;
 use crate::bench::rate::RateSchedule;
 use crate::bench::run_state::{error_name, RunShared, ShardResult};
+use crate::bench::transaction::TransactionSession;
 use crate::bench::workload::MessageSize;
 
 /// Broker-side timeout of a produce request.
@@ -46,6 +55,16 @@ struct Accumulator {
     value_bytes: u64,
     first_append_ns: Option<u64>,
     next_sequence: u64,
+    /// Kafka's per-partition batch sequence (transactional producers): the base sequence of
+    /// the next batch.
+    next_batch_sequence: i32,
+}
+
+/// The open transaction of a transactional producer.
+struct OpenTransaction {
+    session: TransactionSession,
+    started_ns: Option<u64>,
+    messages: u64,
 }
 
 /// What the acknowledgement of one partition's batch must account for.
@@ -79,6 +98,21 @@ async fn produce(
     let w = &run.workload;
     let conn = Rc::new(KafkaConnection::connect(&plan.leader, &format!("sluice-bench-p{}", plan.producer_id)).await?);
     let version = conn.version_for(ApiKey::Produce)?;
+    let mut txn = match &w.transaction {
+        None => None,
+        Some(settings) => {
+            let transactional_id = format!("sluice-bench-{:08x}-{}", run.run_id, plan.producer_id);
+            let session = TransactionSession::init(
+                &w.bootstrap,
+                &format!("sluice-bench-p{}-txn", plan.producer_id),
+                &transactional_id,
+                settings.timeout_ms,
+                &plan.topic,
+            )
+            .await?;
+            Some(OpenTransaction { session, started_ns: None, messages: 0 })
+        }
+    };
     let Some(start_ns) = run.wait_for_start().await else { return Ok(()) };
     let end_ns = run.end_ns(start_ns);
     let warmup_end_ns = run.warmup_end_ns(start_ns);
@@ -100,6 +134,7 @@ async fn produce(
             value_bytes: 0,
             first_append_ns: None,
             next_sequence: 0,
+            next_batch_sequence: 0,
         })
         .collect();
     let linger_ns = (w.linger_ms * 1e6) as u64;
@@ -151,6 +186,10 @@ async fn produce(
             acc.intended_ns.push(intended);
             acc.value_bytes += len as u64;
             acc.first_append_ns.get_or_insert(now);
+            if let Some(t) = &mut txn {
+                t.started_ns.get_or_insert(now);
+                t.messages += 1;
+            }
             // Closed once the largest next record might not fit, so a batch never exceeds
             // batch_bytes (unless one record alone does) — brokers refuse batches above
             // max.message.bytes, which batch_bytes is usually sized against.
@@ -158,9 +197,33 @@ async fn produce(
                 full = true;
             }
         }
+        if let (Some(t), Some(settings)) = (&mut txn, &w.transaction) {
+            let commit_ns = (settings.commit_interval_ms * 1e6) as u64;
+            let due = t.started_ns.is_some_and(|s| now >= s + commit_ns)
+                || settings.commit_messages.is_some_and(|m| t.messages >= m);
+            if due {
+                commit(t, &conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken)
+                    .await?;
+                continue;
+            }
+        }
         let linger_due = accs.iter().filter_map(|a| a.first_append_ns).min().map(|t| t + linger_ns);
         if full || linger_due.is_some_and(|d| d <= now) {
-            send_all(&conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken).await?;
+            let session = txn.as_mut().map(|t| &mut t.session);
+            send_all(
+                &conn,
+                version,
+                &in_flight,
+                &mut accs,
+                &mut compressor,
+                plan,
+                run,
+                shard,
+                result,
+                &broken,
+                session,
+            )
+            .await?;
             if !w.keyed {
                 sticky = rng.below(accs.len() as u64) as usize;
             }
@@ -180,15 +243,65 @@ async fn produce(
             glommio::yield_if_needed().await;
         }
     }
-    // Send what is left, then wait for every acknowledgement.
+    // Send what is left, then wait for every acknowledgement (and commit it).
+    if let Some(t) = &mut txn {
+        return commit(t, &conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken)
+            .await;
+    }
     if accs.iter().any(|a| a.builder.is_some()) {
-        send_all(&conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken).await?;
+        send_all(&conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken, None)
+            .await?;
     }
     let _ = in_flight.acquire(w.max_in_flight as u64).await;
     if let Some(reason) = broken.borrow().clone() {
         return Err(reason);
     }
     Ok(())
+}
+
+/// Ends the open transaction: sends what is batched, waits for every acknowledgement, commits.
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    txn: &mut OpenTransaction,
+    conn: &Rc<KafkaConnection>,
+    version: i16,
+    in_flight: &Rc<Semaphore>,
+    accs: &mut [Accumulator],
+    compressor: &mut Compressor,
+    plan: &ProducerPlan,
+    run: &Arc<RunShared>,
+    shard: usize,
+    result: &Rc<RefCell<ShardResult>>,
+    broken: &Rc<RefCell<Option<String>>>,
+) -> Result<(), String> {
+    let asked_ns = now_ns();
+    if accs.iter().any(|a| a.builder.is_some()) {
+        let session = Some(&mut txn.session);
+        send_all(conn, version, in_flight, accs, compressor, plan, run, shard, result, broken, session).await?;
+    }
+    let max_in_flight = run.workload.max_in_flight as u64;
+    // Every permit back means every request was answered; give them back for the next one.
+    in_flight.acquire(max_in_flight).await.map_err(|e| format!("in-flight limit: {e}"))?;
+    in_flight.signal(max_in_flight);
+    if let Some(reason) = broken.borrow().clone() {
+        return Err(reason);
+    }
+    if !txn.session.is_empty() {
+        txn.session.end(true).await?;
+        let mut r = result.borrow_mut();
+        r.commit_latency.record(asked_ns, now_ns());
+        r.transactions_committed += 1;
+    }
+    txn.started_ns = None;
+    txn.messages = 0;
+    Ok(())
+}
+
+/// The base sequence after a batch of `records` records at `sequence` (Kafka's sequences wrap
+/// from `i32::MAX` to 0).
+fn next_sequence(sequence: i32, records: usize) -> i32 {
+    let records = i64::try_from(records).expect("records fit in i64");
+    ((i64::from(sequence) + records) % (i64::from(i32::MAX) + 1)) as i32
 }
 
 /// Kafka-like spreading of keys over partitions (not murmur2: only the spread matters here).
@@ -208,7 +321,14 @@ async fn send_all(
     shard: usize,
     result: &Rc<RefCell<ShardResult>>,
     broken: &Rc<RefCell<Option<String>>>,
+    mut txn: Option<&mut TransactionSession>,
 ) -> Result<(), String> {
+    // A transaction must hold a partition before the partition's first batch of it.
+    if let Some(session) = txn.as_deref_mut() {
+        let partitions: Vec<i32> = accs.iter().filter(|a| a.builder.is_some()).map(|a| a.partition).collect();
+        session.add_partitions(partitions).await?;
+    }
+    let producer = txn.map(|s| (s.producer_id, s.producer_epoch));
     let permit = in_flight.clone().acquire_static_permit(1).await.map_err(|e| format!("in-flight limit: {e}"))?;
     let codec = engine_codec(compressor.codec());
     let mut partitions = Vec::new();
@@ -224,12 +344,17 @@ async fn send_all(
             let Some(builder) = acc.builder.take() else { continue };
             acc.first_append_ns = None;
             r.uncompressed_batch_bytes += builder.len_bytes() as u64;
-            let batch = if compressor.codec() == crate::bench::workload::CompressionCodec::None {
+            let records = builder.record_count();
+            let mut batch = if compressor.codec() == crate::bench::workload::CompressionCodec::None {
                 builder.finish()
             } else {
                 let compressed = compressor.compress(builder.records_section());
                 builder.finish_compressed(codec, &compressed)
             };
+            if let Some((producer_id, producer_epoch)) = producer {
+                set_transactional_producer(&mut batch, producer_id, producer_epoch, acc.next_batch_sequence);
+                acc.next_batch_sequence = next_sequence(acc.next_batch_sequence, records);
+            }
             r.wire_batch_bytes += batch.len() as u64;
             request_bytes += batch.len() + 16;
             messages += acc.intended_ns.len() as u64;
@@ -378,4 +503,17 @@ fn count_failed(sent: &[SentBatch], what: &str, run: &Arc<RunShared>, shard: usi
     let n: u64 = sent.iter().map(|b| b.intended_ns.len() as u64).sum();
     result.borrow_mut().error(what.to_string(), n);
     run.live[shard].errors.fetch_add(n, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sequences_advance_by_the_record_count_and_wrap_like_kafkas() {
+        assert_eq!(next_sequence(0, 5), 5);
+        assert_eq!(next_sequence(i32::MAX - 1, 1), i32::MAX);
+        assert_eq!(next_sequence(i32::MAX, 1), 0);
+        assert_eq!(next_sequence(i32::MAX - 2, 5), 2);
+    }
 }

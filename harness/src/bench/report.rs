@@ -60,6 +60,9 @@ pub struct BenchReport {
     pub consume: Option<Throughput>,
     pub ack_latency_ms: Option<LatencySummary>,
     pub e2e_latency_ms: Option<LatencySummary>,
+    /// Transactional runs: commits, and the latency of each (see `ShardResult::commit_latency`).
+    pub transactions_committed: Option<u64>,
+    pub commit_latency_ms: Option<LatencySummary>,
     pub warmup_excluded_msgs: u64,
     pub errors_total: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
@@ -122,6 +125,16 @@ pub fn final_table(r: &BenchReport) -> String {
     }
     if let Some(l) = &r.e2e_latency_ms {
         s += &latency_row("end-to-end", l);
+    }
+    if let Some(l) = &r.commit_latency_ms {
+        s += &latency_row("commit", l);
+    }
+    if let Some(n) = r.transactions_committed {
+        s += &format!(
+            "
+transactions committed {n}
+"
+        );
     }
     s += &format!(
         "\nsent {} acked {} consumed {} · produce requests {} fetches {} · compression ratio {:.3} · warm-up excluded {}\n",

@@ -144,6 +144,10 @@ impl RunShared {
 pub struct ShardResult {
     pub ack_latency: LatencyRecorder,
     pub e2e_latency: LatencyRecorder,
+    /// Transactional producers: from asking to commit (the transaction's last batch handed to
+    /// the connection) to the EndTxn answer, and how many commits there were.
+    pub commit_latency: LatencyRecorder,
+    pub transactions_committed: u64,
     pub sent_msgs: u64,
     pub acked_msgs: u64,
     /// Value bytes of every acknowledged message, warm-up included.
@@ -174,6 +178,8 @@ impl ShardResult {
         ShardResult {
             ack_latency: LatencyRecorder::new(warmup_end_ns),
             e2e_latency: LatencyRecorder::new(warmup_end_ns),
+            commit_latency: LatencyRecorder::new(warmup_end_ns),
+            transactions_committed: 0,
             sent_msgs: 0,
             acked_msgs: 0,
             acked_bytes: 0,
@@ -198,6 +204,7 @@ impl ShardResult {
     pub fn set_warmup_end_ns(&mut self, warmup_end_ns: u64) {
         self.ack_latency.set_warmup_end_ns(warmup_end_ns);
         self.e2e_latency.set_warmup_end_ns(warmup_end_ns);
+        self.commit_latency.set_warmup_end_ns(warmup_end_ns);
     }
 
     pub fn error(&mut self, what: String, count: u64) {
@@ -207,6 +214,8 @@ impl ShardResult {
     pub fn merge(&mut self, other: ShardResult) {
         self.ack_latency.merge(&other.ack_latency);
         self.e2e_latency.merge(&other.e2e_latency);
+        self.commit_latency.merge(&other.commit_latency);
+        self.transactions_committed += other.transactions_committed;
         self.sent_msgs += other.sent_msgs;
         self.acked_msgs += other.acked_msgs;
         self.acked_bytes += other.acked_bytes;

@@ -19,6 +19,23 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Most produce requests in flight per producer connection.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
+/// Most in flight for an idempotent or transactional producer (Kafka's limit: the broker keeps
+/// the last five batches per producer for duplicate detection).
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 5;
+/// A transactional producer commits this often unless told otherwise.
+pub const DEFAULT_TRANSACTION_COMMIT_MS: f64 = 100.0;
+/// `transaction.timeout.ms` the bench's producers ask for (Kafka's client default).
+pub const DEFAULT_TRANSACTION_TIMEOUT_MS: i32 = 60_000;
+
+/// How a transactional producer commits.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct TransactionSettings {
+    /// Commit once the open transaction is this old…
+    pub commit_interval_ms: f64,
+    /// …or holds this many messages, whichever comes first.
+    pub commit_messages: Option<u64>,
+    pub timeout_ms: i32,
+}
 /// Longest consumer group id accepted.
 pub const MAX_GROUP_ID_BYTES: usize = 255;
 /// Longest fetch wait a group consumer may use: it heartbeats between fetches, every second.
@@ -202,6 +219,11 @@ pub struct WorkloadFile {
     pub seed: Option<u64>,
     /// Message bodies: random bytes (default) or text-like words.
     pub payload: Option<PayloadKind>,
+    /// Produce in transactions (KIP-98): each producer has a transactional id and commits
+    /// every `transaction_commit_ms` or `transaction_commit_messages`, whichever comes first.
+    pub transactional: Option<bool>,
+    pub transaction_commit_ms: Option<f64>,
+    pub transaction_commit_messages: Option<u64>,
     /// OMB fields with no bench equivalent; accepted so OMB files parse, recorded as ignored.
     #[serde(rename = "subscriptionsPerTopic")]
     pub omb_subscriptions_per_topic: Option<usize>,
@@ -247,6 +269,8 @@ pub struct Workload {
     pub drain_timeout_secs: f64,
     pub seed: u64,
     pub payload: PayloadKind,
+    /// `None`: plain (non-transactional) producers.
+    pub transaction: Option<TransactionSettings>,
     /// OMB fields that were present but have no effect here.
     pub ignored_fields: Vec<String>,
 }
@@ -296,6 +320,9 @@ impl WorkloadFile {
             drain_timeout_secs,
             seed,
             payload,
+            transactional,
+            transaction_commit_ms,
+            transaction_commit_messages,
             omb_subscriptions_per_topic,
             omb_payload_file,
             omb_consumer_backlog_size_gb
@@ -378,6 +405,15 @@ impl WorkloadFile {
             drain_timeout_secs: self.drain_timeout_secs.unwrap_or(30.0),
             seed: self.seed.unwrap_or(0x5eed),
             payload: self.payload.unwrap_or(PayloadKind::Random),
+            transaction: match (self.transactional, self.transaction_commit_ms, self.transaction_commit_messages) {
+                (Some(true), ms, messages) => Some(TransactionSettings {
+                    commit_interval_ms: ms.unwrap_or(DEFAULT_TRANSACTION_COMMIT_MS),
+                    commit_messages: messages,
+                    timeout_ms: DEFAULT_TRANSACTION_TIMEOUT_MS,
+                }),
+                (_, None, None) => None,
+                _ => return Err("transaction_commit_ms / transaction_commit_messages need transactional".into()),
+            },
             ignored_fields: ignored,
         };
         w.check()?;
@@ -443,6 +479,21 @@ impl Workload {
                     "fetch_max_wait_ms = {} outside [0, {MAX_GROUP_FETCH_WAIT_MS}] with a group (members heartbeat between fetches)",
                     self.fetch_max_wait_ms
                 ));
+            }
+        }
+        if let Some(t) = &self.transaction {
+            if !self.kind.produces() {
+                return Err("transactional applies to produce and e2e workloads".into());
+            }
+            if self.acks != Acks(-1) {
+                return Err("a transactional producer needs acks=all (as Kafka's idempotence does)".into());
+            }
+            within("max_in_flight (transactional)", self.max_in_flight, 1, MAX_IDEMPOTENT_IN_FLIGHT)?;
+            if !(t.commit_interval_ms > 0.0 && t.commit_interval_ms <= 60_000.0) {
+                return Err(format!("transaction_commit_ms = {} outside (0, 60000]", t.commit_interval_ms));
+            }
+            if t.commit_messages == Some(0) {
+                return Err("transaction_commit_messages must be at least 1".into());
             }
         }
         if self.kind == WorkloadKind::Consume && self.topic_names.is_none() {
@@ -537,6 +588,30 @@ mod tests {
         assert_eq!(w.duration_secs, Some(10.0), "neither duration nor count: 10 s");
         assert_eq!(w.producer_rate_per_sec, None, "no rate: max throughput");
         assert_eq!(w.acks, Acks(-1));
+    }
+
+    #[test]
+    fn transactional_runs_commit_every_100_ms_by_default_and_need_acks_all() {
+        let resolve = |t: &str| WorkloadFile::parse_toml(t).and_then(|f| f.resolve(1));
+        let w = resolve("kind = \"e2e\"\ntransactional = true").unwrap();
+        assert_eq!(
+            w.transaction,
+            Some(TransactionSettings { commit_interval_ms: 100.0, commit_messages: None, timeout_ms: 60_000 })
+        );
+        let w = resolve(
+            "kind = \"produce\"\ntransactional = true\ntransaction_commit_ms = 10\ntransaction_commit_messages = 500",
+        )
+        .unwrap();
+        assert_eq!(w.transaction.map(|t| (t.commit_interval_ms, t.commit_messages)), Some((10.0, Some(500))));
+        assert_eq!(resolve("kind = \"produce\"").unwrap().transaction, None);
+        let err = |t: &str| resolve(t).unwrap_err();
+        assert!(err("kind = \"produce\"\ntransactional = true\nacks = 1").contains("acks=all"));
+        assert!(err("kind = \"produce\"\ntransactional = true\nmax_in_flight = 6").contains("max_in_flight"));
+        assert!(err("kind = \"produce\"\ntransaction_commit_ms = 10").contains("need transactional"));
+        assert!(err("kind = \"produce\"\ntransactional = true\ntransaction_commit_ms = 0").contains("outside"));
+        assert!(err("kind = \"produce\"\ntransactional = true\ntransaction_commit_messages = 0").contains("at least 1"));
+        let consume = "kind = \"consume\"\ntopic_names = [\"t\"]\ntransactional = true";
+        assert!(err(consume).contains("produce and e2e"));
     }
 
     #[test]

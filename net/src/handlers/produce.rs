@@ -20,7 +20,7 @@ use sluice_engine::{AppendInfo, LogError};
 use crate::handlers::{codes, str_bytes};
 use crate::produce_placement::ProducePlacement;
 use crate::shard_context::ShardContext;
-use sluice_engine::ErrorCode;
+use sluice_engine::{ApiError, ErrorCode};
 
 /// What a produce request resolves to once its appends are durable (`None` for acks=0).
 pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
@@ -28,7 +28,7 @@ pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
 /// An append's result: refused (Kafka's code and the reason), or appended with the receiver of
 /// its durability (typed, so a full disk and a log closed by shutdown answer with their own
 /// codes).
-type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), LogError>>), (i16, String)>;
+type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), LogError>>), ApiError>;
 
 /// Appends every partition's batch in request order (each waits only until its batch is in
 /// the partition's write-behind buffer), then returns the acknowledgement as a future: it
@@ -56,27 +56,28 @@ pub async fn handle(
             let min_insync = config.as_ref().map_or(1, |c| c.min_insync_replicas);
             async move {
                 let index = p.index;
-                let refuse =
-                    |code: i16, message: Option<String>| (index, Err::<_, (i16, Option<String>)>((code, message)));
+                let refuse = |refused: ApiError| (index, Err(refused));
                 // The partition's replica state decides the leader epoch and what acks needs.
                 let replica = ShardContext::current().replica_state(&name, index);
                 let ack_target = replica.ack_target(acks, min_insync);
-                if let Err((ErrorCode::INVALID_REQUIRED_ACKS, message)) = &ack_target {
-                    return refuse(ErrorCode::INVALID_REQUIRED_ACKS.0, message.clone());
+                if let Err(refused) = &ack_target {
+                    if refused.code == ErrorCode::INVALID_REQUIRED_ACKS {
+                        return refuse(refused.clone());
+                    }
                 }
                 if crate::topic_name::is_internal(&name) {
                     // Kafka: "Cannot append to internal topic".
-                    return refuse(
-                        codes::INVALID_TOPIC_EXCEPTION,
-                        Some(format!("Cannot append to internal topic {name}")),
-                    );
+                    return refuse(ApiError::new(
+                        ErrorCode::INVALID_TOPIC_EXCEPTION,
+                        format!("Cannot append to internal topic {name}"),
+                    ));
                 }
-                let Some(meta) = meta else { return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None) };
+                let Some(meta) = meta else { return refuse(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.into()) };
                 if index < 0 || index >= meta.partitions {
-                    return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+                    return refuse(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.into());
                 }
-                if let Err((code, message)) = ack_target {
-                    return refuse(code.0, message);
+                if let Err(refused) = ack_target {
+                    return refuse(refused);
                 }
                 let leader_epoch = replica.leader_epoch;
                 let records: Bytes = p.records.unwrap_or_default();
@@ -100,7 +101,7 @@ pub async fn handle(
                         let (info, target) = log
                             .append_buffered_shared(&records, leader_epoch)
                             .await
-                            .map_err(|e| (e.error_code().0, e.to_string()))?;
+                            .map_err(|e| ApiError::new(e.error_code(), e.to_string()))?;
                         // Durability is awaited on the owner shard; the result crosses back
                         // over a oneshot (Send), so the request's shard can go on meanwhile.
                         let (tx, rx) = oneshot::channel();
@@ -119,11 +120,11 @@ pub async fn handle(
                     })
                     .await;
                 match outcome {
-                    None => refuse(codes::UNKNOWN_TOPIC_OR_PARTITION, None),
+                    None => refuse(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.into()),
                     Some(Ok(appended)) => (index, Ok(appended)),
-                    Some(Err((code, message))) => {
-                        sluice_engine::info_limited!(topic = %name, partition = index, code, %message, "produce refused");
-                        refuse(code, Some(message))
+                    Some(Err(refused)) => {
+                        sluice_engine::info_limited!(topic = %name, partition = index, %refused, "produce refused");
+                        refuse(refused)
                     }
                 }
             }
@@ -143,17 +144,17 @@ pub async fn handle(
         for (name, partitions) in topics {
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for (index, appended) in partitions {
-                let error = |code: i16, message: Option<String>| {
+                let error = |refused: ApiError| {
                     PartitionProduceResponse::default()
                         .with_index(index)
-                        .with_error_code(code)
+                        .with_error_code(refused.code.0)
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(message.map(str_bytes))
+                        .with_error_message(refused.message.map(str_bytes))
                 };
                 partition_responses.push(match appended {
-                    Err((code, message)) => error(code, message),
+                    Err(refused) => error(refused),
                     Ok((info, durable)) => match durable.await {
                         Ok(Ok(())) => PartitionProduceResponse::default()
                             .with_index(index)
@@ -161,11 +162,11 @@ pub async fn handle(
                             .with_base_offset(info.base_offset)
                             .with_log_append_time_ms(info.log_append_time_ms)
                             .with_log_start_offset(info.log_start_offset),
-                        Ok(Err(e)) => error(e.error_code().0, Some(e.to_string())),
-                        Err(_) => error(
-                            codes::KAFKA_STORAGE_ERROR,
-                            Some("shard stopped before the append was durable".into()),
-                        ),
+                        Ok(Err(e)) => error(ApiError::new(e.error_code(), e.to_string())),
+                        Err(_) => error(ApiError::new(
+                            ErrorCode::KAFKA_STORAGE_ERROR,
+                            "shard stopped before the append was durable",
+                        )),
                     },
                 });
             }

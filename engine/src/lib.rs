@@ -41,6 +41,8 @@ pub mod shard_storage;
 pub mod stream_copy;
 pub mod tail_cache;
 pub mod time_index;
+pub mod txn_index;
+pub mod txn_marker;
 pub mod watermark;
 
 pub use error_code::{ApiError, ErrorCode};

@@ -31,6 +31,8 @@ pub const SEGMENT_FILE_NAME_DIGITS: usize = 20;
 pub const LOG_FILE_SUFFIX: &str = ".log";
 pub const OFFSET_INDEX_FILE_SUFFIX: &str = ".index";
 pub const TIME_INDEX_FILE_SUFFIX: &str = ".timeindex";
+/// The aborted-transaction index ([`crate::txn_index`]).
+pub const TXN_INDEX_FILE_SUFFIX: &str = ".txnindex";
 
 /// One offset index entry: the record batch at `position` in the `.log` file holds `offset`
 /// (sluice uses the batch's base offset), and no smaller offset lies after `position`.
@@ -270,6 +272,7 @@ pub enum SegmentFileKind {
     Log,
     OffsetIndex,
     TimeIndex,
+    TxnIndex,
 }
 
 impl SegmentFileKind {
@@ -278,6 +281,7 @@ impl SegmentFileKind {
             SegmentFileKind::Log => LOG_FILE_SUFFIX,
             SegmentFileKind::OffsetIndex => OFFSET_INDEX_FILE_SUFFIX,
             SegmentFileKind::TimeIndex => TIME_INDEX_FILE_SUFFIX,
+            SegmentFileKind::TxnIndex => TXN_INDEX_FILE_SUFFIX,
         }
     }
 }
@@ -301,8 +305,8 @@ pub fn time_index_file_name(base_offset: i64) -> String {
 }
 
 /// The base offset and kind of a segment file name, or `None` unless the name is exactly
-/// 20 ASCII digits (a value `<= i64::MAX`) followed by `.log`, `.index` or `.timeindex`.
-/// Other Kafka files (`.txnindex`, `.snapshot`, `.deleted`, `.cleaned`, `.swap`, ...) are `None`.
+/// 20 ASCII digits (a value `<= i64::MAX`) followed by `.log`, `.index`, `.timeindex` or
+/// `.txnindex`. Other Kafka files (`.snapshot`, `.deleted`, `.cleaned`, `.swap`, ...) are `None`.
 pub fn parse_segment_base_offset(file_name: &str) -> Option<(i64, SegmentFileKind)> {
     let digits = file_name.get(..SEGMENT_FILE_NAME_DIGITS)?;
     let suffix = &file_name[SEGMENT_FILE_NAME_DIGITS..];
@@ -313,6 +317,7 @@ pub fn parse_segment_base_offset(file_name: &str) -> Option<(i64, SegmentFileKin
         LOG_FILE_SUFFIX => SegmentFileKind::Log,
         OFFSET_INDEX_FILE_SUFFIX => SegmentFileKind::OffsetIndex,
         TIME_INDEX_FILE_SUFFIX => SegmentFileKind::TimeIndex,
+        TXN_INDEX_FILE_SUFFIX => SegmentFileKind::TxnIndex,
         _ => return None,
     };
     // 20 digits can exceed i64::MAX (19 digits); parse as u64 is also fallible, so go via i64.
@@ -559,7 +564,6 @@ mod tests {
             "0000000000000000004a.log",
             "+0000000000000000042.log",
             "-0000000000000000042.log",
-            "00000000000000000042.txnindex",
             "00000000000000000042.snapshot",
             "00000000000000000042.log.deleted",
             "00000000000000000042.log.swap",

@@ -99,9 +99,78 @@ impl ReplicaState {
     }
 }
 
+/// The last stable offset (KIP-98): read_committed consumers read below it. It is the first
+/// offset of the oldest open transaction, but never past the high watermark (Kafka's
+/// `UnifiedLog.lastStableOffset`). `first_unstable_offset`: `None` when no transaction is open.
+pub fn last_stable_offset(first_unstable_offset: Option<i64>, high_watermark: i64) -> i64 {
+    first_unstable_offset.map_or(high_watermark, |first| first.min(high_watermark))
+}
+
+/// What holds a partition's last stable offset back (Kafka's `ProducerStateManager`
+/// `ongoingTxns` and `unreplicatedTxns`): the first offset of the oldest open transaction, and
+/// transactions whose marker the high watermark has not passed yet — until it does, a crash
+/// or a new leader may lose the marker, so their records are not stable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnstableOffsets {
+    /// First offset of the oldest open transaction.
+    pub oldest_open: Option<i64>,
+    /// Completed transactions above the high watermark: marker offset → first offset.
+    unreplicated: std::collections::BTreeMap<i64, i64>,
+}
+
+impl UnstableOffsets {
+    /// A marker at `marker_offset` closed the transaction that began at `first_offset`.
+    pub fn completed(&mut self, first_offset: i64, marker_offset: i64) {
+        self.unreplicated.insert(marker_offset, first_offset);
+    }
+
+    /// Forgets every unreplicated transaction (truncation: what remains is all durable).
+    pub fn clear_unreplicated(&mut self) {
+        self.unreplicated.clear();
+    }
+
+    /// The last stable offset for `high_watermark`, forgetting the completed transactions
+    /// whose marker it passed.
+    pub fn last_stable_offset(&mut self, high_watermark: i64) -> i64 {
+        while let Some((&marker, _)) = self.unreplicated.first_key_value() {
+            if marker >= high_watermark {
+                break;
+            }
+            self.unreplicated.pop_first();
+        }
+        let unreplicated = self.unreplicated.values().min().copied();
+        let first_unstable = match (self.oldest_open, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last_stable_offset(first_unstable, high_watermark)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_stable_offset_is_the_oldest_open_transaction_bounded_by_the_high_watermark() {
+        assert_eq!(last_stable_offset(None, 10), 10);
+        assert_eq!(last_stable_offset(Some(4), 10), 4);
+        assert_eq!(last_stable_offset(Some(12), 10), 10, "a transaction opened above the HW");
+        assert_eq!(last_stable_offset(Some(10), 10), 10);
+    }
+
+    #[test]
+    fn a_completed_transaction_is_unstable_until_the_high_watermark_passes_its_marker() {
+        let mut u = UnstableOffsets { oldest_open: Some(20), ..Default::default() };
+        u.completed(5, 15);
+        assert_eq!(u.last_stable_offset(15), 5, "the marker at 15 is not below the HW yet");
+        assert_eq!(u.last_stable_offset(16), 16);
+        assert_eq!(u.last_stable_offset(30), 20, "the open transaction at 20");
+        u.oldest_open = None;
+        u.completed(40, 41);
+        u.clear_unreplicated();
+        assert_eq!(u.last_stable_offset(41), 41);
+    }
 
     #[test]
     fn a_single_node_leads_at_epoch_zero_and_is_its_own_isr() {
@@ -138,5 +207,36 @@ mod tests {
         assert_eq!(state.end_offset_for_epoch_of_empty_log(0, 5), (0, 5));
         assert_eq!(state.end_offset_for_epoch_of_empty_log(3, 5), (-1, -1));
         assert_eq!(state.end_offset_for_epoch_of_empty_log(-2, 5), (-2, 5), "an older epoch ends at the log end");
+    }
+
+    proptest::proptest! {
+        /// Against a model: the LSO is the smallest first offset among open transactions and
+        /// completed ones whose marker is at or above the HW, bounded by the HW; it never moves
+        /// back while the HW only grows.
+        #[test]
+        fn unstable_offsets_follow_a_model(ops in proptest::collection::vec((0u8..3, 0i64..5), 1..80)) {
+            let mut u = UnstableOffsets::default();
+            let mut open: Option<i64> = None;
+            let mut completed: Vec<(i64, i64)> = Vec::new();
+            let (mut end, mut hw, mut last) = (0i64, 0i64, 0i64);
+            for (op, n) in ops {
+                match op {
+                    0 => { open.get_or_insert(end); end += 1 + n; } // a transactional append
+                    1 => { // a marker closes the open transaction (or an empty one at itself)
+                        let first = open.take().unwrap_or(end);
+                        u.completed(first, end);
+                        completed.push((first, end));
+                        end += 1;
+                    }
+                    _ => hw = (hw + n).min(end), // the HW moves towards the end
+                }
+                u.oldest_open = open;
+                let model = completed.iter().filter(|(_, m)| *m >= hw).map(|(f, _)| *f).chain(open).min();
+                let lso = u.last_stable_offset(hw);
+                proptest::prop_assert_eq!(lso, model.map_or(hw, |f| f.min(hw)));
+                proptest::prop_assert!(lso >= last, "moved back from {} to {}", last, lso);
+                last = lso;
+            }
+        }
     }
 }

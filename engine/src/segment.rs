@@ -174,6 +174,8 @@ pub struct Segment {
     pub tail_cache: Option<SharedTailCache>,
     /// True when the on-disk index files may not match the in-memory ones.
     pub indexes_dirty: bool,
+    /// Transactions aborted by a marker in this segment (`.txnindex`, [`crate::txn_index`]).
+    pub txn_index: crate::txn_index::TxnIndex,
 }
 
 /// Clears `O_DIRECT` on a segment file (`sluice.segment.io=buffered`): the same aligned
@@ -275,6 +277,7 @@ impl Segment {
             writer,
             tail_cache: None,
             indexes_dirty: true,
+            txn_index: Default::default(),
         }
     }
 

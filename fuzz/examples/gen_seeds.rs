@@ -6,15 +6,18 @@
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestHeader, RequestKind, TopicName,
-};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, TopicName,
+    WriteTxnMarkersRequest,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use sluice_engine::batch::{
     build_batch, build_batch_of_size, compute_crc, validate_from_client, validate_stored, BATCH_HEADER_LEN,
 };
+use sluice_engine::txn_marker::{encode_marker_batch, EndTxnMarker};
 use sluice_net::connection::{decode_request, Decoded};
 
 /// `size ++ header ++ body` for one request.
@@ -28,13 +31,28 @@ fn frame(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> 
     header.encode(&mut buf, api.request_header_version(version)).expect("encode header");
     body.encode(&mut buf, version).expect("encode body");
     // The frame must decode as the broker decodes it.
-    match decode_request(buf.clone()) {
+    match decode_request(buf.clone().freeze()) {
         Ok(Decoded::Request { api: got, .. }) => assert_eq!(got, api),
         other => panic!("seed {api:?} v{version} does not decode: {other:?}"),
     }
     let mut out = (buf.len() as i32).to_be_bytes().to_vec();
     out.extend_from_slice(&buf);
     out
+}
+
+fn write_txn_markers() -> Vec<u8> {
+    let marker = |pid: i64, commit: bool| {
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(2)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(5)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("events")))
+                .with_partition_indexes(vec![0, 1, 2])])
+    };
+    let body = WriteTxnMarkersRequest::default().with_markers(vec![marker(7, true), marker(8, false)]);
+    frame(ApiKey::WriteTxnMarkers, 1, 4, &RequestKind::WriteTxnMarkers(body))
 }
 
 fn api_versions(version: i16) -> Vec<u8> {
@@ -58,7 +76,9 @@ fn metadata(version: i16, topics: Option<&[&'static str]>) -> Vec<u8> {
 fn produce(version: i16, partitions: Vec<(i32, Vec<u8>)>) -> Vec<u8> {
     let partition_data = partitions
         .into_iter()
-        .map(|(index, records)| PartitionProduceData::default().with_index(index).with_records(Some(Bytes::from(records))))
+        .map(|(index, records)| {
+            PartitionProduceData::default().with_index(index).with_records(Some(Bytes::from(records)))
+        })
         .collect();
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_static_str("events")))
@@ -128,6 +148,7 @@ fn main() {
     write(&requests, "produce_v9_two_batches", &produce(9, vec![(2, two_batches)]));
     write(&requests, "produce_v3_gzip_flag", &produce(3, vec![(0, gzip.clone())]));
     write(&requests, "produce_v11_transactional", &produce(11, vec![(0, transactional.clone())]));
+    write(&requests, "write_txn_markers_v1", &write_txn_markers());
     let mut pipeline = api_versions(3);
     pipeline.extend_from_slice(&metadata(12, Some(&["events"])));
     pipeline.extend_from_slice(&produce(9, vec![(0, one.clone())]));
@@ -144,6 +165,12 @@ fn main() {
     write(&batches, "empty_compacted", &empty);
     write(&batches, "gzip_flag", &gzip);
     write(&batches, "transactional", &transactional);
+    // A transaction as a segment holds it: a transactional batch, then its abort marker.
+    let marker = EndTxnMarker { commit: false, coordinator_epoch: 3 };
+    let mut txn_segment = transactional.clone();
+    txn_segment.extend_from_slice(&encode_marker_batch(1, 7, 0, marker, 1_700_000_000_001));
+    assert!(validate_stored(&txn_segment[transactional.len()..]).is_ok());
+    write(&batches, "segment_aborted_transaction", &txn_segment);
     let mut segment = Vec::new();
     let mut next = 0i64;
     for count in [1usize, 3, 2] {

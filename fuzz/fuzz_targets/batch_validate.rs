@@ -1,11 +1,17 @@
 //! Arbitrary bytes as record batches (a produce request's `records`, or a segment's bytes):
 //! `validate_stored`, `validate_from_client`, `batches` in both modes and
-//! `log_recovery::scan_buffer` must not panic and must agree with one another.
+//! `log_recovery::scan_buffer` must not panic and must agree with one another; every stored
+//! control batch through `txn_marker::decode_marker` (what the log replay reads). The same bytes
+//! as a `.txnindex` file and as a producer-state snapshot: decoders that accept them must
+//! round-trip what they decoded.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sluice_engine::batch::{batches, validate_from_client, validate_stored, BatchError, Validation};
 use sluice_engine::log_recovery::scan_buffer;
+use sluice_engine::producer_state::ProducerStateTable;
+use sluice_engine::txn_index::TxnIndex;
+use sluice_engine::txn_marker::{decode_marker, encode_marker_batch};
 
 fuzz_target!(init: sluice_fuzz::alloc_guard::init_from_env(), |data: &[u8]| {
     check(data);
@@ -48,6 +54,22 @@ fn check(data: &[u8]) {
         assert_eq!(*pos, end, "batches() skipped or repeated bytes");
         end = pos + info.total_len;
         assert!(end <= data.len());
+        if let Some(marker) = decode_marker(info, &data[*pos..end]) {
+            assert!(info.is_control());
+            let again = encode_marker_batch(info.base_offset, info.producer_id, info.producer_epoch, marker, 0);
+            let again_info = validate_stored(&again).expect("an encoded marker is a valid batch");
+            assert_eq!(decode_marker(&again_info, &again), Some(marker), "a marker does not round-trip");
+        }
+    }
+
+    // The same bytes as the files that sit beside segments.
+    if let Ok(index) = TxnIndex::decode(data) {
+        let back = TxnIndex::decode(&index.encode()).expect("an encoded index decodes");
+        assert_eq!(back.entries(), index.entries(), "a transaction index does not round-trip");
+    }
+    if let Some((table, next_offset)) = ProducerStateTable::decode_snapshot(data) {
+        let back = ProducerStateTable::decode_snapshot(&table.encode_snapshot(next_offset));
+        assert_eq!(back, Some((table, next_offset)), "a producer snapshot does not round-trip");
     }
 
     // Crash recovery over the same bytes: the valid prefix is a prefix of the stored batches,

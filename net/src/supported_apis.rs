@@ -48,6 +48,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // Kafka 4.x removed WriteTxnMarkers v0 (KIP-896).
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// Versions of `api` this broker decodes and answers, if any.

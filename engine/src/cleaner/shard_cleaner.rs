@@ -109,7 +109,7 @@ impl ShardCleaner {
                 now_ms,
                 log_start_offset: log.log_start_offset(),
                 checkpointed_dirty_offset: self.checkpoint(log).await,
-                last_stable_offset: log.high_watermark(),
+                last_stable_offset: log.last_stable_offset(),
                 min_compaction_lag_ms: config.min_compaction_lag_ms,
                 max_compaction_lag_ms: config.max_compaction_lag_ms,
                 min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,

@@ -13,6 +13,7 @@ use crate::compressed_batch;
 use crate::log_config::{LogConfig, TimestampType as TimestampTypeConfig};
 use crate::producer_state::SequenceCheck;
 use crate::segment_writer::SegmentWriter;
+use crate::txn_marker::EndTxnMarker;
 
 use super::{
     settings_of, write_error, AppendError, AppendInfo, DurableTarget, LogError, PartitionLog, TailCacheFill,
@@ -91,6 +92,22 @@ impl PartitionLog {
                 }
             }
         }
+        self.append_validated(records, shared, &infos, &config, leader_epoch, None).await
+    }
+
+    /// Appends batches that are valid (a client's, validated; or a marker the broker built):
+    /// the second half of [`PartitionLog::append_buffered`]. `marker`: the batch is that
+    /// end-transaction marker, checked and recorded as one instead of as data.
+    pub(super) async fn append_validated(
+        &self,
+        records: &[u8],
+        shared: Option<&bytes::Bytes>,
+        infos: &[BatchInfo],
+        config: &LogConfig,
+        leader_epoch: i32,
+        marker: Option<EndTxnMarker>,
+    ) -> Result<(AppendInfo, DurableTarget), AppendError> {
+        let now = now_ms();
         let log_append_time = (config.message_timestamp_type == TimestampTypeConfig::LogAppendTime).then_some(now);
         let fill_cache = self.options.tail_cache_fill == TailCacheFill::Always
             || now.saturating_sub(self.last_tail_read_ms.get()) <= TAIL_READER_WINDOW_MS;
@@ -101,9 +118,17 @@ impl PartitionLog {
         }
         // Idempotence: one batch per request (validate), so one verdict for the append.
         debug_assert_eq!(infos.len(), 1);
-        if let SequenceCheck::Duplicate { first_offset, last_offset } =
-            self.producers.borrow().check(&infos[0]).map_err(AppendError::Producer)?
-        {
+        let verdict = match marker {
+            Some(m) => {
+                let info = &infos[0];
+                let producers = self.producers.borrow();
+                producers
+                    .check_marker(info.producer_id, info.producer_epoch, m.coordinator_epoch)
+                    .map(|()| SequenceCheck::Append)
+            }
+            None => self.producers.borrow().check(&infos[0]),
+        };
+        if let SequenceCheck::Duplicate { first_offset, last_offset } = verdict.map_err(AppendError::Producer)? {
             drop(permit);
             let info = AppendInfo {
                 base_offset: first_offset,
@@ -116,12 +141,12 @@ impl PartitionLog {
             // The original may still be on its way to the file: acknowledge when it is there.
             return Ok((info, DurableTarget { next_offset: last_offset + 1, needs_flush: false }));
         }
-        let settings = settings_of(&config);
+        let settings = settings_of(config);
         let mut first_offset = -1;
         let mut next_offset = self.log_end_offset();
         let mut position_in_records = 0usize;
         let mut new_epoch = false;
-        for info in &infos {
+        for info in infos {
             let batch_range = position_in_records..position_in_records + info.total_len;
             let batch = &records[batch_range.clone()];
             position_in_records += info.total_len;
@@ -148,7 +173,7 @@ impl PartitionLog {
                 )
             };
             if needs_roll {
-                self.roll_locked(next_offset, &config).await?;
+                self.roll_locked(next_offset, config).await?;
             }
             let (writer, position) = {
                 let state = self.state.borrow();
@@ -176,7 +201,10 @@ impl PartitionLog {
                     }
                 }
                 active.note_batch(position, &stored, settings.index_interval_bytes);
-                self.producers.borrow_mut().record(&stored);
+                match marker {
+                    None => self.producers.borrow_mut().record(&stored),
+                    Some(m) => self.record_marker(active, &stored, m),
+                }
                 if state.epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e) {
                     new_epoch = state.epoch_cache.assign(leader_epoch, next_offset);
                 }
@@ -186,6 +214,9 @@ impl PartitionLog {
             }
             next_offset = last_offset + 1;
             self.log_end.advance(next_offset as u64);
+            if stored.is_transactional() {
+                self.note_transactions_changed();
+            }
             self.assert_watermarks_within_log_end();
             self.track_durability(&writer, position + info.total_len as u64, next_offset);
         }
@@ -215,6 +246,7 @@ impl PartitionLog {
         let durable = self.durable.clone();
         let high_watermark = self.options.high_watermark_follows_durable_end.then(|| self.high_watermark.clone());
         let log_end = self.log_end.clone();
+        let (last_stable, unstable) = (self.last_stable.clone(), self.unstable.clone());
         let generation = self.generation.clone();
         let started_in = generation.get();
         glommio::spawn_local(async move {
@@ -232,6 +264,8 @@ impl PartitionLog {
                     durable.advance(next_offset as u64);
                     if let Some(hw) = high_watermark {
                         hw.advance(next_offset as u64);
+                        let lso = unstable.borrow_mut().last_stable_offset(hw.get() as i64);
+                        last_stable.advance(lso as u64);
                     }
                 }
                 Err(_) => durable.fail(),

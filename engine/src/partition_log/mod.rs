@@ -5,7 +5,8 @@
 //! numbers — the leader-epoch cache, the idempotent producers' state
 //! ([`crate::producer_state`], checked and updated under `exclusive` with each append, snapshot
 //! to `<offset>.snapshot` on roll and close, rebuilt after the newest snapshot on open and
-//! truncation), and the per-partition checkpoint files (`recovery-point.checkpoint`,
+//! truncation), transactions (markers, the last stable offset and each segment's
+//! aborted-transaction index, see `txn.rs`), and the per-partition checkpoint files (`recovery-point.checkpoint`,
 //! `log-start-offset.checkpoint`, `leader-epoch-checkpoint`). Compressed batches are validated
 //! and, per `compression.type`, rewritten here ([`crate::compressed_batch`]). Segments
 //! rewritten by log compaction are swapped in through `.cleaned`, `.swap` and `.deleted` files
@@ -15,7 +16,9 @@
 //! recovers, `append.rs` validates and appends and tracks durability, `read.rs` serves reads
 //! and timestamp lookups, `segment_set.rs` rolls, retains, deletes and truncates segments,
 //! closes the log and writes its checkpoints, and `replace.rs` swaps rewritten segments in
-//! (both halves of that protocol: the swap, and settling an interrupted one at open).
+//! (both halves of that protocol: the swap, and settling an interrupted one at open), and
+//! `txn.rs` appends transaction markers and keeps the last stable offset and the `.txnindex`
+//! files.
 //!
 //! Concurrency: one shard owns a `PartitionLog` (it is `!Send`). Appends, rolls, truncation,
 //! retention, replacement and close run one at a time under `exclusive` (a local FIFO
@@ -53,6 +56,7 @@ mod open;
 mod read;
 mod replace;
 mod segment_set;
+mod txn;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -66,6 +70,7 @@ use crate::error_code::ErrorCode;
 use crate::leader_epoch_cache::LeaderEpochCache;
 use crate::log_config::LogConfig;
 use crate::producer_state::{ProducerError, ProducerStateTable, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
+use crate::replica_state::UnstableOffsets;
 use crate::segment::{Segment, SegmentSettings};
 use crate::segment_writer::{SegmentWriter, WriterOptions};
 use crate::watermark::Watermark;
@@ -319,6 +324,8 @@ pub enum ReadBound {
     HighWatermark,
     /// Followers: everything appended.
     LogEnd,
+    /// read_committed consumers: below the last stable offset.
+    LastStable,
 }
 
 struct LogState {
@@ -364,6 +371,11 @@ pub struct PartitionLog {
     exclusive: Semaphore,
     log_end: Rc<Watermark>,
     high_watermark: Rc<Watermark>,
+    /// The last stable offset (read_committed fetches wait on it); follows `unstable` and the
+    /// high watermark.
+    last_stable: Rc<Watermark>,
+    /// Open and not yet replicated transactions: what holds the last stable offset back.
+    unstable: Rc<RefCell<UnstableOffsets>>,
     flushed: Rc<Watermark>,
     /// Offset below which every appended byte is written to the file.
     durable: Rc<Watermark>,
@@ -463,6 +475,7 @@ impl PartitionLog {
     pub fn set_high_watermark(&self, offset: i64) {
         let offset = offset.clamp(0, self.log_end_offset());
         self.high_watermark.advance(offset as u64);
+        self.refresh_last_stable();
     }
 
     /// Position in the active segment file where the next batch would be appended (unless

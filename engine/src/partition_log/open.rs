@@ -34,10 +34,13 @@ use crate::watermark::Watermark;
 
 use super::replace::settle_interrupted_replace;
 use super::segment_set::{parse_producer_snapshot_name, producer_snapshot_path};
+use super::txn::{load_txn_indexes, merge_aborted, unstable_offsets};
 use super::{
     io, partition_dir_name, settings_of, write_error, LogError, LogOptions, LogState, PartitionLog, LEADER_EPOCH_FILE,
     LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
+use crate::txn_index::{txn_index_path, AbortedTxn};
+use crate::txn_marker::decode_marker;
 
 /// Smallest cap on a single batch read during recovery (a corrupt length is not trusted).
 const MIN_RECOVERY_BATCH_CAP_BYTES: usize = 16 << 20;
@@ -140,7 +143,7 @@ impl PartitionLog {
         if let Some(i) = truncated_at {
             for &base in &log_bases[i + 1..] {
                 let (log_path, index_path, time_index_path) = Segment::paths(&dir, base);
-                for path in [log_path, index_path, time_index_path] {
+                for path in [log_path, index_path, time_index_path, txn_index_path(&dir, base)] {
                     checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
                 }
             }
@@ -149,10 +152,11 @@ impl PartitionLog {
         while segments.len() > 1 && segments.values().next_back().is_some_and(|s| s.is_empty()) {
             let (_, seg) = segments.pop_last().expect("non-empty");
             let (_, index_path, time_index_path) = Segment::paths(&dir, seg.base_offset);
-            for path in [seg.log_path.clone(), index_path, time_index_path] {
+            for path in [seg.log_path.clone(), index_path, time_index_path, txn_index_path(&dir, seg.base_offset)] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
         }
+        load_txn_indexes(&dir, &mut segments).await?;
 
         let writer_options = options.writer;
         if segments.is_empty() {
@@ -183,7 +187,7 @@ impl PartitionLog {
         let mut epoch_cache = if rebuild_epochs { rebuilt_epochs } else { epoch_cache.take().expect("loaded") };
         epoch_cache.truncate_from_end(log_end_offset);
         epoch_cache.truncate_from_start(log_start_offset);
-        let producers = rebuild_producer_state(
+        let (producers, aborted) = rebuild_producer_state(
             &dir,
             &mut producer_snapshots,
             &SegmentExtent::of_all(&segments),
@@ -191,6 +195,10 @@ impl PartitionLog {
             log_end_offset,
         )
         .await?;
+        merge_aborted(&mut segments, &aborted);
+        // Everything recovered is durable: only open transactions hold the LSO back.
+        let mut unstable = unstable_offsets(producers.first_unstable_offset());
+        let last_stable_offset = unstable.last_stable_offset(log_end_offset);
 
         let log = Rc::new(PartitionLog {
             topic: topic.to_string(),
@@ -212,6 +220,8 @@ impl PartitionLog {
             exclusive: Semaphore::new(1),
             log_end: Watermark::new(log_end_offset as u64),
             high_watermark: Watermark::new(log_end_offset as u64),
+            last_stable: Watermark::new(last_stable_offset as u64),
+            unstable: Rc::new(RefCell::new(unstable)),
             flushed: Watermark::new(0),
             durable: Watermark::new(log_end_offset as u64),
             generation: Rc::new(Cell::new(0)),
@@ -407,15 +417,17 @@ impl SegmentExtent {
 
 /// Rebuilds the producer table for the log `[log_start, log_end)`: the newest readable
 /// snapshot at or below `log_end`, then every batch after it, read from the segments (batch
-/// headers carry producer id, epoch and sequence). Snapshots beyond `log_end` (left by a
-/// truncation or a torn tail) are deleted; `snapshots` is updated to what remains.
+/// headers carry producer id, epoch and sequence; a transaction marker's record is read for
+/// its type). Snapshots beyond `log_end` (left by a truncation or a torn tail) are deleted;
+/// `snapshots` is updated to what remains. Also returns the transactions the replayed abort
+/// markers closed (for the segments' transaction indexes).
 pub(super) async fn rebuild_producer_state(
     dir: &Path,
     snapshots: &mut Vec<i64>,
     segments: &[SegmentExtent],
     log_start: i64,
     log_end: i64,
-) -> Result<ProducerStateTable, LogError> {
+) -> Result<(ProducerStateTable, Vec<AbortedTxn>), LogError> {
     for offset in snapshots.iter().filter(|o| **o > log_end) {
         checkpoint_file::remove_if_exists(&producer_snapshot_path(dir, *offset)).await.map_err(io)?;
     }
@@ -435,27 +447,42 @@ pub(super) async fn rebuild_producer_state(
     }
     let (mut table, from) = loaded.unwrap_or_else(|| (ProducerStateTable::default(), log_start));
     let mut replayed_batches = 0u64;
+    let mut aborted = Vec::new();
     for segment in segments {
         if segment.next_offset <= from || segment.size_bytes == 0 {
             continue;
         }
         let mut infos = Vec::new();
         let file = segment.file.get().await.map_err(io)?;
-        scan_segment(&file, segment.size_bytes, segment.base_offset, usize::MAX, &mut |_, info| {
+        scan_segment(&file, segment.size_bytes, segment.base_offset, usize::MAX, &mut |pos, info| {
             if info.base_offset >= from && info.base_offset < log_end && info.producer_id >= 0 {
-                infos.push(*info);
+                infos.push((pos, *info));
             }
         })
         .await
         .map_err(io)?;
         replayed_batches += infos.len() as u64;
-        for info in &infos {
-            table.record(info);
+        for (pos, info) in &infos {
+            if !info.is_control() {
+                table.record(info);
+                continue;
+            }
+            let bytes = file.read_at(*pos, info.total_len).await.map_err(io)?;
+            let Some(marker) = decode_marker(info, &bytes) else { continue };
+            let done = table.complete_txn(info, marker.coordinator_epoch, marker.commit);
+            if done.aborted {
+                aborted.push(AbortedTxn {
+                    producer_id: done.producer_id,
+                    first_offset: done.first_offset,
+                    last_offset: done.last_offset,
+                    last_stable_offset: table.first_unstable_offset().unwrap_or(done.last_offset + 1),
+                });
+            }
         }
     }
     table.remove_before(log_start);
     tracing::debug!(dir = %dir.display(), from, replayed_batches, producers = table.len(), "producer state rebuilt");
-    Ok(table)
+    Ok((table, aborted))
 }
 
 async fn read_small_or_none(path: &Path) -> Result<Option<Vec<u8>>, LogError> {

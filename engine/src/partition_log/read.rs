@@ -29,6 +29,8 @@ pub struct LogRead {
     /// Base offset of the first batch returned (≤ the requested offset), or -1 when empty.
     pub first_batch_offset: i64,
     pub high_watermark: i64,
+    /// The last stable offset when the read was made.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
 }
@@ -166,17 +168,23 @@ impl PartitionLog {
     ) -> Result<LogRead, LogError> {
         let mut offset = offset;
         for _attempt in 0..1024 {
-            let (log_start_offset, log_end_offset, high_watermark) =
-                (self.log_start_offset(), self.log_end_offset(), self.high_watermark());
+            let (log_start_offset, log_end_offset, high_watermark, last_stable_offset) =
+                (self.log_start_offset(), self.log_end_offset(), self.high_watermark(), self.last_stable_offset());
             self.assert_watermarks_within_log_end();
+            assert!(
+                last_stable_offset <= high_watermark,
+                "last stable offset {last_stable_offset} is past the high watermark {high_watermark}"
+            );
             let bound_offset = match bound {
                 ReadBound::HighWatermark => high_watermark,
                 ReadBound::LogEnd => log_end_offset,
+                ReadBound::LastStable => last_stable_offset,
             };
             let empty = |first| LogRead {
                 chunks: Vec::new(),
                 first_batch_offset: first,
                 high_watermark,
+                last_stable_offset,
                 log_start_offset,
                 log_end_offset,
             };
@@ -242,6 +250,7 @@ impl PartitionLog {
                 chunks,
                 first_batch_offset: location.base_offset,
                 high_watermark,
+                last_stable_offset,
                 log_start_offset,
                 log_end_offset,
             });

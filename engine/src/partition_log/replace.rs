@@ -183,10 +183,14 @@ impl PartitionLog {
         }
         let old_segments: Vec<Segment> = {
             let mut state = self.state.borrow_mut();
-            let old_segments = old_bases.iter().map(|b| state.segments.remove(b).expect("checked")).collect();
+            let old_segments: Vec<Segment> =
+                old_bases.iter().map(|b| state.segments.remove(b).expect("checked")).collect();
             for new in new_segments {
                 state.segments.insert(new.segment.base_offset, new.segment);
             }
+            // The aborted transactions the old segments indexed move to the new ones.
+            let aborted: Vec<_> = old_segments.iter().flat_map(|s| s.txn_index.entries().to_vec()).collect();
+            super::txn::merge_aborted(&mut state.segments, &aborted);
             old_segments
         };
         tracing::info!(topic = %self.topic, partition = self.partition, ?old_bases, ?new_bases, "replacing segments");
@@ -200,6 +204,7 @@ impl PartitionLog {
         for base in new_bases {
             self.write_segment_indexes(base).await?;
         }
+        self.write_txn_indexes().await?;
         Ok(())
     }
 
@@ -254,7 +259,8 @@ impl PartitionLog {
             // The cached sendfile handle of the old file would keep its space until evicted.
             crate::reader_cache::forget(&old.log_path);
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, old.base_offset);
-            for path in [old.log_path.clone(), index_path, time_index_path] {
+            let txn_index = crate::txn_index::txn_index_path(&self.dir, old.base_offset);
+            for path in [old.log_path.clone(), index_path, time_index_path, txn_index] {
                 let deleted_path = with_suffix(&path, DELETED_SUFFIX);
                 match glommio::io::rename(&path, &deleted_path).await.map_err(std::io::Error::from) {
                     Ok(()) => deleted.push(deleted_path),

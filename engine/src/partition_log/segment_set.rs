@@ -23,10 +23,12 @@ use crate::segment::Segment;
 use crate::segment_writer::{align_down, SegmentWriter};
 
 use super::open::{rebuild_producer_state, SegmentExtent};
+use super::txn::merge_aborted;
 use super::{
     io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE,
     RECOVERY_POINT_FILE,
 };
+use crate::txn_index::txn_index_path;
 
 /// Producer-state snapshots are named like Kafka's: `<20-digit offset>.snapshot`.
 const PRODUCER_SNAPSHOT_SUFFIX: &str = ".snapshot";
@@ -37,6 +39,8 @@ impl PartitionLog {
     /// Writes the producer table as of `next_offset` (everything below it is appended) and
     /// keeps only the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
     pub(super) async fn write_producer_snapshot(&self, next_offset: i64) -> Result<(), LogError> {
+        // Every abort marker below the snapshot must have its index entry on disk first.
+        self.write_txn_indexes().await?;
         if self.state.borrow().producer_snapshots.last() == Some(&next_offset) {
             return Ok(());
         }
@@ -107,7 +111,7 @@ impl PartitionLog {
     /// Writes a checkpoint, index or snapshot file durably: at once, or — while
     /// [`PartitionLog::close`] runs — with the directory fsync left for the end of the close
     /// (one for every file it writes).
-    async fn write_checkpoint_file(&self, path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    pub(super) async fn write_checkpoint_file(&self, path: &Path, contents: &[u8]) -> std::io::Result<()> {
         if self.dir_sync_deferred.get() {
             self.dir_sync_pending.set(true);
             write_atomic_without_dir_sync(path, contents).await
@@ -298,11 +302,13 @@ impl PartitionLog {
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, segment.base_offset);
             // Open readers keep their file descriptor; unlinking is safe under them.
             crate::reader_cache::forget(&segment.log_path);
-            for path in [segment.log_path.clone(), index_path, time_index_path] {
+            let txn_index = txn_index_path(&self.dir, segment.base_offset);
+            for path in [segment.log_path.clone(), index_path, time_index_path, txn_index] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
         }
         self.producers.borrow_mut().remove_before(self.log_start_offset());
+        self.note_transactions_changed();
         self.write_log_start_offset().await?;
         self.write_epoch_checkpoint().await?;
         Ok(removed.len())
@@ -333,6 +339,7 @@ impl PartitionLog {
         };
         if moved {
             self.producers.borrow_mut().remove_before(offset);
+            self.note_transactions_changed();
             self.write_log_start_offset().await?;
             let config = self.config.borrow().clone();
             self.delete_below_start_locked(&config).await?;
@@ -400,16 +407,18 @@ impl PartitionLog {
             }
             let (_, index_path, time_index_path) = Segment::paths(&self.dir, *base);
             crate::reader_cache::forget(&segment.log_path);
-            for path in [segment.log_path.clone(), index_path, time_index_path] {
+            let txn_index = txn_index_path(&self.dir, *base);
+            for path in [segment.log_path.clone(), index_path, time_index_path, txn_index] {
                 checkpoint_file::remove_if_exists(&path).await.map_err(io)?;
             }
         }
         // Rebuild the (new) last segment up to `offset` by scanning it.
-        let (file, writer, size, base) = {
+        let (file, writer, size, base, mut txn_index) = {
             let state = self.state.borrow();
             let seg = state.active();
-            (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset)
+            (seg.file.clone(), seg.writer.clone(), seg.size_bytes, seg.base_offset, seg.txn_index.clone())
         };
+        txn_index.truncate_from(offset);
         // The new last segment becomes the active one: its file stays open from now on.
         let segment_file = file;
         let file = segment_file.pin().await.map_err(io)?;
@@ -433,6 +442,7 @@ impl PartitionLog {
         for (pos, info) in &infos {
             segment.note_batch(*pos, info, settings.index_interval_bytes);
         }
+        segment.txn_index = txn_index;
         file.truncate(segment.size_bytes).await.map_err(io)?;
         let tail_start = align_down(segment.size_bytes);
         let tail = if segment.size_bytes > tail_start {
@@ -471,10 +481,15 @@ impl PartitionLog {
             let state = self.state.borrow();
             (state.producer_snapshots.clone(), SegmentExtent::of_all(&state.segments))
         };
-        let producers =
+        let (producers, aborted) =
             rebuild_producer_state(&self.dir, &mut snapshots, &extents, self.log_start_offset(), new_end).await?;
         *self.producers.borrow_mut() = producers;
-        self.state.borrow_mut().producer_snapshots = snapshots;
+        {
+            let mut state = self.state.borrow_mut();
+            state.producer_snapshots = snapshots;
+            merge_aborted(&mut state.segments, &aborted);
+        }
+        self.reset_last_stable();
         Ok(())
     }
 
@@ -509,6 +524,7 @@ impl PartitionLog {
         }
         self.log_end.wake_all();
         self.high_watermark.wake_all();
+        self.last_stable.wake_all();
         Ok(())
     }
 
@@ -556,6 +572,7 @@ impl PartitionLog {
         .map_err(io)?;
         self.log_end.fail();
         self.high_watermark.fail();
+        self.last_stable.fail();
         Ok(())
     }
 }

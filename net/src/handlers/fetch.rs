@@ -8,8 +8,14 @@
 //! 0, which clients treat as "no session"); an incremental request naming a session id gets
 //! FETCH_SESSION_ID_NOT_FOUND so the client falls back to a full fetch.
 //!
-//! Must never: return bytes above the high watermark to a consumer, encode absent records as
-//! null (librdkafka breaks on it: empty bytes instead), or hold a waiter after responding.
+//! Isolation (KIP-98): read_uncommitted reads below the high watermark; read_committed below
+//! the last stable offset, with the aborted transactions overlapping what it reads (the client
+//! drops their records), and its long poll waits for the last stable offset to move. Both
+//! report the last stable offset.
+//!
+//! Must never: return bytes above the high watermark to a consumer (above the last stable
+//! offset to a read_committed one), encode absent records as null (librdkafka breaks on it:
+//! empty bytes instead), or hold a waiter after responding.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -17,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::{select, select_all, Either, Future};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use sluice_engine::partition_log::{LogError, ReadBound};
 use uuid::Uuid;
 
@@ -63,8 +69,12 @@ impl Records {
 struct PartitionRead {
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Records,
+    /// read_committed: the aborted transactions overlapping the read, as (producer id, first
+    /// offset).
+    aborted: Vec<(i64, i64)>,
 }
 
 /// Answers a Fetch; the file ranges are what the response's file markers stand for.
@@ -111,9 +121,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             });
         }
     }
-    // READ_COMMITTED reads to the last stable offset, which equals the high watermark until
-    // transactions exist (the transactions issue).
-    let bound = ReadBound::HighWatermark;
+    let bound =
+        if request.isolation_level == READ_COMMITTED { ReadBound::LastStable } else { ReadBound::HighWatermark };
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, ctx.config.max_fetch_wait_ms) as u64);
@@ -128,7 +137,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             break reads;
         }
         // Wait for any high watermark to pass what we just saw, or the deadline.
-        if !wait_for_data(ctx, &wanted, &reads, deadline).await {
+        if !wait_for_data(ctx, &wanted, &reads, bound, deadline).await {
             break read_all(ctx, &wanted, bound).await;
         }
     };
@@ -171,9 +180,16 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             .with_partition_index(w.partition)
             .with_error_code(r.error)
             .with_high_watermark(r.high_watermark)
-            .with_last_stable_offset(r.high_watermark)
+            .with_last_stable_offset(r.last_stable_offset)
             .with_log_start_offset(r.log_start_offset)
-            .with_aborted_transactions(if request.isolation_level == READ_COMMITTED { Some(vec![]) } else { None })
+            .with_aborted_transactions((bound == ReadBound::LastStable).then(|| {
+                r.aborted
+                    .iter()
+                    .map(|(pid, first)| {
+                        AbortedTransaction::default().with_producer_id(ProducerId(*pid)).with_first_offset(*first)
+                    })
+                    .collect()
+            }))
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             .with_records(Some(records));
         responses[w.topic_index].partitions.push(data);
@@ -195,15 +211,28 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
         let ctx = ctx.clone();
         async move {
             let empty = || Records::Bytes(Bytes::new());
-            let missing = PartitionRead { error: w.error, high_watermark: -1, log_start_offset: -1, records: empty() };
+            let missing = PartitionRead {
+                error: w.error,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: empty(),
+                aborted: Vec::new(),
+            };
             if w.error != codes::NONE {
                 return missing;
             }
             let topic = w.topic.clone().expect("resolved");
             let result = ctx
                 .on_partition(&topic, w.partition, move |log| async move {
-                    let hw = log.high_watermark();
-                    let lso = log.log_start_offset();
+                    let failed = |error: i16| PartitionRead {
+                        error,
+                        high_watermark: log.high_watermark(),
+                        last_stable_offset: log.last_stable_offset(),
+                        log_start_offset: log.log_start_offset(),
+                        records: empty(),
+                        aborted: Vec::new(),
+                    };
                     let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
                         Ok(read) => read,
                         Err(e) => {
@@ -211,36 +240,41 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                                 LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
                                 other => other.error_code().0,
                             };
-                            return PartitionRead {
-                                error,
-                                high_watermark: hw,
-                                log_start_offset: lso,
-                                records: empty(),
-                            };
+                            return failed(error);
                         }
                     };
-                    let (high_watermark, log_start_offset) = (read.high_watermark, read.log_start_offset);
+                    // The transactions aborted within what is returned: it starts at the batch
+                    // holding the fetch offset and ends below the last stable offset (a
+                    // superset of Kafka's range is harmless: the client drops records only of
+                    // batches it is given).
+                    let aborted = if bound == ReadBound::LastStable && !read.is_empty() {
+                        let from = w.fetch_offset.min(read.first_batch_offset.max(0));
+                        log.aborted_transactions(from, read.last_stable_offset)
+                            .iter()
+                            .map(|a| (a.producer_id, a.first_offset))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let done = |records| PartitionRead {
+                        error: codes::NONE,
+                        high_watermark: read.high_watermark,
+                        last_stable_offset: read.last_stable_offset,
+                        log_start_offset: read.log_start_offset,
+                        records,
+                        aborted,
+                    };
                     if sendfile {
                         if let Some((file, position, len)) = read.file_range() {
-                            let records = Records::File(FileRange { file, position, len });
-                            return PartitionRead { error: codes::NONE, high_watermark, log_start_offset, records };
+                            return done(Records::File(FileRange { file, position, len }));
                         }
                     }
+                    let finished = done(Records::Bytes(Bytes::new()));
                     match read.into_bytes().await {
-                        Ok(bytes) => PartitionRead {
-                            error: codes::NONE,
-                            high_watermark,
-                            log_start_offset,
-                            records: Records::Bytes(bytes),
-                        },
+                        Ok(bytes) => PartitionRead { records: Records::Bytes(bytes), ..finished },
                         Err(e) => {
                             sluice_engine::error_limited!(error = %e, "fetch read failed");
-                            PartitionRead {
-                                error: codes::KAFKA_STORAGE_ERROR,
-                                high_watermark: hw,
-                                log_start_offset: lso,
-                                records: empty(),
-                            }
+                            failed(codes::KAFKA_STORAGE_ERROR)
                         }
                     }
                 })
@@ -251,9 +285,15 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
     futures::future::join_all(futures).await
 }
 
-/// Waits until one partition's high watermark moves past what the last read saw, or the
-/// deadline. Returns false on deadline.
-async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[PartitionRead], deadline: Instant) -> bool {
+/// Waits until one partition's high watermark (read_committed: last stable offset) moves past
+/// what the last read saw, or the deadline. Returns false on deadline.
+async fn wait_for_data(
+    ctx: &Rc<ShardContext>,
+    wanted: &[Wanted],
+    reads: &[PartitionRead],
+    bound: ReadBound,
+    deadline: Instant,
+) -> bool {
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
         return false;
@@ -261,8 +301,9 @@ async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[Parti
     let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
     for (w, r) in wanted.iter().zip(reads) {
         let Some(topic) = w.topic.clone() else { continue };
-        // Wake when the HW passes both the fetch offset and what we saw.
-        let seen = w.fetch_offset.max(r.high_watermark).max(0) as u64;
+        // Wake when the bound passes both the fetch offset and what we saw.
+        let seen_bound = if bound == ReadBound::LastStable { r.last_stable_offset } else { r.high_watermark };
+        let seen = w.fetch_offset.max(seen_bound).max(0) as u64;
         let partition = w.partition;
         let ctx = ctx.clone();
         waits.push(Box::pin(async move {
@@ -271,8 +312,11 @@ async fn wait_for_data(ctx: &Rc<ShardContext>, wanted: &[Wanted], reads: &[Parti
             // instead of leaving it registered until its own timer fires.
             let (_answered, cancelled) = futures::channel::oneshot::channel::<()>();
             ctx.on_partition(&topic, partition, move |log| async move {
-                let hw = log.high_watermark_watermark();
-                let wait = hw.wait_for(seen + 1);
+                let watermark = match bound {
+                    ReadBound::LastStable => log.last_stable_watermark(),
+                    _ => log.high_watermark_watermark(),
+                };
+                let wait = watermark.wait_for(seen + 1);
                 let timer = glommio::timer::sleep(remaining);
                 futures::pin_mut!(wait, timer);
                 match select(select(wait, timer), cancelled).await {

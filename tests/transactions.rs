@@ -5,7 +5,7 @@
 //! `send_offsets_to_transaction` — and raw requests for what a client library does not expose
 //! (KIP-890 produce verification, INVALID_TRANSACTION_TIMEOUT, FindCoordinator key type 1).
 //! State is observed through DescribeTransactions / ListTransactions / OffsetFetch, never
-//! through log wording. (read_committed visibility needs the storage side, issue #14 part 2.)
+//! through log wording; what consumers see through librdkafka under both isolation levels.
 
 mod support;
 
@@ -194,6 +194,71 @@ fn commit_and_abort_across_two_topics_reach_their_complete_states() {
     assert_eq!(listed, vec![("tx-basic".to_string(), "CompleteAbort".to_string())]);
     assert_eq!(unknown, vec!["Bogus".to_string()]);
     assert_eq!(describe(&bootstrap, "tx-never-seen").error, TRANSACTIONAL_ID_NOT_FOUND);
+
+    // What consumers see, now that the markers are in the partitions: read_committed only the
+    // committed records, at offsets that skip the markers; read_uncommitted both transactions.
+    let committed_view = read_values(&bootstrap, &[("a", 3), ("b", 1)], "read_committed");
+    assert_eq!(
+        committed_view,
+        vec![
+            ("a".to_string(), 0, 0, "c1".to_string()),
+            ("a".to_string(), 2, 0, "c2".to_string()),
+            ("b".to_string(), 0, 0, "c3".to_string())
+        ]
+    );
+    let everything = read_values(&bootstrap, &[("a", 3), ("b", 1)], "read_uncommitted");
+    assert_eq!(
+        everything,
+        vec![
+            ("a".to_string(), 0, 0, "c1".to_string()),
+            ("a".to_string(), 1, 0, "x1".to_string()),
+            ("a".to_string(), 2, 0, "c2".to_string()),
+            ("b".to_string(), 0, 0, "c3".to_string()),
+            // offset 1 of b-0 is the commit marker
+            ("b".to_string(), 0, 2, "x2".to_string()),
+        ]
+    );
+}
+
+/// Every record of the partitions, read from the start with `isolation.level`, as (topic,
+/// partition, offset, value) in that order.
+fn read_values(bootstrap: &str, topics: &[(&str, i32)], isolation_level: &str) -> Vec<(String, i32, i64, String)> {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", "tx-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation_level);
+    let consumer: BaseConsumer = c.create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&list).unwrap();
+    let total: usize = topics.iter().map(|(_, n)| *n as usize).sum();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while at_end.len() < total {
+        assert!(Instant::now() < deadline, "{isolation_level}: not at the end of {at_end:?}");
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                let value = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
+                got.push((m.topic().to_string(), m.partition(), m.offset(), value));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                // One end-of-partition event per partition (nothing is written meanwhile; the
+                // error does not name the topic). The assertions on `got` catch an early stop.
+                at_end.insert(at_end.len());
+            }
+            Some(Err(e)) => panic!("{isolation_level}: {e}"),
+        }
+    }
+    got.sort();
+    got
 }
 
 #[test]

@@ -93,6 +93,37 @@ fn e2e_run_consumes_everything_it_produced_and_reports_it_all() {
     broker.stop();
 }
 
+/// `--transactional`: every message is acknowledged, committed and read back by read_committed
+/// consumers (the commit markers' offsets are not gaps here), and the commits are counted and
+/// timed; `--idempotent` produces with a producer id and sequences the broker checks.
+#[test]
+fn transactional_and_idempotent_runs_deliver_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let json = dir.path().join("txn.json");
+    let common = ["--cores", "1", "--partitions", "3", "--count", "3000", "--message-size", "200", "--acks", "all"];
+    let mut args = vec!["e2e", "--rate", "3000", "--transactional", "--txn-commit-ms", "50"];
+    args.extend_from_slice(&common);
+    let (code, r, table) = bench(&broker.bootstrap(), &args, &json);
+    assert_eq!(code, 0, "{table}\n{r:#}");
+    assert_eq!((num(&r, "/acked_msgs"), num(&r, "/consumed_msgs")), (3000.0, 3000.0));
+    assert_eq!(r["verification"]["ok"], Value::Bool(true), "{r:#}");
+    let commits = num(&r, "/transactions_committed");
+    assert!(commits >= 2.0, "about a second of messages committed every 50 ms: {commits}");
+    assert_eq!(num(&r, "/commit_latency_ms/count"), commits);
+    assert!(num(&r, "/commit_latency_ms/p50_ms") > 0.0);
+    assert_eq!(r["workload"]["idempotent"], Value::Bool(true));
+
+    let json = dir.path().join("idempotent.json");
+    let mut args = vec!["produce", "--idempotent"];
+    args.extend_from_slice(&common);
+    let (code, r, table) = bench(&broker.bootstrap(), &args, &json);
+    assert_eq!(code, 0, "{table}\n{r:#}");
+    assert_eq!(num(&r, "/acked_msgs"), 3000.0);
+    assert_eq!(r["transactions_committed"], Value::Null);
+    broker.stop();
+}
+
 #[test]
 fn consume_workload_reads_back_a_produce_run() {
     let dir = tempfile::tempdir().unwrap();

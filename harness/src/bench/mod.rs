@@ -126,6 +126,9 @@ pub struct BenchArgs {
     /// committed data only.
     #[arg(long)]
     pub transactional: bool,
+    /// Idempotent producers (producer id, epoch, sequences; acks=all, at most 5 in flight).
+    #[arg(long)]
+    pub idempotent: bool,
     #[arg(long)]
     pub txn_commit_ms: Option<f64>,
     #[arg(long)]
@@ -181,6 +184,7 @@ impl BenchArgs {
             payload: self.payload,
             seed: self.seed,
             transactional: self.transactional.then_some(true),
+            idempotent: self.idempotent.then_some(true),
             transaction_commit_ms: self.txn_commit_ms,
             transaction_commit_messages: self.txn_commit_messages,
             ..Default::default()
@@ -415,7 +419,7 @@ fn build_report(
         let counts_checked = w.kind == WorkloadKind::E2e;
         let seen: BTreeMap<(String, i32), verify::PartitionTracker> =
             total.trackers.iter().map(|(k, segments)| (k.clone(), verify::join_segments(segments.clone()))).collect();
-        let verdicts = verify::verdicts(&total.acked_by_partition, &seen, counts_checked);
+        let verdicts = verify::verdicts(&total.acked_by_partition, &seen, counts_checked, w.transaction.is_some());
         let failed: Vec<_> = verdicts.iter().filter(|v| !v.ok).cloned().collect();
         Verification {
             counts_checked,

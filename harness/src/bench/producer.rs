@@ -6,8 +6,8 @@
 //! against its *intended* send time.
 //!
 //! A transactional producer (`transactional`) stamps its batches with its producer id, epoch
-//! and per-partition sequences, adds partitions to the open transaction before their first
-//! batch, and commits when the transaction is `transaction_commit_ms` old or holds
+//! and per-partition sequences, adds all its partitions to the transaction at its first send,
+//! and commits when the transaction is `transaction_commit_ms` old or holds
 //! `transaction_commit_messages`: it waits for every batch's acknowledgement, then ends the
 //! transaction ([`crate::bench::transaction`]); messages generated meanwhile keep their intended
 //! times, so the commit's pause shows in their latency.
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
-use sluice_engine::batch::set_transactional_producer;
+use sluice_engine::batch::{set_producer, set_transactional_producer};
 use sluice_engine::batch_builder::RecordBatchBuilder;
 
 use crate::bench::admin::topic_name;
@@ -58,6 +58,44 @@ struct Accumulator {
     /// Kafka's per-partition batch sequence (transactional producers): the base sequence of
     /// the next batch.
     next_batch_sequence: i32,
+}
+
+/// Who an idempotent or transactional producer's batches say they come from.
+#[derive(Clone, Debug)]
+struct ProducerIdentity {
+    producer_id: i64,
+    producer_epoch: i16,
+    /// Set for a transactional producer (its batches are transactional, its requests name it).
+    transactional_id: Option<String>,
+}
+
+impl ProducerIdentity {
+    fn of_session(session: &TransactionSession) -> ProducerIdentity {
+        ProducerIdentity {
+            producer_id: session.producer_id,
+            producer_epoch: session.producer_epoch,
+            transactional_id: Some(session.transactional_id().to_string()),
+        }
+    }
+}
+
+/// An idempotent producer's id and epoch (InitProducerId without a transactional id).
+async fn init_idempotent(conn: &KafkaConnection) -> Result<ProducerIdentity, String> {
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(-1)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = conn.call(&request).await?;
+    if response.error_code != 0 {
+        return Err(format!("InitProducerId: {}", error_name(response.error_code)));
+    }
+    Ok(ProducerIdentity {
+        producer_id: response.producer_id.0,
+        producer_epoch: response.producer_epoch,
+        transactional_id: None,
+    })
 }
 
 /// The open transaction of a transactional producer.
@@ -112,6 +150,10 @@ async fn produce(
             .await?;
             Some(OpenTransaction { session, started_ns: None, messages: 0 })
         }
+    };
+    let idempotent = match (&txn, w.idempotent) {
+        (None, true) => Some(init_idempotent(&conn).await?),
+        _ => None,
     };
     let Some(start_ns) = run.wait_for_start().await else { return Ok(()) };
     let end_ns = run.end_ns(start_ns);
@@ -222,6 +264,7 @@ async fn produce(
                 result,
                 &broken,
                 session,
+                idempotent.as_ref(),
             )
             .await?;
             if !w.keyed {
@@ -249,8 +292,21 @@ async fn produce(
             .await;
     }
     if accs.iter().any(|a| a.builder.is_some()) {
-        send_all(&conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken, None)
-            .await?;
+        send_all(
+            &conn,
+            version,
+            &in_flight,
+            &mut accs,
+            &mut compressor,
+            plan,
+            run,
+            shard,
+            result,
+            &broken,
+            None,
+            idempotent.as_ref(),
+        )
+        .await?;
     }
     let _ = in_flight.acquire(w.max_in_flight as u64).await;
     if let Some(reason) = broken.borrow().clone() {
@@ -277,7 +333,7 @@ async fn commit(
     let asked_ns = now_ns();
     if accs.iter().any(|a| a.builder.is_some()) {
         let session = Some(&mut txn.session);
-        send_all(conn, version, in_flight, accs, compressor, plan, run, shard, result, broken, session).await?;
+        send_all(conn, version, in_flight, accs, compressor, plan, run, shard, result, broken, session, None).await?;
     }
     let max_in_flight = run.workload.max_in_flight as u64;
     // Every permit back means every request was answered; give them back for the next one.
@@ -322,13 +378,16 @@ async fn send_all(
     result: &Rc<RefCell<ShardResult>>,
     broken: &Rc<RefCell<Option<String>>>,
     mut txn: Option<&mut TransactionSession>,
+    idempotent: Option<&ProducerIdentity>,
 ) -> Result<(), String> {
-    // A transaction must hold a partition before the partition's first batch of it.
+    // A transaction must hold a partition before the partition's first batch of it. All of the
+    // producer's partitions go in at the transaction's first send, while none of its batches is
+    // in flight: adding one later would make the coordinator busy while earlier batches are
+    // verified (KIP-890), which it answers with a retriable error this client does not retry.
     if let Some(session) = txn.as_deref_mut() {
-        let partitions: Vec<i32> = accs.iter().filter(|a| a.builder.is_some()).map(|a| a.partition).collect();
-        session.add_partitions(partitions).await?;
+        session.add_partitions(accs.iter().map(|a| a.partition)).await?;
     }
-    let producer = txn.map(|s| (s.producer_id, s.producer_epoch));
+    let identity = txn.map(|s| ProducerIdentity::of_session(s)).or_else(|| idempotent.cloned());
     let permit = in_flight.clone().acquire_static_permit(1).await.map_err(|e| format!("in-flight limit: {e}"))?;
     let codec = engine_codec(compressor.codec());
     let mut partitions = Vec::new();
@@ -351,9 +410,14 @@ async fn send_all(
                 let compressed = compressor.compress(builder.records_section());
                 builder.finish_compressed(codec, &compressed)
             };
-            if let Some((producer_id, producer_epoch)) = producer {
-                set_transactional_producer(&mut batch, producer_id, producer_epoch, acc.next_batch_sequence);
-                acc.next_batch_sequence = next_sequence(acc.next_batch_sequence, records);
+            if let Some(id) = &identity {
+                let sequence = acc.next_batch_sequence;
+                if id.transactional_id.is_some() {
+                    set_transactional_producer(&mut batch, id.producer_id, id.producer_epoch, sequence);
+                } else {
+                    set_producer(&mut batch, id.producer_id, id.producer_epoch, sequence);
+                }
+                acc.next_batch_sequence = next_sequence(sequence, records);
             }
             r.wire_batch_bytes += batch.len() as u64;
             request_bytes += batch.len() + 16;
@@ -370,9 +434,17 @@ async fn send_all(
         r.produce_requests += 1;
     }
     let acks = run.workload.acks.0;
-    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(PRODUCE_TIMEOUT_MS).with_topic_data(vec![
-        TopicProduceData::default().with_name(topic_name(&plan.topic)).with_partition_data(partitions),
-    ]);
+    // A transactional batch travels with its transactional id (KIP-890's verification).
+    let transactional_id = identity
+        .and_then(|id| id.transactional_id)
+        .map(|id| kafka_protocol::messages::TransactionalId(kafka_protocol::protocol::StrBytes::from_string(id)));
+    let request = ProduceRequest::default()
+        .with_transactional_id(transactional_id)
+        .with_acks(acks)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&plan.topic))
+            .with_partition_data(partitions)]);
     let receiver = match conn.send(&request, version, acks != 0, request_bytes + 256).await {
         Ok(r) => r,
         Err(e) => {

@@ -154,6 +154,10 @@ impl TransactionSession {
         Ok(())
     }
 
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
     /// Whether the open transaction holds any partition (an empty one needs no EndTxn).
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()

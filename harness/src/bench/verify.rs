@@ -141,11 +141,14 @@ pub struct PartitionVerdict {
 }
 
 /// Compares acknowledged counts with what the trackers saw. `acked` is `None` for a
-/// consume-only run (nothing to compare counts with; gaps are still checked).
+/// consume-only run (nothing to compare counts with; gaps are still checked unless
+/// `offset_gaps_expected`: transactional runs leave a commit marker at an offset no consumer
+/// is given).
 pub fn verdicts(
     acked: &BTreeMap<(String, i32), u64>,
     seen: &BTreeMap<(String, i32), PartitionTracker>,
     check_counts: bool,
+    offset_gaps_expected: bool,
 ) -> Vec<PartitionVerdict> {
     let mut keys: Vec<&(String, i32)> = acked.keys().chain(seen.keys()).collect();
     keys.sort();
@@ -163,7 +166,10 @@ pub fn verdicts(
                 offset_gaps: t.offset_gaps,
                 missing_in_sequence: t.missing_in_sequence,
                 duplicates_or_reordered: t.duplicates_or_reordered,
-                ok: counts_ok && t.offset_gaps == 0 && t.missing_in_sequence == 0 && t.duplicates_or_reordered == 0,
+                ok: counts_ok
+                    && (offset_gaps_expected || t.offset_gaps == 0)
+                    && t.missing_in_sequence == 0
+                    && t.duplicates_or_reordered == 0,
             }
         })
         .collect()
@@ -263,11 +269,19 @@ mod tests {
         t.observe(0, h(1, 0), 9, true);
         seen.insert(key(0), t);
         let acked = BTreeMap::from([(key(0), 1), (key(1), 5)]);
-        let v = verdicts(&acked, &seen, true);
+        let v = verdicts(&acked, &seen, true, false);
         assert!(v[0].ok);
         assert!(!v[1].ok, "5 acked, none consumed");
         assert_eq!(v[1].consumed, 0);
-        let v = verdicts(&BTreeMap::new(), &seen, false);
+        let v = verdicts(&BTreeMap::new(), &seen, false, false);
         assert!(v[0].ok, "consume-only: no count comparison");
+        // A commit marker at offset 1: a gap, failed unless the run is transactional.
+        let mut t = PartitionTracker::default();
+        t.observe(0, h(1, 0), 9, true);
+        t.observe(2, h(1, 1), 9, true);
+        let seen = BTreeMap::from([(key(0), t)]);
+        let acked = BTreeMap::from([(key(0), 2)]);
+        assert!(!verdicts(&acked, &seen, true, false)[0].ok);
+        assert!(verdicts(&acked, &seen, true, true)[0].ok);
     }
 }

@@ -222,6 +222,8 @@ pub struct WorkloadFile {
     /// Produce in transactions (KIP-98): each producer has a transactional id and commits
     /// every `transaction_commit_ms` or `transaction_commit_messages`, whichever comes first.
     pub transactional: Option<bool>,
+    /// Idempotent producers (KIP-98 without transactions): a producer id, epoch and sequences.
+    pub idempotent: Option<bool>,
     pub transaction_commit_ms: Option<f64>,
     pub transaction_commit_messages: Option<u64>,
     /// OMB fields with no bench equivalent; accepted so OMB files parse, recorded as ignored.
@@ -271,6 +273,8 @@ pub struct Workload {
     pub payload: PayloadKind,
     /// `None`: plain (non-transactional) producers.
     pub transaction: Option<TransactionSettings>,
+    /// Idempotent producers (always so when transactional).
+    pub idempotent: bool,
     /// OMB fields that were present but have no effect here.
     pub ignored_fields: Vec<String>,
 }
@@ -321,6 +325,7 @@ impl WorkloadFile {
             seed,
             payload,
             transactional,
+            idempotent,
             transaction_commit_ms,
             transaction_commit_messages,
             omb_subscriptions_per_topic,
@@ -414,6 +419,7 @@ impl WorkloadFile {
                 (_, None, None) => None,
                 _ => return Err("transaction_commit_ms / transaction_commit_messages need transactional".into()),
             },
+            idempotent: self.idempotent.unwrap_or(false) || self.transactional.unwrap_or(false),
             ignored_fields: ignored,
         };
         w.check()?;
@@ -481,14 +487,18 @@ impl Workload {
                 ));
             }
         }
-        if let Some(t) = &self.transaction {
+        if self.idempotent {
             if !self.kind.produces() {
-                return Err("transactional applies to produce and e2e workloads".into());
+                return Err("idempotent and transactional apply to produce and e2e workloads".into());
             }
             if self.acks != Acks(-1) {
-                return Err("a transactional producer needs acks=all (as Kafka's idempotence does)".into());
+                return Err(
+                    "an idempotent or transactional producer needs acks=all (as Kafka's idempotence does)".into()
+                );
             }
-            within("max_in_flight (transactional)", self.max_in_flight, 1, MAX_IDEMPOTENT_IN_FLIGHT)?;
+            within("max_in_flight (idempotent)", self.max_in_flight, 1, MAX_IDEMPOTENT_IN_FLIGHT)?;
+        }
+        if let Some(t) = &self.transaction {
             if !(t.commit_interval_ms > 0.0 && t.commit_interval_ms <= 60_000.0) {
                 return Err(format!("transaction_commit_ms = {} outside (0, 60000]", t.commit_interval_ms));
             }
@@ -612,6 +622,9 @@ mod tests {
         assert!(err("kind = \"produce\"\ntransactional = true\ntransaction_commit_messages = 0").contains("at least 1"));
         let consume = "kind = \"consume\"\ntopic_names = [\"t\"]\ntransactional = true";
         assert!(err(consume).contains("produce and e2e"));
+        let idempotent = resolve("kind = \"produce\"\nidempotent = true").unwrap();
+        assert!(idempotent.idempotent && idempotent.transaction.is_none());
+        assert!(err("kind = \"produce\"\nidempotent = true\nacks = 0").contains("acks=all"));
     }
 
     #[test]

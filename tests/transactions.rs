@@ -179,9 +179,16 @@ fn commit_and_abort_across_two_topics_reach_their_complete_states() {
     assert_eq!(open.state, "Ongoing");
     assert_eq!(open.partitions, partitions(&[("a", &[0, 2]), ("b", &[0])]));
     assert!(open.start_ms > 0);
+    // DescribeProducers: the partition tracks the producer and its open transaction's start.
+    assert_eq!(describe_producers(&bootstrap, "a", 2), vec![(initial.producer_id, 0, 0, 0)]);
     assert_eq!(list(&bootstrap, &["Ongoing"]).0, vec![("tx-basic".to_string(), "Ongoing".to_string())]);
     producer.commit_transaction(TIMEOUT).expect("commit");
     let committed = wait_for_state(&bootstrap, "tx-basic", "CompleteCommit");
+    assert_eq!(
+        describe_producers(&bootstrap, "a", 2),
+        vec![(initial.producer_id, 0, 0, -1)],
+        "no open transaction after the commit marker"
+    );
     assert!(committed.partitions.is_empty());
     assert_eq!((committed.producer_id, committed.epoch), (initial.producer_id, 0));
 
@@ -218,6 +225,23 @@ fn commit_and_abort_across_two_topics_reach_their_complete_states() {
             ("b".to_string(), 0, 2, "x2".to_string()),
         ]
     );
+}
+
+/// DescribeProducers of `topic`/`partition`: (producer id, epoch, last sequence, open
+/// transaction's first offset or -1) of each producer.
+fn describe_producers(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, i32, i32, i64)> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::DescribeProducersRequest;
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(TopicName(s(topic)))
+        .with_partition_indexes(vec![partition])]);
+    let response = RawClient::connect(bootstrap).send(&request, 0);
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.active_producers
+        .iter()
+        .map(|a| (a.producer_id.0, a.producer_epoch, a.last_sequence, a.current_txn_start_offset))
+        .collect()
 }
 
 /// Every record of the partitions, read from the start with `isolation.level`, as (topic,

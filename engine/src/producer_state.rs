@@ -176,6 +176,13 @@ impl ProducerStateTable {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer the partition knows, by producer id (DescribeProducers).
+    pub fn entries(&self) -> Vec<(i64, ProducerEntry)> {
+        let mut all: Vec<(i64, ProducerEntry)> = self.producers.iter().map(|(id, e)| (*id, e.clone())).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
     /// Decides what to do with a validated batch from a client (its header as sent).
     pub fn check(&self, batch: &BatchInfo) -> Result<SequenceCheck, ProducerError> {
         if batch.producer_id < 0 || batch.is_control() {

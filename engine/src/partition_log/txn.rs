@@ -65,6 +65,11 @@ impl PartitionLog {
         self.last_stable.clone()
     }
 
+    /// The producers this partition tracks (idempotent and transactional), by producer id.
+    pub fn active_producers(&self) -> Vec<(i64, crate::producer_state::ProducerEntry)> {
+        self.producers.borrow().entries()
+    }
+
     /// Open transactions as (producer id, first offset), oldest first.
     pub fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.producers.borrow().open_transactions()

@@ -17,20 +17,9 @@ pub mod produce_check;
 pub mod service;
 pub mod state_log;
 
-/// Kafka error codes: the engine's table plus the transaction codes.
-///
-/// The engine owns the one table (`sluice_engine::error_code`); the transaction codes live
-/// here until they move there (this branch must not edit `engine/src`).
+/// Kafka error codes (the engine's one table, `sluice_engine::error_code`).
 pub mod codes {
     pub use sluice_engine::error_code::codes::*;
-    pub const INVALID_TXN_STATE: i16 = 48;
-    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
-    pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
-    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
-    pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
-    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
-    pub const PRODUCER_FENCED: i16 = 90;
-    pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 }
 
 /// PRODUCER_FENCED as a client of `version` understands it: versions before `first_version`

@@ -39,6 +39,9 @@ async fn records(log: &PartitionLog) -> BTreeMap<i64, (String, Option<String>)> 
     for (_, bytes) in read_all(log, log.log_start_offset()).await {
         for item in batches(&bytes, Validation::Stored) {
             let (pos, info) = item.expect("valid batch");
+            if info.is_control() {
+                continue; // transaction markers carry no data
+            }
             for_each_record(&bytes[pos..pos + info.total_len], &mut scratch, |r, raw| {
                 let key = String::from_utf8(r.key.expect("compacted records have keys").to_vec()).unwrap();
                 let value = (!r.is_tombstone).then(|| value_of(raw));
@@ -222,6 +225,48 @@ fn cleaning_while_writing_still_keeps_only_the_latest() {
             });
         let doubled: Vec<_> = by_key.iter().filter(|(_, v)| v.len() > 1).take(3).collect();
         assert!(doubled.is_empty(), "{doubled:?}");
+        log.close().await.unwrap();
+    });
+}
+
+/// A transactional batch of `records` (key, value) for producer `pid`, epoch 0.
+fn txn_batch(pid: i64, sequence: i32, records: &[(&str, &str)]) -> Vec<u8> {
+    let specs: Vec<RecordSpec<'_>> =
+        records.iter().map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()), &[][..])).collect();
+    let mut batch = build_batch(0, &specs, 1_000);
+    sluice_engine::batch::set_transactional_producer(&mut batch, pid, 0, sequence);
+    batch
+}
+
+#[test]
+fn aborted_transactions_are_removed_and_committed_ones_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let log = open(dir.path(), compacted_config("86400000"), small_writer_options(), true).await;
+        let old = put(&log, "k0", Some("v=plain-old")).await;
+        log.append(&txn_batch(1000, 0, &[("k0", "v=aborted"), ("k1", "v=aborted")]), 0).await.unwrap();
+        log.append_txn_marker(1000, 0, 0, false, 0).await.unwrap();
+        log.append(&txn_batch(2000, 0, &[("k0", "v=committed-old")]), 0).await.unwrap();
+        log.append_txn_marker(2000, 0, 0, true, 0).await.unwrap();
+        let newest = log.append(&txn_batch(2000, 1, &[("k0", "v=committed-new")]), 0).await.unwrap().base_offset;
+        log.append_txn_marker(2000, 0, 0, true, 0).await.unwrap();
+        let plain = put(&log, "k2", Some("v=plain")).await;
+        log.roll().await.unwrap();
+        assert_eq!(records(&log).await.len(), 6);
+
+        let cleaner = ShardCleaner::new(CleanerOptions::default());
+        clean_until_done(&cleaner, &log, now()).await;
+        let after = records(&log).await;
+        let expected: BTreeMap<i64, (String, Option<String>)> = [
+            (newest, ("k0".to_string(), Some("v=committed-new".to_string()))),
+            (plain, ("k2".to_string(), Some("v=plain".to_string()))),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(after, expected, "the aborted records and the superseded k0 ({old}) are gone");
+        // The markers stay: read_committed readers still get the aborted transaction listed.
+        let aborted = log.aborted_transactions(0, log.log_end_offset());
+        assert_eq!(aborted.iter().map(|a| a.producer_id).collect::<Vec<_>>(), vec![1000]);
         log.close().await.unwrap();
     });
 }

@@ -6,8 +6,10 @@
 //! [`PartitionLog::replace_segments`].
 //!
 //! Owns: the retention rule per record and per batch, the grouping, and the pass's figures.
-//! Control batches and transactional batches are kept whole (their records are removed once the
-//! cleaner understands aborted transactions — issue #14's markers). Must never: touch the active
+//! Transactions as Kafka's cleaner treats them: a batch of an aborted transaction is removed
+//! whole and never enters the key map; a committed transaction's records are compacted like any
+//! other; markers (control batches) are kept (Kafka removes them once nothing of their
+//! transaction is left and the delete horizon passed — not done here). Must never: touch the active
 //! segment or anything at or past the first uncleanable offset, renumber an offset, hold a
 //! `RefCell` borrow across an await, or keep the shard busy for a whole log without yielding.
 
@@ -15,6 +17,7 @@ use std::collections::HashMap;
 
 use crate::batch::{batches, BatchInfo, Validation};
 use crate::partition_log::{CleanedSegment, LogError, PartitionLog, ReadBound};
+use crate::txn_index::AbortedTxn;
 
 use super::choice::{Cleanable, SegmentExtent};
 use super::offset_map::OffsetMap;
@@ -87,12 +90,22 @@ async fn read_batches(
     Ok(Some((bytes, found)))
 }
 
+/// Whether `info` is a batch of one of the `aborted` transactions (its records are not data).
+fn is_aborted(info: &BatchInfo, aborted: &[AbortedTxn]) -> bool {
+    info.is_transactional()
+        && !info.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == info.producer_id && a.first_offset <= info.base_offset && info.base_offset <= a.last_offset
+        })
+}
+
 /// Maps the keys of `[first dirty, first uncleanable)` into `map` until it is full. Returns
 /// where the mapped section ends, and the base offset of the last batch of each producer id
 /// seen (such a batch is kept, empty if need be, so the producer's sequence survives).
 async fn build_offset_map(
     log: &PartitionLog,
     cleanable: &Cleanable,
+    aborted: &[AbortedTxn],
     map: &mut OffsetMap,
 ) -> Result<(i64, HashMap<i64, i64>), LogError> {
     map.clear();
@@ -101,7 +114,7 @@ async fn build_offset_map(
     let mut scratch = Vec::new();
     'read: while let Some((bytes, found)) = read_batches(log, end_offset, cleanable.first_uncleanable_offset).await? {
         for (pos, info) in found {
-            if !info.is_control() && !info.is_transactional() {
+            if !info.is_control() && !is_aborted(&info, aborted) {
                 // Kafka's rule: stop before a batch that might not fit.
                 if map.len() + info.records_count.max(0) as usize > map.max_entries() {
                     if map.is_empty() {
@@ -158,7 +171,10 @@ pub async fn clean_log(
     inputs: PassInputs,
 ) -> Result<CleanPass, LogError> {
     let config = log.config();
-    let (end_offset, last_batch_of_producer) = build_offset_map(log, cleanable, map).await?;
+    // Every aborted transaction with records below the cleanable end: the search stops once no
+    // later entry can start below it (the segments' `.txnindex`).
+    let aborted = log.aborted_transactions(log.log_start_offset(), cleanable.first_uncleanable_offset);
+    let (end_offset, last_batch_of_producer) = build_offset_map(log, cleanable, &aborted, map).await?;
     let extents = log.segment_extents();
     let sealed = &extents[..extents.len().saturating_sub(1)];
     let to_clean: Vec<SegmentExtent> = sealed
@@ -204,8 +220,12 @@ pub async fn clean_log(
             for (pos, info) in found {
                 let batch = &bytes[pos..pos + info.total_len];
                 offset = info.next_offset();
-                if info.is_control() || info.is_transactional() {
+                if info.is_control() {
                     out.extend_from_slice(batch);
+                    continue;
+                }
+                if is_aborted(&info, &aborted) {
+                    removed += info.records_count.max(0) as u64;
                     continue;
                 }
                 let keep_empty =

@@ -382,3 +382,41 @@ fn a_group_committing_over_and_over_keeps_the_offsets_topic_bounded() {
     assert_eq!(fetch_committed(&broker), commits, "the last commit survives compaction and a restart");
     broker.stop();
 }
+
+/// `cleanup.policy` changes at run time (AlterConfigs): a topic written under `delete` keeps
+/// every version; switched to `compact`, the running cleaner reduces it to the latest record of
+/// each key.
+#[test]
+fn a_topic_switched_to_compact_at_run_time_is_cleaned() {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), &["--cores", "1", "--set", "log.cleaner.backoff.ms=100"]);
+    broker.wait_for("sluice broker started");
+    let topic = "switched";
+    create_topic_with_configs(
+        &broker.bootstrap(),
+        topic,
+        1,
+        &[("cleanup.policy", "delete"), ("segment.bytes", "16384")],
+    );
+    let latest = write_versions(&producer(&broker), topic);
+    let total = (KEYS * VERSIONS + KEYS / 10 + 200) as i64;
+    assert_eq!(high_watermark(&broker, topic), total);
+    // The cleaner runs every 100 ms but leaves a `delete` topic alone.
+    assert_eq!(read_all(&broker, topic).len() as i64, total);
+
+    let admin: AdminClient<DefaultClientContext> =
+        support::client_config(&broker.bootstrap()).create().expect("admin client");
+    // AlterConfigs replaces the topic's whole override set.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "16384")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("delete.retention.ms", "86400000");
+    let results = block_on(admin.alter_configs([&alter], &AdminOptions::new())).expect("alter");
+    assert!(results[0].is_ok(), "{results:?}");
+    wait_for_read(&broker, topic, "cleaned after the switch", |read| exactly_latest(read, &latest));
+    broker.stop();
+}

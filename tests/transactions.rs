@@ -617,3 +617,86 @@ fn a_crash_between_prepare_commit_and_the_markers_completes_the_commit_after_res
     assert_eq!(offset_fetch(&bootstrap, "crash-group", "in", 0, true), (0, Some(7)));
     drop(broker);
 }
+
+/// Exactly once across a crash (the consume-transform-produce case): a loop reads
+/// `in`, writes each record transformed to `out` and sends the input offsets to its transaction.
+/// The broker is SIGKILLed while the second transaction is open; after the restart a new
+/// incarnation with the same transactional id resumes from the group's committed offset,
+/// replays the uncommitted input and commits. A read_committed reader of `out` sees every input
+/// record transformed exactly once.
+#[test]
+fn a_sigkill_before_the_commit_replays_the_input_without_a_visible_duplicate() {
+    const INPUTS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = start_broker(dir.path(), port);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "in", 1);
+    create_topic(&bootstrap, "out", 1);
+    let plain = base_producer(&bootstrap, &[]);
+    for i in 0..INPUTS {
+        plain.send(BaseRecord::<(), str>::to("in").partition(0).payload(&format!("i{i}"))).map_err(|(e, _)| e).unwrap();
+    }
+    plain.flush(TIMEOUT).unwrap();
+    drop(plain);
+
+    // One pass of the loop: `count` input records from the group's committed offset, transformed
+    // into one transaction, committed or left open. Returns the clients (the producer must stay
+    // alive for an open transaction to stay open).
+    let pass = |bootstrap: &str, count: usize, commit: bool| -> (BaseProducer, BaseConsumer) {
+        let mut c = client_config(bootstrap);
+        c.set("group.id", "ctp")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer = c.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("in", 0, Offset::Stored).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let producer = txn_producer(bootstrap, "ctp-loop", &[]);
+        producer.begin_transaction().unwrap();
+        let mut next = -1;
+        let deadline = Instant::now() + TIMEOUT;
+        for _ in 0..count {
+            let message = loop {
+                assert!(Instant::now() < deadline, "input not delivered");
+                if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                    break m.expect("no consume error");
+                }
+            };
+            use rdkafka::Message;
+            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+            send(&producer, "out", 0, &format!("t-{value}"));
+            next = message.offset() + 1;
+        }
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset("in", 0, Offset::Offset(next)).unwrap();
+        let metadata = consumer.group_metadata().expect("group metadata");
+        producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT).expect("send offsets");
+        if commit {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        }
+        (producer, consumer)
+    };
+
+    drop(pass(&bootstrap, INPUTS / 2, true));
+    let open = pass(&bootstrap, INPUTS / 2, false);
+    assert_eq!(describe(&bootstrap, "ctp-loop").state, "Ongoing");
+    drop(broker); // SIGKILL, the second transaction open
+    drop(open);
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} stayed busy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let broker = start_broker(dir.path(), port);
+    // The new incarnation fences the old one (aborting its open transaction) and replays inputs
+    // 5..9 from the committed offset.
+    drop(pass(&bootstrap, INPUTS / 2, true));
+    let out = read_values(&bootstrap, &[("out", 1)], "read_committed");
+    let values: Vec<&str> = out.iter().map(|(_, _, _, v)| v.as_str()).collect();
+    let expected: Vec<String> = (0..INPUTS).map(|i| format!("t-i{i}")).collect();
+    assert_eq!(values, expected, "each input exactly once, in order");
+    assert_eq!(committed_offset(&bootstrap, "ctp", "in", 0), Some(INPUTS as i64));
+    drop(broker);
+}

@@ -267,8 +267,11 @@ impl ShardStorage {
                 let backoff = Duration::from_millis(storage.options.cleaner.backoff_ms.max(1));
                 while !storage.stopping.get() {
                     match storage.clean_once().await {
-                        Some(Ok(_)) => glommio::yield_if_needed().await,
-                        None | Some(Err(_)) => glommio::timer::sleep(backoff).await,
+                        // Progress: look for the next log at once.
+                        Some(Ok(pass)) if pass.end_offset > pass.first_dirty_offset => glommio::yield_if_needed().await,
+                        // Nothing due, a failure, or a pass that moved nothing (it would be
+                        // chosen again at once): wait.
+                        _ => glommio::timer::sleep(backoff).await,
                     }
                 }
             },

@@ -6,11 +6,34 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::group::coordinator::CommittedOffset;
 use crate::group::service::{now_ms, on_group_shard};
 use crate::group::{codes, opt_string};
 use crate::shard_context::ShardContext;
+
+/// One partition of an OffsetCommit or TxnOffsetCommit as the broker checks it: the partition
+/// exists (`partitions`: the topic's partition count, `None` for an unknown topic) and the
+/// metadata fits `offset.metadata.max.bytes`; then the offset to commit.
+pub fn checked_commit(
+    partitions: Option<i32>,
+    partition_index: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&StrBytes>,
+    max_metadata_bytes: usize,
+    commit_timestamp_ms: u64,
+) -> Result<CommittedOffset, i16> {
+    let metadata = metadata.map(|m| m.to_string()).unwrap_or_default();
+    if partitions.is_none_or(|n| partition_index < 0 || partition_index >= n) {
+        Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
+    } else if metadata.len() > max_metadata_bytes {
+        Err(codes::OFFSET_METADATA_TOO_LARGE)
+    } else {
+        Ok(CommittedOffset { offset, leader_epoch, metadata, commit_timestamp_ms })
+    }
+}
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
@@ -22,20 +45,20 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetCommitRequest, versio
         let name = topic.name.0.to_string();
         let partitions = ctx.image.borrow().topic(&name).map(|t| t.partitions);
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
             let answer = if group_id.is_empty() {
                 Err(codes::INVALID_GROUP_ID)
-            } else if partitions.is_none_or(|n| p.partition_index < 0 || p.partition_index >= n) {
-                Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
-            } else if metadata.len() > max_metadata {
-                Err(codes::OFFSET_METADATA_TOO_LARGE)
             } else {
-                Ok(CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                let leader_epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
+                let metadata = p.committed_metadata.as_ref();
+                checked_commit(
+                    partitions,
+                    p.partition_index,
+                    p.committed_offset,
+                    leader_epoch,
                     metadata,
-                    commit_timestamp_ms: now,
-                })
+                    max_metadata,
+                    now,
+                )
             };
             answers.push((name.clone(), p.partition_index, answer));
         }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommi
 use crate::group::coordinator::CommittedOffset;
 use crate::group::offsets_log::{partition_for, OFFSETS_TOPIC};
 use crate::group::service::{now_ms, on_group_shard};
+use crate::handlers::offset_commit::checked_commit;
 use crate::handlers::str_bytes;
 use crate::shard_context::ShardContext;
 use crate::txn::service::on_txn_shard;
@@ -65,19 +66,17 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: TxnOffsetCommitRequest, ver
         let name = topic.name.0.to_string();
         let partitions = ctx.image.borrow().topic(&name).map(|t| t.partitions);
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            let answer = if partitions.is_none_or(|n| p.partition_index < 0 || p.partition_index >= n) {
-                Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
-            } else if metadata.len() > max_metadata {
-                Err(codes::OFFSET_METADATA_TOO_LARGE)
-            } else {
-                Ok(CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
-                    metadata,
-                    commit_timestamp_ms: now,
-                })
-            };
+            let leader_epoch = if version >= 2 { p.committed_leader_epoch } else { -1 };
+            let metadata = p.committed_metadata.as_ref();
+            let answer = checked_commit(
+                partitions,
+                p.partition_index,
+                p.committed_offset,
+                leader_epoch,
+                metadata,
+                max_metadata,
+                now,
+            );
             answers.push((name.clone(), p.partition_index, answer));
         }
     }

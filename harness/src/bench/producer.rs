@@ -60,6 +60,20 @@ struct Accumulator {
     next_batch_sequence: i32,
 }
 
+/// What every send of one producer uses: its connection, in-flight limit, plan, and where
+/// results and a broken connection are reported.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    conn: &'a Rc<KafkaConnection>,
+    version: i16,
+    in_flight: &'a Rc<Semaphore>,
+    plan: &'a ProducerPlan,
+    run: &'a Arc<RunShared>,
+    shard: usize,
+    result: &'a Rc<RefCell<ShardResult>>,
+    broken: &'a Rc<RefCell<Option<String>>>,
+}
+
 /// Who an idempotent or transactional producer's batches say they come from.
 #[derive(Clone, Debug)]
 struct ProducerIdentity {
@@ -185,6 +199,7 @@ async fn produce(
     let mut sticky = rng.below(accs.len() as u64) as usize;
     let mut key = [0u8; 8];
     let broken: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
+    let link = Link { conn: &conn, version, in_flight: &in_flight, plan, run, shard, result, broken: &broken };
     loop {
         if let Some(reason) = broken.borrow().clone() {
             return Err(reason);
@@ -244,29 +259,14 @@ async fn produce(
             let due = t.started_ns.is_some_and(|s| now >= s + commit_ns)
                 || settings.commit_messages.is_some_and(|m| t.messages >= m);
             if due {
-                commit(t, &conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken)
-                    .await?;
+                commit(t, &link, &mut accs, &mut compressor).await?;
                 continue;
             }
         }
         let linger_due = accs.iter().filter_map(|a| a.first_append_ns).min().map(|t| t + linger_ns);
         if full || linger_due.is_some_and(|d| d <= now) {
             let session = txn.as_mut().map(|t| &mut t.session);
-            send_all(
-                &conn,
-                version,
-                &in_flight,
-                &mut accs,
-                &mut compressor,
-                plan,
-                run,
-                shard,
-                result,
-                &broken,
-                session,
-                idempotent.as_ref(),
-            )
-            .await?;
+            send_all(&link, &mut accs, &mut compressor, session, idempotent.as_ref()).await?;
             if !w.keyed {
                 sticky = rng.below(accs.len() as u64) as usize;
             }
@@ -288,25 +288,10 @@ async fn produce(
     }
     // Send what is left, then wait for every acknowledgement (and commit it).
     if let Some(t) = &mut txn {
-        return commit(t, &conn, version, &in_flight, &mut accs, &mut compressor, plan, run, shard, result, &broken)
-            .await;
+        return commit(t, &link, &mut accs, &mut compressor).await;
     }
     if accs.iter().any(|a| a.builder.is_some()) {
-        send_all(
-            &conn,
-            version,
-            &in_flight,
-            &mut accs,
-            &mut compressor,
-            plan,
-            run,
-            shard,
-            result,
-            &broken,
-            None,
-            idempotent.as_ref(),
-        )
-        .await?;
+        send_all(&link, &mut accs, &mut compressor, None, idempotent.as_ref()).await?;
     }
     let _ = in_flight.acquire(w.max_in_flight as u64).await;
     if let Some(reason) = broken.borrow().clone() {
@@ -316,24 +301,16 @@ async fn produce(
 }
 
 /// Ends the open transaction: sends what is batched, waits for every acknowledgement, commits.
-#[allow(clippy::too_many_arguments)]
 async fn commit(
     txn: &mut OpenTransaction,
-    conn: &Rc<KafkaConnection>,
-    version: i16,
-    in_flight: &Rc<Semaphore>,
+    link: &Link<'_>,
     accs: &mut [Accumulator],
     compressor: &mut Compressor,
-    plan: &ProducerPlan,
-    run: &Arc<RunShared>,
-    shard: usize,
-    result: &Rc<RefCell<ShardResult>>,
-    broken: &Rc<RefCell<Option<String>>>,
 ) -> Result<(), String> {
+    let Link { in_flight, run, result, broken, .. } = *link;
     let asked_ns = now_ns();
     if accs.iter().any(|a| a.builder.is_some()) {
-        let session = Some(&mut txn.session);
-        send_all(conn, version, in_flight, accs, compressor, plan, run, shard, result, broken, session, None).await?;
+        send_all(link, accs, compressor, Some(&mut txn.session), None).await?;
     }
     let max_in_flight = run.workload.max_in_flight as u64;
     // Every permit back means every request was answered; give them back for the next one.
@@ -365,21 +342,14 @@ fn fxhash(k: u64) -> u64 {
     k.wrapping_mul(0x517c_c1b7_2722_0a95).rotate_left(17)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send_all(
-    conn: &Rc<KafkaConnection>,
-    version: i16,
-    in_flight: &Rc<Semaphore>,
+    link: &Link<'_>,
     accs: &mut [Accumulator],
     compressor: &mut Compressor,
-    plan: &ProducerPlan,
-    run: &Arc<RunShared>,
-    shard: usize,
-    result: &Rc<RefCell<ShardResult>>,
-    broken: &Rc<RefCell<Option<String>>>,
     mut txn: Option<&mut TransactionSession>,
     idempotent: Option<&ProducerIdentity>,
 ) -> Result<(), String> {
+    let Link { conn, version, in_flight, plan, run, shard, result, broken } = *link;
     // A transaction must hold a partition before the partition's first batch of it. All of the
     // producer's partitions go in at the transaction's first send, while none of its batches is
     // in flight: adding one later would make the coordinator busy while earlier batches are

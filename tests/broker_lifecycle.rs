@@ -52,6 +52,7 @@ fn register_topic(data_dir: &Path, partitions: i32) {
         partitions,
         replication_factor: 1,
         configs: Default::default(),
+        assignments: Vec::new(),
     };
     image.apply(&create, &LogConfig::default()).unwrap();
     std::fs::write(metadata_path(data_dir), serde_json::to_vec(&image).unwrap()).unwrap();

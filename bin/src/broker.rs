@@ -381,7 +381,9 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         config: plan.broker_config.clone(),
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(ReplicaState::single_node(plan.broker_config.node_id)),
+        replica_states: RefCell::new(Default::default()),
     });
+    ctx.refresh_replica_states();
     ShardContext::install(ctx.clone());
     if !reporter.barrier(0).await {
         let _ = storage.close_all().await;

@@ -18,6 +18,9 @@ pub struct ReplicaState {
     pub replicas: Vec<i32>,
     /// The in-sync replicas (the leader is always one of them while it leads).
     pub in_sync_replicas: Vec<i32>,
+    /// Kafka's partition epoch: bumped by every change of leader, replicas or ISR; an ISR
+    /// change a leader proposes (AlterPartition) names the epoch it starts from.
+    pub partition_epoch: i32,
 }
 
 /// What a produce must wait for before it is acknowledged.
@@ -34,7 +37,13 @@ pub enum AckTarget {
 impl ReplicaState {
     /// The one-node case: this node leads every partition at epoch 0 and is its only replica.
     pub fn single_node(node_id: i32) -> ReplicaState {
-        ReplicaState { leader_id: node_id, leader_epoch: 0, replicas: vec![node_id], in_sync_replicas: vec![node_id] }
+        ReplicaState {
+            leader_id: node_id,
+            leader_epoch: 0,
+            replicas: vec![node_id],
+            in_sync_replicas: vec![node_id],
+            partition_epoch: 0,
+        }
     }
 
     /// Kafka's check of a request's `current_leader_epoch` (-1: the client does not know it).
@@ -187,8 +196,13 @@ mod tests {
 
     #[test]
     fn the_high_watermark_is_the_slowest_in_sync_replica_and_never_moves_back() {
-        let state =
-            ReplicaState { leader_id: 1, leader_epoch: 3, replicas: vec![1, 2, 3], in_sync_replicas: vec![1, 2] };
+        let state = ReplicaState {
+            leader_id: 1,
+            leader_epoch: 3,
+            replicas: vec![1, 2, 3],
+            in_sync_replicas: vec![1, 2],
+            partition_epoch: 5,
+        };
         let ends = |r: i32| match r {
             2 => Some(40),
             3 => Some(10), // not in sync: ignored

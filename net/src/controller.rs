@@ -196,11 +196,14 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         sluice_engine::error_limited!(?command, error = ?e, "committed metadata command failed on a shard");
         return;
     }
+    ctx.refresh_replica_states();
     match &command {
         MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
-        MetadataCommand::CreatePartitions { name, total } => ensure_partitions(&ctx, name, 0, *total).await,
+        MetadataCommand::CreatePartitions { name, total, .. } => ensure_partitions(&ctx, name, 0, *total).await,
         MetadataCommand::DeleteTopic { name } => delete_topic_partitions(name).await,
-        MetadataCommand::AllocateProducerIds { .. } => {}
+        MetadataCommand::AllocateProducerIds { .. }
+        | MetadataCommand::RegisterBroker(_)
+        | MetadataCommand::AlterPartition { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {

@@ -29,6 +29,58 @@ pub struct TopicMeta {
     pub replication_factor: i16,
     /// Topic-level config overrides (Kafka names → values), as set by CreateTopics/AlterConfigs.
     pub configs: BTreeMap<String, String>,
+    /// Where each partition's replicas are, by partition index. Empty on a single node (and in
+    /// images written before clustering): this node is then every partition's only replica.
+    #[serde(default)]
+    pub assignments: Vec<PartitionAssignment>,
+}
+
+/// One broker as registered with the controller quorum (Kafka's `RegisterBrokerRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// The advertised client endpoint (brokers replicate over it too).
+    pub host: String,
+    pub port: i32,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is left out of Metadata: it stopped heartbeating or
+    /// is shutting down.
+    pub fenced: bool,
+}
+
+/// Where one partition's replicas are and who leads it (Kafka's `PartitionRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Every replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas (a subset of `replicas`; holds the leader while there is one).
+    pub isr: Vec<i32>,
+    /// The leader's node id, or -1 when no eligible replica is alive.
+    pub leader: i32,
+    /// Bumped by every leader change.
+    pub leader_epoch: i32,
+    /// Bumped by every change of this record (leader, ISR, replicas).
+    pub partition_epoch: i32,
+}
+
+impl PartitionAssignment {
+    /// A new partition on `replicas`, led by the first, all in sync, at epoch 0.
+    pub fn new(replicas: Vec<i32>) -> PartitionAssignment {
+        let leader = replicas.first().copied().unwrap_or(-1);
+        PartitionAssignment { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+    }
+
+    /// The replication state a broker acts on.
+    pub fn replica_state(&self) -> sluice_engine::replica_state::ReplicaState {
+        sluice_engine::replica_state::ReplicaState {
+            leader_id: self.leader,
+            leader_epoch: self.leader_epoch,
+            replicas: self.replicas.clone(),
+            in_sync_replicas: self.isr.clone(),
+            partition_epoch: self.partition_epoch,
+        }
+    }
 }
 
 /// A change to the image.
@@ -40,6 +92,9 @@ pub enum MetadataCommand {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// One per partition (empty on a single node, see [`TopicMeta::assignments`]).
+        #[serde(default)]
+        assignments: Vec<PartitionAssignment>,
     },
     DeleteTopic {
         name: String,
@@ -47,6 +102,9 @@ pub enum MetadataCommand {
     CreatePartitions {
         name: String,
         total: i32,
+        /// One per added partition (empty on a single node).
+        #[serde(default)]
+        new_assignments: Vec<PartitionAssignment>,
     },
     /// Replaces the topic's whole override map.
     SetTopicConfigs {
@@ -57,6 +115,18 @@ pub enum MetadataCommand {
     /// out from reserved blocks, so none is ever reused, even across restarts.
     AllocateProducerIds {
         count: i64,
+    },
+    /// Registers a broker or updates its registration (endpoint, rack, fencing).
+    RegisterBroker(BrokerRegistration),
+    /// A partition's leader changes its ISR (Kafka's AlterPartition): accepted only from the
+    /// current leader at the current leader and partition epochs; the partition epoch is bumped.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
     },
 }
 
@@ -85,11 +155,14 @@ pub struct MetadataImage {
     /// First producer id not yet reserved (images written before idempotence lack it: 0).
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Registered brokers by node id (empty on a single node).
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
 }
 
 impl MetadataImage {
     pub fn new(cluster_id: String) -> MetadataImage {
-        MetadataImage { version: 0, cluster_id, topics: BTreeMap::new(), next_producer_id: 0 }
+        MetadataImage { version: 0, cluster_id, topics: BTreeMap::new(), next_producer_id: 0, brokers: BTreeMap::new() }
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
@@ -123,7 +196,7 @@ impl MetadataImage {
                 }
                 Ok(())
             }
-            MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
+            MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
                 // The coordinators' logs live outside the image (crate::group::offsets_log,
                 // crate::txn::state_log).
@@ -150,17 +223,31 @@ impl MetadataImage {
                         ),
                     ));
                 }
-                if *replication_factor != 1 {
-                    return Err(MetadataError::new(
-                        codes::INVALID_REPLICATION_FACTOR,
-                        format!("Replication factor: {replication_factor} larger than available brokers: 1."),
-                    ));
+                if assignments.is_empty() {
+                    if *replication_factor != 1 {
+                        return Err(MetadataError::new(
+                            codes::INVALID_REPLICATION_FACTOR,
+                            format!("Replication factor: {replication_factor} larger than available brokers: 1."),
+                        ));
+                    }
+                } else {
+                    if assignments.len() != *partitions as usize {
+                        return Err(MetadataError::new(codes::INVALID_REQUEST, "one assignment per partition"));
+                    }
+                    self.validate_assignments(assignments, Some(*replication_factor))?;
                 }
                 Self::validate_configs(configs, defaults)
             }
             MetadataCommand::DeleteTopic { name } => self.require(name).map(|_| ()),
-            MetadataCommand::CreatePartitions { name, total } => {
+            MetadataCommand::CreatePartitions { name, total, new_assignments } => {
                 let topic = self.require(name)?;
+                if topic.assignments.is_empty() != new_assignments.is_empty()
+                    || (!new_assignments.is_empty()
+                        && new_assignments.len() as i64 != i64::from(*total) - i64::from(topic.partitions))
+                {
+                    return Err(MetadataError::new(codes::INVALID_REQUEST, "one assignment per added partition"));
+                }
+                self.validate_assignments(new_assignments, None)?;
                 if *total <= topic.partitions {
                     return Err(MetadataError::new(
                         codes::INVALID_PARTITIONS,
@@ -182,7 +269,86 @@ impl MetadataImage {
                 self.require(name)?;
                 Self::validate_configs(configs, defaults)
             }
+            MetadataCommand::RegisterBroker(broker) => {
+                if broker.id < 0 || broker.port <= 0 || broker.port > i32::from(u16::MAX) {
+                    return Err(MetadataError::new(codes::INVALID_REQUEST, format!("bad registration {broker:?}")));
+                }
+                Ok(())
+            }
+            MetadataCommand::AlterPartition { topic, partition, leader_id, leader_epoch, partition_epoch, isr } => {
+                let assignment = self.assignment(topic, *partition)?;
+                if *leader_id != assignment.leader || *leader_epoch != assignment.leader_epoch {
+                    return Err(MetadataError::new(
+                        codes::FENCED_LEADER_EPOCH,
+                        format!(
+                            "{topic}-{partition}: leader {leader_id} at epoch {leader_epoch} is not the current leader \
+                             {} at epoch {}",
+                            assignment.leader, assignment.leader_epoch
+                        ),
+                    ));
+                }
+                if *partition_epoch != assignment.partition_epoch {
+                    return Err(MetadataError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        format!(
+                            "{topic}-{partition}: partition epoch {partition_epoch} is not {}",
+                            assignment.partition_epoch
+                        ),
+                    ));
+                }
+                let distinct = isr.iter().collect::<std::collections::BTreeSet<_>>().len() == isr.len();
+                if !distinct || !isr.contains(leader_id) || isr.iter().any(|r| !assignment.replicas.contains(r)) {
+                    return Err(MetadataError::new(
+                        codes::INVALID_REQUEST,
+                        format!("{topic}-{partition}: ISR {isr:?} must hold the leader and only replicas"),
+                    ));
+                }
+                if isr.iter().any(|r| self.brokers.get(r).is_none_or(|b| b.fenced)) {
+                    return Err(MetadataError::new(
+                        codes::INELIGIBLE_REPLICA,
+                        format!("{topic}-{partition}: ISR {isr:?} names a fenced or unknown broker"),
+                    ));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// A partition's assignment (clustered topics only).
+    pub fn assignment(&self, topic: &str, partition: i32) -> Result<&PartitionAssignment, MetadataError> {
+        let meta = self.require(topic)?;
+        usize::try_from(partition).ok().and_then(|p| meta.assignments.get(p)).ok_or_else(|| {
+            MetadataError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("{topic}-{partition} has no assignment"))
+        })
+    }
+
+    /// New partitions' assignments: each on distinct registered brokers, `replication_factor`
+    /// of them when given, in sync and led by the first at epoch 0.
+    fn validate_assignments(
+        &self,
+        assignments: &[PartitionAssignment],
+        replication_factor: Option<i16>,
+    ) -> Result<(), MetadataError> {
+        for a in assignments {
+            let distinct = a.replicas.iter().collect::<std::collections::BTreeSet<_>>().len() == a.replicas.len();
+            let sized = replication_factor.is_none_or(|rf| a.replicas.len() == rf as usize);
+            if a.replicas.is_empty() || !distinct || !sized {
+                return Err(MetadataError::new(
+                    codes::INVALID_REPLICATION_FACTOR,
+                    format!("replicas {:?} for replication factor {replication_factor:?}", a.replicas),
+                ));
+            }
+            if let Some(r) = a.replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(MetadataError::new(
+                    codes::INVALID_REPLICA_ASSIGNMENT,
+                    format!("broker {r} is not registered"),
+                ));
+            }
+            if *a != PartitionAssignment::new(a.replicas.clone()) {
+                return Err(MetadataError::new(codes::INVALID_REQUEST, "a new partition starts in sync at epoch 0"));
+            }
+        }
+        Ok(())
     }
 
     fn require(&self, name: &str) -> Result<&TopicMeta, MetadataError> {
@@ -203,19 +369,30 @@ impl MetadataImage {
     pub fn apply(&mut self, command: &MetadataCommand, defaults: &LogConfig) -> Result<(), MetadataError> {
         self.validate(command, defaults)?;
         match command.clone() {
-            MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs } => {
-                self.topics.insert(name, TopicMeta { id, partitions, replication_factor, configs });
+            MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
+                self.topics.insert(name, TopicMeta { id, partitions, replication_factor, configs, assignments });
             }
             MetadataCommand::DeleteTopic { name } => {
                 self.topics.remove(&name);
             }
-            MetadataCommand::CreatePartitions { name, total } => {
-                self.topics.get_mut(&name).expect("validated").partitions = total;
+            MetadataCommand::CreatePartitions { name, total, new_assignments } => {
+                let topic = self.topics.get_mut(&name).expect("validated");
+                topic.partitions = total;
+                topic.assignments.extend(new_assignments);
             }
             MetadataCommand::SetTopicConfigs { name, configs } => {
                 self.topics.get_mut(&name).expect("validated").configs = configs;
             }
             MetadataCommand::AllocateProducerIds { count } => self.next_producer_id += count,
+            MetadataCommand::RegisterBroker(broker) => {
+                self.brokers.insert(broker.id, broker);
+            }
+            MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
+                let topic = self.topics.get_mut(&topic).expect("validated");
+                let assignment = &mut topic.assignments[partition as usize];
+                assignment.isr = isr;
+                assignment.partition_epoch += 1;
+            }
         }
         self.version += 1;
         Ok(())
@@ -233,6 +410,7 @@ mod tests {
             partitions,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }
     }
 
@@ -265,9 +443,11 @@ mod tests {
         let d = LogConfig::default();
         let mut image = MetadataImage::new("c".into());
         image.apply(&create("t", 1, 2), &d).unwrap();
-        let more = MetadataCommand::CreatePartitions { name: "t".into(), total: 2 };
+        let more = MetadataCommand::CreatePartitions { name: "t".into(), total: 2, new_assignments: vec![] };
         assert_eq!(image.apply(&more, &d).unwrap_err().code, codes::INVALID_PARTITIONS);
-        image.apply(&MetadataCommand::CreatePartitions { name: "t".into(), total: 5 }, &d).unwrap();
+        image
+            .apply(&MetadataCommand::CreatePartitions { name: "t".into(), total: 5, new_assignments: vec![] }, &d)
+            .unwrap();
         assert_eq!(image.topic("t").unwrap().partitions, 5);
         let cfg: BTreeMap<_, _> = [("retention.ms".to_string(), "1000".to_string())].into();
         image.apply(&MetadataCommand::SetTopicConfigs { name: "t".into(), configs: cfg }, &d).unwrap();
@@ -276,6 +456,51 @@ mod tests {
         assert!(image.topic("t").is_none());
         let del = MetadataCommand::DeleteTopic { name: "t".into() };
         assert_eq!(image.apply(&del, &d).unwrap_err().code, codes::UNKNOWN_TOPIC_OR_PARTITION);
+        let json = serde_json::to_string(&image).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataImage>(&json).unwrap(), image);
+    }
+
+    fn broker(id: i32) -> MetadataCommand {
+        MetadataCommand::RegisterBroker(BrokerRegistration {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            rack: None,
+            fenced: false,
+        })
+    }
+
+    #[test]
+    fn replicated_topics_need_registered_brokers_and_isr_changes_need_the_current_leader() {
+        let d = LogConfig::default();
+        let mut image = MetadataImage::new("c".into());
+        let mut topic = create("t", 1, 2);
+        if let MetadataCommand::CreateTopic { replication_factor, assignments, .. } = &mut topic {
+            *replication_factor = 3;
+            *assignments = vec![PartitionAssignment::new(vec![1, 2, 3]), PartitionAssignment::new(vec![2, 3, 1])];
+        }
+        assert_eq!(image.apply(&topic, &d).unwrap_err().code, codes::INVALID_REPLICA_ASSIGNMENT);
+        for id in 1..=3 {
+            image.apply(&broker(id), &d).unwrap();
+        }
+        image.apply(&topic, &d).unwrap();
+        let a = image.assignment("t", 1).unwrap().clone();
+        assert_eq!((a.leader, a.isr.clone(), a.partition_epoch), (2, vec![2, 3, 1], 0));
+        let shrink = |leader_id, leader_epoch, partition_epoch, isr: Vec<i32>| MetadataCommand::AlterPartition {
+            topic: "t".into(),
+            partition: 1,
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        assert_eq!(image.apply(&shrink(1, 0, 0, vec![1, 2]), &d).unwrap_err().code, codes::FENCED_LEADER_EPOCH);
+        assert_eq!(image.apply(&shrink(2, 0, 0, vec![3]), &d).unwrap_err().code, codes::INVALID_REQUEST);
+        image.apply(&shrink(2, 0, 0, vec![2, 3]), &d).unwrap();
+        assert_eq!(image.apply(&shrink(2, 0, 0, vec![2]), &d).unwrap_err().code, codes::INVALID_UPDATE_VERSION);
+        let a = image.assignment("t", 1).unwrap();
+        assert_eq!((a.isr.clone(), a.partition_epoch), (vec![2, 3], 1));
+        assert_eq!(a.replica_state().in_sync_replicas, vec![2, 3]);
         let json = serde_json::to_string(&image).unwrap();
         assert_eq!(serde_json::from_str::<MetadataImage>(&json).unwrap(), image);
     }

@@ -6,6 +6,7 @@
 //! [`ShardMesh::call`], which runs a closure *on* this shard).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub struct ShardContext {
     /// (`ReplicaState::single_node(config.node_id)`): [`ShardContext::replica_state`] is asked
     /// on every produced and fetched partition, so it must not allocate.
     pub single_node_replica_state: Rc<ReplicaState>,
+    /// The replication state of every partition of a replicated topic (one whose image entry
+    /// has assignments), by topic then partition index: rebuilt from the image after every
+    /// applied metadata command ([`ShardContext::refresh_replica_states`]). Topics without
+    /// assignments are single-node ones.
+    pub replica_states: RefCell<HashMap<String, Vec<Rc<ReplicaState>>>>,
 }
 
 thread_local! {
@@ -54,8 +60,25 @@ impl ShardContext {
     /// partition at epoch 0 and is the only replica. Handlers take leader epochs, replica sets,
     /// ISRs and acknowledgement rules from here only (the replication issue fills it from the
     /// cluster metadata).
-    pub fn replica_state(&self, _topic: &str, _partition: i32) -> Rc<ReplicaState> {
-        self.single_node_replica_state.clone()
+    pub fn replica_state(&self, topic: &str, partition: i32) -> Rc<ReplicaState> {
+        let states = self.replica_states.borrow();
+        let assigned = states.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|p| t.get(p)));
+        match assigned {
+            Some(state) => state.clone(),
+            None => self.single_node_replica_state.clone(),
+        }
+    }
+
+    /// Rebuilds [`ShardContext::replica_states`] from this shard's image.
+    pub fn refresh_replica_states(&self) {
+        let image = self.image.borrow();
+        let states = image
+            .topics
+            .iter()
+            .filter(|(_, t)| !t.assignments.is_empty())
+            .map(|(name, t)| (name.clone(), t.assignments.iter().map(|a| Rc::new(a.replica_state())).collect()))
+            .collect();
+        *self.replica_states.borrow_mut() = states;
     }
 
     pub fn owner_of(&self, topic: &str, partition: i32) -> usize {

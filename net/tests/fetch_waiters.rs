@@ -36,6 +36,7 @@ async fn install_context(shard: usize, mesh: ShardMesh, dir: PathBuf) -> Rc<Shar
         partitions: SHARDS as i32,
         replication_factor: 1,
         configs: Default::default(),
+        assignments: Vec::new(),
     };
     image.apply(&create, &LogConfig::default()).expect("topic");
     let storage = ShardStorage::open(shard, SHARDS, StorageOptions::new(&dir), true, &|_| None).await.expect("storage");
@@ -47,6 +48,7 @@ async fn install_context(shard: usize, mesh: ShardMesh, dir: PathBuf) -> Rc<Shar
         config: Arc::new(BrokerConfig::new(dir, "127.0.0.1".into(), 9092)),
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
+        replica_states: Default::default(),
     });
     ShardContext::install(ctx.clone());
     sluice_net::controller::ensure_partitions(&ctx, TOPIC, 0, SHARDS as i32).await;

@@ -32,6 +32,7 @@ async fn install_context(mesh: ShardMesh, dir: PathBuf) -> Rc<ShardContext> {
         partitions: 1,
         replication_factor: 1,
         configs: Default::default(),
+        assignments: Vec::new(),
     };
     image.apply(&create, &LogConfig::default()).expect("topic");
     let storage = ShardStorage::open(0, 1, StorageOptions::new(&dir), true, &|_| None).await.expect("storage");
@@ -46,6 +47,7 @@ async fn install_context(mesh: ShardMesh, dir: PathBuf) -> Rc<ShardContext> {
         config: Arc::new(config),
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
+        replica_states: Default::default(),
     });
     ShardContext::install(ctx.clone());
     sluice_net::controller::ensure_partitions(&ctx, TOPIC, 0, 1).await;

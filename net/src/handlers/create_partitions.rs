@@ -96,7 +96,8 @@ async fn grow(
                 .map_err(|m| error(admin_codes::INVALID_REPLICA_ASSIGNMENT, m))?;
         }
     }
-    let command = MetadataCommand::CreatePartitions { name: name.to_string(), total: topic.count };
+    let command =
+        MetadataCommand::CreatePartitions { name: name.to_string(), total: topic.count, new_assignments: Vec::new() };
     if validate_only { controller::validate(command).await } else { controller::submit(command).await }
         .map_err(internal_to_unknown_server_error)
 }

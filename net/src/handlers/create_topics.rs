@@ -168,6 +168,7 @@ async fn create_one(
         partitions,
         replication_factor,
         configs: configs.clone(),
+        assignments: Vec::new(),
     };
     if validate_only { controller::validate(command).await } else { controller::submit(command).await }
         .map_err(internal_to_unknown_server_error)?;

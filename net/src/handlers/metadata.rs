@@ -63,6 +63,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
                         partitions: ctx.config.num_partitions,
                         replication_factor: ctx.config.default_replication_factor,
                         configs: BTreeMap::new(),
+                        assignments: Vec::new(),
                     };
                     match controller::submit(command).await {
                         Ok(()) => {}

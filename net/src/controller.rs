@@ -229,12 +229,16 @@ async fn delete_topic_partitions(topic: &str) {
     }
 }
 
-/// Creates (or opens) this shard's partitions `from..to` of `topic`.
+/// Creates (or opens) this shard's partitions `from..to` of `topic`: those this node holds a
+/// replica of (every one on a single node).
 pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i32) {
     let config: Option<LogConfig> = ctx.image.borrow().log_config(topic, &ctx.config.default_log_config);
     let Some(config) = config else { return };
     for p in from..to {
         if ctx.owner_of(topic, p) != ctx.shard || ctx.storage.partition(topic, p).is_some() {
+            continue;
+        }
+        if !ctx.replica_state(topic, p).replicas.contains(&ctx.config.node_id) {
             continue;
         }
         if let Err(e) = ctx.storage.create_partition(topic, p, config.clone()).await {

@@ -252,6 +252,13 @@ pub enum AppendError {
     InvalidRecordSet(&'static str),
     /// The idempotent producer's epoch or sequence is wrong.
     Producer(ProducerError),
+    /// A follower's batch does not start at the log end offset (a replicated batch keeps the
+    /// leader's offsets, so it must continue the log exactly: Kafka's
+    /// `UnexpectedAppendOffsetException`). Nothing was written.
+    UnexpectedOffset {
+        expected: i64,
+        got: i64,
+    },
     Log(LogError),
 }
 
@@ -263,6 +270,7 @@ impl AppendError {
             AppendError::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
             AppendError::Empty | AppendError::InvalidRecordSet(_) => ErrorCode::INVALID_RECORD,
             AppendError::Producer(e) => e.error_code(),
+            AppendError::UnexpectedOffset { .. } => ErrorCode::UNKNOWN_SERVER_ERROR,
             AppendError::Log(e) => e.error_code(),
         }
     }
@@ -281,6 +289,9 @@ impl std::fmt::Display for AppendError {
             AppendError::Empty => write!(f, "no record batch in request"),
             AppendError::InvalidRecordSet(why) => write!(f, "produce records {why}"),
             AppendError::Producer(e) => write!(f, "{e}"),
+            AppendError::UnexpectedOffset { expected, got } => {
+                write!(f, "replicated batch starts at offset {got}, the log ends at {expected}")
+            }
             AppendError::Log(e) => write!(f, "{e}"),
         }
     }
@@ -394,6 +405,11 @@ pub struct PartitionLog {
     /// A segment replacement failed after its commit point: its files are left for the next
     /// open to finish, and no other replacement may start before.
     replace_awaits_open: Cell<bool>,
+    /// Whether the high watermark follows the durable end (single-replica mode, from
+    /// [`LogOptions::high_watermark_follows_durable_end`]) or is moved by the replication layer
+    /// ([`PartitionLog::set_high_watermark`]); switched per partition at run time
+    /// ([`PartitionLog::set_high_watermark_follows_durable_end`]).
+    high_watermark_follows_durable_end: Rc<Cell<bool>>,
 }
 
 /// Directory name of a partition, Kafka style.
@@ -469,6 +485,26 @@ impl PartitionLog {
     /// Waiters for the high watermark (long-poll fetches) — woken by appends/HW moves.
     pub fn high_watermark_watermark(&self) -> Rc<Watermark> {
         self.high_watermark.clone()
+    }
+
+    /// Whether the high watermark follows the durable end of the log (single-replica mode).
+    pub fn high_watermark_follows_durable_end(&self) -> bool {
+        self.high_watermark_follows_durable_end.get()
+    }
+
+    /// Switches the high watermark between following the durable end (a partition with one
+    /// replica: `true`) and being moved by the replication layer through
+    /// [`PartitionLog::set_high_watermark`] (a replicated one: `false`). Switching to `true`
+    /// catches it up with the durable offset at once; switching to `false` leaves it where it
+    /// is.
+    pub fn set_high_watermark_follows_durable_end(&self, follows: bool) {
+        if self.high_watermark_follows_durable_end.replace(follows) == follows {
+            return;
+        }
+        if follows {
+            self.high_watermark.advance(self.durable.get());
+            self.refresh_last_stable();
+        }
     }
 
     /// Moves the high watermark (replication); never past the LEO, never backwards.
@@ -550,7 +586,7 @@ impl PartitionLog {
         let (log_end, high_watermark, durable) = (self.log_end.get(), self.high_watermark.get(), self.durable.get());
         assert!(high_watermark <= log_end, "high watermark {high_watermark} is past the log end offset {log_end}");
         assert!(durable <= log_end, "durable offset {durable} is past the log end offset {log_end}");
-        if self.options.high_watermark_follows_durable_end {
+        if self.high_watermark_follows_durable_end.get() {
             // A consumer never reads what a failed write or a crash may take back.
             assert!(high_watermark <= durable, "high watermark {high_watermark} is past the durable offset {durable}");
         }

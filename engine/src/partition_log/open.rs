@@ -232,6 +232,7 @@ impl PartitionLog {
             dir_sync_pending: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),
             replace_awaits_open: Cell::new(false),
+            high_watermark_follows_durable_end: Rc::new(Cell::new(options.high_watermark_follows_durable_end)),
         });
         // Everything that survived recovery is on disk now; make it durable and say so (a clean
         // stop synced it already).

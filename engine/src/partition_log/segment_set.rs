@@ -463,7 +463,7 @@ impl PartitionLog {
         // Every batch left was just read back from the file: all of it is durable.
         self.durable.reset(new_end as u64);
         self.durable.clear_failure();
-        if self.options.high_watermark_follows_durable_end || self.high_watermark() > new_end {
+        if self.high_watermark_follows_durable_end.get() || self.high_watermark() > new_end {
             self.high_watermark.reset(new_end as u64);
         }
         if self.recovery_point() > new_end {

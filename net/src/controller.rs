@@ -215,6 +215,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
             }
         }
     }
+    crate::replication::reconcile(&ctx);
 }
 
 /// Deletes this shard's partitions of `topic` (their directories).

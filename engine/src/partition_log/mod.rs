@@ -549,6 +549,11 @@ impl PartitionLog {
             .collect()
     }
 
+    /// Where `epoch` starts in this log, if the epoch cache has it.
+    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+        self.state.borrow().epoch_cache.entries().iter().find(|e| e.epoch == epoch).map(|e| e.start_offset)
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         self.state.borrow().epoch_cache.latest_epoch()
     }
@@ -564,6 +569,12 @@ impl PartitionLog {
 
     fn active_writer(&self) -> SegmentWriter {
         self.state.borrow().active().writer.clone().expect("active segment has a writer")
+    }
+
+    /// Waiters for the durable offset (a replicated partition's leader moves its high
+    /// watermark when it advances).
+    pub fn durable_watermark(&self) -> Rc<Watermark> {
+        self.durable.clone()
     }
 
     /// Offset below which every appended byte is written to the file.

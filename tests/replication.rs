@@ -30,6 +30,8 @@ struct StaticCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<Broker>>,
     settings: Vec<String>,
+    /// The image every node started from (the test changes it to move the leadership).
+    image: MetadataImage,
 }
 
 impl StaticCluster {
@@ -53,19 +55,27 @@ impl StaticCluster {
         };
         image.topics.insert(TOPIC.into(), topic);
         image.version = 1;
-        for dir in &dirs {
-            std::fs::write(dir.path().join("metadata.json"), serde_json::to_vec(&image).unwrap()).unwrap();
-        }
         let mut cluster = StaticCluster {
             dirs,
             ports,
             nodes: vec![None, None, None],
             settings: settings.iter().map(|s| s.to_string()).collect(),
+            image,
         };
         for id in 1..=3 {
+            cluster.write_image(id);
             cluster.start_node(id);
         }
         cluster
+    }
+
+    /// Writes the test's image into a stopped node's data dir. Each node hands out producer
+    /// ids from its own block (the static cluster has no shared controller).
+    fn write_image(&self, id: i32) {
+        let mut image = self.image.clone();
+        image.next_producer_id = i64::from(id) * 10_000_000;
+        let path = self.data_dir(id).join("metadata.json");
+        std::fs::write(path, serde_json::to_vec(&image).unwrap()).unwrap();
     }
 
     fn start_node(&mut self, id: i32) {
@@ -107,8 +117,12 @@ fn isr(bootstrap: &str) -> Vec<i32> {
 
 /// One acks=all produce of one record through a raw connection: the partition's error code.
 fn produce_acks_all(bootstrap: &str, value: &str, timeout_ms: i32) -> i16 {
+    produce(bootstrap, value, -1, timeout_ms)
+}
+
+fn produce(bootstrap: &str, value: &str, acks: i16, timeout_ms: i32) -> i16 {
     let batch = sluice_engine::batch::build_batch(0, &[(None, Some(value.as_bytes()), &[][..])], 1_700_000_000_000);
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
+    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
         TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![
             PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(batch))),
         ]),
@@ -195,7 +209,7 @@ fn a_stopped_follower_leaves_the_isr_and_rejoins_when_it_continues() {
     assert_eq!(produce_acks_all(&leader, "before", 10_000), 0);
 
     // SIGSTOP one follower (which one from the seed): acks=all still succeeds with two.
-    let (first, second) = if seed % 2 == 0 { (2, 3) } else { (3, 2) };
+    let (first, second) = if seed.is_multiple_of(2) { (2, 3) } else { (3, 2) };
     cluster.node(first).signal(libc::SIGSTOP);
     assert_eq!(produce_acks_all(&leader, "one stopped", 20_000), 0, "the ISR shrinks and the produce completes");
     let mut expected: Vec<i32> = vec![1, second];
@@ -214,4 +228,125 @@ fn a_stopped_follower_leaves_the_isr_and_rejoins_when_it_continues() {
     cluster.node(second).signal(libc::SIGCONT);
     eventually("both back in the ISR", Duration::from_secs(30), || isr(&leader) == vec![1, 2, 3]);
     assert_eq!(produce_acks_all(&leader, "after", 10_000), 0);
+}
+
+/// Every record's key and offset the partition holds, read from `bootstrap` (its leader).
+fn keys_by_offset(bootstrap: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = raw_fetch(bootstrap, TOPIC, 0, offset);
+        assert_eq!(fetched.error_code, 0);
+        if fetched.records.is_empty() {
+            return out;
+        }
+        let mut scratch = Vec::new();
+        for item in sluice_engine::batch::batches(&fetched.records, sluice_engine::batch::Validation::Stored) {
+            let Ok((pos, info)) = item else { break };
+            let batch = &fetched.records[pos..pos + info.total_len];
+            if !info.is_control() {
+                sluice_engine::cleaner::record_filter::for_each_record(batch, &mut scratch, |record, _| {
+                    out.push((record.offset, String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned()));
+                })
+                .unwrap();
+            }
+            offset = info.next_offset();
+        }
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leader_truncates_and_rejoins() {
+    let seed = seed();
+    let mut cluster = StaticCluster::start(&["replica.lag.time.max.ms=3000"]);
+    let leader = cluster.node(1).bootstrap();
+    eventually("the ISR of all three", Duration::from_secs(30), || isr(&leader) == vec![1, 2, 3]);
+
+    // An idempotent acks=all producer writes until the leader is killed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer_thread = {
+        let (leader, stop) = (leader.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer = future_producer(
+                &leader,
+                &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "2"), ("message.timeout.ms", "4000")],
+            );
+            let mut acked: Vec<(i64, String)> = Vec::new();
+            let mut next = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let keys: Vec<String> = (next..next + 20).map(|i| format!("a-{i}")).collect();
+                next += 20;
+                let sends: Vec<_> = keys
+                    .iter()
+                    .map(|k| producer.send_result(FutureRecord::to(TOPIC).key(k).payload("v").partition(0)).ok())
+                    .collect();
+                for (key, send) in keys.iter().zip(sends) {
+                    let Some(delivery) = send else { continue };
+                    if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
+                        acked.push((d.offset, key.clone()));
+                    }
+                }
+            }
+            acked
+        })
+    };
+    let kill_after = Duration::from_millis(500 + seed % 1500);
+    println!("killing the leader after {kill_after:?}");
+    std::thread::sleep(kill_after);
+    // The followers stop, the leader takes a few acks=1 records only it will ever have, and dies.
+    cluster.node(2).signal(libc::SIGSTOP);
+    cluster.node(3).signal(libc::SIGSTOP);
+    for i in 0..5 {
+        assert_eq!(produce(&leader, &format!("leader-only-{i}"), 1, 5_000), 0);
+    }
+    let old_leader = cluster.nodes[0].take().unwrap();
+    old_leader.signal(libc::SIGKILL);
+    let _ = old_leader.wait_exit();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = producer_thread.join().unwrap();
+    assert!(!acked.is_empty(), "nothing was acknowledged before the crash");
+    println!("{} records acknowledged before the crash", acked.len());
+
+    // The "controller" elects node 2 (in the ISR) at epoch 1; node 3 follows it.
+    cluster.node(2).signal(libc::SIGCONT);
+    cluster.node(3).signal(libc::SIGCONT);
+    cluster.stop_node(2);
+    cluster.stop_node(3);
+    {
+        let assignment = &mut cluster.image.topics.get_mut(TOPIC).unwrap().assignments[0];
+        assignment.leader = 2;
+        assignment.leader_epoch = 1;
+        assignment.isr = vec![2, 3];
+        assignment.partition_epoch = 100;
+    }
+    for id in [2, 3] {
+        cluster.write_image(id);
+        cluster.start_node(id);
+    }
+    let new_leader = cluster.node(2).bootstrap();
+    assert_eq!(produce_acks_all(&new_leader, "after-failover", 20_000), 0);
+
+    // The old leader comes back on its port and data dir: it truncates what it alone had and
+    // rejoins the ISR.
+    cluster.write_image(1);
+    cluster.start_node(1);
+    cluster.node(1).wait_for("follower log diverged from its leader: truncating");
+    eventually("the old leader back in the ISR", Duration::from_secs(30), || isr(&new_leader) == vec![1, 2, 3]);
+    assert_eq!(produce_acks_all(&new_leader, "all-three-again", 20_000), 0);
+
+    // Every acknowledged record is there exactly once, at its acknowledged offset.
+    let held = keys_by_offset(&new_leader);
+    let by_offset: BTreeMap<i64, &String> = held.iter().map(|(o, k)| (*o, k)).collect();
+    for (offset, key) in &acked {
+        assert_eq!(by_offset.get(offset).copied(), Some(key), "acknowledged {key} at {offset}");
+        assert_eq!(held.iter().filter(|(_, k)| k == key).count(), 1, "{key} held once");
+    }
+    // And all three logs are the same bytes.
+    for id in [1, 3, 2] {
+        cluster.stop_node(id);
+    }
+    let leader_log = segment_bytes(&cluster.data_dir(2));
+    for id in [1, 3] {
+        assert!(segment_bytes(&cluster.data_dir(id)) == leader_log, "node {id}'s log differs from the leader's");
+    }
 }

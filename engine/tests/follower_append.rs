@@ -233,3 +233,38 @@ fn a_replicated_partitions_high_watermark_is_set_never_past_the_log_end_and_can_
         assert_eq!(log.high_watermark(), 8);
     });
 }
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let log = open(dir.path(), config_with(&[("segment.bytes", "2000")]), replicated_options(), true).await;
+        for i in 0..12 {
+            log.append(&producer_batch(4, 0, i * 2, i as u64, 2, false), i / 4).await.unwrap();
+        }
+        log.set_high_watermark(10);
+        assert!(log.segment_count() > 1);
+        assert!(log.truncate_fully_and_start_at(24).await.is_err(), "only past the log end");
+        log.truncate_fully_and_start_at(500).await.unwrap();
+        let check = |log: &PartitionLog| {
+            assert_eq!((log.log_start_offset(), log.log_end_offset(), log.high_watermark()), (500, 500, 500));
+            assert_eq!(log.segment_count(), 1);
+            assert!(log.leader_epoch_entries().is_empty());
+            assert!(log.active_producers().is_empty());
+        };
+        check(&log);
+        // The leader's batches from 500 on append as usual, and it all survives a restart.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let leader = open(leader_dir.path(), config_with(&[]), small_writer_options(), true).await;
+        leader.append(&tagged_batch(1, 500, 10, 1_000), 3).await.unwrap();
+        leader.append(&tagged_batch(2, 3, 10, 1_000), 5).await.unwrap();
+        let from_500 = leader_bytes_from(&leader, 500, 1 << 20).await;
+        assert_eq!(log.append_as_follower(&from_500).await.unwrap().unwrap().base_offset, 500);
+        assert_eq!(log.leader_epoch_entries(), vec![(5, 500)]);
+        log.close().await.unwrap();
+        let log = open(dir.path(), config_with(&[("segment.bytes", "2000")]), replicated_options(), true).await;
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 503));
+        assert_eq!(log.leader_epoch_entries(), vec![(5, 500)]);
+        assert!(log.active_producers().is_empty());
+    });
+}

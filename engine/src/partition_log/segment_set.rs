@@ -357,6 +357,39 @@ impl PartitionLog {
         self.truncate_locked(offset).await
     }
 
+    /// A follower far behind its leader (Kafka's `truncateFullyAndStartAt`): the leader's log
+    /// now starts at `offset`, past this log's end, so nothing here is of use. Every segment
+    /// goes, the log restarts empty at `offset` (log start, log end and high watermark), with
+    /// no leader epochs and no producers. Refused (`OffsetOutOfRange`) unless `offset` is past
+    /// the log end.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let log_end_offset = self.log_end_offset();
+        if offset <= log_end_offset || self.closed.get() {
+            let log_start_offset = self.log_start_offset();
+            return Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
+        }
+        *self.producers.borrow_mut() = Default::default();
+        let config = self.config.borrow().clone();
+        // A new, empty active segment at `offset` (the roll syncs what the old one holds and
+        // snapshots the now empty producer table there).
+        self.roll_locked(offset, &config).await?;
+        self.log_end.advance(offset as u64);
+        self.durable.advance(offset as u64);
+        self.high_watermark.advance(offset as u64);
+        {
+            let mut state = self.state.borrow_mut();
+            state.log_start_offset = offset;
+            state.epoch_cache.clear();
+        }
+        self.delete_below_start_locked(&config).await?;
+        self.write_epoch_checkpoint().await?;
+        self.reset_last_stable();
+        self.assert_watermarks_within_log_end();
+        tracing::info!(topic = %self.topic, partition = self.partition, offset, "log emptied to start at the leader's log start");
+        Ok(())
+    }
+
     /// Whether the active segment's writer failed (a write or fdatasync error: a full or failing
     /// disk). Appends fail with KAFKA_STORAGE_ERROR until [`PartitionLog::recover_from_write_failure`].
     pub fn write_failed(&self) -> bool {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use futures::future::join_all;
+use futures::future::{join_all, Either};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::replica_state::AckTarget;
@@ -202,22 +202,26 @@ pub async fn handle(
 
 /// acks=all on a replicated partition: waits until the high watermark passes `next_offset`
 /// (every in-sync replica has the append), at most the request's `timeout_ms`
-/// (REQUEST_TIMED_OUT then, as Kafka's delayed produce). A single-node partition's high
-/// watermark follows its durable end, which the append already reached.
+/// (REQUEST_TIMED_OUT then, as Kafka's delayed produce), and fails with NOT_LEADER_OR_FOLLOWER
+/// when this broker's leadership of the partition ends meanwhile. A single-node partition's
+/// high watermark follows its durable end, which the append already reached.
 async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) -> Result<(), ApiError> {
     if log.high_watermark_follows_durable_end() || log.high_watermark() >= next_offset {
         return Ok(());
     }
-    let wait = log.high_watermark_watermark().wait_for(next_offset as u64);
+    let not_leader =
+        || ApiError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, "the leadership ended before the append was replicated");
+    let Some(ended) = crate::replication::leader::leadership_ended(log.topic(), log.partition()) else {
+        return Err(not_leader());
+    };
+    let replicated = log.high_watermark_watermark().wait_for(next_offset as u64);
+    let leadership_ended = ended.wait_for(1);
     let timer = glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms));
-    futures::pin_mut!(wait, timer);
-    match futures::future::select(wait, timer).await {
-        futures::future::Either::Left((Ok(()), _)) => Ok(()),
-        futures::future::Either::Left((Err(_), _)) => Err(ApiError::new(
-            ErrorCode::NOT_LEADER_OR_FOLLOWER,
-            "the partition closed before the append was replicated",
-        )),
-        futures::future::Either::Right(_) => Err(ApiError::new(
+    futures::pin_mut!(replicated, leadership_ended, timer);
+    match futures::future::select(replicated, futures::future::select(leadership_ended, timer)).await {
+        Either::Left((Ok(()), _)) => Ok(()),
+        Either::Left((Err(_), _)) | Either::Right((Either::Left(_), _)) => Err(not_leader()),
+        Either::Right((Either::Right(_), _)) => Err(ApiError::new(
             ErrorCode::REQUEST_TIMED_OUT,
             format!("the append was not replicated to the in-sync replicas within {timeout_ms} ms"),
         )),

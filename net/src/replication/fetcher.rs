@@ -6,8 +6,9 @@
 //! min(leader's HW, own log end) as its high watermark.
 //!
 //! Errors: a diverging epoch truncates the log ([`super::divergence::truncation_offset`]) and
-//! fetching goes on; any partition error (not the leader, a fenced or unknown epoch, an
-//! unknown partition, an offset out of range) backs that partition off for
+//! fetching goes on; OFFSET_OUT_OF_RANGE with the leader's log starting past this log's end
+//! empties the log to start there (Kafka's `truncateFullyAndStartAt`); any other partition
+//! error (not the leader, a fenced or unknown epoch, an unknown partition) backs that partition off for
 //! `replica.fetch.backoff.ms` — the next metadata change re-targets it if the leader moved; a
 //! corrupt batch from the leader is an error, one log line, and a back-off; a broken or slow
 //! connection is dropped and made again after the back-off.
@@ -257,6 +258,18 @@ fn fetch_request(
 /// Applies one partition's answer: truncate on a diverging epoch, else append the records and
 /// take the leader's high watermark. `Err`: why the partition should back off.
 async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<(), String> {
+    if data.error_code == codes::OFFSET_OUT_OF_RANGE && data.log_start_offset > log.log_end_offset() {
+        // The leader's log starts past this one's end (retention ran while this replica was
+        // away): start over at the leader's start, like Kafka's follower.
+        tracing::info!(
+            topic = log.topic(),
+            partition = log.partition(),
+            log_end = log.log_end_offset(),
+            leader_log_start = data.log_start_offset,
+            "follower behind the leader's log start: starting over there"
+        );
+        return log.truncate_fully_and_start_at(data.log_start_offset).await.map_err(|e| e.to_string());
+    }
     if data.error_code != codes::NONE {
         return Err(format!("error code {}", data.error_code));
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sluice_engine::clock::now_ms;
 use sluice_engine::replica_state::ReplicaState;
+use sluice_engine::watermark::Watermark;
 use sluice_engine::PartitionLog;
 
 use super::follower_progress::{FollowerProgress, IsrProposal};
@@ -31,6 +32,20 @@ pub struct LeaderPartition {
     /// Moves the high watermark as the leader's own durable offset advances; dropped (and so
     /// cancelled) with the leadership.
     _follow_durable: glommio::Task<()>,
+    /// Reaches 1 when the leadership ends (acks=all produces waiting on it fail then).
+    ended: Rc<Watermark>,
+}
+
+impl Drop for LeaderPartition {
+    fn drop(&mut self) {
+        self.ended.advance(1);
+    }
+}
+
+/// What an acks=all produce waiting for the high watermark also waits on: the end of this
+/// shard's leadership of the partition (`None`: it does not lead it now).
+pub fn leadership_ended(topic: &str, partition: i32) -> Option<Rc<Watermark>> {
+    with_shard(|shard| shard.leaders.get(&(topic.to_string(), partition)).map(|l| l.ended.clone()))
 }
 
 impl LeaderPartition {
@@ -39,7 +54,7 @@ impl LeaderPartition {
         let start = log.epoch_start_offset(state.leader_epoch).unwrap_or_else(|| log.log_end_offset());
         let progress = FollowerProgress::new(state, start, now_ms());
         let follow_durable = glommio::spawn_local(follow_durable_offset(key.clone(), log.clone()));
-        LeaderPartition { progress, log, _follow_durable: follow_durable }
+        LeaderPartition { progress, log, _follow_durable: follow_durable, ended: Watermark::new(0) }
     }
 
     /// Applies the HW rule to the log; returns the new high watermark.

@@ -16,8 +16,8 @@
 //! topic's high watermark (those follow their durable end, exactly as before replication).
 //!
 //! Not done yet (see the final report of the replication work): an OFFSET_OUT_OF_RANGE
-//! answer to a follower is logged and retried after `replica.fetch.backoff.ms` instead of
-//! resetting the follower's log to the leader's start; the high watermark is not checkpointed
+//! answer to a follower whose log end is past the leader's start (only after an unclean
+//! election) is logged and retried after `replica.fetch.backoff.ms`; the high watermark is not checkpointed
 //! (`replication-offset-checkpoint`): a restarted replica starts with its HW at its log end;
 //! pending acks=all produces of a leader that loses its leadership end with REQUEST_TIMED_OUT
 //! (Kafka: NOT_LEADER_OR_FOLLOWER at once); the internal topics (`__consumer_offsets`,

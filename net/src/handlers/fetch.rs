@@ -104,7 +104,6 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
     }
     let by_id = version >= 13;
     let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
-    let node_id = ctx.config.node_id;
     let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
     let mut wanted = Vec::new();
     for topic in &request.topics {
@@ -124,12 +123,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 None if by_id => codes::UNKNOWN_TOPIC_ID,
                 None => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some((name, _)) => match check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch) {
-                    codes::NONE if ctx.replica_state(name, p.partition).leader_id != node_id => {
-                        codes::NOT_LEADER_OR_FOLLOWER
-                    }
-                    code => code,
-                },
+                Some((name, _)) => check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch),
             };
             // No partition can contribute more than the whole response may hold (the first
             // batch of the first partition aside, which min-one-batch reads whole anyway).

@@ -268,3 +268,38 @@ fn a_follower_behind_the_leaders_log_start_starts_over_there() {
         assert!(log.active_producers().is_empty());
     });
 }
+
+#[test]
+fn a_replicated_partitions_high_watermark_survives_a_restart_and_never_exceeds_the_log_end() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
+        log.set_high_watermark_follows_durable_end(false);
+        for i in 0..5 {
+            log.append(&tagged_batch(i, 2, 50, 1_000), 0).await.unwrap();
+        }
+        log.set_high_watermark(4);
+        log.checkpoint_recovery_point().await.unwrap();
+        log.set_high_watermark(6);
+        log.close().await.unwrap();
+        // Opened as a single-node log (as the broker opens every log): the HW is the log end
+        // until replication takes the partition over, then the checkpointed one.
+        let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
+        assert_eq!(log.high_watermark(), 10);
+        log.set_high_watermark_follows_durable_end(false);
+        assert_eq!(log.high_watermark(), 6, "the close wrote the latest");
+        log.set_high_watermark(7);
+        log.checkpoint_recovery_point().await.unwrap();
+        log.set_high_watermark_follows_durable_end(true);
+        log.set_high_watermark_follows_durable_end(false);
+        assert_eq!(log.high_watermark(), 10, "applied once after open only");
+        drop(log); // a crash: no close, and the checkpoint on disk says 7
+        let log = open(dir.path(), config_with(&[]), replicated_options(), false).await;
+        assert_eq!(log.high_watermark(), 7, "opened as a replicated log: the checkpoint at once");
+        log.truncate_to(4).await.unwrap();
+        log.checkpoint_recovery_point().await.unwrap();
+        log.close().await.unwrap();
+        let log = open(dir.path(), config_with(&[]), replicated_options(), true).await;
+        assert_eq!((log.high_watermark(), log.log_end_offset()), (4, 4));
+    });
+}

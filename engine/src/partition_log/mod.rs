@@ -81,6 +81,10 @@ pub use replace::CleanedSegment;
 const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
 const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// A replicated partition's high watermark (Kafka keeps them in `replication-offset-checkpoint`
+/// per log dir): written periodically and at close, so a restarted replica does not take its
+/// log end for committed.
+const HIGH_WATERMARK_FILE: &str = "high-watermark.checkpoint";
 
 thread_local! {
     /// The shard's decompression scratch buffer (see [`crate::compressed_batch::trim_scratch`]).
@@ -410,6 +414,10 @@ pub struct PartitionLog {
     /// ([`PartitionLog::set_high_watermark`]); switched per partition at run time
     /// ([`PartitionLog::set_high_watermark_follows_durable_end`]).
     high_watermark_follows_durable_end: Rc<Cell<bool>>,
+    /// The high watermark checkpoint on disk (`None`: no file), and whether the one read at
+    /// open is still to be applied (the first switch to replication applies it).
+    checkpointed_high_watermark: Cell<Option<i64>>,
+    high_watermark_checkpoint_pending: Cell<bool>,
 }
 
 /// Directory name of a partition, Kafka style.
@@ -504,6 +512,22 @@ impl PartitionLog {
         if follows {
             self.high_watermark.advance(self.durable.get());
             self.refresh_last_stable();
+        } else {
+            self.restore_checkpointed_high_watermark();
+        }
+    }
+
+    /// Replication starts from the high watermark checkpointed by the last run (the log end
+    /// may hold records no other replica has), once after open.
+    fn restore_checkpointed_high_watermark(&self) {
+        if !self.high_watermark_checkpoint_pending.replace(false) {
+            return;
+        }
+        let Some(checkpointed) = self.checkpointed_high_watermark.get() else { return };
+        let restored = checkpointed.clamp(self.log_start_offset(), self.log_end_offset());
+        if restored < self.high_watermark() {
+            self.high_watermark.reset(restored as u64);
+            self.reset_last_stable();
         }
     }
 

@@ -25,8 +25,8 @@ use crate::segment_writer::{align_down, SegmentWriter};
 use super::open::{rebuild_producer_state, SegmentExtent};
 use super::txn::merge_aborted;
 use super::{
-    io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE,
-    RECOVERY_POINT_FILE,
+    io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::txn_index::txn_index_path;
 
@@ -211,9 +211,25 @@ impl PartitionLog {
         self.write_epoch_checkpoint().await
     }
 
-    /// Writes the recovery point if it moved (the shard calls this periodically).
+    /// Writes the recovery point, and a replicated partition's high watermark, if they moved
+    /// (the shard calls this periodically).
     pub async fn checkpoint_recovery_point(&self) -> Result<(), LogError> {
-        self.write_recovery_point(self.recovery_point()).await
+        self.write_recovery_point(self.recovery_point()).await?;
+        self.write_high_watermark().await
+    }
+
+    /// Writes a replicated partition's high watermark if it differs from what is on disk
+    /// (single-node partitions have none: theirs follows the durable end).
+    async fn write_high_watermark(&self) -> Result<(), LogError> {
+        let hw = self.high_watermark();
+        if self.high_watermark_follows_durable_end.get() || self.checkpointed_high_watermark.get() == Some(hw) {
+            return Ok(());
+        }
+        self.write_checkpoint_file(&self.dir.join(HIGH_WATERMARK_FILE), encode_offset_checkpoint(hw).as_bytes())
+            .await
+            .map_err(io_error)?;
+        self.checkpointed_high_watermark.set(Some(hw));
+        Ok(())
     }
 
     /// Deletes segments by `retention.ms`, `retention.bytes` and the log start offset. Returns
@@ -581,6 +597,11 @@ impl PartitionLog {
         self.write_recovery_point_or_forget(self.recovery_point()).await?;
         self.write_log_start_offset().await?;
         self.write_epoch_checkpoint_or_forget().await?;
+        match self.write_high_watermark().await {
+            // An older checkpoint (or none) is still safe: a lower HW, raised by replication.
+            Err(e) if e.is_storage_full() => {}
+            other => other?,
+        }
         match self.write_producer_snapshot(self.log_end_offset()).await {
             // The newest older snapshot and a replay of the batches after it rebuild it.
             Err(e) if e.is_storage_full() => {}

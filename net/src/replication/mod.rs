@@ -15,13 +15,15 @@
 //! shard owns, block the shard, hold a `RefCell` borrow across an await, or move a single-node
 //! topic's high watermark (those follow their durable end, exactly as before replication).
 //!
-//! Not done yet (see the final report of the replication work): an OFFSET_OUT_OF_RANGE
-//! answer to a follower whose log end is past the leader's start (only after an unclean
-//! election) is logged and retried after `replica.fetch.backoff.ms`; the high watermark is not checkpointed
-//! (`replication-offset-checkpoint`): a restarted replica starts with its HW at its log end;
-//! pending acks=all produces of a leader that loses its leadership end with REQUEST_TIMED_OUT
-//! (Kafka: NOT_LEADER_OR_FOLLOWER at once); the internal topics (`__consumer_offsets`,
-//! `__transaction_state`) are not replicated.
+//! A replicated partition's high watermark is checkpointed (`high-watermark.checkpoint`, by
+//! the engine, periodically and at close) and restored when replication takes the partition
+//! over after a restart, so a restarted replica does not take its log end for committed.
+//!
+//! Not done yet: an OFFSET_OUT_OF_RANGE answer to a follower whose log end is past the
+//! leader's start (only after an unclean election) is logged and retried after
+//! `replica.fetch.backoff.ms`; the internal topics (`__consumer_offsets`,
+//! `__transaction_state`) are not replicated, and a transaction coordinator writes markers
+//! only into partitions its own broker leads (WriteTxnMarkers to other leaders is missing).
 
 pub mod config;
 pub mod counters;

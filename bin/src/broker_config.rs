@@ -177,10 +177,12 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "group.max.size"
             | "group.initial.rebalance.delay.ms"
             | "offsets.topic.num.partitions"
+            | "offsets.topic.replication.factor"
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
             "transaction.state.log.num.partitions"
+            | "transaction.state.log.replication.factor"
             | "transaction.max.timeout.ms"
             | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
             | "transaction.remove.expired.transaction.cleanup.interval.ms"
@@ -223,6 +225,9 @@ fn apply_group_setting(group: &mut sluice_net::group::GroupConfig, key: &str, va
         "group.max.size" if n >= 1 => group.max_size = n.min(1_000_000) as usize,
         "group.initial.rebalance.delay.ms" => group.initial_rebalance_delay_ms = n,
         "offsets.topic.num.partitions" if (1..=10_000).contains(&n) => group.offsets_topic_num_partitions = n as i32,
+        "offsets.topic.replication.factor" if (1..=i16::MAX as u64).contains(&n) => {
+            group.offsets_topic_replication_factor = n as i16
+        }
         "offsets.retention.minutes" if n >= 1 => group.offsets_retention_ms = n.saturating_mul(60_000),
         "offsets.retention.check.interval.ms" if n >= 1 => group.offsets_retention_check_interval_ms = n,
         "offset.metadata.max.bytes" => group.offset_metadata_max_bytes = n.min(1 << 20) as usize,
@@ -239,6 +244,9 @@ fn apply_txn_setting(txn: &mut sluice_net::txn::TxnConfig, key: &str, value: &st
     let n: u64 = parse_at_least_one(key, value)?;
     match key {
         "transaction.state.log.num.partitions" if n <= 10_000 => txn.state_log_num_partitions = n as i32,
+        "transaction.state.log.replication.factor" if n <= i16::MAX as u64 => {
+            txn.state_log_replication_factor = n as i16
+        }
         "transaction.max.timeout.ms" if n <= i32::MAX as u64 => txn.max_timeout_ms = n,
         "transaction.abort.timed.out.transaction.cleanup.interval.ms" => txn.abort_timed_out_interval_ms = n,
         "transaction.remove.expired.transaction.cleanup.interval.ms" => txn.remove_expired_interval_ms = n,

@@ -162,6 +162,60 @@ where
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
 }
 
+/// In a cluster, creates an internal topic (`__consumer_offsets`, `__transaction_state`) the
+/// first time a coordinator is looked up (Kafka creates them the same way), with its
+/// replication factor (`offsets.topic.replication.factor`,
+/// `transaction.state.log.replication.factor`) and compacted log settings. Fails — logged, the
+/// caller answers COORDINATOR_NOT_AVAILABLE and the client retries — while fewer brokers are
+/// up than that factor, as in Kafka.
+pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
+    let ctx = ShardContext::current();
+    let replication_factor = if topic == crate::txn::state_log::TXN_STATE_TOPIC {
+        ctx.config.txn.state_log_replication_factor
+    } else {
+        ctx.config.group.offsets_topic_replication_factor
+    };
+    let live: Vec<i32> = ctx.image.borrow().brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect();
+    if live.len() < replication_factor.max(1) as usize {
+        sluice_engine::warn_limited!(
+            topic,
+            replication_factor,
+            live_brokers = live.len(),
+            "internal topic not created: fewer live brokers than its replication factor"
+        );
+        return;
+    }
+    let assignments = (0..partitions as usize)
+        .map(|p| {
+            let replicas = (0..replication_factor as usize).map(|i| live[(p + i) % live.len()]).collect();
+            crate::metadata_image::PartitionAssignment::new(replicas)
+        })
+        .collect();
+    let log_config = crate::internal_topic::internal_topic_log_config(&ctx.config.default_log_config);
+    let configs = [
+        ("cleanup.policy", "compact".to_string()),
+        ("retention.ms", "-1".to_string()),
+        ("retention.bytes", "-1".to_string()),
+        ("segment.bytes", log_config.segment_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let command = MetadataCommand::CreateTopic {
+        name: topic.to_string(),
+        id: new_topic_id(),
+        partitions,
+        replication_factor,
+        configs,
+        assignments,
+    };
+    match submit(command).await {
+        Ok(()) => tracing::info!(topic, partitions, replication_factor, "internal topic created"),
+        Err(e) if e.code == crate::metadata_image::codes::TOPIC_ALREADY_EXISTS => {}
+        Err(e) => sluice_engine::warn_limited!(topic, error = ?e, "internal topic not created"),
+    }
+}
+
 /// Producer ids reserved per metadata command (Kafka's block size).
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -213,6 +267,21 @@ pub async fn apply_on_shard(command: MetadataCommand) {
                     }
                 }
             }
+        }
+    }
+    reconcile_coordinators().await;
+}
+
+/// The group and transaction coordinators follow their internal partitions' leadership.
+async fn reconcile_coordinators() {
+    if let Some(groups) = crate::group::service::GroupShard::try_current() {
+        if let Err(e) = groups.reconcile().await {
+            sluice_engine::error_limited!(error = %e, "loading consumer groups failed");
+        }
+    }
+    if let Some(txns) = crate::txn::service::TxnShard::try_current() {
+        if let Err(e) = txns.reconcile().await {
+            sluice_engine::error_limited!(error = %e, "loading transactions failed");
         }
     }
 }

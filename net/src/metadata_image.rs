@@ -198,9 +198,11 @@ impl MetadataImage {
             }
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
-                // The coordinators' logs live outside the image (crate::group::offsets_log,
-                // crate::txn::state_log).
-                if self.topics.contains_key(name) || crate::topic_name::is_internal(name) {
+                // On a single node the coordinators' logs live outside the image
+                // (crate::group::offsets_log, crate::txn::state_log); a cluster creates them
+                // in it, replicated (crate::controller::ensure_internal_topic).
+                let internal_outside_image = crate::topic_name::is_internal(name) && assignments.is_empty();
+                if self.topics.contains_key(name) || internal_outside_image {
                     return Err(MetadataError::new(
                         codes::TOPIC_ALREADY_EXISTS,
                         format!("Topic '{name}' already exists."),

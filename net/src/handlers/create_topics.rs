@@ -78,7 +78,9 @@ async fn create_one(
         ));
     }
     validate_topic_name(name).map_err(|m| error(codes::INVALID_TOPIC_EXCEPTION, m))?;
-    if ctx.image.borrow().topic(name).is_some() {
+    // The coordinators' internal topics are the broker's to create (on a single node they
+    // always exist, outside the image).
+    if ctx.image.borrow().topic(name).is_some() || crate::topic_name::is_internal(name) {
         return Err(error(admin_codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
     }
 

@@ -62,6 +62,15 @@ pub struct BrokerSettings {
     pub segment_cache_fds: Option<usize>,
     /// `log.dirs` (or `log.dir`): the data directory.
     pub log_dir: Option<std::path::PathBuf>,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// The quorum's timing (Kafka names and defaults in [`sluice_net::controller_quorum::QuorumConfig`]):
+    /// `broker.heartbeat.interval.ms`, `broker.session.timeout.ms`,
+    /// `controller.quorum.election.timeout.ms`, `controller.quorum.fetch.timeout.ms`.
+    pub heartbeat_interval_ms: Option<u64>,
+    pub session_timeout_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub fetch_timeout_ms: Option<u64>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
     log_dirs_given: bool,
 }
@@ -187,6 +196,18 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
             | "transaction.remove.expired.transaction.cleanup.interval.ms"
             | "transactional.id.expiration.ms" => apply_txn_setting(&mut settings.txn_config, key, value)?,
+            "broker.rack" => {
+                if value.is_empty() || value.len() > 255 {
+                    return Err(format!("{key}: expected a rack name of 1 to 255 characters"));
+                }
+                settings.broker_rack = Some(value.clone());
+            }
+            "broker.heartbeat.interval.ms" => settings.heartbeat_interval_ms = Some(parse_at_least_one(key, value)?),
+            "broker.session.timeout.ms" => settings.session_timeout_ms = Some(parse_at_least_one(key, value)?),
+            "controller.quorum.election.timeout.ms" => {
+                settings.election_timeout_ms = Some(parse_at_least_one(key, value)?)
+            }
+            "controller.quorum.fetch.timeout.ms" => settings.fetch_timeout_ms = Some(parse_at_least_one(key, value)?),
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
             "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
             "sluice.segment.cache.fds" => settings.segment_cache_fds = Some(parse_at_least_one(key, value)?),

@@ -12,12 +12,15 @@
 pub mod broker_config;
 pub mod connection;
 pub mod controller;
+pub mod controller_quorum;
 pub mod frame;
 pub mod frame_buffers;
 pub mod group;
 pub mod handlers;
 pub mod internal_topic;
+pub mod leader_election;
 pub mod metadata_image;
+pub mod placement;
 pub mod produce_placement;
 pub mod response_buf;
 pub mod server;

@@ -256,7 +256,7 @@ where
 /// replication factor (`offsets.topic.replication.factor`,
 /// `transaction.state.log.replication.factor`) and compacted log settings. Fails — logged, the
 /// caller answers COORDINATOR_NOT_AVAILABLE and the client retries — while fewer brokers are
-/// up than that factor, as in Kafka.
+/// up than that factor (INVALID_REPLICATION_FACTOR from the placement), as in Kafka.
 pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
     let ctx = ShardContext::current();
     let replication_factor = if topic == crate::txn::state_log::TXN_STATE_TOPIC {
@@ -264,22 +264,6 @@ pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
     } else {
         ctx.config.group.offsets_topic_replication_factor
     };
-    let live: Vec<i32> = ctx.image.borrow().brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect();
-    if live.len() < replication_factor.max(1) as usize {
-        sluice_engine::warn_limited!(
-            topic,
-            replication_factor,
-            live_brokers = live.len(),
-            "internal topic not created: fewer live brokers than its replication factor"
-        );
-        return;
-    }
-    let assignments = (0..partitions as usize)
-        .map(|p| {
-            let replicas = (0..replication_factor as usize).map(|i| live[(p + i) % live.len()]).collect();
-            crate::metadata_image::PartitionAssignment::new(replicas)
-        })
-        .collect();
     let log_config = crate::internal_topic::internal_topic_log_config(&ctx.config.default_log_config);
     let configs = [
         ("cleanup.policy", "compact".to_string()),
@@ -296,7 +280,8 @@ pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
         partitions,
         replication_factor,
         configs,
-        assignments,
+        // The active controller places the replicas (crate::placement).
+        assignments: Vec::new(),
     };
     match submit(command).await {
         Ok(()) => tracing::info!(topic, partitions, replication_factor, "internal topic created"),

@@ -69,10 +69,9 @@ impl ShardContext {
         }
     }
 
-    /// Whether this node is one of a cluster (brokers register with the controller quorum);
-    /// a single node registers none.
+    /// Whether this node is one of a cluster (it has a controller quorum to follow).
     pub fn is_clustered(&self) -> bool {
-        !self.image.borrow().brokers.is_empty()
+        self.config.quorum.is_some()
     }
 
     /// The leader epoch at which this node leads partition `partition` of an internal topic

@@ -27,6 +27,7 @@ use sluice_engine::watermark::Watermark;
 use sluice_engine::{ShardStorage, StorageOptions};
 use sluice_net::broker_config::BrokerConfig;
 use sluice_net::controller;
+use sluice_net::controller_quorum::{self, QuorumConfig};
 use sluice_net::metadata_image::MetadataImage;
 use sluice_net::shard_context::ShardContext;
 
@@ -68,6 +69,11 @@ pub mod exit_code {
 
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
+/// How long a metadata command may wait for the quorum (Kafka's forwarding uses the client's
+/// request timeout, 30 s by default).
+const QUORUM_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Longest a SIGTERM waits for the controller to move this broker's leaderships.
+const CONTROLLED_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 thread_local! {
     static STORAGE: RefCell<Option<Rc<ShardStorage>>> = const { RefCell::new(None) };
@@ -83,6 +89,8 @@ struct StartPlan {
     broker_config: BrokerConfig,
     reader_cache_fds_per_shard: usize,
     segment_cache_fds_per_shard: usize,
+    /// A clustered node's quorum settings (`None`: the embedded one-node controller).
+    quorum: Option<QuorumConfig>,
 }
 
 fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
@@ -124,7 +132,9 @@ impl StartPlan {
             .clone()
             .or_else(|| settings.log_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let endpoint = settings.listeners.resolve(settings.node_id.unwrap_or(1))?;
+        let node_id = settings.node_id.unwrap_or(1);
+        let endpoint = settings.listeners.resolve(node_id)?;
+        let quorum_plan = settings.listeners.quorum(node_id)?;
         let listen = match (args.listen, &endpoint) {
             (Some(flag), _) => flag,
             (None, Some(endpoint)) => resolve(&endpoint.listen.host, endpoint.listen.port)?,
@@ -169,6 +179,37 @@ impl StartPlan {
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);
+        let quorum = match quorum_plan {
+            None => None,
+            Some(plan) => {
+                let controller_listen = match &plan.controller_listener {
+                    Some(l) => Some(resolve(&l.host, l.port)?),
+                    None => None,
+                };
+                if controller_listen == Some(listen) {
+                    return Err(format!("the CONTROLLER listener and the client listener are both {listen}"));
+                }
+                let config = QuorumConfig {
+                    node_id,
+                    voters: plan.voters,
+                    is_controller: plan.is_controller,
+                    controller_listen,
+                    election_timeout_ms: settings.election_timeout_ms.unwrap_or(1000),
+                    fetch_timeout_ms: settings.fetch_timeout_ms.unwrap_or(2000),
+                    heartbeat_interval_ms: settings.heartbeat_interval_ms.unwrap_or(2000),
+                    session_timeout_ms: settings.session_timeout_ms.unwrap_or(9000),
+                    request_timeout_ms: QUORUM_REQUEST_TIMEOUT_MS,
+                    rack: settings.broker_rack.clone(),
+                    metadata_dir: data_dir.join(controller_quorum::METADATA_LOG_DIR),
+                    default_log_config: settings.default_log_config.clone(),
+                };
+                if config.heartbeat_interval_ms >= config.session_timeout_ms {
+                    return Err("broker.heartbeat.interval.ms must be below broker.session.timeout.ms".into());
+                }
+                broker_config.quorum = Some(Arc::new(config.clone()));
+                Some(config)
+            }
+        };
         // Descriptors: connections get a quarter of the open-files limit, sealed segment files a
         // quarter and sendfile handles an eighth; the rest is for the active segments (one per
         // partition) and everything else.
@@ -186,6 +227,7 @@ impl StartPlan {
             broker_config,
             reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
             segment_cache_fds_per_shard: segment_cache_fds.div_ceil(shard_count),
+            quorum,
         })
     }
 }
@@ -224,7 +266,29 @@ pub fn run(args: BrokerArgs) -> i32 {
         tracing::error!(listen = %plan.listen, error = %e, "cannot listen (is another broker running there?)");
         return exit_code::IN_USE;
     }
-    let image = match controller::load_or_init(&plan.data_dir) {
+    if let Some(listen) = plan.quorum.as_ref().and_then(|q| q.controller_listen) {
+        if let Err(e) = sluice_net::server::check_address_free(listen) {
+            tracing::error!(%listen, error = %e, "cannot listen on the CONTROLLER listener");
+            return exit_code::IN_USE;
+        }
+    }
+    // A clustered node's image is the quorum's state machine (`__cluster_metadata-0/`), not
+    // `metadata.json`.
+    let mut quorum_state = None;
+    let loaded = match &plan.quorum {
+        Some(quorum) => controller_quorum::state_machine::StateMachine::load(
+            &quorum.metadata_dir,
+            quorum.default_log_config.clone(),
+        )
+        .map(|state| {
+            let image = state.image().clone();
+            quorum_state = Some(state);
+            image
+        })
+        .map_err(|e| e.to_string()),
+        None => controller::load_or_init(&plan.data_dir),
+    };
+    let image = match loaded {
         Ok(image) => image,
         Err(e) => {
             tracing::error!("cannot read cluster metadata: {e}");
@@ -242,7 +306,7 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::FAILED;
         }
     }
-    if !metadata_path.exists() {
+    if !metadata_path.exists() && plan.quorum.is_none() {
         // Persist the new cluster id before anything else so it never changes.
         let json = serde_json::to_vec_pretty(&image).expect("metadata serializes");
         if let Err(e) = write_atomic_blocking(&metadata_path, &json) {
@@ -259,6 +323,14 @@ pub fn run(args: BrokerArgs) -> i32 {
     };
     block_shutdown_signals();
     abort_on_panic();
+    // The controller thread starts after the signal mask (it inherits it) and before the
+    // shards, which register through it.
+    if let (Some(quorum), Some(state)) = (plan.quorum.clone(), quorum_state) {
+        if let Err(e) = controller_quorum::node::start(quorum, state) {
+            tracing::error!("cannot start the controller quorum: {e}");
+            return exit_code::FAILED;
+        }
+    }
     if plan.broker_config.produce_discard {
         tracing::warn!("sluice.produce.discard=true: produce requests are acknowledged and DISCARDED (benchmark mode)");
     }
@@ -290,6 +362,7 @@ pub fn run(args: BrokerArgs) -> i32 {
     );
     let signal = wait_for_shutdown_signal();
     tracing::info!(signal, "shutting down");
+    controller::controlled_shutdown_blocking(CONTROLLED_SHUTDOWN_WAIT);
     let all_closed = shutdown(&pool.mesh, shard_count);
     let joined = pool.join();
     if all_closed && joined.iter().all(|r| r.is_ok()) {
@@ -389,6 +462,10 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         let _ = storage.close_all().await;
         return;
     }
+    if shard == controller::CONTROLLER_SHARD {
+        // Committed metadata reaches every shard from here on (a clustered node only).
+        sluice_net::controller_quorum::bridge::start(ctx.clone());
+    }
     // Phase "partitions and groups": every shard can answer calls from here on. Partitions of
     // known topics that have no directory yet (new shard count, or a crash between metadata
     // commit and partition creation), then the consumer groups this shard coordinates.
@@ -406,6 +483,11 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         reporter.fail(format!("cannot load transactions: {e}"));
         let _ = storage.close_all().await;
         return;
+    }
+    if shard == controller::CONTROLLER_SHARD {
+        // A clustered node serves nobody before the quorum registered it and this node applied
+        // the log that far.
+        controller::register_with_quorum().await;
     }
     if !reporter.barrier(storage.partitions().len()).await {
         let _ = storage.close_all().await;

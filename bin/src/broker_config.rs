@@ -64,6 +64,15 @@ pub struct BrokerSettings {
     pub segment_cache_fds: Option<usize>,
     /// `log.dirs` (or `log.dir`): the data directory.
     pub log_dir: Option<std::path::PathBuf>,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// The quorum's timing (Kafka names and defaults in [`sluice_net::controller_quorum::QuorumConfig`]):
+    /// `broker.heartbeat.interval.ms`, `broker.session.timeout.ms`,
+    /// `controller.quorum.election.timeout.ms`, `controller.quorum.fetch.timeout.ms`.
+    pub heartbeat_interval_ms: Option<u64>,
+    pub session_timeout_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub fetch_timeout_ms: Option<u64>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
     log_dirs_given: bool,
 }
@@ -180,10 +189,12 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "group.max.size"
             | "group.initial.rebalance.delay.ms"
             | "offsets.topic.num.partitions"
+            | "offsets.topic.replication.factor"
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
             "transaction.state.log.num.partitions"
+            | "transaction.state.log.replication.factor"
             | "transaction.max.timeout.ms"
             | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
             | "transaction.remove.expired.transaction.cleanup.interval.ms"
@@ -191,6 +202,18 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             key if sluice_net::replication::config::REPLICATION_KEYS.contains(&key) => {
                 settings.replication_config.set(key, value)?
             }
+            "broker.rack" => {
+                if value.is_empty() || value.len() > 255 {
+                    return Err(format!("{key}: expected a rack name of 1 to 255 characters"));
+                }
+                settings.broker_rack = Some(value.clone());
+            }
+            "broker.heartbeat.interval.ms" => settings.heartbeat_interval_ms = Some(parse_at_least_one(key, value)?),
+            "broker.session.timeout.ms" => settings.session_timeout_ms = Some(parse_at_least_one(key, value)?),
+            "controller.quorum.election.timeout.ms" => {
+                settings.election_timeout_ms = Some(parse_at_least_one(key, value)?)
+            }
+            "controller.quorum.fetch.timeout.ms" => settings.fetch_timeout_ms = Some(parse_at_least_one(key, value)?),
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),
             "sluice.reader.cache.fds" => settings.reader_cache_fds = Some(parse_at_least_one(key, value)?),
             "sluice.segment.cache.fds" => settings.segment_cache_fds = Some(parse_at_least_one(key, value)?),
@@ -229,6 +252,9 @@ fn apply_group_setting(group: &mut sluice_net::group::GroupConfig, key: &str, va
         "group.max.size" if n >= 1 => group.max_size = n.min(1_000_000) as usize,
         "group.initial.rebalance.delay.ms" => group.initial_rebalance_delay_ms = n,
         "offsets.topic.num.partitions" if (1..=10_000).contains(&n) => group.offsets_topic_num_partitions = n as i32,
+        "offsets.topic.replication.factor" if (1..=i16::MAX as u64).contains(&n) => {
+            group.offsets_topic_replication_factor = n as i16
+        }
         "offsets.retention.minutes" if n >= 1 => group.offsets_retention_ms = n.saturating_mul(60_000),
         "offsets.retention.check.interval.ms" if n >= 1 => group.offsets_retention_check_interval_ms = n,
         "offset.metadata.max.bytes" => group.offset_metadata_max_bytes = n.min(1 << 20) as usize,
@@ -245,6 +271,9 @@ fn apply_txn_setting(txn: &mut sluice_net::txn::TxnConfig, key: &str, value: &st
     let n: u64 = parse_at_least_one(key, value)?;
     match key {
         "transaction.state.log.num.partitions" if n <= 10_000 => txn.state_log_num_partitions = n as i32,
+        "transaction.state.log.replication.factor" if n <= i16::MAX as u64 => {
+            txn.state_log_replication_factor = n as i16
+        }
         "transaction.max.timeout.ms" if n <= i32::MAX as u64 => txn.max_timeout_ms = n,
         "transaction.abort.timed.out.transaction.cleanup.interval.ms" => txn.abort_timed_out_interval_ms = n,
         "transaction.remove.expired.transaction.cleanup.interval.ms" => txn.remove_expired_interval_ms = n,

@@ -3,9 +3,11 @@
 //! `process.roles`, `controller.quorum.voters`, `node.id`.
 //!
 //! Owns: parsing those values and deciding whether this build can honour them: one PLAINTEXT
-//! listener for clients, and — so a Kafka single-node KRaft `server.properties` works unchanged —
-//! a CONTROLLER listener only when this node is the one and only voter (the embedded controller
-//! is then what the file describes). Pure: no sockets; the caller resolves host names.
+//! listener for clients; a one-node KRaft `server.properties` (this node the only voter) runs
+//! the embedded controller of `metadata.json` as before; a multi-voter
+//! `controller.quorum.voters` with `process.roles=broker,controller` (this node a voter, its
+//! CONTROLLER listener in `listeners`) or `process.roles=broker` (not a voter) makes a
+//! clustered node ([`QuorumPlan`]). Pure: no sockets; the caller resolves host names.
 //! Must never: accept a setting it would ignore (a Kafka user's file must not start a broker on
 //! an address other than the one it names); anything not supported yet is an error saying so.
 
@@ -28,6 +30,17 @@ pub struct ListenerSpec {
 pub struct ClientEndpoint {
     pub listen: ListenerSpec,
     pub advertised: Option<ListenerSpec>,
+}
+
+/// How this node takes part in a multi-node metadata quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumPlan {
+    /// `controller.quorum.voters`: node id → `host:port`.
+    pub voters: BTreeMap<i32, String>,
+    /// `process.roles` holds `controller`.
+    pub is_controller: bool,
+    /// The CONTROLLER listener this voter listens on.
+    pub controller_listener: Option<ListenerSpec>,
 }
 
 /// Parses a comma-separated `listeners` / `advertised.listeners` value.
@@ -103,7 +116,7 @@ impl ListenerSettings {
     /// Decides the client endpoint, or why these settings cannot be served yet. `None` when no
     /// `listeners` was given (the `--listen` default applies).
     pub fn resolve(&self, node_id: i32) -> Result<Option<ClientEndpoint>, String> {
-        self.check_roles(node_id)?;
+        self.quorum(node_id)?;
         let Some(listeners) = &self.listeners else {
             if self.advertised_listeners.is_some() {
                 return Err("advertised.listeners needs listeners".into());
@@ -115,18 +128,11 @@ impl ListenerSettings {
             Some(v) => parse_protocol_map(v)?,
             None => BTreeMap::new(),
         };
-        let controller_names: Vec<String> = self
-            .controller_listener_names
-            .as_deref()
-            .unwrap_or("CONTROLLER")
-            .split(',')
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let controller_names = self.controller_names();
         let mut client = Vec::new();
         for listener in listeners {
             if controller_names.contains(&listener.name) {
-                // The embedded controller of a one-node cluster: nothing else connects to it.
+                // The controller's own listener (see `quorum`), not a client one.
                 continue;
             }
             let protocol = match protocol_map.get(&listener.name) {
@@ -176,33 +182,70 @@ impl ListenerSettings {
         Ok(Some(ClientEndpoint { listen, advertised }))
     }
 
-    /// `process.roles` and `controller.quorum.voters`: a combined broker+controller that is the
-    /// only voter (or neither set: the embedded single node).
-    fn check_roles(&self, node_id: i32) -> Result<(), String> {
-        if let Some(roles) = &self.process_roles {
-            let mut roles: Vec<&str> = roles.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    /// `process.roles` and `controller.quorum.voters`: `None` for the embedded one-node
+    /// controller (neither set, or this node the only voter), else this node's part in the
+    /// quorum.
+    pub fn quorum(&self, node_id: i32) -> Result<Option<QuorumPlan>, String> {
+        let roles: Option<Vec<String>> = self.process_roles.as_ref().map(|roles| {
+            let mut roles: Vec<String> =
+                roles.split(',').map(|r| r.trim().to_string()).filter(|s| !s.is_empty()).collect();
             roles.sort_unstable();
-            if roles != ["broker", "controller"] {
-                return Err(format!(
-                    "process.roles={}: sluice runs combined broker,controller nodes only for now (clusters come with replication)",
-                    roles.join(",")
-                ));
+            roles.dedup();
+            roles
+        });
+        let voters = match &self.controller_quorum_voters {
+            Some(v) => Some(sluice_net::controller_quorum::parse_voters(v)?),
+            None => None,
+        };
+        let single_self = voters.as_ref().is_some_and(|v| v.len() == 1 && v.contains_key(&node_id));
+        let roles: Vec<&str> = match &roles {
+            None if voters.is_none() || single_self => return Ok(None),
+            None => return Err("controller.quorum.voters with other voters needs process.roles".into()),
+            Some(roles) => roles.iter().map(String::as_str).collect(),
+        };
+        let voters = voters.ok_or("process.roles needs controller.quorum.voters (the quorum to join)")?;
+        let is_controller = match roles.as_slice() {
+            ["broker", "controller"] => true,
+            ["broker"] => false,
+            ["controller"] => {
+                return Err(
+                    "process.roles=controller: sluice runs broker or broker,controller nodes only for now".into()
+                )
             }
+            other => return Err(format!("process.roles={}: expected broker and/or controller", other.join(","))),
+        };
+        if is_controller != voters.contains_key(&node_id) {
+            return Err(if is_controller {
+                format!("controller.quorum.voters must name this controller (node.id={node_id})")
+            } else {
+                format!("node.id={node_id} is in controller.quorum.voters but process.roles has no controller")
+            });
         }
-        if let Some(voters) = &self.controller_quorum_voters {
-            let voters: Vec<&str> = voters.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-            let single_self = match voters.as_slice() {
-                [one] => one.split_once('@').and_then(|(id, _)| id.trim().parse::<i32>().ok()) == Some(node_id),
-                _ => false,
-            };
-            if !single_self {
-                return Err(format!(
-                    "controller.quorum.voters={}: only a one-node quorum of this node (node.id={node_id}) is supported yet",
-                    voters.join(",")
-                ));
-            }
+        if is_controller && single_self {
+            return Ok(None);
         }
-        Ok(())
+        let controller_listener = if is_controller {
+            let names = self.controller_names();
+            let listeners = parse_listeners("listeners", self.listeners.as_deref().unwrap_or_default())
+                .map_err(|e| format!("{e} (a controller needs its CONTROLLER listener)"))?;
+            let found = listeners.into_iter().find(|l| names.contains(&l.name)).ok_or_else(|| {
+                format!("listeners: no listener named in controller.listener.names ({})", names.join(","))
+            })?;
+            Some(found)
+        } else {
+            None
+        };
+        Ok(Some(QuorumPlan { voters, is_controller, controller_listener }))
+    }
+
+    fn controller_names(&self) -> Vec<String> {
+        self.controller_listener_names
+            .as_deref()
+            .unwrap_or("CONTROLLER")
+            .split(',')
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -271,8 +314,16 @@ mod tests {
             vec![("listeners", "PLAINTEXT://127.0.0.1")],
             vec![("listeners", "127.0.0.1:9092")],
             vec![("process.roles", "broker")],
+            vec![("process.roles", "controller"), ("controller.quorum.voters", "1@a:9093")],
             vec![("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")],
             vec![("controller.quorum.voters", "2@localhost:9093")],
+            vec![("process.roles", "broker"), ("controller.quorum.voters", "1@a:9093,2@b:9093")],
+            vec![("process.roles", "broker,controller"), ("controller.quorum.voters", "2@a:9093,3@b:9093")],
+            vec![
+                ("process.roles", "broker,controller"),
+                ("controller.quorum.voters", "1@a:9093,2@b:9093"),
+                ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ],
             vec![("advertised.listeners", "PLAINTEXT://x:1")],
             vec![("listeners", "PLAINTEXT://:9092"), ("advertised.listeners", "OTHER://x:1")],
         ];
@@ -280,6 +331,32 @@ mod tests {
             let result = settings(&pairs).resolve(1);
             assert!(result.is_err(), "{pairs:?} must be refused, got {result:?}");
         }
+    }
+
+    #[test]
+    fn a_multi_voter_quorum_makes_a_clustered_node() {
+        let voters = "1@127.0.0.1:9093,2@127.0.0.1:19093,3@127.0.0.1:29093";
+        let s = settings(&[
+            ("process.roles", "broker,controller"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
+            ("controller.quorum.voters", voters),
+        ]);
+        assert_eq!(s.resolve(1).unwrap().unwrap().listen.port, 9092);
+        let plan = s.quorum(1).unwrap().unwrap();
+        assert!(plan.is_controller);
+        assert_eq!(plan.voters.len(), 3);
+        assert_eq!(plan.controller_listener.unwrap().port, 9093);
+        let broker = settings(&[
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9094"),
+            ("controller.quorum.voters", voters),
+        ]);
+        let plan = broker.quorum(4).unwrap().unwrap();
+        assert!(!plan.is_controller && plan.controller_listener.is_none());
+        assert!(broker.quorum(1).is_err(), "a voter id on a broker-only node");
+        assert_eq!(settings(&[]).quorum(1).unwrap(), None);
+        let single = settings(&[("process.roles", "broker,controller"), ("controller.quorum.voters", "1@x:9093")]);
+        assert_eq!(single.quorum(1).unwrap(), None, "one voter, this node: the embedded controller");
     }
 
     #[test]

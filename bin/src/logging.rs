@@ -46,7 +46,7 @@ pub fn init() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(non_blocking)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -47,6 +47,10 @@ pub struct BrokerConfig {
     /// `max.connections` split across shards: more are accepted and closed at once. Below the
     /// open-files limit so connections cannot take the descriptors segment files need.
     pub max_connections_per_shard: usize,
+    /// The cluster metadata quorum this node is part of (`controller.quorum.voters` with more
+    /// than one voter, or `process.roles=broker`); `None` is the one-node embedded controller
+    /// of `metadata.json`.
+    pub quorum: Option<std::sync::Arc<crate::controller_quorum::QuorumConfig>>,
 }
 
 impl BrokerConfig {
@@ -69,6 +73,7 @@ impl BrokerConfig {
             txn: crate::txn::TxnConfig::default(),
             replication: crate::replication::config::ReplicationConfig::default(),
             max_connections_per_shard: crate::server::MAX_CONNECTIONS_PER_SHARD,
+            quorum: None,
         }
     }
 }

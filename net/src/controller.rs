@@ -5,7 +5,13 @@
 //!
 //! Owns: `<data-dir>/metadata.json` (the persisted image, rewritten atomically) and the order of
 //! commands. Must never: persist a command that failed validation, or answer before the image
-//! is durable. (The openraft quorum of the replication issue replaces the file with a log.)
+//! is durable.
+//!
+//! In a cluster (`BrokerConfig::quorum`), the same entry points go to the controller thread
+//! ([`crate::controller_quorum`]) instead: a command is committed by the quorum (forwarded to
+//! the active controller when this node is not it), and the caller is answered once every
+//! local shard applied it ([`crate::controller_quorum::bridge`]); `apply_on_shard` stays the
+//! one per-shard entry point, fed in log order.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -13,7 +19,7 @@ use std::rc::Rc;
 use sluice_engine::checkpoint_file::{is_storage_full, write_atomic};
 use sluice_engine::log_config::LogConfig;
 
-use crate::metadata_image::{MetadataCommand, MetadataError, MetadataImage};
+use crate::metadata_image::{codes, MetadataCommand, MetadataError, MetadataImage};
 use crate::shard_context::ShardContext;
 
 pub const CONTROLLER_SHARD: usize = 0;
@@ -57,7 +63,8 @@ pub async fn submit(command: MetadataCommand) -> Result<(), MetadataError> {
     on_controller_locked(move |ctx| async move { commit_locked(&ctx, command).await }).await
 }
 
-/// Validates a command against the controller's image without applying it (validate-only).
+/// Validates a command against the controller's image without applying it (validate-only). In
+/// a cluster, against this node's image, with the replicas the active controller would place.
 pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
     let ctx = ShardContext::current();
     let result = ctx
@@ -65,6 +72,11 @@ pub async fn validate(command: MetadataCommand) -> Result<(), MetadataError> {
         .call(CONTROLLER_SHARD, move || async move {
             let ctx = ShardContext::current();
             let image = ctx.image.borrow();
+            let command = if ctx.config.quorum.is_some() {
+                crate::placement::assign_new_partitions(command, &image)?
+            } else {
+                command
+            };
             image.validate(&command, &ctx.config.default_log_config)
         })
         .await;
@@ -78,6 +90,9 @@ async fn lock(ctx: &ShardContext) -> Result<glommio::sync::Permit<'_>, MetadataE
 
 /// Validates, persists and broadcasts a command. The caller holds `controller_lock`.
 async fn commit_locked(ctx: &ShardContext, command: MetadataCommand) -> Result<(), MetadataError> {
+    if ctx.config.quorum.is_some() {
+        return commit_to_quorum(ctx, command).await.map(|_| ());
+    }
     let defaults = ctx.config.default_log_config.clone();
     let mut next = ctx.image.borrow().clone();
     next.apply(&command, &defaults)?;
@@ -111,6 +126,80 @@ async fn commit_locked(ctx: &ShardContext, command: MetadataCommand) -> Result<(
     }
     tracing::info!(?command, "metadata command applied");
     Ok(())
+}
+
+/// In a cluster (on the controller shard): hands the command to the controller thread, then
+/// waits until every local shard applied it. A full queue or a late answer is
+/// REQUEST_TIMED_OUT; no reachable active controller NOT_CONTROLLER (after retries).
+async fn commit_to_quorum(
+    ctx: &ShardContext,
+    command: MetadataCommand,
+) -> Result<crate::controller_quorum::Submitted, MetadataError> {
+    use crate::controller_quorum::node::{handle, Call};
+    let timeout = std::time::Duration::from_millis(ctx.config.quorum.as_ref().map_or(30_000, |q| q.request_timeout_ms));
+    let handle = handle().ok_or_else(|| MetadataError::new(codes::NOT_CONTROLLER, "no controller thread"))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    handle
+        .calls
+        .try_send(Call::Submit { command, reply })
+        .map_err(|_| MetadataError::new(codes::REQUEST_TIMED_OUT, "the controller's queue is full or closed"))?;
+    // The controller thread bounds its own wait by the request timeout; this one is a backstop.
+    let answered = futures_lite::future::or(async { answer.await.ok() }, async {
+        glommio::timer::sleep(timeout + std::time::Duration::from_secs(1)).await;
+        None
+    })
+    .await;
+    let submitted =
+        answered.ok_or_else(|| MetadataError::new(codes::REQUEST_TIMED_OUT, "no answer from the controller"))??;
+    crate::controller_quorum::bridge::wait_applied(submitted.index, timeout).await?;
+    Ok(submitted)
+}
+
+/// Registers this broker with the quorum (its advertised endpoint and `broker.rack`, unfenced)
+/// and waits until every local shard applied it — so this node has caught up with the log at
+/// least that far before serving clients. Retried until it succeeds: a broker cannot serve
+/// before the quorum knows it (Kafka waits the same way).
+pub async fn register_with_quorum() {
+    let ctx = ShardContext::current();
+    let Some(quorum) = ctx.config.quorum.clone() else { return };
+    let registration = crate::metadata_image::BrokerRegistration {
+        id: ctx.config.node_id,
+        host: ctx.config.advertised_host.clone(),
+        port: ctx.config.advertised_port,
+        rack: quorum.rack.clone(),
+        fenced: false,
+    };
+    let mut attempt = 0u32;
+    loop {
+        match submit(MetadataCommand::RegisterBroker(registration.clone())).await {
+            Ok(()) => {
+                tracing::info!(node_id = registration.id, "registered with the metadata quorum");
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
+                glommio::timer::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Controlled shutdown (SIGTERM, from the main thread's shutdown): asks the active controller
+/// to fence this broker so its leaderships move, waiting at most `wait`. Blocks: main thread
+/// only. A no-op on a single node.
+pub fn controlled_shutdown_blocking(wait: std::time::Duration) {
+    use crate::controller_quorum::node::{handle, Call};
+    let Some(handle) = handle() else { return };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if handle.calls.try_send(Call::ControlledShutdown { wait, reply }).is_err() {
+        return;
+    }
+    match answer.blocking_recv() {
+        Ok(Ok(())) => tracing::info!("controlled shutdown: leaderships moved"),
+        Ok(Err(e)) => tracing::warn!(code = e.code, error = %e.message, "controlled shutdown incomplete"),
+        Err(_) => tracing::warn!("controlled shutdown: no answer from the controller thread"),
+    }
 }
 
 /// Read-modify-write of a topic's config overrides, run on the controller shard under its
@@ -162,6 +251,45 @@ where
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
 }
 
+/// In a cluster, creates an internal topic (`__consumer_offsets`, `__transaction_state`) the
+/// first time a coordinator is looked up (Kafka creates them the same way), with its
+/// replication factor (`offsets.topic.replication.factor`,
+/// `transaction.state.log.replication.factor`) and compacted log settings. Fails — logged, the
+/// caller answers COORDINATOR_NOT_AVAILABLE and the client retries — while fewer brokers are
+/// up than that factor (INVALID_REPLICATION_FACTOR from the placement), as in Kafka.
+pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
+    let ctx = ShardContext::current();
+    let replication_factor = if topic == crate::txn::state_log::TXN_STATE_TOPIC {
+        ctx.config.txn.state_log_replication_factor
+    } else {
+        ctx.config.group.offsets_topic_replication_factor
+    };
+    let log_config = crate::internal_topic::internal_topic_log_config(&ctx.config.default_log_config);
+    let configs = [
+        ("cleanup.policy", "compact".to_string()),
+        ("retention.ms", "-1".to_string()),
+        ("retention.bytes", "-1".to_string()),
+        ("segment.bytes", log_config.segment_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let command = MetadataCommand::CreateTopic {
+        name: topic.to_string(),
+        id: new_topic_id(),
+        partitions,
+        replication_factor,
+        configs,
+        // The active controller places the replicas (crate::placement).
+        assignments: Vec::new(),
+    };
+    match submit(command).await {
+        Ok(()) => tracing::info!(topic, partitions, replication_factor, "internal topic created"),
+        Err(e) if e.code == crate::metadata_image::codes::TOPIC_ALREADY_EXISTS => {}
+        Err(e) => sluice_engine::warn_limited!(topic, error = ?e, "internal topic not created"),
+    }
+}
+
 /// Producer ids reserved per metadata command (Kafka's block size).
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -180,8 +308,14 @@ pub async fn allocate_producer_id() -> Result<i64, MetadataError> {
             PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((next + 1, end)));
             return Ok(next);
         }
-        let start = ctx.image.borrow().next_producer_id;
-        commit_locked(&ctx, MetadataCommand::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await?;
+        let command = MetadataCommand::AllocateProducerIds { count: PRODUCER_ID_BLOCK };
+        let start = if ctx.config.quorum.is_some() {
+            commit_to_quorum(&ctx, command).await?.producer_id_start
+        } else {
+            let start = ctx.image.borrow().next_producer_id;
+            commit_locked(&ctx, command).await?;
+            start
+        };
         PRODUCER_ID_BLOCK_RANGE.with(|b| b.set((start + 1, start + PRODUCER_ID_BLOCK)));
         Ok(start)
     })
@@ -203,7 +337,10 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         MetadataCommand::DeleteTopic { name } => delete_topic_partitions(name).await,
         MetadataCommand::AllocateProducerIds { .. }
         | MetadataCommand::RegisterBroker(_)
-        | MetadataCommand::AlterPartition { .. } => {}
+        | MetadataCommand::AlterPartition { .. }
+        | MetadataCommand::FenceBroker { .. }
+        | MetadataCommand::UnfenceBroker { .. }
+        | MetadataCommand::InitCluster { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {
@@ -214,6 +351,36 @@ pub async fn apply_on_shard(command: MetadataCommand) {
                 }
             }
         }
+    }
+    crate::replication::reconcile(&ctx);
+    reconcile_coordinators().await;
+}
+
+/// The group and transaction coordinators follow their internal partitions' leadership.
+async fn reconcile_coordinators() {
+    if let Some(groups) = crate::group::service::GroupShard::try_current() {
+        if let Err(e) = groups.reconcile().await {
+            sluice_engine::error_limited!(error = %e, "loading consumer groups failed");
+        }
+    }
+    if let Some(txns) = crate::txn::service::TxnShard::try_current() {
+        if let Err(e) = txns.reconcile().await {
+            sluice_engine::error_limited!(error = %e, "loading transactions failed");
+        }
+    }
+}
+
+/// Replaces this shard's image with `image` (an installed snapshot, or a broker-only node's
+/// fetch that was too far behind for commands): replica states are rebuilt and partitions of
+/// known topics this node holds are created. (Partitions of topics that vanished meanwhile
+/// are left on disk.)
+pub async fn install_image_on_shard(image: MetadataImage) {
+    let ctx = ShardContext::current();
+    *ctx.image.borrow_mut() = image;
+    ctx.refresh_replica_states();
+    let topics: Vec<(String, i32)> = ctx.image.borrow().topics.iter().map(|(n, t)| (n.clone(), t.partitions)).collect();
+    for (topic, partitions) in topics {
+        ensure_partitions(&ctx, &topic, 0, partitions).await;
     }
     crate::replication::reconcile(&ctx);
 }

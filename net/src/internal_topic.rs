@@ -7,11 +7,15 @@
 //! (internal topics are not in the metadata image), or run on a shard other than the owner.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::Either;
 use sluice_engine::batch::build_batch;
 use sluice_engine::log_config::LogConfig;
-use sluice_engine::{PartitionLog, ReadBound, ShardStorage};
+use sluice_engine::{PartitionLog, ReadBound};
+
+use crate::shard_context::ShardContext;
 
 /// Kafka's `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes` default:
 /// internal topics roll (and so get cleaned) well before a 1 GiB default segment fills.
@@ -28,29 +32,40 @@ pub fn internal_topic_log_config(defaults: &LogConfig) -> LogConfig {
     config
 }
 
+/// Longest an internal append waits for the in-sync replicas to have it (Kafka's
+/// `offsets.commit.timeout.ms` default).
+pub const INTERNAL_APPEND_REPLICATION_TIMEOUT_MS: u64 = 5_000;
+
 /// Appends `records` (key, value; `None` = tombstone) as one batch to `topic`-`partition` on
-/// this shard, creating the partition on first use, and returns once the batch is on file.
-/// `creating` serializes first-use creation of a partition on this shard: two concurrent
-/// appends must not both open the same new directory.
+/// this shard, creating the partition on first use on a single node, and returns once the
+/// batch is on file — and, when the partition has other replicas, once every in-sync replica
+/// has it (the high watermark passed it: Kafka writes its internal topics with acks=all).
+/// Refused when this node does not lead the partition. `creating` serializes first-use
+/// creation of a partition on this shard: two concurrent appends must not both open the same
+/// new directory.
 pub async fn append(
-    storage: &Rc<ShardStorage>,
+    ctx: &ShardContext,
     creating: &glommio::sync::Semaphore,
     topic: &str,
-    defaults: &LogConfig,
     partition: i32,
     records: &[(Vec<u8>, Option<Vec<u8>>)],
 ) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
     }
+    let Some(leader_epoch) = ctx.internal_leadership(topic, partition) else {
+        return Err(format!("{topic}-{partition}: this node is not its leader"));
+    };
+    let storage = &ctx.storage;
     let log = match storage.partition(topic, partition) {
         Some(log) => log,
+        None if ctx.is_clustered() => return Err(format!("{topic}-{partition}: no replica on this node yet")),
         None => {
             let _permit = creating.acquire_permit(1).await.map_err(|e| e.to_string())?;
             match storage.partition(topic, partition) {
                 Some(log) => log,
                 None => storage
-                    .create_partition(topic, partition, internal_topic_log_config(defaults))
+                    .create_partition(topic, partition, internal_topic_log_config(&ctx.config.default_log_config))
                     .await
                     .map_err(|e| e.to_string())?,
             }
@@ -58,7 +73,17 @@ pub async fn append(
     };
     let specs: Vec<_> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref(), &[][..])).collect();
     let batch = build_batch(0, &specs, sluice_engine::clock::now_ms());
-    log.append(&batch, 0).await.map_err(|e| e.to_string())?;
+    let appended = log.append(&batch, leader_epoch).await.map_err(|e| e.to_string())?;
+    if ctx.replica_state(topic, partition).replicas.len() > 1 {
+        let replicated = log.high_watermark_watermark().wait_for(appended.last_offset as u64 + 1);
+        let timeout = glommio::timer::sleep(Duration::from_millis(INTERNAL_APPEND_REPLICATION_TIMEOUT_MS));
+        futures::pin_mut!(replicated, timeout);
+        match futures::future::select(replicated, timeout).await {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(_), _)) => return Err(format!("{topic}-{partition}: the log failed")),
+            Either::Right(_) => return Err(format!("{topic}-{partition}: not replicated in time")),
+        }
+    }
     Ok(())
 }
 

@@ -12,13 +12,16 @@
 pub mod broker_config;
 pub mod connection;
 pub mod controller;
+pub mod controller_quorum;
 pub mod frame;
 pub mod frame_buffers;
 pub mod group;
 pub mod handlers;
 pub mod internal_topic;
 pub mod kafka_client;
+pub mod leader_election;
 pub mod metadata_image;
+pub mod placement;
 pub mod produce_placement;
 pub mod replication;
 pub mod response_buf;

@@ -128,20 +128,35 @@ pub enum MetadataCommand {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// The active controller fences a broker (its session expired, or it is shutting down):
+    /// it leaves every ISR it is not the last member of, and every partition it led gets a
+    /// new leader from the rest of the ISR ([`crate::leader_election::after_fencing`]).
+    FenceBroker {
+        id: i32,
+    },
+    /// A fenced broker heartbeats again: partitions left without a leader whose ISR holds it
+    /// get it back as leader ([`crate::leader_election::after_unfencing`]).
+    UnfenceBroker {
+        id: i32,
+    },
+    /// Sets the cluster id of a new quorum (its first command; refused once set).
+    InitCluster {
+        cluster_id: String,
+    },
 }
 
 /// Largest producer-id block one command may reserve.
 pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
 
 /// A refused command: Kafka error code and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataError {
     pub code: i16,
     pub message: String,
 }
 
 impl MetadataError {
-    fn new(code: i16, message: impl Into<String>) -> MetadataError {
+    pub fn new(code: i16, message: impl Into<String>) -> MetadataError {
         MetadataError { code, message: message.into() }
     }
 }
@@ -198,9 +213,11 @@ impl MetadataImage {
             }
             MetadataCommand::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
                 validate_topic_name(name).map_err(|m| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
-                // The coordinators' logs live outside the image (crate::group::offsets_log,
-                // crate::txn::state_log).
-                if self.topics.contains_key(name) || crate::topic_name::is_internal(name) {
+                // On a single node the coordinators' logs live outside the image
+                // (crate::group::offsets_log, crate::txn::state_log); a cluster creates them
+                // in it, replicated (crate::controller::ensure_internal_topic).
+                let internal_outside_image = crate::topic_name::is_internal(name) && assignments.is_empty();
+                if self.topics.contains_key(name) || internal_outside_image {
                     return Err(MetadataError::new(
                         codes::TOPIC_ALREADY_EXISTS,
                         format!("Topic '{name}' already exists."),
@@ -311,6 +328,21 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataCommand::FenceBroker { id } | MetadataCommand::UnfenceBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(MetadataError::new(codes::INVALID_REQUEST, format!("broker {id} is not registered")));
+                }
+                Ok(())
+            }
+            MetadataCommand::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() || cluster_id.is_empty() || cluster_id.len() > 64 {
+                    return Err(MetadataError::new(
+                        codes::INVALID_REQUEST,
+                        format!("cluster id {cluster_id:?}: already set ({:?}) or invalid", self.cluster_id),
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -385,8 +417,29 @@ impl MetadataImage {
             }
             MetadataCommand::AllocateProducerIds { count } => self.next_producer_id += count,
             MetadataCommand::RegisterBroker(broker) => {
-                self.brokers.insert(broker.id, broker);
+                let (id, fenced) = (broker.id, broker.fenced);
+                self.brokers.insert(id, broker);
+                if !fenced {
+                    self.elect_after_unfencing(id);
+                }
             }
+            MetadataCommand::FenceBroker { id } => {
+                self.brokers.get_mut(&id).expect("validated").fenced = true;
+                let brokers = &self.brokers;
+                let is_fenced = |r: i32| brokers.get(&r).is_none_or(|b| b.fenced);
+                for topic in self.topics.values_mut() {
+                    for assignment in &mut topic.assignments {
+                        if let Some(next) = crate::leader_election::after_fencing(assignment, id, is_fenced) {
+                            *assignment = next;
+                        }
+                    }
+                }
+            }
+            MetadataCommand::UnfenceBroker { id } => {
+                self.brokers.get_mut(&id).expect("validated").fenced = false;
+                self.elect_after_unfencing(id);
+            }
+            MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
                 let topic = self.topics.get_mut(&topic).expect("validated");
                 let assignment = &mut topic.assignments[partition as usize];
@@ -396,6 +449,24 @@ impl MetadataImage {
         }
         self.version += 1;
         Ok(())
+    }
+}
+
+impl MetadataImage {
+    /// Gives leaderless partitions whose ISR holds `id` their leader back.
+    fn elect_after_unfencing(&mut self, id: i32) {
+        for topic in self.topics.values_mut() {
+            for assignment in &mut topic.assignments {
+                if let Some(next) = crate::leader_election::after_unfencing(assignment, id) {
+                    *assignment = next;
+                }
+            }
+        }
+    }
+
+    /// The brokers that may hold new replicas: registered and not fenced, by id.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
     }
 }
 

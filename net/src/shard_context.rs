@@ -69,6 +69,25 @@ impl ShardContext {
         }
     }
 
+    /// Whether this node is one of a cluster (it has a controller quorum to follow).
+    pub fn is_clustered(&self) -> bool {
+        self.config.quorum.is_some()
+    }
+
+    /// The leader epoch at which this node leads partition `partition` of an internal topic
+    /// (`__consumer_offsets`, `__transaction_state`), or `None` if it does not: the coordinator
+    /// of the groups or transactional ids hashed to that partition is its leader. On a single
+    /// node it leads every one at epoch 0; in a cluster only what the image says, and nothing
+    /// before the topic is in the image (no two nodes may coordinate the same group).
+    pub fn internal_leadership(&self, topic: &str, partition: i32) -> Option<i32> {
+        if !self.is_clustered() {
+            return Some(0);
+        }
+        let states = self.replica_states.borrow();
+        let state = states.get(topic)?.get(usize::try_from(partition).ok()?)?;
+        (state.leader_id == self.config.node_id).then_some(state.leader_epoch)
+    }
+
     /// Rebuilds [`ShardContext::replica_states`] from this shard's image.
     pub fn refresh_replica_states(&self) {
         let image = self.image.borrow();

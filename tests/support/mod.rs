@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, FutureProducer};
 use rdkafka::ClientConfig;
 
+pub mod cluster;
 pub mod raw;
 
 /// The `sluice` binary: `$SLUICE_BIN`, else target/debug/sluice (built on demand).

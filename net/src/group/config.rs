@@ -16,6 +16,9 @@ pub struct GroupConfig {
     pub new_member_join_timeout_ms: u64,
     /// `offsets.topic.num.partitions` (Kafka default 50).
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (Kafka default 3): a cluster creates
+    /// `__consumer_offsets` once this many brokers are up.
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes` (Kafka default 10080 = 7 days), in ms.
     pub offsets_retention_ms: u64,
     /// `offsets.retention.check.interval.ms` (Kafka default 600000).
@@ -33,6 +36,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             new_member_join_timeout_ms: 300_000,
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,

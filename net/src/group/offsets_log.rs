@@ -16,7 +16,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_engine::log_config::LogConfig;
-use sluice_engine::{PartitionLog, ShardStorage};
+use sluice_engine::PartitionLog;
+
+use crate::shard_context::ShardContext;
 
 use crate::internal_topic;
 
@@ -181,15 +183,14 @@ impl LogRecord {
 /// `creating` serializes first-use creation of a partition on this shard: two concurrent
 /// appends (a commit and a group record) must not both open the same new directory.
 pub async fn append(
-    storage: &Rc<ShardStorage>,
+    ctx: &ShardContext,
     creating: &glommio::sync::Semaphore,
-    defaults: &LogConfig,
     partition: i32,
     records: &[LogRecord],
 ) -> Result<(), String> {
     let records: Vec<(Vec<u8>, Option<Vec<u8>>)> =
         records.iter().map(|r| (serde_json::to_vec(&r.key).expect("serializes"), r.value.clone())).collect();
-    internal_topic::append(storage, creating, OFFSETS_TOPIC, defaults, partition, &records).await
+    internal_topic::append(ctx, creating, OFFSETS_TOPIC, partition, &records).await
 }
 
 /// A group as the log left it.

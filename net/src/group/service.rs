@@ -2,14 +2,19 @@
 //! JoinGroup/SyncGroup requests waiting for a rebalance, the timer that drives deadlines,
 //! writes to the `__consumer_offsets` log, and replay at start-up.
 //!
-//! Owns: every group whose `__consumer_offsets` partition this shard owns (requests for a
-//! group run here, sent by [`on_group_shard`] through the shard mesh), and the mapping from
-//! [`GroupEvent`]s to waiting responses. Must never: hold a `RefCell` borrow across an
-//! `.await`, touch another shard's groups, or acknowledge a commit before its record is on
-//! file.
+//! Owns: every group whose `__consumer_offsets` partition this shard owns and this node leads
+//! (requests for a group run here, sent by [`on_group_shard`] through the shard mesh), and the
+//! mapping from [`GroupEvent`]s to waiting responses. A partition's groups are loaded from its
+//! log when this node becomes its leader and dropped when it stops leading
+//! ([`GroupShard::reconcile`]): the coordinator moves with the partition's leadership. On a
+//! single node every partition is led from the start.
+//!
+//! Must never: hold a `RefCell` borrow across an `.await`, touch another shard's groups, answer
+//! for a partition it does not lead (NOT_COORDINATOR), or acknowledge a commit before its
+//! record is on file.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,7 +47,21 @@ pub struct GroupShard {
     pub(crate) txn_offsets: RefCell<HashMap<String, PendingTxnOffsets>>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
+    /// The `__consumer_offsets` partitions this shard coordinates, with the leader epoch it
+    /// loaded them at; and those being loaded.
+    coordinated: RefCell<BTreeMap<i32, i32>>,
+    loading: RefCell<HashSet<i32>>,
+    /// One [`GroupShard::reconcile`] at a time.
+    reconciling: glommio::sync::Semaphore,
     ctx: Rc<ShardContext>,
+}
+
+/// Whether a shard answers for a `__consumer_offsets` partition's groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coordination {
+    Coordinating,
+    Loading,
+    NotCoordinator,
 }
 
 thread_local! {
@@ -73,7 +92,11 @@ where
         .mesh
         .call(shard, move || async move {
             match GroupShard::try_current() {
-                Some(groups) => Ok(f(groups).await),
+                Some(groups) => match groups.coordination(partition) {
+                    Coordination::Coordinating => Ok(f(groups).await),
+                    Coordination::Loading => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
+                    Coordination::NotCoordinator => Err(codes::NOT_COORDINATOR),
+                },
                 None => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
             }
         })
@@ -82,8 +105,9 @@ where
 }
 
 /// Runs `f` with the group shard that owns `group_id`. Errors: COORDINATOR_LOAD_IN_PROGRESS
-/// while that shard is still replaying its offsets log (shards start serving independently),
-/// COORDINATOR_NOT_AVAILABLE if it is gone.
+/// while that shard is still replaying the group's offsets partition (shards start serving
+/// independently), NOT_COORDINATOR when this node does not lead that partition,
+/// COORDINATOR_NOT_AVAILABLE if the shard is gone.
 pub async fn on_group_shard<R, F, Fut>(ctx: &ShardContext, group_id: &str, f: F) -> Result<R, i16>
 where
     R: Send + 'static,
@@ -100,8 +124,9 @@ impl GroupShard {
         GROUP_SHARD.with(|g| g.borrow().clone())
     }
 
-    /// Replays this shard's `__consumer_offsets` partitions, installs the shard's
-    /// coordinator and starts its timer. Runs before the shard serves requests.
+    /// Installs the shard's coordinator, loads the `__consumer_offsets` partitions this node
+    /// leads ([`GroupShard::reconcile`]) and starts its timer. Runs before the shard serves
+    /// requests.
     pub async fn start(ctx: Rc<ShardContext>) -> Result<(), String> {
         let config = ctx.config.group.clone();
         let shard = Rc::new(GroupShard {
@@ -112,52 +137,119 @@ impl GroupShard {
             persisted: RefCell::new(HashSet::new()),
             txn_offsets: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
+            coordinated: RefCell::new(BTreeMap::new()),
+            loading: RefCell::new(HashSet::new()),
+            reconciling: glommio::sync::Semaphore::new(1),
             ctx: ctx.clone(),
         });
-        let now = now_ms();
-        let mut loaded_groups = 0usize;
-        let mut loaded_offsets = 0usize;
-        for log in ctx.storage.partitions() {
-            if log.topic() != OFFSETS_TOPIC {
-                continue;
-            }
-            for (id, replayed) in offsets_log::replay(&log).await? {
-                let mut group = match replayed.group {
-                    Some(g) => {
-                        shard.persisted.borrow_mut().insert(id.clone());
-                        let members = g.members.into_iter().map(MemberValue::into_member).collect();
-                        Group::restore(
-                            &id,
-                            now,
-                            g.generation_id,
-                            g.protocol_type,
-                            g.protocol_name,
-                            g.leader_id,
-                            members,
-                        )
-                    }
-                    None => Group::new(&id, now),
-                };
-                if !replayed.pending_txn.is_empty() {
-                    shard
-                        .txn_offsets
-                        .borrow_mut()
-                        .insert(id.clone(), PendingTxnOffsets::from_replay(replayed.pending_txn));
-                }
-                for ((topic, partition), committed) in replayed.offsets {
-                    group.apply_commit(&topic, partition, committed);
-                    loaded_offsets += 1;
-                }
-                if !group.is_disposable() {
-                    loaded_groups += 1;
-                    shard.groups.borrow_mut().insert(id, group);
-                }
-            }
-        }
-        tracing::info!(shard = ctx.shard, groups = loaded_groups, offsets = loaded_offsets, "consumer groups loaded");
         GROUP_SHARD.with(|g| *g.borrow_mut() = Some(shard.clone()));
+        shard.reconcile().await?;
         glommio::spawn_local(shard.clone().run_timer()).detach();
         Ok(())
+    }
+
+    /// Whether this shard answers for `partition`'s groups now.
+    pub fn coordination(&self, partition: i32) -> Coordination {
+        if self.loading.borrow().contains(&partition) {
+            Coordination::Loading
+        } else if self.coordinated.borrow().contains_key(&partition) {
+            Coordination::Coordinating
+        } else {
+            Coordination::NotCoordinator
+        }
+    }
+
+    /// Brings the coordinated partitions in line with leadership: loads each of this shard's
+    /// `__consumer_offsets` partitions this node now leads (again, if its leader epoch moved:
+    /// another leader may have written in between), drops the groups of those it no longer
+    /// leads. Called at start-up and after every applied metadata command; cheap when nothing
+    /// changed.
+    pub async fn reconcile(self: &Rc<Self>) -> Result<(), String> {
+        let _one_at_a_time = self.reconciling.acquire_permit(1).await.map_err(|e| e.to_string())?;
+        let ctx = self.ctx.clone();
+        for partition in 0..self.config.offsets_topic_num_partitions {
+            if ctx.owner_of(OFFSETS_TOPIC, partition) != ctx.shard {
+                continue;
+            }
+            let wanted = ctx.internal_leadership(OFFSETS_TOPIC, partition);
+            let held = self.coordinated.borrow().get(&partition).copied();
+            if held == wanted {
+                continue;
+            }
+            if held.is_some() {
+                self.unload(partition);
+            }
+            if let Some(leader_epoch) = wanted {
+                self.load(partition, leader_epoch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays one partition's log (if this node has it) into its groups.
+    async fn load(&self, partition: i32, leader_epoch: i32) -> Result<(), String> {
+        self.loading.borrow_mut().insert(partition);
+        let loaded = self.replay_partition(partition).await;
+        self.loading.borrow_mut().remove(&partition);
+        let (groups, offsets) = loaded?;
+        self.coordinated.borrow_mut().insert(partition, leader_epoch);
+        if groups + offsets > 0 || self.ctx.is_clustered() {
+            tracing::info!(shard = self.ctx.shard, partition, leader_epoch, groups, offsets, "consumer groups loaded");
+        }
+        Ok(())
+    }
+
+    /// Returns the counts of groups and offsets loaded.
+    async fn replay_partition(&self, partition: i32) -> Result<(usize, usize), String> {
+        let Some(log) = self.ctx.storage.partition(OFFSETS_TOPIC, partition) else { return Ok((0, 0)) };
+        let now = now_ms();
+        let (mut loaded_groups, mut loaded_offsets) = (0usize, 0usize);
+        for (id, replayed) in offsets_log::replay(&log).await? {
+            let mut group = match replayed.group {
+                Some(g) => {
+                    self.persisted.borrow_mut().insert(id.clone());
+                    let members = g.members.into_iter().map(MemberValue::into_member).collect();
+                    Group::restore(&id, now, g.generation_id, g.protocol_type, g.protocol_name, g.leader_id, members)
+                }
+                None => Group::new(&id, now),
+            };
+            if !replayed.pending_txn.is_empty() {
+                self.txn_offsets.borrow_mut().insert(id.clone(), PendingTxnOffsets::from_replay(replayed.pending_txn));
+            }
+            for ((topic, partition), committed) in replayed.offsets {
+                group.apply_commit(&topic, partition, committed);
+                loaded_offsets += 1;
+            }
+            if !group.is_disposable() {
+                loaded_groups += 1;
+                self.groups.borrow_mut().insert(id, group);
+            }
+        }
+        Ok((loaded_groups, loaded_offsets))
+    }
+
+    /// Drops the groups of a partition this node no longer leads; their waiting members are
+    /// answered (and find the new coordinator when they retry).
+    fn unload(&self, partition: i32) {
+        self.coordinated.borrow_mut().remove(&partition);
+        let mine = |id: &str| self.partition_of(id) == partition;
+        let dropped: Vec<String> = self.groups.borrow().keys().filter(|id| mine(id)).cloned().collect();
+        {
+            let mut groups = self.groups.borrow_mut();
+            for id in &dropped {
+                groups.remove(id);
+            }
+        }
+        self.persisted.borrow_mut().retain(|id| !mine(id));
+        self.txn_offsets.borrow_mut().retain(|id, _| !mine(id));
+        self.join_waiters.borrow_mut().retain(|(id, _), _| !mine(id));
+        self.sync_waiters.borrow_mut().retain(|(id, _), _| !mine(id));
+        tracing::info!(
+            shard = self.ctx.shard,
+            partition,
+            groups = dropped.len(),
+            "consumer groups unloaded: not the leader"
+        );
     }
 
     /// A fresh member id: `client_id-<uuid>` like Kafka.
@@ -240,8 +332,7 @@ impl GroupShard {
         let creating = self.creating_partition.clone();
         let group_id = group_id.to_string();
         glommio::spawn_local(async move {
-            let defaults = &ctx.config.default_log_config;
-            if let Err(e) = offsets_log::append(&ctx.storage, &creating, defaults, partition, &[record]).await {
+            if let Err(e) = offsets_log::append(&ctx, &creating, partition, &[record]).await {
                 sluice_engine::warn_limited!(group = %group_id, error = %e, "could not persist group metadata");
             }
         })
@@ -255,8 +346,7 @@ impl GroupShard {
     /// Appends records of `group_id`'s partition; returns once they are on file.
     pub async fn append(&self, group_id: &str, records: &[LogRecord]) -> Result<(), String> {
         let partition = self.partition_of(group_id);
-        let defaults = &self.ctx.config.default_log_config;
-        offsets_log::append(&self.ctx.storage, &self.creating_partition, defaults, partition, records).await
+        offsets_log::append(&self.ctx, &self.creating_partition, partition, records).await
     }
 
     /// JoinGroup on this shard; waits for the rebalance when the member must.

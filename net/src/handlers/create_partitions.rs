@@ -80,6 +80,12 @@ async fn grow(
         ));
     }
     let additional = (topic.count - current) as usize;
+    // In a cluster a manual assignment of a replicated topic is kept as given; otherwise the
+    // active controller places the new replicas.
+    let clustered = ctx.config.quorum.is_some() && !meta.assignments.is_empty();
+    let registered: Vec<i32> =
+        if clustered { ctx.image.borrow().brokers.keys().copied().collect() } else { vec![ctx.config.node_id] };
+    let mut new_assignments = Vec::new();
     if let Some(assignments) = &topic.assignments {
         if assignments.len() != additional {
             return Err(error(
@@ -92,12 +98,15 @@ async fn grow(
         }
         let replicas = usize::try_from(meta.replication_factor).unwrap_or(1);
         for assignment in assignments {
-            validate_manual_assignment(&assignment.broker_ids, ctx.config.node_id, Some(replicas))
+            validate_manual_assignment(&assignment.broker_ids, &registered, Some(replicas))
                 .map_err(|m| error(admin_codes::INVALID_REPLICA_ASSIGNMENT, m))?;
+            if clustered {
+                let replicas = assignment.broker_ids.iter().map(|b| b.0).collect();
+                new_assignments.push(crate::metadata_image::PartitionAssignment::new(replicas));
+            }
         }
     }
-    let command =
-        MetadataCommand::CreatePartitions { name: name.to_string(), total: topic.count, new_assignments: Vec::new() };
+    let command = MetadataCommand::CreatePartitions { name: name.to_string(), total: topic.count, new_assignments };
     if validate_only { controller::validate(command).await } else { controller::submit(command).await }
         .map_err(internal_to_unknown_server_error)
 }

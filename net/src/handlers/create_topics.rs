@@ -78,7 +78,9 @@ async fn create_one(
         ));
     }
     validate_topic_name(name).map_err(|m| error(codes::INVALID_TOPIC_EXCEPTION, m))?;
-    if ctx.image.borrow().topic(name).is_some() {
+    // The coordinators' internal topics are the broker's to create (on a single node they
+    // always exist, outside the image).
+    if ctx.image.borrow().topic(name).is_some() || crate::topic_name::is_internal(name) {
         return Err(error(admin_codes::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
     }
 
@@ -96,6 +98,10 @@ async fn create_one(
         .map_err(|e| error(admin_codes::INVALID_CONFIG, e.to_string()))?;
 
     let node = ctx.config.node_id;
+    let clustered = ctx.config.quorum.is_some();
+    let registered: Vec<i32> =
+        if clustered { ctx.image.borrow().brokers.keys().copied().collect() } else { vec![node] };
+    let mut manual: Vec<(i32, Vec<i32>)> = Vec::new();
     let (partitions, replication_factor) = if !topic.assignments.is_empty() {
         if topic.replication_factor != -1 {
             return Err(error(
@@ -118,9 +124,10 @@ async fn create_one(
                     format!("Found multiple manual partition assignments for partition {}", assignment.partition_index),
                 ));
             }
-            validate_manual_assignment(&assignment.broker_ids, node, replicas)
+            validate_manual_assignment(&assignment.broker_ids, &registered, replicas)
                 .map_err(|m| error(admin_codes::INVALID_REPLICA_ASSIGNMENT, m))?;
             replicas = Some(assignment.broker_ids.len());
+            manual.push((assignment.partition_index, assignment.broker_ids.iter().map(|b| b.0).collect()));
         }
         let count = indexes.len() as i32;
         if (0..count).any(|p| !indexes.contains(&p)) {
@@ -149,7 +156,7 @@ async fn create_one(
         } else {
             topic.replication_factor
         };
-        if replication_factor > 1 {
+        if replication_factor > 1 && !clustered {
             return Err(error(
                 admin_codes::INVALID_REPLICATION_FACTOR,
                 format!(
@@ -162,24 +169,32 @@ async fn create_one(
     };
 
     let id = controller::new_topic_id();
+    // In a cluster, a manual assignment is kept as given (the preferred leader first); without
+    // one the active controller places the replicas.
+    manual.sort_by_key(|(p, _)| *p);
+    let assignments = if clustered {
+        manual.into_iter().map(|(_, replicas)| crate::metadata_image::PartitionAssignment::new(replicas)).collect()
+    } else {
+        Vec::new()
+    };
     let command = MetadataCommand::CreateTopic {
         name: name.to_string(),
         id,
         partitions,
         replication_factor,
         configs: configs.clone(),
-        assignments: Vec::new(),
+        assignments,
     };
     if validate_only { controller::validate(command).await } else { controller::submit(command).await }
         .map_err(internal_to_unknown_server_error)?;
     Ok(Created { id, partitions, replication_factor, configs })
 }
 
-/// Kafka's `validateManualPartitionAssignment` on a single node: a non-empty replica list of
-/// registered brokers (only this node), none twice, as many as the other partitions have.
+/// Kafka's `validateManualPartitionAssignment`: a non-empty replica list of registered brokers
+/// (on a single node only this node), none twice, as many as the other partitions have.
 pub(crate) fn validate_manual_assignment(
     broker_ids: &[BrokerId],
-    node_id: i32,
+    registered: &[i32],
     expected_replicas: Option<usize>,
 ) -> Result<(), String> {
     if broker_ids.is_empty() {
@@ -189,7 +204,7 @@ pub(crate) fn validate_manual_assignment(
     sorted.sort_unstable();
     let mut previous = None;
     for id in &sorted {
-        if *id != node_id {
+        if !registered.contains(id) {
             return Err(format!(
                 "The manual partition assignment includes broker {id}, but no such broker is registered."
             ));
@@ -262,11 +277,12 @@ mod tests {
     #[test]
     fn manual_assignments_on_one_node() {
         let one = |ids: &[i32]| ids.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
-        assert!(validate_manual_assignment(&one(&[1]), 1, None).is_ok());
-        assert!(validate_manual_assignment(&one(&[1]), 1, Some(1)).is_ok());
-        assert!(validate_manual_assignment(&one(&[]), 1, None).unwrap_err().contains("empty replica list"));
-        assert!(validate_manual_assignment(&one(&[2]), 1, None).unwrap_err().contains("broker 2"));
-        assert!(validate_manual_assignment(&one(&[1, 1]), 1, None).unwrap_err().contains("more than once"));
-        assert!(validate_manual_assignment(&one(&[1]), 1, Some(2)).unwrap_err().contains("not consistent"));
+        assert!(validate_manual_assignment(&one(&[1]), &[1], None).is_ok());
+        assert!(validate_manual_assignment(&one(&[1]), &[1], Some(1)).is_ok());
+        assert!(validate_manual_assignment(&one(&[]), &[1], None).unwrap_err().contains("empty replica list"));
+        assert!(validate_manual_assignment(&one(&[2]), &[1], None).unwrap_err().contains("broker 2"));
+        assert!(validate_manual_assignment(&one(&[1, 1]), &[1], None).unwrap_err().contains("more than once"));
+        assert!(validate_manual_assignment(&one(&[1]), &[1], Some(2)).unwrap_err().contains("not consistent"));
+        assert!(validate_manual_assignment(&one(&[3, 1]), &[1, 2, 3], Some(2)).is_ok(), "a cluster's brokers");
     }
 }

@@ -1,5 +1,6 @@
-//! DescribeCluster (v0–1): the cluster id, the controller (this node) and the brokers (this
-//! node, at its advertised host and port), as Kafka's `AuthHelper.computeDescribeClusterResponse`
+//! DescribeCluster (v0–1): the cluster id, the controller (this node; in a cluster the active
+//! one) and the brokers (this node at its advertised host and port; in a cluster every
+//! unfenced registered broker), as Kafka's `AuthHelper.computeDescribeClusterResponse`
 //! answers on a broker endpoint: v1 asking for controllers (endpoint type 2) gets
 //! MISMATCHED_ENDPOINT_TYPE, an unknown endpoint type UNSUPPORTED_ENDPOINT_TYPE. Cluster
 //! authorized operations are always "not provided" (i32::MIN): sluice has no authorizer yet.
@@ -42,19 +43,23 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: DescribeClusterRequest, ver
         }
         other => return error(admin_codes::UNSUPPORTED_ENDPOINT_TYPE, format!("Unsupported endpoint type {other}")),
     }
-    let node = ctx.config.node_id;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node))
-        .with_host(str_bytes(ctx.config.advertised_host.clone()))
-        .with_port(ctx.config.advertised_port)
-        .with_rack(None);
+    let brokers = crate::handlers::cluster_brokers::brokers(ctx)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(codes::NONE)
         .with_error_message(None)
         .with_endpoint_type(ENDPOINT_BROKER)
         .with_cluster_id(str_bytes(ctx.image.borrow().cluster_id.clone()))
-        .with_controller_id(BrokerId(node))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(crate::handlers::cluster_brokers::controller_id(ctx)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

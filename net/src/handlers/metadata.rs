@@ -1,4 +1,5 @@
-//! Metadata: brokers (this node), cluster id, controller, and topics with partitions, topic
+//! Metadata: brokers (this node; in a cluster every unfenced registered broker), cluster id,
+//! controller (in a cluster the active one), and topics with partitions, topic
 //! ids and leaders. Requested topics that don't exist are created when the request allows it
 //! and `auto.create.topics.enable` is on (with `num.partitions`), like Kafka.
 
@@ -22,7 +23,6 @@ use crate::topic_name::validate_topic_name;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = ctx.config.node_id;
     let mut topics = Vec::new();
     match request.topics {
         None => {
@@ -84,16 +84,21 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
             }
         }
     }
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node))
-        .with_host(str_bytes(ctx.config.advertised_host.clone()))
-        .with_port(ctx.config.advertised_port)
-        .with_rack(None);
+    let brokers = crate::handlers::cluster_brokers::brokers(ctx)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     MetadataResponse::default()
         .with_throttle_time_ms(0)
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(ctx.image.borrow().cluster_id.clone())))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(crate::handlers::cluster_brokers::controller_id(ctx)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -9,6 +9,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod cluster_brokers;
 pub mod config_resources;
 pub mod create_partitions;
 pub mod create_topics;

@@ -37,6 +37,9 @@ pub fn fenced_for_version(code: i16, version: i16, first_version: i16) -> i16 {
 pub struct TxnConfig {
     /// `transaction.state.log.num.partitions` (Kafka default 50).
     pub state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (Kafka default 3): a cluster creates
+    /// `__transaction_state` once this many brokers are up.
+    pub state_log_replication_factor: i16,
     /// `transaction.max.timeout.ms` (Kafka default 900000 = 15 minutes): a producer asking for
     /// a longer `transaction.timeout.ms` gets INVALID_TRANSACTION_TIMEOUT.
     pub max_timeout_ms: u64,
@@ -58,6 +61,7 @@ impl Default for TxnConfig {
     fn default() -> Self {
         TxnConfig {
             state_log_num_partitions: 50,
+            state_log_replication_factor: 3,
             max_timeout_ms: 900_000,
             abort_timed_out_interval_ms: 10_000,
             id_expiration_ms: 604_800_000,

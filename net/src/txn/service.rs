@@ -2,9 +2,12 @@
 //! to `__transaction_state`, the markers that end a transaction, the timer that aborts
 //! timed-out transactions and expires idle ids, and replay at start-up.
 //!
-//! Owns: every transactional id whose `__transaction_state` partition this shard owns
-//! (requests for an id run here, sent by [`on_txn_shard`] through the shard mesh), and carrying
-//! out the state machine's [`Decision`]s. Markers go to data partitions through
+//! Owns: every transactional id whose `__transaction_state` partition this shard owns and this
+//! node leads (requests for an id run here, sent by [`on_txn_shard`] through the shard mesh),
+//! and carrying out the state machine's [`Decision`]s. A partition's ids are loaded from its
+//! log when this node becomes its leader and dropped when it stops leading
+//! ([`TxnShard::reconcile`]); the leader epoch it was loaded at is the coordinator epoch its
+//! markers carry, so a deposed coordinator's markers are refused. Markers go to data partitions through
 //! [`write_txn_markers`] and to `__consumer_offsets` partitions through the group coordinator
 //! ([`GroupShard::complete_txn_offsets`]); both are retried until every partition answered.
 //!
@@ -12,7 +15,7 @@
 //! a transition before its record is on file.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,10 +31,6 @@ use crate::group::service::{now_ms, on_offsets_partition_shard};
 use crate::shard_context::ShardContext;
 use crate::txn_markers::write_txn_markers;
 
-/// The coordinator epoch markers carry: the leader epoch of the id's state partition, always 0
-/// on a single node (the replication issue takes it from the partition's replica state).
-pub const COORDINATOR_EPOCH: i32 = 0;
-
 /// First and longest wait between rounds of marker writes that did not all succeed.
 const MARKER_RETRY_MIN_MS: u64 = 50;
 const MARKER_RETRY_MAX_MS: u64 = 2_000;
@@ -42,6 +41,12 @@ pub struct TxnShard {
     txns: RefCell<HashMap<String, Txn>>,
     /// Serializes creation of this shard's `__transaction_state` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
+    /// The `__transaction_state` partitions this shard coordinates, with the leader epoch it
+    /// loaded them at (the coordinator epoch); and those being loaded.
+    coordinated: RefCell<BTreeMap<i32, i32>>,
+    loading: RefCell<HashSet<i32>>,
+    /// One [`TxnShard::reconcile`] at a time.
+    reconciling: glommio::sync::Semaphore,
     ctx: Rc<ShardContext>,
 }
 
@@ -56,7 +61,8 @@ pub fn coordinator_shard(ctx: &ShardContext, transactional_id: &str) -> usize {
 }
 
 /// Runs `f` with the shard that owns `transactional_id`. Errors: COORDINATOR_LOAD_IN_PROGRESS
-/// while that shard is still replaying its state log, COORDINATOR_NOT_AVAILABLE if it is gone.
+/// while that shard is still replaying the id's state partition, NOT_COORDINATOR when this
+/// node does not lead it, COORDINATOR_NOT_AVAILABLE if the shard is gone.
 pub async fn on_txn_shard<R, F, Fut>(ctx: &ShardContext, transactional_id: &str, f: F) -> Result<R, i16>
 where
     R: Send + 'static,
@@ -64,10 +70,13 @@ where
     Fut: Future<Output = R> + 'static,
 {
     let shard = coordinator_shard(ctx, transactional_id);
+    let partition = partition_for(transactional_id, ctx.config.txn.state_log_num_partitions);
     let answer = ctx
         .mesh
         .call(shard, move || async move {
             match TxnShard::try_current() {
+                Some(txns) if txns.loading.borrow().contains(&partition) => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
+                Some(txns) if !txns.coordinated.borrow().contains_key(&partition) => Err(codes::NOT_COORDINATOR),
                 Some(txns) => Ok(f(txns).await),
                 None => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
             }
@@ -88,39 +97,106 @@ impl TxnShard {
         TXN_SHARD.with(|t| t.borrow().clone())
     }
 
-    /// Replays this shard's `__transaction_state` partitions, installs the shard's coordinator,
-    /// resumes the markers of transactions that were ending, and starts its timer. Runs after
-    /// the group coordinator started (markers into `__consumer_offsets` need it) and before the
-    /// shard serves requests.
+    /// Installs the shard's coordinator, loads the `__transaction_state` partitions this node
+    /// leads ([`TxnShard::reconcile`], resuming the markers of transactions that were ending)
+    /// and starts its timer. Runs after the group coordinator started (markers into
+    /// `__consumer_offsets` need it) and before the shard serves requests.
     pub async fn start(ctx: Rc<ShardContext>) -> Result<(), String> {
         let shard = Rc::new(TxnShard {
             config: ctx.config.txn.clone(),
             txns: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
+            coordinated: RefCell::new(BTreeMap::new()),
+            loading: RefCell::new(HashSet::new()),
+            reconciling: glommio::sync::Semaphore::new(1),
             ctx: ctx.clone(),
         });
-        let mut ending = Vec::new();
-        for log in ctx.storage.partitions() {
-            if log.topic() != TXN_STATE_TOPIC {
-                continue;
-            }
-            for (id, meta) in state_log::replay(&log).await? {
-                if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-                    ending.push(id.clone());
-                }
-                let txn = Txn::restore(&id, meta);
-                debug_assert!(txn.check_invariants(), "replayed txn {id} breaks an invariant");
-                shard.txns.borrow_mut().insert(id, txn);
-            }
-        }
-        let loaded = shard.txns.borrow().len();
-        tracing::info!(shard = ctx.shard, transactional_ids = loaded, ending = ending.len(), "transactions loaded");
         TXN_SHARD.with(|t| *t.borrow_mut() = Some(shard.clone()));
-        for id in ending {
-            glommio::spawn_local(shard.clone().finish(id)).detach();
-        }
+        shard.reconcile().await?;
         glommio::spawn_local(shard.clone().run_timer()).detach();
         Ok(())
+    }
+
+    /// Brings the coordinated partitions in line with leadership (see
+    /// [`crate::group::service::GroupShard::reconcile`], which this mirrors). Called at
+    /// start-up and after every applied metadata command.
+    pub async fn reconcile(self: &Rc<Self>) -> Result<(), String> {
+        let _one_at_a_time = self.reconciling.acquire_permit(1).await.map_err(|e| e.to_string())?;
+        let ctx = self.ctx.clone();
+        for partition in 0..self.config.state_log_num_partitions {
+            if ctx.owner_of(TXN_STATE_TOPIC, partition) != ctx.shard {
+                continue;
+            }
+            let wanted = ctx.internal_leadership(TXN_STATE_TOPIC, partition);
+            let held = self.coordinated.borrow().get(&partition).copied();
+            if held == wanted {
+                continue;
+            }
+            if held.is_some() {
+                self.unload(partition);
+            }
+            if let Some(leader_epoch) = wanted {
+                self.load(partition, leader_epoch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays one partition's log (if this node has it) into its ids and resumes the markers
+    /// of those that were ending.
+    async fn load(self: &Rc<Self>, partition: i32, leader_epoch: i32) -> Result<(), String> {
+        self.loading.borrow_mut().insert(partition);
+        let replayed = match self.ctx.storage.partition(TXN_STATE_TOPIC, partition) {
+            Some(log) => state_log::replay(&log).await,
+            None => Ok(Default::default()),
+        };
+        self.loading.borrow_mut().remove(&partition);
+        let mut ending = Vec::new();
+        let mut loaded = 0usize;
+        for (id, meta) in replayed? {
+            if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                ending.push(id.clone());
+            }
+            let txn = Txn::restore(&id, meta);
+            debug_assert!(txn.check_invariants(), "replayed txn {id} breaks an invariant");
+            self.txns.borrow_mut().insert(id, txn);
+            loaded += 1;
+        }
+        self.coordinated.borrow_mut().insert(partition, leader_epoch);
+        if loaded > 0 || self.ctx.is_clustered() {
+            tracing::info!(
+                shard = self.ctx.shard,
+                partition,
+                leader_epoch,
+                transactional_ids = loaded,
+                ending = ending.len(),
+                "transactions loaded"
+            );
+        }
+        for id in ending {
+            glommio::spawn_local(self.clone().finish(id)).detach();
+        }
+        Ok(())
+    }
+
+    /// Drops the ids of a partition this node no longer leads (their marker writers stop at
+    /// their next round: [`TxnShard::finish`] finds the id gone).
+    fn unload(&self, partition: i32) {
+        self.coordinated.borrow_mut().remove(&partition);
+        let before = self.txns.borrow().len();
+        self.txns.borrow_mut().retain(|id, _| self.partition_of(id) != partition);
+        let dropped = before - self.txns.borrow().len();
+        tracing::info!(
+            shard = self.ctx.shard,
+            partition,
+            transactional_ids = dropped,
+            "transactions unloaded: not the leader"
+        );
+    }
+
+    /// The coordinator epoch of `partition`'s ids: the leader epoch this node loaded it at.
+    fn coordinator_epoch(&self, partition: i32) -> Option<i32> {
+        self.coordinated.borrow().get(&partition).copied()
     }
 
     pub fn partition_of(&self, transactional_id: &str) -> i32 {
@@ -154,9 +230,8 @@ impl TxnShard {
         };
         let dead = target.state == TxnState::Dead;
         let partition = self.partition_of(id);
-        let defaults = &self.ctx.config.default_log_config;
         let value = (!dead).then_some(&target);
-        match state_log::append(&self.ctx.storage, &self.creating_partition, defaults, partition, id, value).await {
+        match state_log::append(&self.ctx, &self.creating_partition, partition, id, value).await {
             Ok(()) => {
                 if dead {
                     self.txns.borrow_mut().remove(id);
@@ -284,9 +359,11 @@ impl TxnShard {
             };
             let (offsets, data): (Vec<_>, Vec<_>) =
                 meta.partitions.iter().filter(|p| !done.contains(*p)).cloned().partition(|(t, _)| t == OFFSETS_TOPIC);
+            // Deposed meanwhile: the new coordinator resumes the markers.
+            let Some(coordinator_epoch) = self.coordinator_epoch(self.partition_of(&id)) else { return };
             if !data.is_empty() {
                 let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
-                for (partition, code) in write_txn_markers(&self.ctx, pid, epoch, COORDINATOR_EPOCH, commit, data).await
+                for (partition, code) in write_txn_markers(&self.ctx, pid, epoch, coordinator_epoch, commit, data).await
                 {
                     // A partition deleted meanwhile has nothing left to mark (Kafka drops it too).
                     if code == ErrorCode::NONE || code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::log_config::LogConfig;
-use sluice_engine::{PartitionLog, ShardStorage};
+use sluice_engine::PartitionLog;
+
+use crate::shard_context::ShardContext;
 
 use super::coordinator::TxnMetadata;
 use crate::internal_topic;
@@ -50,14 +51,13 @@ pub fn record(id: &str, meta: Option<&TxnMetadata>) -> (Vec<u8>, Option<Vec<u8>>
 
 /// Appends one id's record to its partition on this shard; returns once it is on file.
 pub async fn append(
-    storage: &Rc<ShardStorage>,
+    ctx: &ShardContext,
     creating: &glommio::sync::Semaphore,
-    defaults: &LogConfig,
     partition: i32,
     id: &str,
     meta: Option<&TxnMetadata>,
 ) -> Result<(), String> {
-    internal_topic::append(storage, creating, TXN_STATE_TOPIC, defaults, partition, &[record(id, meta)]).await
+    internal_topic::append(ctx, creating, TXN_STATE_TOPIC, partition, &[record(id, meta)]).await
 }
 
 /// Folds one record into `ids` (later records win; a tombstone, or a value this version cannot

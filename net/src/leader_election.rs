@@ -1,0 +1,126 @@
+//! Leader elections when a broker is fenced or comes back (Kafka's
+//! `ReplicationControlManager.handleBrokerFenced` / `handleBrokerUnfenced` with
+//! `unclean.leader.election.enable=false`, its default).
+//!
+//! Owns: the pure rules — given one partition's assignment and a broker that changed, the
+//! assignment after it. Applied by [`crate::metadata_image::MetadataImage`] for the
+//! `FenceBroker` / `UnfenceBroker` / `RegisterBroker` commands, so every node computes the
+//! same result from the same log. Must never: do I/O, read the clock, or elect a replica that
+//! is outside the ISR or fenced (that would be an unclean election and could lose acknowledged
+//! records).
+
+use crate::metadata_image::PartitionAssignment;
+
+/// The assignment after broker `fenced` was fenced, or `None` if it does not change: the broker
+/// leaves the ISR unless it is its last member (then the ISR keeps it, so the partition can come
+/// back with it, and nobody else — who may lack acknowledged records — leads); if it led, the
+/// first replica (in preferred order) left in the ISR and not fenced leads instead, else nobody
+/// (-1). A leader change bumps the leader epoch; any change bumps the partition epoch.
+pub fn after_fencing(
+    assignment: &PartitionAssignment,
+    fenced: i32,
+    is_fenced: impl Fn(i32) -> bool,
+) -> Option<PartitionAssignment> {
+    if !assignment.replicas.contains(&fenced) {
+        return None;
+    }
+    let mut next = assignment.clone();
+    if next.isr.len() > 1 {
+        next.isr.retain(|r| *r != fenced);
+    }
+    if next.leader == fenced {
+        next.leader = next
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| *r != fenced && next.isr.contains(r) && !is_fenced(*r))
+            .unwrap_or(-1);
+        next.leader_epoch += 1;
+    }
+    if next == *assignment {
+        return None;
+    }
+    next.partition_epoch += 1;
+    Some(next)
+}
+
+/// The assignment after broker `unfenced` came back (heartbeat or re-registration), or `None`:
+/// a partition without a leader whose ISR holds it is led by it again.
+pub fn after_unfencing(assignment: &PartitionAssignment, unfenced: i32) -> Option<PartitionAssignment> {
+    if assignment.leader != -1 || !assignment.isr.contains(&unfenced) {
+        return None;
+    }
+    let mut next = assignment.clone();
+    next.leader = unfenced;
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn assignment(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 7,
+        }
+    }
+
+    #[test]
+    fn the_next_in_sync_replica_leads_with_bumped_epochs() {
+        let next = after_fencing(&assignment(&[1, 2, 3], &[1, 2, 3], 1), 1, |_| false).unwrap();
+        assert_eq!((next.leader, next.isr.clone(), next.leader_epoch, next.partition_epoch), (2, vec![2, 3], 4, 8));
+        // A fenced ISR member is skipped.
+        let next = after_fencing(&assignment(&[1, 2, 3], &[1, 2, 3], 1), 1, |r| r == 2).unwrap();
+        assert_eq!(next.leader, 3);
+    }
+
+    #[test]
+    fn a_follower_leaves_the_isr_and_the_leader_stays() {
+        let next = after_fencing(&assignment(&[1, 2, 3], &[1, 2, 3], 1), 3, |_| false).unwrap();
+        assert_eq!((next.leader, next.isr.clone(), next.leader_epoch, next.partition_epoch), (1, vec![1, 2], 3, 8));
+        assert_eq!(after_fencing(&assignment(&[1, 2], &[1, 2], 1), 3, |_| false), None, "not a replica");
+        assert_eq!(after_fencing(&assignment(&[1, 2, 3], &[1], 1), 3, |_| false), None, "out of sync already");
+    }
+
+    #[test]
+    fn the_last_isr_member_stays_and_the_partition_goes_leaderless_until_it_returns() {
+        let fenced = after_fencing(&assignment(&[1, 2], &[1], 1), 1, |_| false).unwrap();
+        assert_eq!((fenced.leader, fenced.isr.clone(), fenced.leader_epoch), (-1, vec![1], 4));
+        assert_eq!(after_unfencing(&fenced, 2), None, "2 is not in sync: no unclean election");
+        let back = after_unfencing(&fenced, 1).unwrap();
+        assert_eq!((back.leader, back.leader_epoch, back.partition_epoch), (1, 5, 9));
+        assert_eq!(after_unfencing(&back, 1), None, "has a leader");
+    }
+
+    proptest! {
+        #[test]
+        fn elections_never_pick_a_fenced_or_out_of_sync_leader(
+            n in 1usize..6, isr_mask in 1u32..64, leader_pick in 0usize..6, fenced_pick in 0usize..6,
+            others_fenced in 0u32..64,
+        ) {
+            let replicas: Vec<i32> = (1..=n as i32).collect();
+            let mut isr: Vec<i32> = replicas.iter().copied().filter(|r| isr_mask & (1 << (r - 1)) != 0).collect();
+            if isr.is_empty() { isr.push(replicas[0]); }
+            let leader = isr[leader_pick % isr.len()];
+            let fenced = replicas[fenced_pick % n];
+            let is_fenced = |r: i32| r == fenced || others_fenced & (1 << (r - 1)) != 0;
+            // A fenced broker leads nothing (fencing it moved its leaderships).
+            prop_assume!(leader == fenced || !is_fenced(leader));
+            let before = assignment(&replicas, &isr, leader);
+            if let Some(after) = after_fencing(&before, fenced, is_fenced) {
+                prop_assert!(after.leader == -1 || (after.isr.contains(&after.leader) && !is_fenced(after.leader)));
+                prop_assert!(!after.isr.is_empty());
+                prop_assert!(after.isr.iter().all(|r| before.isr.contains(r)));
+                prop_assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+                prop_assert_eq!(after.leader_epoch, before.leader_epoch + i32::from(after.leader != before.leader));
+            }
+        }
+    }
+}

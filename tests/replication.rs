@@ -1,10 +1,12 @@
 //! Data replication between real broker processes: followers fetch from the leader, the leader
 //! keeps the ISR and the high watermark, acks=all waits for the in-sync replicas.
 //!
-//! Until the cluster metadata quorum is in, these run a *static* three-node cluster: each
-//! node starts from the same pre-written metadata image (three registered brokers, a topic
-//! with replicas [1, 2, 3] led by node 1); the leader's ISR changes are applied by its own
-//! controller. Fault timing is derived from a printed seed; every wait polls with a deadline.
+//! Two kinds of cluster: real ones (tests/support/cluster.rs: the metadata quorum on openraft,
+//! elections when a broker is fenced), and a *static* three-node one where each node starts
+//! from the same pre-written metadata image (three registered brokers, a topic with replicas
+//! [1, 2, 3] led by node 1), its leader's ISR changes applied by its own controller and a
+//! leader change made by rewriting the image — data replication alone, without the quorum.
+//! Fault timing is derived from a printed seed; every wait polls with a deadline.
 
 mod support;
 
@@ -19,6 +21,7 @@ use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::FutureRecord;
 use sluice_net::metadata_image::{BrokerRegistration, MetadataImage, PartitionAssignment, TopicMeta};
+use support::cluster::{partitions, wait_until, Cluster};
 use support::*;
 
 const TOPIC: &str = "replicated";
@@ -120,8 +123,20 @@ fn produce_acks_all(bootstrap: &str, value: &str, timeout_ms: i32) -> i16 {
     produce(bootstrap, value, -1, timeout_ms)
 }
 
+/// acks=1 records into a leader whose followers are stopped: the first may still reach them
+/// (a follower's fetch in flight when it stopped is answered into its socket), those after a
+/// pause cannot — only the leader ever has them.
+fn produce_leader_only(bootstrap: &str) {
+    assert_eq!(produce(bootstrap, "leader-only-early", 1, 5_000), 0);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..5 {
+        assert_eq!(produce(bootstrap, &format!("leader-only-late-{i}"), 1, 5_000), 0);
+    }
+}
+
 fn produce(bootstrap: &str, value: &str, acks: i16, timeout_ms: i32) -> i16 {
-    let batch = sluice_engine::batch::build_batch(0, &[(None, Some(value.as_bytes()), &[][..])], 1_700_000_000_000);
+    let record = (Some(value.as_bytes()), Some(value.as_bytes()), &[][..]);
+    let batch = sluice_engine::batch::build_batch(0, &[record], 1_700_000_000_000);
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
         TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![
             PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(batch))),
@@ -144,6 +159,8 @@ fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// The partition's batches on disk under `data_dir`, segment by segment (a killed broker's
+/// active segment may end in preallocated zeros: each file is read up to its last whole batch).
 fn segment_bytes(data_dir: &Path) -> Vec<u8> {
     let dir = data_dir.join(format!("{TOPIC}-0"));
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -152,7 +169,19 @@ fn segment_bytes(data_dir: &Path) -> Vec<u8> {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    logs.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+    let mut out = Vec::new();
+    for path in logs {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut batches = sluice_engine::batch::batches(&bytes, sluice_engine::batch::Validation::Stored);
+        for item in batches.by_ref() {
+            if item.is_err() {
+                break;
+            }
+        }
+        let whole = batches.position();
+        out.extend_from_slice(&bytes[..whole]);
+    }
+    out
 }
 
 fn seed() -> u64 {
@@ -296,9 +325,7 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
     // The followers stop, the leader takes a few acks=1 records only it will ever have, and dies.
     cluster.node(2).signal(libc::SIGSTOP);
     cluster.node(3).signal(libc::SIGSTOP);
-    for i in 0..5 {
-        assert_eq!(produce(&leader, &format!("leader-only-{i}"), 1, 5_000), 0);
-    }
+    produce_leader_only(&leader);
     let old_leader = cluster.nodes[0].take().unwrap();
     old_leader.signal(libc::SIGKILL);
     let _ = old_leader.wait_exit();
@@ -330,7 +357,6 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
     // rejoins the ISR.
     cluster.write_image(1);
     cluster.start_node(1);
-    cluster.node(1).wait_for("follower log diverged from its leader: truncating");
     eventually("the old leader back in the ISR", Duration::from_secs(30), || isr(&new_leader) == vec![1, 2, 3]);
     assert_eq!(produce_acks_all(&new_leader, "all-three-again", 20_000), 0);
 
@@ -341,6 +367,8 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
         assert_eq!(by_offset.get(offset).copied(), Some(key), "acknowledged {key} at {offset}");
         assert_eq!(held.iter().filter(|(_, k)| k == key).count(), 1, "{key} held once");
     }
+    // What only the old leader had is gone: with the byte-equal logs below, it truncated.
+    assert!(!held.iter().any(|(_, k)| k.starts_with("leader-only-late")), "the new leader never had those");
     // And all three logs are the same bytes.
     for id in [1, 3, 2] {
         cluster.stop_node(id);
@@ -349,4 +377,204 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
     for id in [1, 3] {
         assert!(segment_bytes(&cluster.data_dir(id)) == leader_log, "node {id}'s log differs from the leader's");
     }
+}
+
+// ---- Real clusters: three controllers, and two broker-only nodes where a test stops
+// followers (so the quorum keeps its majority).
+
+/// Creates the test topic on `cluster` with one partition on `replicas` (the first leads),
+/// `min.insync.replicas=2`; returns once every running node shows it with all in sync.
+fn create_replicated_topic(cluster: &Cluster, replicas: &[i32]) {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    use kafka_protocol::messages::BrokerId;
+    let mut request = create_topics_request(TOPIC, -1, &[("min.insync.replicas", "2")]);
+    request.topics[0].replication_factor = -1;
+    request.topics[0].assignments = vec![CreatableReplicaAssignment::default()
+        .with_partition_index(0)
+        .with_broker_ids(replicas.iter().map(|r| BrokerId(*r)).collect())];
+    let nodes = cluster.nodes.len();
+    wait_until("every broker registered", Duration::from_secs(30), || {
+        (support::cluster::metadata_broker_ids(&cluster.bootstrap(0)).len() == nodes).then_some(())
+    });
+    let response = raw::RawClient::connect(&cluster.bootstrap(0)).send(&request, 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    for i in cluster.running() {
+        wait_until("the topic with every replica in sync", Duration::from_secs(30), || {
+            let p = partitions(&cluster.bootstrap(i), TOPIC)?;
+            let mut isr = p[0].4.clone();
+            isr.sort_unstable();
+            (p[0].1 == replicas[0] && isr == sorted).then_some(())
+        });
+    }
+}
+
+/// The partition's (leader, leader epoch, ISR sorted) as node `i` sees it.
+fn leadership(cluster: &Cluster, i: usize) -> Option<(i32, i32, Vec<i32>)> {
+    let p = partitions(&cluster.bootstrap(i), TOPIC)?;
+    let mut isr = p[0].4.clone();
+    isr.sort_unstable();
+    Some((p[0].1, p[0].2, isr))
+}
+
+fn bootstrap_all(cluster: &Cluster) -> String {
+    cluster.running().iter().map(|i| cluster.bootstrap(*i)).collect::<Vec<_>>().join(",")
+}
+
+/// Every record of an idempotent acks=all producer, at offsets 0..n in order.
+fn produce_idempotent(bootstrap: &str, n: usize, prefix: &str) {
+    let producer = future_producer(bootstrap, &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "5")]);
+    let keys: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    futures::executor::block_on(async {
+        let sends: Vec<_> = keys
+            .iter()
+            .map(|k| producer.send(FutureRecord::to(TOPIC).key(k).payload("v").partition(0), Duration::from_secs(30)))
+            .collect();
+        for (i, send) in sends.into_iter().enumerate() {
+            let delivery = send.await.unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+            assert_eq!(delivery.offset, i as i64, "record {i} at its own offset");
+        }
+    });
+}
+
+#[test]
+fn in_a_real_cluster_every_replica_holds_the_records_and_the_next_leader_serves_them() {
+    let seed = seed();
+    let count = 100 + (seed % 200) as usize;
+    let mut cluster = Cluster::start(3, 0);
+    create_replicated_topic(&cluster, &[1, 2, 3]);
+    produce_idempotent(&bootstrap_all(&cluster), count, "k");
+    let expected: Vec<(i64, String)> = (0..count).map(|i| (i as i64, format!("k-{i}"))).collect();
+    assert_eq!(keys_by_offset(&cluster.bootstrap(0)), expected);
+
+    // The leader dies: the controller elects another in-sync replica, which has every record.
+    cluster.kill(0);
+    let (new_leader, epoch, _) = wait_until("a new leader", Duration::from_secs(30), || {
+        leadership(&cluster, 1).filter(|(leader, epoch, _)| *leader > 1 && *epoch > 0)
+    });
+    println!("node {new_leader} leads at epoch {epoch}");
+    let new_leader_index = cluster.index_of(new_leader);
+    assert_eq!(keys_by_offset(&cluster.bootstrap(new_leader_index)), expected);
+    // And the three logs are the same bytes.
+    for i in cluster.running() {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    let logs: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| segment_bytes(&n.data_dir)).collect();
+    assert!(!logs[0].is_empty());
+    assert!(logs.iter().all(|l| *l == logs[0]), "the replicas' logs differ");
+}
+
+#[test]
+fn in_a_real_cluster_stopped_followers_leave_the_isr_then_not_enough_replicas_then_they_rejoin() {
+    let seed = seed();
+    let cluster = Cluster::start_with(3, 2, &[("replica.lag.time.max.ms", "1000")]);
+    create_replicated_topic(&cluster, &[1, 4, 5]);
+    let leader = cluster.bootstrap(0);
+    assert_eq!(produce_acks_all(&leader, "before", 10_000), 0);
+
+    let (first, second) = if seed.is_multiple_of(2) { (4, 5) } else { (5, 4) };
+    cluster.process(cluster.index_of(first)).signal(libc::SIGSTOP);
+    assert_eq!(produce_acks_all(&leader, "one stopped", 20_000), 0, "the ISR shrinks and the produce completes");
+    let mut expected = vec![1, second];
+    expected.sort_unstable();
+    wait_until("the stopped follower out of the ISR", Duration::from_secs(20), || {
+        (leadership(&cluster, 0)?.2 == expected).then_some(())
+    });
+
+    cluster.process(cluster.index_of(second)).signal(libc::SIGSTOP);
+    wait_until("NOT_ENOUGH_REPLICAS", Duration::from_secs(30), || {
+        (produce_acks_all(&leader, "two stopped", 3_000) == NOT_ENOUGH_REPLICAS).then_some(())
+    });
+    assert_eq!(leadership(&cluster, 0).unwrap().2, vec![1]);
+
+    cluster.process(cluster.index_of(first)).signal(libc::SIGCONT);
+    cluster.process(cluster.index_of(second)).signal(libc::SIGCONT);
+    wait_until("both back in the ISR", Duration::from_secs(30), || {
+        (leadership(&cluster, 0)?.2 == vec![1, 4, 5]).then_some(())
+    });
+    assert_eq!(produce_acks_all(&leader, "after", 10_000), 0);
+}
+
+#[test]
+fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_leader_rejoins() {
+    let seed = seed();
+    // Node 4 (a broker-only node) leads; its followers are node 5 and node 1 (a controller).
+    let mut cluster = Cluster::start_with(3, 2, &[("replica.lag.time.max.ms", "5000")]);
+    create_replicated_topic(&cluster, &[4, 5, 1]);
+    let leader_index = cluster.index_of(4);
+    let bootstrap = bootstrap_all(&cluster);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let producer = future_producer(
+                &bootstrap,
+                &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "2"), ("message.timeout.ms", "30000")],
+            );
+            let mut acked: Vec<(i64, String)> = Vec::new();
+            let mut next = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let keys: Vec<String> = (next..next + 20).map(|i| format!("a-{i}")).collect();
+                next += 20;
+                let sends: Vec<_> = keys
+                    .iter()
+                    .map(|k| producer.send_result(FutureRecord::to(TOPIC).key(k).payload("v").partition(0)).ok())
+                    .collect();
+                for (key, send) in keys.iter().zip(sends) {
+                    let Some(delivery) = send else { continue };
+                    if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
+                        acked.push((d.offset, key.clone()));
+                    }
+                }
+            }
+            acked
+        })
+    };
+    let kill_after = Duration::from_millis(500 + seed % 1500);
+    println!("killing the leader after {kill_after:?}");
+    std::thread::sleep(kill_after);
+    // The followers pause, the leader takes acks=1 records only it will have, and dies.
+    let follower_indexes = [cluster.index_of(5), cluster.index_of(1)];
+    for i in follower_indexes {
+        cluster.process(i).signal(libc::SIGSTOP);
+    }
+    produce_leader_only(&cluster.bootstrap(leader_index));
+    cluster.kill(leader_index);
+    for i in follower_indexes {
+        cluster.process(i).signal(libc::SIGCONT);
+    }
+    let (new_leader, _, _) = wait_until("a new leader", Duration::from_secs(30), || {
+        leadership(&cluster, 0).filter(|(leader, epoch, _)| *leader != 4 && *leader > 0 && *epoch > 0)
+    });
+    // The producer goes on against the new leader for a moment, then stops.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = producer_thread.join().unwrap();
+    println!("{} records acknowledged; node {new_leader} leads", acked.len());
+    assert!(!acked.is_empty());
+
+    // The old leader restarts on its ports and data dir, truncates and rejoins the ISR.
+    cluster.restart(leader_index);
+    wait_until("the old leader back in the ISR", Duration::from_secs(30), || {
+        (leadership(&cluster, 0)?.2 == vec![1, 4, 5]).then_some(())
+    });
+    let new_leader_bootstrap = cluster.bootstrap(cluster.index_of(new_leader));
+    assert_eq!(produce_acks_all(&new_leader_bootstrap, "all-three-again", 20_000), 0);
+
+    let held = keys_by_offset(&new_leader_bootstrap);
+    let by_offset: BTreeMap<i64, &String> = held.iter().map(|(o, k)| (*o, k)).collect();
+    for (offset, key) in &acked {
+        assert_eq!(by_offset.get(offset).copied(), Some(key), "acknowledged {key} at {offset}");
+        assert_eq!(held.iter().filter(|(_, k)| k == key).count(), 1, "{key} held once");
+    }
+    // What only the old leader had is gone: with the byte-equal logs below, it truncated.
+    assert!(!held.iter().any(|(_, k)| k.starts_with("leader-only-late")), "the new leader never had those");
+    for i in cluster.running() {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    let replica_logs: Vec<Vec<u8>> =
+        [4, 5, 1].iter().map(|id| segment_bytes(&cluster.nodes[cluster.index_of(*id)].data_dir)).collect();
+    assert!(replica_logs.iter().all(|l| *l == replica_logs[0]), "the replicas' logs differ");
 }

@@ -473,6 +473,7 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
     for (topic, partitions) in topics {
         controller::ensure_partitions(&ctx, &topic, 0, partitions).await;
     }
+    sluice_net::replication::reconcile(&ctx);
     if let Err(e) = sluice_net::group::service::GroupShard::start(ctx.clone()).await {
         reporter.fail(format!("cannot load consumer groups: {e}"));
         let _ = storage.close_all().await;

@@ -52,6 +52,8 @@ pub struct BrokerSettings {
     pub group_config: sluice_net::group::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`, `transactional.id.expiration.ms`).
     pub txn_config: sluice_net::txn::TxnConfig,
+    /// Data replication settings (`replica.*`).
+    pub replication_config: sluice_net::replication::config::ReplicationConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
     /// `max.connections` (whole broker; default: a quarter of the open-files limit).
@@ -104,6 +106,7 @@ impl BrokerSettings {
         }
         config.group = self.group_config.clone();
         config.txn = self.txn_config.clone();
+        config.replication = self.replication_config.clone();
         config.txn.hold_markers = crate::fault_points::txn_hold_markers();
     }
 }
@@ -196,6 +199,9 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
             | "transaction.remove.expired.transaction.cleanup.interval.ms"
             | "transactional.id.expiration.ms" => apply_txn_setting(&mut settings.txn_config, key, value)?,
+            key if sluice_net::replication::config::REPLICATION_KEYS.contains(&key) => {
+                settings.replication_config.set(key, value)?
+            }
             "broker.rack" => {
                 if value.is_empty() || value.len() > 255 {
                     return Err(format!("{key}: expected a rack name of 1 to 255 characters"));

@@ -42,6 +42,8 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
     pub txn: crate::txn::TxnConfig,
+    /// Data replication settings (`replica.*`).
+    pub replication: crate::replication::config::ReplicationConfig,
     /// `max.connections` split across shards: more are accepted and closed at once. Below the
     /// open-files limit so connections cannot take the descriptors segment files need.
     pub max_connections_per_shard: usize,
@@ -69,6 +71,7 @@ impl BrokerConfig {
             produce_discard: false,
             group: crate::group::GroupConfig::default(),
             txn: crate::txn::TxnConfig::default(),
+            replication: crate::replication::config::ReplicationConfig::default(),
             max_connections_per_shard: crate::server::MAX_CONNECTIONS_PER_SHARD,
             quorum: None,
         }

@@ -352,6 +352,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
             }
         }
     }
+    crate::replication::reconcile(&ctx);
     reconcile_coordinators().await;
 }
 
@@ -381,6 +382,7 @@ pub async fn install_image_on_shard(image: MetadataImage) {
     for (topic, partitions) in topics {
         ensure_partitions(&ctx, &topic, 0, partitions).await;
     }
+    crate::replication::reconcile(&ctx);
 }
 
 /// Deletes this shard's partitions of `topic` (their directories).

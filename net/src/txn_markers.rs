@@ -17,7 +17,7 @@ use crate::shard_context::ShardContext;
 /// Writes one commit (`commit`) or abort marker for the producer into each of `partitions`
 /// (topic, partition) — `__consumer_offsets` partitions included — concurrently, and answers
 /// per partition once its marker is durable: NONE, UNKNOWN_TOPIC_OR_PARTITION (no such partition
-/// here), INVALID_PRODUCER_EPOCH (an epoch older than the partition knows for the producer),
+/// here), NOT_LEADER_OR_FOLLOWER (another broker leads it), INVALID_PRODUCER_EPOCH (an epoch older than the partition knows for the producer),
 /// TRANSACTION_COORDINATOR_FENCED (an older coordinator epoch), or the append's storage error.
 pub async fn write_txn_markers(
     ctx: &Rc<ShardContext>,
@@ -30,7 +30,11 @@ pub async fn write_txn_markers(
     let writes = partitions.into_iter().map(|(topic, partition)| {
         let ctx = ctx.clone();
         async move {
-            let leader_epoch = ctx.replica_state(&topic, partition).leader_epoch;
+            let replica = ctx.replica_state(&topic, partition);
+            if replica.leader_id != ctx.config.node_id {
+                return ((topic, partition), ErrorCode::NOT_LEADER_OR_FOLLOWER);
+            }
+            let leader_epoch = replica.leader_epoch;
             let outcome = ctx
                 .on_partition(&topic, partition, move |log| async move {
                     log.append_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit, leader_epoch)

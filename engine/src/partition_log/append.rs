@@ -92,12 +92,51 @@ impl PartitionLog {
                 }
             }
         }
-        self.append_validated(records, shared, &infos, &config, leader_epoch, None).await
+        self.append_validated(records, shared, &infos, &config, leader_epoch, AppendOrigin::Client).await
     }
 
-    /// Appends batches that are valid (a client's, validated; or a marker the broker built):
-    /// the second half of [`PartitionLog::append_buffered`]. `marker`: the batch is that
-    /// end-transaction marker, checked and recorded as one instead of as data.
+    /// Appends what a follower fetched from its leader: whole batches that already carry the
+    /// leader's offsets, leader epochs and timestamps, kept as they are. Each is validated as
+    /// stored bytes (framing, CRC, record counts) and must continue the log exactly
+    /// ([`AppendError::UnexpectedOffset`] otherwise, with nothing of that batch written); its
+    /// partition leader epoch goes into the epoch cache, its producer and transaction state
+    /// (markers, the `.txnindex`) are recorded as on the leader — without sequence checks, the
+    /// leader made them. A partial batch at the end (a fetch response may cut the last one) is
+    /// ignored. Returns what was appended (`None`: no whole batch), without waiting for
+    /// durability: a follower reports its log end, and the leader's high watermark counts it.
+    /// The high watermark is the replication layer's to move
+    /// ([`PartitionLog::set_high_watermark`]).
+    pub async fn append_as_follower(&self, records: &[u8]) -> Result<Option<AppendInfo>, AppendError> {
+        let config = self.config.borrow().clone();
+        let mut appended: Option<AppendInfo> = None;
+        for item in batches(records, Validation::Stored) {
+            let (position, info) = match item {
+                Ok(found) => found,
+                Err(BatchError::Truncated { .. }) => break,
+                Err(e) => return Err(AppendError::Batch(e)),
+            };
+            let batch = &records[position..position + info.total_len];
+            let marker = if info.is_control() { crate::txn_marker::decode_marker(&info, batch) } else { None };
+            let origin = AppendOrigin::Replica { marker };
+            let (one, _) =
+                self.append_validated(batch, None, &[info], &config, info.partition_leader_epoch, origin).await?;
+            appended = Some(match appended {
+                None => one,
+                Some(first) => AppendInfo {
+                    last_offset: one.last_offset,
+                    record_count: first.record_count + one.record_count,
+                    end_position: one.end_position,
+                    log_start_offset: one.log_start_offset,
+                    ..first
+                },
+            });
+        }
+        Ok(appended)
+    }
+
+    /// Appends batches that are valid (a client's, validated; a marker the broker built; or a
+    /// leader's batch a follower copies): the second half of [`PartitionLog::append_buffered`].
+    /// `origin` says which, and so what is checked and recorded.
     pub(super) async fn append_validated(
         &self,
         records: &[u8],
@@ -105,10 +144,12 @@ impl PartitionLog {
         infos: &[BatchInfo],
         config: &LogConfig,
         leader_epoch: i32,
-        marker: Option<EndTxnMarker>,
+        origin: AppendOrigin,
     ) -> Result<(AppendInfo, DurableTarget), AppendError> {
         let now = now_ms();
-        let log_append_time = (config.message_timestamp_type == TimestampTypeConfig::LogAppendTime).then_some(now);
+        let is_replica = matches!(origin, AppendOrigin::Replica { .. });
+        let log_append_time =
+            (config.message_timestamp_type == TimestampTypeConfig::LogAppendTime && !is_replica).then_some(now);
         let fill_cache = self.options.tail_cache_fill == TailCacheFill::Always
             || now.saturating_sub(self.last_tail_read_ms.get()) <= TAIL_READER_WINDOW_MS;
 
@@ -118,15 +159,22 @@ impl PartitionLog {
         }
         // Idempotence: one batch per request (validate), so one verdict for the append.
         debug_assert_eq!(infos.len(), 1);
-        let verdict = match marker {
-            Some(m) => {
+        let verdict = match origin {
+            AppendOrigin::Marker(m) => {
                 let info = &infos[0];
                 let producers = self.producers.borrow();
                 producers
                     .check_marker(info.producer_id, info.producer_epoch, m.coordinator_epoch)
                     .map(|()| SequenceCheck::Append)
             }
-            None => self.producers.borrow().check(&infos[0]),
+            AppendOrigin::Client => self.producers.borrow().check(&infos[0]),
+            AppendOrigin::Replica { .. } => {
+                let expected = self.log_end_offset();
+                if infos[0].base_offset != expected {
+                    return Err(AppendError::UnexpectedOffset { expected, got: infos[0].base_offset });
+                }
+                Ok(SequenceCheck::Append)
+            }
         };
         if let SequenceCheck::Duplicate { first_offset, last_offset } = verdict.map_err(AppendError::Producer)? {
             drop(permit);
@@ -201,9 +249,13 @@ impl PartitionLog {
                     }
                 }
                 active.note_batch(position, &stored, settings.index_interval_bytes);
-                match marker {
-                    None => self.producers.borrow_mut().record(&stored),
-                    Some(m) => self.record_marker(active, &stored, m),
+                match origin {
+                    AppendOrigin::Client | AppendOrigin::Replica { marker: None } => {
+                        self.producers.borrow_mut().record(&stored)
+                    }
+                    AppendOrigin::Marker(m) | AppendOrigin::Replica { marker: Some(m) } => {
+                        self.record_marker(active, &stored, m)
+                    }
                 }
                 if state.epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e) {
                     new_epoch = state.epoch_cache.assign(leader_epoch, next_offset);
@@ -244,7 +296,8 @@ impl PartitionLog {
     fn track_durability(&self, writer: &SegmentWriter, end_pos: u64, next_offset: i64) {
         let writer = writer.clone();
         let durable = self.durable.clone();
-        let high_watermark = self.options.high_watermark_follows_durable_end.then(|| self.high_watermark.clone());
+        let high_watermark = self.high_watermark.clone();
+        let follows = self.high_watermark_follows_durable_end.clone();
         let log_end = self.log_end.clone();
         let (last_stable, unstable) = (self.last_stable.clone(), self.unstable.clone());
         let generation = self.generation.clone();
@@ -262,9 +315,9 @@ impl PartitionLog {
                         "durable offset {next_offset} would pass the log end offset {log_end}"
                     );
                     durable.advance(next_offset as u64);
-                    if let Some(hw) = high_watermark {
-                        hw.advance(next_offset as u64);
-                        let lso = unstable.borrow_mut().last_stable_offset(hw.get() as i64);
+                    if follows.get() {
+                        high_watermark.advance(next_offset as u64);
+                        let lso = unstable.borrow_mut().last_stable_offset(high_watermark.get() as i64);
                         last_stable.advance(lso as u64);
                     }
                 }
@@ -379,6 +432,18 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Where the batch [`PartitionLog::append_validated`] appends comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum AppendOrigin {
+    /// A client's batch: sequence-checked, stamped with its offsets and the leader's epoch.
+    Client,
+    /// An end-transaction marker the leader built: checked against the producer's epochs.
+    Marker(EndTxnMarker),
+    /// A leader's batch a follower copies: it must start at the log end; offsets, epoch and
+    /// timestamps are kept; `marker` is the end-transaction marker it is, if it is one.
+    Replica { marker: Option<EndTxnMarker> },
 }
 
 /// Kafka's `LogValidator` rule for compacted topics: every record has a key (a keyless record

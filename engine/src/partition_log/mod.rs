@@ -81,6 +81,10 @@ pub use replace::CleanedSegment;
 const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
 const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// A replicated partition's high watermark (Kafka keeps them in `replication-offset-checkpoint`
+/// per log dir): written periodically and at close, so a restarted replica does not take its
+/// log end for committed.
+const HIGH_WATERMARK_FILE: &str = "high-watermark.checkpoint";
 
 thread_local! {
     /// The shard's decompression scratch buffer (see [`crate::compressed_batch::trim_scratch`]).
@@ -252,6 +256,13 @@ pub enum AppendError {
     InvalidRecordSet(&'static str),
     /// The idempotent producer's epoch or sequence is wrong.
     Producer(ProducerError),
+    /// A follower's batch does not start at the log end offset (a replicated batch keeps the
+    /// leader's offsets, so it must continue the log exactly: Kafka's
+    /// `UnexpectedAppendOffsetException`). Nothing was written.
+    UnexpectedOffset {
+        expected: i64,
+        got: i64,
+    },
     Log(LogError),
 }
 
@@ -263,6 +274,7 @@ impl AppendError {
             AppendError::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
             AppendError::Empty | AppendError::InvalidRecordSet(_) => ErrorCode::INVALID_RECORD,
             AppendError::Producer(e) => e.error_code(),
+            AppendError::UnexpectedOffset { .. } => ErrorCode::UNKNOWN_SERVER_ERROR,
             AppendError::Log(e) => e.error_code(),
         }
     }
@@ -281,6 +293,9 @@ impl std::fmt::Display for AppendError {
             AppendError::Empty => write!(f, "no record batch in request"),
             AppendError::InvalidRecordSet(why) => write!(f, "produce records {why}"),
             AppendError::Producer(e) => write!(f, "{e}"),
+            AppendError::UnexpectedOffset { expected, got } => {
+                write!(f, "replicated batch starts at offset {got}, the log ends at {expected}")
+            }
             AppendError::Log(e) => write!(f, "{e}"),
         }
     }
@@ -394,6 +409,15 @@ pub struct PartitionLog {
     /// A segment replacement failed after its commit point: its files are left for the next
     /// open to finish, and no other replacement may start before.
     replace_awaits_open: Cell<bool>,
+    /// Whether the high watermark follows the durable end (single-replica mode, from
+    /// [`LogOptions::high_watermark_follows_durable_end`]) or is moved by the replication layer
+    /// ([`PartitionLog::set_high_watermark`]); switched per partition at run time
+    /// ([`PartitionLog::set_high_watermark_follows_durable_end`]).
+    high_watermark_follows_durable_end: Rc<Cell<bool>>,
+    /// The high watermark checkpoint on disk (`None`: no file), and whether the one read at
+    /// open is still to be applied (the first switch to replication applies it).
+    checkpointed_high_watermark: Cell<Option<i64>>,
+    high_watermark_checkpoint_pending: Cell<bool>,
 }
 
 /// Directory name of a partition, Kafka style.
@@ -471,6 +495,42 @@ impl PartitionLog {
         self.high_watermark.clone()
     }
 
+    /// Whether the high watermark follows the durable end of the log (single-replica mode).
+    pub fn high_watermark_follows_durable_end(&self) -> bool {
+        self.high_watermark_follows_durable_end.get()
+    }
+
+    /// Switches the high watermark between following the durable end (a partition with one
+    /// replica: `true`) and being moved by the replication layer through
+    /// [`PartitionLog::set_high_watermark`] (a replicated one: `false`). Switching to `true`
+    /// catches it up with the durable offset at once; switching to `false` leaves it where it
+    /// is.
+    pub fn set_high_watermark_follows_durable_end(&self, follows: bool) {
+        if self.high_watermark_follows_durable_end.replace(follows) == follows {
+            return;
+        }
+        if follows {
+            self.high_watermark.advance(self.durable.get());
+            self.refresh_last_stable();
+        } else {
+            self.restore_checkpointed_high_watermark();
+        }
+    }
+
+    /// Replication starts from the high watermark checkpointed by the last run (the log end
+    /// may hold records no other replica has), once after open.
+    fn restore_checkpointed_high_watermark(&self) {
+        if !self.high_watermark_checkpoint_pending.replace(false) {
+            return;
+        }
+        let Some(checkpointed) = self.checkpointed_high_watermark.get() else { return };
+        let restored = checkpointed.clamp(self.log_start_offset(), self.log_end_offset());
+        if restored < self.high_watermark() {
+            self.high_watermark.reset(restored as u64);
+            self.reset_last_stable();
+        }
+    }
+
     /// Moves the high watermark (replication); never past the LEO, never backwards.
     pub fn set_high_watermark(&self, offset: i64) {
         let offset = offset.clamp(0, self.log_end_offset());
@@ -513,6 +573,11 @@ impl PartitionLog {
             .collect()
     }
 
+    /// Where `epoch` starts in this log, if the epoch cache has it.
+    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+        self.state.borrow().epoch_cache.entries().iter().find(|e| e.epoch == epoch).map(|e| e.start_offset)
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         self.state.borrow().epoch_cache.latest_epoch()
     }
@@ -528,6 +593,12 @@ impl PartitionLog {
 
     fn active_writer(&self) -> SegmentWriter {
         self.state.borrow().active().writer.clone().expect("active segment has a writer")
+    }
+
+    /// Waiters for the durable offset (a replicated partition's leader moves its high
+    /// watermark when it advances).
+    pub fn durable_watermark(&self) -> Rc<Watermark> {
+        self.durable.clone()
     }
 
     /// Offset below which every appended byte is written to the file.
@@ -550,7 +621,7 @@ impl PartitionLog {
         let (log_end, high_watermark, durable) = (self.log_end.get(), self.high_watermark.get(), self.durable.get());
         assert!(high_watermark <= log_end, "high watermark {high_watermark} is past the log end offset {log_end}");
         assert!(durable <= log_end, "durable offset {durable} is past the log end offset {log_end}");
-        if self.options.high_watermark_follows_durable_end {
+        if self.high_watermark_follows_durable_end.get() {
             // A consumer never reads what a failed write or a crash may take back.
             assert!(high_watermark <= durable, "high watermark {high_watermark} is past the durable offset {durable}");
         }

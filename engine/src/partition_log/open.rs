@@ -36,8 +36,8 @@ use super::replace::settle_interrupted_replace;
 use super::segment_set::{parse_producer_snapshot_name, producer_snapshot_path};
 use super::txn::{load_txn_indexes, merge_aborted, unstable_offsets};
 use super::{
-    io, partition_dir_name, settings_of, write_error, LogError, LogOptions, LogState, PartitionLog, LEADER_EPOCH_FILE,
-    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    io, partition_dir_name, settings_of, write_error, LogError, LogOptions, LogState, PartitionLog,
+    HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::txn_index::{txn_index_path, AbortedTxn};
 use crate::txn_marker::decode_marker;
@@ -66,6 +66,9 @@ impl PartitionLog {
             Some(bytes) => decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).unwrap_or(0),
             None => 0,
         };
+        let high_watermark_file = read_small(&dir.join(HIGH_WATERMARK_FILE)).await.map_err(io)?;
+        let checkpointed_high_watermark =
+            high_watermark_file.and_then(|bytes| decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).ok());
         let start_file = read_small(&dir.join(LOG_START_OFFSET_FILE)).await.map_err(io)?;
         let start_on_disk =
             start_file.and_then(|bytes| decode_offset_checkpoint(&String::from_utf8_lossy(&bytes)).ok());
@@ -232,7 +235,13 @@ impl PartitionLog {
             dir_sync_pending: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),
             replace_awaits_open: Cell::new(false),
+            high_watermark_follows_durable_end: Rc::new(Cell::new(options.high_watermark_follows_durable_end)),
+            checkpointed_high_watermark: Cell::new(checkpointed_high_watermark),
+            high_watermark_checkpoint_pending: Cell::new(true),
         });
+        if !options.high_watermark_follows_durable_end {
+            log.restore_checkpointed_high_watermark();
+        }
         // Everything that survived recovery is on disk now; make it durable and say so (a clean
         // stop synced it already).
         if !clean_shutdown {

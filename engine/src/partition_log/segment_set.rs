@@ -25,8 +25,8 @@ use crate::segment_writer::{align_down, SegmentWriter};
 use super::open::{rebuild_producer_state, SegmentExtent};
 use super::txn::merge_aborted;
 use super::{
-    io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE,
-    RECOVERY_POINT_FILE,
+    io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::txn_index::txn_index_path;
 
@@ -211,9 +211,25 @@ impl PartitionLog {
         self.write_epoch_checkpoint().await
     }
 
-    /// Writes the recovery point if it moved (the shard calls this periodically).
+    /// Writes the recovery point, and a replicated partition's high watermark, if they moved
+    /// (the shard calls this periodically).
     pub async fn checkpoint_recovery_point(&self) -> Result<(), LogError> {
-        self.write_recovery_point(self.recovery_point()).await
+        self.write_recovery_point(self.recovery_point()).await?;
+        self.write_high_watermark().await
+    }
+
+    /// Writes a replicated partition's high watermark if it differs from what is on disk
+    /// (single-node partitions have none: theirs follows the durable end).
+    async fn write_high_watermark(&self) -> Result<(), LogError> {
+        let hw = self.high_watermark();
+        if self.high_watermark_follows_durable_end.get() || self.checkpointed_high_watermark.get() == Some(hw) {
+            return Ok(());
+        }
+        self.write_checkpoint_file(&self.dir.join(HIGH_WATERMARK_FILE), encode_offset_checkpoint(hw).as_bytes())
+            .await
+            .map_err(io_error)?;
+        self.checkpointed_high_watermark.set(Some(hw));
+        Ok(())
     }
 
     /// Deletes segments by `retention.ms`, `retention.bytes` and the log start offset. Returns
@@ -357,6 +373,39 @@ impl PartitionLog {
         self.truncate_locked(offset).await
     }
 
+    /// A follower far behind its leader (Kafka's `truncateFullyAndStartAt`): the leader's log
+    /// now starts at `offset`, past this log's end, so nothing here is of use. Every segment
+    /// goes, the log restarts empty at `offset` (log start, log end and high watermark), with
+    /// no leader epochs and no producers. Refused (`OffsetOutOfRange`) unless `offset` is past
+    /// the log end.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        let log_end_offset = self.log_end_offset();
+        if offset <= log_end_offset || self.closed.get() {
+            let log_start_offset = self.log_start_offset();
+            return Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
+        }
+        *self.producers.borrow_mut() = Default::default();
+        let config = self.config.borrow().clone();
+        // A new, empty active segment at `offset` (the roll syncs what the old one holds and
+        // snapshots the now empty producer table there).
+        self.roll_locked(offset, &config).await?;
+        self.log_end.advance(offset as u64);
+        self.durable.advance(offset as u64);
+        self.high_watermark.advance(offset as u64);
+        {
+            let mut state = self.state.borrow_mut();
+            state.log_start_offset = offset;
+            state.epoch_cache.clear();
+        }
+        self.delete_below_start_locked(&config).await?;
+        self.write_epoch_checkpoint().await?;
+        self.reset_last_stable();
+        self.assert_watermarks_within_log_end();
+        tracing::info!(topic = %self.topic, partition = self.partition, offset, "log emptied to start at the leader's log start");
+        Ok(())
+    }
+
     /// Whether the active segment's writer failed (a write or fdatasync error: a full or failing
     /// disk). Appends fail with KAFKA_STORAGE_ERROR until [`PartitionLog::recover_from_write_failure`].
     pub fn write_failed(&self) -> bool {
@@ -463,7 +512,7 @@ impl PartitionLog {
         // Every batch left was just read back from the file: all of it is durable.
         self.durable.reset(new_end as u64);
         self.durable.clear_failure();
-        if self.options.high_watermark_follows_durable_end || self.high_watermark() > new_end {
+        if self.high_watermark_follows_durable_end.get() || self.high_watermark() > new_end {
             self.high_watermark.reset(new_end as u64);
         }
         if self.recovery_point() > new_end {
@@ -548,6 +597,11 @@ impl PartitionLog {
         self.write_recovery_point_or_forget(self.recovery_point()).await?;
         self.write_log_start_offset().await?;
         self.write_epoch_checkpoint_or_forget().await?;
+        match self.write_high_watermark().await {
+            // An older checkpoint (or none) is still safe: a lower HW, raised by replication.
+            Err(e) if e.is_storage_full() => {}
+            other => other?,
+        }
         match self.write_producer_snapshot(self.log_end_offset()).await {
             // The newest older snapshot and a replay of the batches after it rebuild it.
             Err(e) if e.is_storage_full() => {}

@@ -30,6 +30,7 @@ use crate::txn_index::{txn_index_path, AbortedTxn, TxnIndex};
 use crate::txn_marker::{encode_marker_batch, EndTxnMarker};
 use crate::watermark::Watermark;
 
+use super::append::AppendOrigin;
 use super::{io, io_error, AppendError, AppendInfo, LogError, PartitionLog};
 
 impl PartitionLog {
@@ -50,7 +51,7 @@ impl PartitionLog {
         let info = crate::batch::validate_stored(&batch).map_err(AppendError::Batch)?;
         let config = self.config.borrow().clone();
         let (appended, durable) =
-            self.append_validated(&batch, None, &[info], &config, leader_epoch, Some(marker)).await?;
+            self.append_validated(&batch, None, &[info], &config, leader_epoch, AppendOrigin::Marker(marker)).await?;
         self.wait_durable(durable).await?;
         Ok(appended)
     }

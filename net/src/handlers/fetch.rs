@@ -13,6 +13,14 @@
 //! drops their records), and its long poll waits for the last stable offset to move. Both
 //! report the last stable offset.
 //!
+//! Replica fetches (a replica id ≥ 0: `replica_id` before v15, `replica_state` from v15): only
+//! the partition's leader answers (else NOT_LEADER_OR_FOLLOWER, as to a consumer), they read
+//! up to the log end through the same paths, long-poll on the log end, and each records the
+//! follower's progress first ([`crate::replication::leader::on_follower_fetch`]: the high
+//! watermark, the ISR). KIP-320: a follower naming the epoch of its last fetched batch is
+//! answered with `diverging_epoch` and no records when its log went past the leader's end of
+//! that epoch ([`crate::replication::divergence`]).
+//!
 //! Must never: return bytes above the high watermark to a consumer (above the last stable
 //! offset to a read_committed one), encode absent records as null (librdkafka breaks on it:
 //! empty bytes instead), or hold a waiter after responding.
@@ -23,12 +31,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::{select, select_all, Either, Future};
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use sluice_engine::partition_log::{LogError, ReadBound};
 use uuid::Uuid;
 
 use crate::handlers::{check_leader_epoch, codes};
+use crate::replication::divergence::{diverging_epoch, leader_end_for_epoch, EpochEnd};
+use crate::replication::leader::on_follower_fetch;
 use crate::response_buf::{file_marker, FileRange, MAX_FILE_MARKERS};
 use crate::shard_context::ShardContext;
 
@@ -43,8 +55,10 @@ struct Wanted {
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
-    /// Error decided before reading (unknown topic/partition, fenced epoch).
+    /// Error decided before reading (unknown topic/partition, fenced epoch, not the leader).
     error: i16,
+    /// A follower's fetch: its replica id and the epoch of its last fetched batch (-1: none).
+    replica: Option<(i32, i32)>,
 }
 
 /// Record data of one partition: bytes (from the tail cache, or read and copied), or a range
@@ -75,6 +89,8 @@ struct PartitionRead {
     /// read_committed: the aborted transactions overlapping the read, as (producer id, first
     /// offset).
     aborted: Vec<(i64, i64)>,
+    /// KIP-320: the follower's log diverged; the epoch and end offset it truncates towards.
+    diverging: Option<EpochEnd>,
 }
 
 /// Answers a Fetch; the file ranges are what the response's file markers stand for.
@@ -87,6 +103,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         return (response, Vec::new());
     }
     let by_id = version >= 13;
+    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
     let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
     let mut wanted = Vec::new();
     for topic in &request.topics {
@@ -118,11 +135,17 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes,
                 error,
+                replica: (replica_id >= 0).then_some((replica_id, p.last_fetched_epoch)),
             });
         }
     }
-    let bound =
-        if request.isolation_level == READ_COMMITTED { ReadBound::LastStable } else { ReadBound::HighWatermark };
+    let bound = if replica_id >= 0 {
+        ReadBound::LogEnd
+    } else if request.isolation_level == READ_COMMITTED {
+        ReadBound::LastStable
+    } else {
+        ReadBound::HighWatermark
+    };
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, ctx.config.max_fetch_wait_ms) as u64);
@@ -131,7 +154,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
     let reads = loop {
         let reads = read_all(ctx, &wanted, bound).await;
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
-        let any_error = reads.iter().any(|r| r.error != codes::NONE);
+        let any_error = reads.iter().any(|r| r.error != codes::NONE || r.diverging.is_some());
         // min_bytes 0 answers at once, like Kafka; otherwise wait for enough data.
         if total >= min_bytes || any_error || Instant::now() >= deadline || wanted.is_empty() {
             break reads;
@@ -192,6 +215,12 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             }))
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             .with_records(Some(records));
+        let data = match r.diverging {
+            Some(d) if version >= 12 => {
+                data.with_diverging_epoch(EpochEndOffset::default().with_epoch(d.epoch).with_end_offset(d.end_offset))
+            }
+            _ => data,
+        };
         responses[w.topic_index].partitions.push(data);
     }
     let response = FetchResponse::default()
@@ -218,6 +247,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                 log_start_offset: -1,
                 records: empty(),
                 aborted: Vec::new(),
+                diverging: None,
             };
             if w.error != codes::NONE {
                 return missing;
@@ -232,7 +262,26 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                         log_start_offset: log.log_start_offset(),
                         records: empty(),
                         aborted: Vec::new(),
+                        diverging: None,
                     };
+                    if let Some((replica_id, last_fetched_epoch)) = w.replica {
+                        let ctx = ShardContext::current();
+                        let state = ctx.replica_state(log.topic(), log.partition());
+                        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+                        let leader_end = leader_end_for_epoch(
+                            last_fetched_epoch,
+                            EpochEnd { epoch, end_offset },
+                            log.latest_epoch(),
+                            state.leader_epoch,
+                            log.log_end_offset(),
+                        );
+                        if let Some(d) = diverging_epoch(last_fetched_epoch, w.fetch_offset, leader_end) {
+                            return PartitionRead { error: codes::NONE, diverging: Some(d), ..failed(codes::NONE) };
+                        }
+                        if let Err(code) = on_follower_fetch(&log, &state, replica_id, w.fetch_offset) {
+                            return failed(code);
+                        }
+                    }
                     let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
                         Ok(read) => read,
                         Err(e) => {
@@ -263,6 +312,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                         log_start_offset: read.log_start_offset,
                         records,
                         aborted,
+                        diverging: None,
                     };
                     if sendfile {
                         if let Some((file, position, len)) = read.file_range() {
@@ -302,7 +352,11 @@ async fn wait_for_data(
     for (w, r) in wanted.iter().zip(reads) {
         let Some(topic) = w.topic.clone() else { continue };
         // Wake when the bound passes both the fetch offset and what we saw.
-        let seen_bound = if bound == ReadBound::LastStable { r.last_stable_offset } else { r.high_watermark };
+        let seen_bound = match bound {
+            ReadBound::LastStable => r.last_stable_offset,
+            ReadBound::HighWatermark => r.high_watermark,
+            ReadBound::LogEnd => w.fetch_offset, // nothing was returned: the log ends there
+        };
         let seen = w.fetch_offset.max(seen_bound).max(0) as u64;
         let partition = w.partition;
         let ctx = ctx.clone();
@@ -314,7 +368,8 @@ async fn wait_for_data(
             ctx.on_partition(&topic, partition, move |log| async move {
                 let watermark = match bound {
                     ReadBound::LastStable => log.last_stable_watermark(),
-                    _ => log.high_watermark_watermark(),
+                    ReadBound::HighWatermark => log.high_watermark_watermark(),
+                    ReadBound::LogEnd => log.log_end_watermark(),
                 };
                 let wait = watermark.wait_for(seen + 1);
                 let timer = glommio::timer::sleep(remaining);

@@ -187,8 +187,14 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Is `epoch` (a client's `current_leader_epoch` for `topic`/`partition`, -1 = unknown)
-/// acceptable? Kafka's check, against the partition's replica state.
+/// May this broker answer a leader-only request (Fetch, ListOffsets, OffsetForLeaderEpoch) for
+/// `topic`/`partition` with the client's `current_leader_epoch` `epoch` (-1 = unknown)? Kafka's
+/// order: the epoch check (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH), then
+/// NOT_LEADER_OR_FOLLOWER when another broker leads it (never on a single node).
 pub fn check_leader_epoch(ctx: &ShardContext, topic: &str, partition: i32, epoch: i32) -> i16 {
-    ctx.replica_state(topic, partition).check_leader_epoch(epoch).0
+    let state = ctx.replica_state(topic, partition);
+    match state.check_leader_epoch(epoch).0 {
+        codes::NONE if state.leader_id != ctx.config.node_id => codes::NOT_LEADER_OR_FOLLOWER,
+        code => code,
+    }
 }

@@ -12,10 +12,11 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use futures::future::join_all;
+use futures::future::{join_all, Either};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_engine::{AppendInfo, LogError};
+use sluice_engine::replica_state::AckTarget;
+use sluice_engine::{AppendInfo, PartitionLog};
 
 use crate::handlers::{codes, str_bytes};
 use crate::produce_placement::ProducePlacement;
@@ -28,7 +29,7 @@ pub type ProduceAck = Pin<Box<dyn Future<Output = Option<ProduceResponse>>>>;
 /// An append's result: refused (Kafka's code and the reason), or appended with the receiver of
 /// its durability (typed, so a full disk and a log closed by shutdown answer with their own
 /// codes).
-type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), LogError>>), ApiError>;
+type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), ApiError>>), ApiError>;
 
 /// Appends every partition's batch in request order (each waits only until its batch is in
 /// the partition's write-behind buffer), then returns the acknowledgement as a future: it
@@ -45,6 +46,7 @@ pub async fn handle(
     placement: &mut ProducePlacement,
 ) -> ProduceAck {
     let acks = request.acks;
+    let timeout_ms = request.timeout_ms.max(0) as u64;
     // KIP-890 part 1: transactional batches only into partitions of the open transaction.
     let refused = crate::txn::produce_check::refused_partitions(ctx, &request).await;
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -79,8 +81,12 @@ pub async fn handle(
                 if index < 0 || index >= meta.partitions {
                     return refuse(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.into());
                 }
-                if let Err(refused) = ack_target {
-                    return refuse(refused);
+                let ack_target = match ack_target {
+                    Ok(target) => target,
+                    Err(refused) => return refuse(refused),
+                };
+                if replica.leader_id != ShardContext::current().config.node_id {
+                    return refuse(ErrorCode::NOT_LEADER_OR_FOLLOWER.into());
                 }
                 if let Some(code) = verification {
                     let message = "transactional batch for a partition outside the producer's open transaction";
@@ -119,6 +125,13 @@ pub async fn handle(
                                 log.flush().await // sluice.ack.on=buffered: only the flush policy
                             } else {
                                 Ok(())
+                            };
+                            let done = done.map_err(|e| ApiError::new(e.error_code(), e.to_string()));
+                            let done = match done {
+                                Ok(()) if ack_target == AckTarget::AllInSync => {
+                                    wait_replicated(&log, info.last_offset + 1, timeout_ms).await
+                                }
+                                other => other,
                             };
                             let _ = tx.send(done);
                         })
@@ -169,7 +182,7 @@ pub async fn handle(
                             .with_base_offset(info.base_offset)
                             .with_log_append_time_ms(info.log_append_time_ms)
                             .with_log_start_offset(info.log_start_offset),
-                        Ok(Err(e)) => error(ApiError::new(e.error_code(), e.to_string())),
+                        Ok(Err(refused)) => error(refused),
                         Err(_) => error(ApiError::new(
                             ErrorCode::KAFKA_STORAGE_ERROR,
                             "shard stopped before the append was durable",
@@ -185,4 +198,32 @@ pub async fn handle(
         }
         Some(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(0))
     })
+}
+
+/// acks=all on a replicated partition: waits until the high watermark passes `next_offset`
+/// (every in-sync replica has the append), at most the request's `timeout_ms`
+/// (REQUEST_TIMED_OUT then, as Kafka's delayed produce), and fails with NOT_LEADER_OR_FOLLOWER
+/// when this broker's leadership of the partition ends meanwhile. A single-node partition's
+/// high watermark follows its durable end, which the append already reached.
+async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) -> Result<(), ApiError> {
+    if log.high_watermark_follows_durable_end() || log.high_watermark() >= next_offset {
+        return Ok(());
+    }
+    let not_leader =
+        || ApiError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, "the leadership ended before the append was replicated");
+    let Some(ended) = crate::replication::leader::leadership_ended(log.topic(), log.partition()) else {
+        return Err(not_leader());
+    };
+    let replicated = log.high_watermark_watermark().wait_for(next_offset as u64);
+    let leadership_ended = ended.wait_for(1);
+    let timer = glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms));
+    futures::pin_mut!(replicated, leadership_ended, timer);
+    match futures::future::select(replicated, futures::future::select(leadership_ended, timer)).await {
+        Either::Left((Ok(()), _)) => Ok(()),
+        Either::Left((Err(_), _)) | Either::Right((Either::Left(_), _)) => Err(not_leader()),
+        Either::Right((Either::Right(_), _)) => Err(ApiError::new(
+            ErrorCode::REQUEST_TIMED_OUT,
+            format!("the append was not replicated to the in-sync replicas within {timeout_ms} ms"),
+        )),
+    }
 }

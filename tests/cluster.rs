@@ -187,7 +187,7 @@ fn sigterm_moves_leaderships_away_before_stopping() {
 
 #[test]
 fn a_broker_only_node_joins_and_serves_metadata() {
-    let cluster = Cluster::start(3, 1);
+    let cluster = Cluster::start_with(3, 1, &[("default.replication.factor", "3"), ("num.partitions", "2")]);
     let broker = cluster.index_of(4);
     let ids = wait_until("4 brokers in the broker-only node's Metadata", SETTLE, || {
         let ids = metadata_broker_ids(&cluster.bootstrap(broker));
@@ -201,6 +201,18 @@ fn a_broker_only_node_joins_and_serves_metadata() {
     assert_eq!(create_topic_rf(&cluster.bootstrap(broker), "from-broker", 4, 2).0, 0);
     let parts = agreed_partitions(&cluster, "from-broker");
     assert!(parts.iter().any(|p| p.3.contains(&4)), "the broker-only node holds replicas too: {parts:?}");
+    // Auto-creation uses default.replication.factor and num.partitions.
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = kafka_protocol::messages::MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(kafka_protocol::messages::TopicName(
+            kafka_protocol::protocol::StrBytes::from_static_str("auto"),
+        )))]))
+        .with_allow_auto_topic_creation(true);
+    let response = support::raw::RawClient::connect(&cluster.bootstrap(broker)).send(&request, 12);
+    assert_eq!(response.topics[0].error_code, 0);
+    let auto = agreed_partitions(&cluster, "auto");
+    assert_eq!(auto.len(), 2);
+    assert!(auto.iter().all(|p| p.3.len() == 3), "{auto:?}");
 }
 
 #[test]
@@ -247,4 +259,20 @@ fn bad_cluster_configs_are_refused_with_exit_code_2() {
         let broker = support::Broker::start_with(dir.path(), &extra);
         assert_eq!(broker.wait_exit(), 2, "{extra:?}");
     }
+}
+
+#[test]
+fn a_voter_without_its_quorum_serves_nobody_and_still_stops_on_sigterm() {
+    let mut cluster = Cluster::new(3, 0, &[]);
+    cluster.spawn(0);
+    cluster.process(0).wait_for("registering with the metadata quorum");
+    assert!(std::net::TcpStream::connect(cluster.bootstrap(0)).is_err(), "no client before registration");
+    let code = cluster.stop(0);
+    assert_eq!(code, 0, "stopped before it opened anything: a clean stop");
+    // With its quorum it starts (a majority suffices: two of three).
+    cluster.spawn(0);
+    cluster.spawn(1);
+    cluster.wait_started(0);
+    cluster.wait_started(1);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "two-of-three", 1, 2).0, 0);
 }

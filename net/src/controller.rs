@@ -135,13 +135,22 @@ async fn commit_to_quorum(
     ctx: &ShardContext,
     command: MetadataCommand,
 ) -> Result<crate::controller_quorum::Submitted, MetadataError> {
-    use crate::controller_quorum::node::{handle, Call};
     let timeout = std::time::Duration::from_millis(ctx.config.quorum.as_ref().map_or(30_000, |q| q.request_timeout_ms));
+    commit_to_quorum_within(command, timeout).await
+}
+
+/// [`commit_to_quorum`] looking for an active controller for at most `timeout`. The controller
+/// thread answers within it, so no waiter of a shard outlives it by much.
+async fn commit_to_quorum_within(
+    command: MetadataCommand,
+    timeout: std::time::Duration,
+) -> Result<crate::controller_quorum::Submitted, MetadataError> {
+    use crate::controller_quorum::node::{handle, Call};
     let handle = handle().ok_or_else(|| MetadataError::new(codes::NOT_CONTROLLER, "no controller thread"))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     handle
         .calls
-        .try_send(Call::Submit { command, reply })
+        .try_send(Call::Submit { command, timeout, reply })
         .map_err(|_| MetadataError::new(codes::REQUEST_TIMED_OUT, "the controller's queue is full or closed"))?;
     // The controller thread bounds its own wait by the request timeout; this one is a backstop.
     let answered = futures_lite::future::or(async { answer.await.ok() }, async {
@@ -153,36 +162,6 @@ async fn commit_to_quorum(
         answered.ok_or_else(|| MetadataError::new(codes::REQUEST_TIMED_OUT, "no answer from the controller"))??;
     crate::controller_quorum::bridge::wait_applied(submitted.index, timeout).await?;
     Ok(submitted)
-}
-
-/// Registers this broker with the quorum (its advertised endpoint and `broker.rack`, unfenced)
-/// and waits until every local shard applied it — so this node has caught up with the log at
-/// least that far before serving clients. Retried until it succeeds: a broker cannot serve
-/// before the quorum knows it (Kafka waits the same way).
-pub async fn register_with_quorum() {
-    let ctx = ShardContext::current();
-    let Some(quorum) = ctx.config.quorum.clone() else { return };
-    let registration = crate::metadata_image::BrokerRegistration {
-        id: ctx.config.node_id,
-        host: ctx.config.advertised_host.clone(),
-        port: ctx.config.advertised_port,
-        rack: quorum.rack.clone(),
-        fenced: false,
-    };
-    let mut attempt = 0u32;
-    loop {
-        match submit(MetadataCommand::RegisterBroker(registration.clone())).await {
-            Ok(()) => {
-                tracing::info!(node_id = registration.id, "registered with the metadata quorum");
-                return;
-            }
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
-                glommio::timer::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-    }
 }
 
 /// Controlled shutdown (SIGTERM, from the main thread's shutdown): asks the active controller

@@ -63,6 +63,32 @@ fn three_controllers_form_a_cluster_and_agree_on_topics() {
     assert_eq!(code, 0);
     let single = agreed_partitions(&cluster, "single");
     assert!(single.iter().all(|p| p.3.len() == 1 && p.4 == p.3));
+
+    // CreatePartitions and DeleteTopics through another node reach every node.
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::{CreatePartitionsRequest, DeleteTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let name = |n: &str| TopicName(StrBytes::from_string(n.to_string()));
+    let grow = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(name("replicated"))
+            .with_count(5)
+            .with_assignments(None)])
+        .with_timeout_ms(10_000);
+    let results = support::raw::RawClient::connect(&cluster.bootstrap(2)).send(&grow, 3).results;
+    assert_eq!(results[0].error_code, 0, "{:?}", results[0].error_message);
+    let grown = wait_until("5 partitions everywhere", SETTLE, || {
+        let p = agreed_partitions(&cluster, "replicated");
+        (p.len() == 5).then_some(p)
+    });
+    assert!(grown.iter().all(|p| p.3.len() == 3 && p.4.len() == 3), "{grown:?}");
+    assert_eq!(&grown[..3], &parts[..], "existing partitions unchanged");
+    let delete = DeleteTopicsRequest::default().with_topic_names(vec![name("single")]).with_timeout_ms(10_000);
+    let response = support::raw::RawClient::connect(&cluster.bootstrap(1)).send(&delete, 5);
+    assert_eq!(response.responses[0].error_code, 0);
+    wait_until("the topic gone everywhere", SETTLE, || {
+        cluster.running().iter().all(|i| partitions(&cluster.bootstrap(*i), "single").is_none()).then_some(())
+    });
 }
 
 /// The active controller every running node agrees on.
@@ -275,4 +301,67 @@ fn a_voter_without_its_quorum_serves_nobody_and_still_stops_on_sigterm() {
     cluster.wait_started(0);
     cluster.wait_started(1);
     assert_eq!(create_topic_rf(&cluster.bootstrap(0), "two-of-three", 1, 2).0, 0);
+}
+
+/// IncrementalAlterConfigs SET of one topic config through `bootstrap`: the error code.
+fn set_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let sb = |s: &str| StrBytes::from_string(s.to_string());
+    let resource =
+        AlterConfigsResource::default().with_resource_type(2).with_resource_name(sb(topic)).with_configs(vec![
+            AlterableConfig::default().with_name(sb(key)).with_config_operation(0).with_value(Some(sb(value))),
+        ]);
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
+    support::raw::RawClient::connect(bootstrap).send(&request, 1).responses[0].error_code
+}
+
+/// A topic's config overrides as DescribeConfigs on `bootstrap` reports them (dynamic ones).
+fn topic_overrides(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_configuration_keys(None)]);
+    let response = support::raw::RawClient::connect(bootstrap).send(&request, 4);
+    let mut out: Vec<(String, String)> = response.results[0]
+        .configs
+        .iter()
+        .filter(|c| c.config_source == 1)
+        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn config_updates_from_different_nodes_all_land() {
+    let cluster = Cluster::start(3, 0);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "configured", 1, 3).0, 0);
+    agreed_partitions(&cluster, "configured");
+    // Three read-modify-writes through three nodes at once: none is lost.
+    let handles: Vec<_> = [("retention.ms", "1000"), ("segment.bytes", "1048576"), ("cleanup.policy", "compact")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| {
+            let bootstrap = cluster.bootstrap(i);
+            std::thread::spawn(move || set_topic_config(&bootstrap, "configured", k, v))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 0);
+    }
+    let expected: Vec<(String, String)> =
+        [("cleanup.policy", "compact"), ("retention.ms", "1000"), ("segment.bytes", "1048576")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    for i in 0..3 {
+        wait_until("every override on every node", SETTLE, || {
+            (topic_overrides(&cluster.bootstrap(i), "configured") == expected).then_some(())
+        });
+    }
 }

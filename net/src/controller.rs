@@ -58,8 +58,20 @@ pub fn new_topic_id() -> [u8; 16] {
     uuid::Uuid::new_v4().into_bytes()
 }
 
-/// Submits a command from any shard; resolves once every shard applied it.
+/// Submits a command from any shard; resolves once every shard applied it. In a cluster the
+/// quorum orders commands, so submissions do not wait for each other's round trips here.
 pub async fn submit(command: MetadataCommand) -> Result<(), MetadataError> {
+    if ShardContext::current().config.quorum.is_some() {
+        let ctx = ShardContext::current();
+        let result = ctx
+            .mesh
+            .call(CONTROLLER_SHARD, move || async move {
+                let ctx = ShardContext::current();
+                commit_to_quorum(&ctx, command).await.map(|_| ())
+            })
+            .await;
+        return result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }));
+    }
     on_controller_locked(move |ctx| async move { commit_locked(&ctx, command).await }).await
 }
 
@@ -186,7 +198,7 @@ pub fn controlled_shutdown_blocking(wait: std::time::Duration) {
 /// gets the current overrides and the broker defaults and returns the new overrides.
 pub async fn update_topic_configs<F>(topic: String, validate_only: bool, update: F) -> Result<(), MetadataError>
 where
-    F: FnOnce(
+    F: Fn(
             &std::collections::BTreeMap<String, String>,
             &LogConfig,
         ) -> Result<std::collections::BTreeMap<String, String>, MetadataError>
@@ -194,6 +206,29 @@ where
         + 'static,
 {
     on_controller_locked(move |ctx| async move {
+        if ctx.config.quorum.is_some() && !validate_only {
+            // This node's image may lag the log: compare-and-set, re-read on a conflict.
+            for _ in 0..CONFIG_UPDATE_ATTEMPTS {
+                let expected = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| {
+                    MetadataError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("The topic '{topic}' does not exist."),
+                    )
+                })?;
+                let configs = update(&expected, &ctx.config.default_log_config)?;
+                let command = MetadataCommand::SetTopicConfigsIfUnchanged { name: topic.clone(), expected, configs };
+                match commit_to_quorum(&ctx, command).await {
+                    Err(e) if e.code == codes::INVALID_UPDATE_VERSION => {
+                        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    other => return other.map(|_| ()),
+                }
+            }
+            return Err(MetadataError::new(
+                codes::REQUEST_TIMED_OUT,
+                format!("the configs of topic {topic} kept changing concurrently"),
+            ));
+        }
         let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
             code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
             message: format!("The topic '{topic}' does not exist."),
@@ -229,6 +264,9 @@ where
         .await;
     result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }))
 }
+
+/// Compare-and-set tries of one config update in a cluster.
+const CONFIG_UPDATE_ATTEMPTS: usize = 20;
 
 /// Producer ids reserved per metadata command (Kafka's block size).
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -281,7 +319,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
         | MetadataCommand::InitCluster { .. } => {}
-        MetadataCommand::SetTopicConfigs { name, .. } => {
+        MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {
                 for log in ctx.storage.partitions() {

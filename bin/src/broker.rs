@@ -482,10 +482,7 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         let _ = storage.close_all().await;
         return;
     }
-    if shard == controller::CONTROLLER_SHARD {
-        // Committed metadata reaches every shard from here on (a clustered node only).
-        sluice_net::controller_quorum::bridge::start(ctx.clone());
-    }
+
     // Phase "partitions and groups": every shard can answer calls from here on. Partitions of
     // known topics that have no directory yet (new shard count, or a crash between metadata
     // commit and partition creation), then the consumer groups this shard coordinates.
@@ -521,6 +518,11 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         return;
     }
     reporter.finish();
+    if shard == controller::CONTROLLER_SHARD {
+        // A clustered node: metadata committed since its registration reaches every shard from
+        // here on (started once start-up can no longer fail; the channel holds it meanwhile).
+        sluice_net::controller_quorum::bridge::start(ctx.clone());
+    }
     storage.spawn_background_tasks();
     glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
     let stop = Watermark::new(0);

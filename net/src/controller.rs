@@ -357,6 +357,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::AlterPartition { .. }
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
+        | MetadataCommand::ElectLeaders { .. }
         | MetadataCommand::InitCluster { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);

@@ -2,8 +2,12 @@
 //! `ReplicationControlManager.handleBrokerFenced` / `handleBrokerUnfenced` with
 //! `unclean.leader.election.enable=false`, its default).
 //!
-//! Owns: the pure rules — given one partition's assignment and a broker that changed, the
-//! assignment after it. Applied by [`crate::metadata_image::MetadataImage`] for the
+//! Also the elections an administrator asks for (ElectLeaders, KIP-460): preferred — the first
+//! replica leads again if it is in sync and alive — and unclean — a leaderless partition is
+//! led by any live replica, in sync or not, accepting the loss of what only the ISR had.
+//!
+//! Owns: the pure rules — given one partition's assignment and a broker that changed (or an
+//! election asked for), the assignment after it. Applied by [`crate::metadata_image::MetadataImage`] for the
 //! `FenceBroker` / `UnfenceBroker` / `RegisterBroker` commands, so every node computes the
 //! same result from the same log. Must never: do I/O, read the clock, or elect a replica that
 //! is outside the ISR or fenced (that would be an unclean election and could lose acknowledged
@@ -55,6 +59,72 @@ pub fn after_unfencing(assignment: &PartitionAssignment, unfenced: i32) -> Optio
     next.leader_epoch += 1;
     next.partition_epoch += 1;
     Some(next)
+}
+
+/// What an ElectLeaders asks for (Kafka's `ElectionType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionType {
+    /// The preferred (first) replica, if it is in sync and not fenced.
+    Preferred,
+    /// Any live replica for a partition without a leader.
+    Unclean,
+}
+
+impl ElectionType {
+    /// From the request's `election_type` (0 preferred, 1 unclean).
+    pub fn from_wire(value: i8) -> Option<ElectionType> {
+        match value {
+            0 => Some(ElectionType::Preferred),
+            1 => Some(ElectionType::Unclean),
+            _ => None,
+        }
+    }
+}
+
+/// The assignment after an election of `kind`, or the Kafka error code saying why there is
+/// none: ELECTION_NOT_NEEDED (the preferred replica leads already; an unclean election of a
+/// partition that has a leader), PREFERRED_LEADER_NOT_AVAILABLE (it is fenced or out of the
+/// ISR), ELIGIBLE_LEADERS_NOT_AVAILABLE (no live replica at all). An unclean leader becomes
+/// the whole ISR.
+pub fn elect(
+    assignment: &PartitionAssignment,
+    kind: ElectionType,
+    is_fenced: impl Fn(i32) -> bool,
+) -> Result<PartitionAssignment, sluice_engine::error_code::ErrorCode> {
+    use sluice_engine::error_code::ErrorCode;
+    let mut next = assignment.clone();
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = *assignment.replicas.first().ok_or(ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE)?;
+            if assignment.leader == preferred {
+                return Err(ErrorCode::ELECTION_NOT_NEEDED);
+            }
+            if is_fenced(preferred) || !assignment.isr.contains(&preferred) {
+                return Err(ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE);
+            }
+            next.leader = preferred;
+        }
+        ElectionType::Unclean => {
+            if assignment.leader != -1 {
+                return Err(ErrorCode::ELECTION_NOT_NEEDED);
+            }
+            let live = |r: &i32| !is_fenced(*r);
+            let leader = assignment
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| assignment.isr.contains(r) && live(r))
+                .or_else(|| assignment.replicas.iter().copied().find(live))
+                .ok_or(ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE)?;
+            if !assignment.isr.contains(&leader) {
+                next.isr = vec![leader];
+            }
+            next.leader = leader;
+        }
+    }
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -122,5 +192,29 @@ mod tests {
                 prop_assert_eq!(after.leader_epoch, before.leader_epoch + i32::from(after.leader != before.leader));
             }
         }
+    }
+
+    #[test]
+    fn preferred_and_unclean_elections_follow_kafka() {
+        use sluice_engine::error_code::ErrorCode;
+        let fenced = |r: i32| r == 3;
+        let mut a = PartitionAssignment::new(vec![1, 2, 3]);
+        assert_eq!(elect(&a, ElectionType::Preferred, fenced).unwrap_err(), ErrorCode::ELECTION_NOT_NEEDED);
+        a.leader = 2;
+        let b = elect(&a, ElectionType::Preferred, fenced).unwrap();
+        assert_eq!((b.leader, b.leader_epoch, b.partition_epoch), (1, 1, 1));
+        a.isr = vec![2, 3];
+        assert_eq!(
+            elect(&a, ElectionType::Preferred, fenced).unwrap_err(),
+            ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
+            "the preferred replica is out of sync"
+        );
+        assert_eq!(elect(&a, ElectionType::Unclean, fenced).unwrap_err(), ErrorCode::ELECTION_NOT_NEEDED);
+        // Leaderless, the ISR's last member (3) fenced: an unclean election picks a live replica.
+        a.leader = -1;
+        a.isr = vec![3];
+        let c = elect(&a, ElectionType::Unclean, fenced).unwrap();
+        assert_eq!((c.leader, c.isr.clone()), (1, vec![1]));
+        assert_eq!(elect(&a, ElectionType::Unclean, |_| true).unwrap_err(), ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE);
     }
 }

@@ -146,11 +146,20 @@ pub enum MetadataCommand {
     UnfenceBroker {
         id: i32,
     },
+    /// ElectLeaders (KIP-460): each listed partition where an election of `kind` applies gets
+    /// its new leader ([`crate::leader_election::elect`]); the others are left as they are.
+    ElectLeaders {
+        kind: crate::leader_election::ElectionType,
+        partitions: Vec<(String, i32)>,
+    },
     /// Sets the cluster id of a new quorum (its first command; refused once set).
     InitCluster {
         cluster_id: String,
     },
 }
+
+/// Most partitions one ElectLeaders command may name.
+pub const MAX_ELECTIONS_PER_COMMAND: usize = 100_000;
 
 /// Largest producer-id block one command may reserve.
 pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
@@ -344,6 +353,12 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataCommand::ElectLeaders { partitions, .. } => {
+                if partitions.len() > MAX_ELECTIONS_PER_COMMAND {
+                    return Err(MetadataError::new(codes::INVALID_REQUEST, "too many partitions in one election"));
+                }
+                Ok(())
+            }
             MetadataCommand::FenceBroker { id } | MetadataCommand::UnfenceBroker { id } => {
                 if !self.brokers.contains_key(id) {
                     return Err(MetadataError::new(codes::INVALID_REQUEST, format!("broker {id} is not registered")));
@@ -360,6 +375,22 @@ impl MetadataImage {
                 Ok(())
             }
         }
+    }
+
+    /// The assignment an election of `kind` would give `topic`-`partition`, or the Kafka error
+    /// code saying why there is none (UNKNOWN_TOPIC_OR_PARTITION for a partition without an
+    /// assignment). What ElectLeaders answers per partition, and what applying it does.
+    pub fn election(
+        &self,
+        topic: &str,
+        partition: i32,
+        kind: crate::leader_election::ElectionType,
+    ) -> Result<PartitionAssignment, sluice_engine::error_code::ErrorCode> {
+        let assignment = self
+            .assignment(topic, partition)
+            .map_err(|_| sluice_engine::error_code::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
+        let is_fenced = |r: i32| self.brokers.get(&r).is_none_or(|b| b.fenced);
+        crate::leader_election::elect(assignment, kind, is_fenced)
     }
 
     /// A partition's assignment (clustered topics only).
@@ -455,6 +486,13 @@ impl MetadataImage {
             MetadataCommand::UnfenceBroker { id } => {
                 self.brokers.get_mut(&id).expect("validated").fenced = false;
                 self.elect_after_unfencing(id);
+            }
+            MetadataCommand::ElectLeaders { kind, partitions } => {
+                for (topic, partition) in partitions {
+                    if let Ok(next) = self.election(&topic, partition, kind) {
+                        self.topics.get_mut(&topic).expect("elected").assignments[partition as usize] = next;
+                    }
+                }
             }
             MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {

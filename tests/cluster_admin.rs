@@ -1,13 +1,17 @@
-//! Cluster administration end to end: ElectLeaders (preferred and unclean) on real `sluice`
-//! processes (tests/support/cluster.rs), through raw Kafka requests.
+//! Cluster administration end to end: ElectLeaders (preferred and unclean) and partition
+//! reassignments on real `sluice` processes (tests/support/cluster.rs), through raw Kafka requests.
 
 mod support;
 
 use std::time::Duration;
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-use kafka_protocol::messages::{ElectLeadersRequest, TopicName};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest, ListPartitionReassignmentsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::producer::{BaseRecord, Producer};
 use support::cluster::*;
 use support::raw::RawClient;
 
@@ -62,4 +66,63 @@ fn a_preferred_election_moves_leadership_back_to_the_first_replica() {
         });
     }
     assert_eq!(elect(&cluster.bootstrap(index), "elections", 0), ELECTION_NOT_NEEDED);
+}
+
+fn list_reassignments(bootstrap: &str) -> usize {
+    let response =
+        RawClient::connect(bootstrap).send(&ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000), 0);
+    assert_eq!(response.error_code, 0);
+    response.topics.iter().map(|t| t.partitions.len()).sum()
+}
+
+#[test]
+fn a_reassignment_moves_a_replica_to_another_broker_once_it_caught_up() {
+    let cluster = Cluster::start(3, 1);
+    let (code, message) = create_topic_rf(&cluster.bootstrap(0), "moving", 1, 3);
+    assert_eq!(code, 0, "{message:?}");
+    let replicas = wait_until("all replicas in sync", SETTLE, || {
+        let p = partitions(&cluster.bootstrap(0), "moving")?.remove(0);
+        (p.1 > 0 && p.4.len() == 3).then_some(p.3)
+    });
+    let producer = support::base_producer(&cluster.bootstrap(0), &[("acks", "all")]);
+    for i in 0..200 {
+        producer.send(BaseRecord::<(), str>::to("moving").payload(&format!("r{i}"))).expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("acknowledged");
+
+    // Replace the last replica with the broker that has none.
+    let spare = (1..=4).find(|id| !replicas.contains(id)).expect("a fourth broker");
+    let leaving = replicas[2];
+    let target = vec![replicas[0], replicas[1], spare];
+    let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        ReassignableTopic::default().with_name(TopicName(StrBytes::from_static_str("moving"))).with_partitions(vec![
+            ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(target.iter().map(|r| BrokerId(*r)).collect())),
+        ]),
+    ]);
+    let response = RawClient::connect(&cluster.bootstrap(3)).send(&request, 1);
+    assert_eq!(response.responses[0].partitions[0].error_code, 0, "{:?}", response.responses[0].partitions[0]);
+
+    // Complete once the spare caught up: the target is the replica set and the ISR.
+    wait_until("the reassignment complete", SETTLE, || {
+        let p = partitions(&cluster.bootstrap(0), "moving")?.remove(0);
+        let mut isr = p.4.clone();
+        isr.sort_unstable();
+        let mut want = target.clone();
+        want.sort_unstable();
+        (p.3 == target && isr == want && list_reassignments(&cluster.bootstrap(0)) == 0).then_some(())
+    });
+    let leaving_dir = cluster.nodes[cluster.index_of(leaving)].data_dir.join("moving-0");
+    wait_until("the removed replica's log deleted", SETTLE, || (!leaving_dir.exists()).then_some(()));
+    let spare_dir = cluster.nodes[cluster.index_of(spare)].data_dir.join("moving-0");
+    assert!(spare_dir.exists(), "the new replica has the partition");
+    // Cancelling now: nothing in progress.
+    let cancel = AlterPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("moving")))
+            .with_partitions(vec![ReassignablePartition::default().with_partition_index(0).with_replicas(None)]),
+    ]);
+    let response = RawClient::connect(&cluster.bootstrap(0)).send(&cancel, 1);
+    assert_eq!(response.responses[0].partitions[0].error_code, 85, "NO_REASSIGNMENT_IN_PROGRESS");
 }

@@ -352,9 +352,15 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
         MetadataCommand::CreatePartitions { name, total, .. } => ensure_partitions(&ctx, name, 0, *total).await,
         MetadataCommand::DeleteTopic { name } => delete_topic_partitions(name).await,
+        // A reassignment adds replicas (their logs are created here) and, once complete,
+        // removes some (their logs go).
+        MetadataCommand::Reassign { topic, partition, .. }
+        | MetadataCommand::AlterPartition { topic, partition, .. } => {
+            ensure_partitions(&ctx, topic, *partition, *partition + 1).await;
+            remove_if_not_a_replica(&ctx, topic, *partition).await;
+        }
         MetadataCommand::AllocateProducerIds { .. }
         | MetadataCommand::RegisterBroker(_)
-        | MetadataCommand::AlterPartition { .. }
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
         | MetadataCommand::ElectLeaders { .. }
@@ -401,6 +407,23 @@ pub async fn install_image_on_shard(image: MetadataImage) {
         ensure_partitions(&ctx, &topic, 0, partitions).await;
     }
     crate::replication::reconcile(&ctx);
+}
+
+/// Deletes this shard's copy of a partition whose replicas no longer include this node (a
+/// completed reassignment moved it away).
+async fn remove_if_not_a_replica(ctx: &ShardContext, topic: &str, partition: i32) {
+    let assigned = ctx.replica_states.borrow().contains_key(topic);
+    if !assigned || ctx.replica_state(topic, partition).replicas.contains(&ctx.config.node_id) {
+        return;
+    }
+    if ctx.storage.partition(topic, partition).is_some() {
+        match ctx.storage.delete_partition(topic, partition).await {
+            Ok(_) => tracing::info!(topic, partition, "replica removed: reassigned away from this node"),
+            Err(e) => {
+                sluice_engine::error_limited!(topic, partition, error = %e, "deleting a reassigned replica failed")
+            }
+        }
+    }
 }
 
 /// Deletes this shard's partitions of `topic` (their directories).

@@ -139,6 +139,8 @@ mod tests {
             leader,
             leader_epoch: 3,
             partition_epoch: 7,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }
     }
 

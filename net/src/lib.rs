@@ -24,6 +24,7 @@ pub mod leader_election;
 pub mod metadata_image;
 pub mod placement;
 pub mod produce_placement;
+pub mod reassignment;
 pub mod replication;
 pub mod response_buf;
 pub mod server;

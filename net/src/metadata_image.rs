@@ -62,13 +62,28 @@ pub struct PartitionAssignment {
     pub leader_epoch: i32,
     /// Bumped by every change of this record (leader, ISR, replicas).
     pub partition_epoch: i32,
+    /// An ongoing reassignment (AlterPartitionReassignments, [`crate::reassignment`]): the
+    /// replicas being added (they are in `replicas` and catch up as followers) and those to be
+    /// removed once every added one is in sync. Both empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionAssignment {
     /// A new partition on `replicas`, led by the first, all in sync, at epoch 0.
     pub fn new(replicas: Vec<i32>) -> PartitionAssignment {
         let leader = replicas.first().copied().unwrap_or(-1);
-        PartitionAssignment { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        PartitionAssignment {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        }
     }
 
     /// The replication state a broker acts on.
@@ -145,6 +160,13 @@ pub enum MetadataCommand {
     /// get it back as leader ([`crate::leader_election::after_unfencing`]).
     UnfenceBroker {
         id: i32,
+    },
+    /// AlterPartitionReassignments (KIP-455): moves a partition to `target` replicas (adding
+    /// them first), or cancels its ongoing reassignment (`None`); [`crate::reassignment`].
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
     },
     /// ElectLeaders (KIP-460): each listed partition where an election of `kind` applies gets
     /// its new leader ([`crate::leader_election::elect`]); the others are left as they are.
@@ -353,6 +375,9 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataCommand::Reassign { topic, partition, target } => {
+                self.reassigned(topic, *partition, target).map(|_| ())
+            }
             MetadataCommand::ElectLeaders { partitions, .. } => {
                 if partitions.len() > MAX_ELECTIONS_PER_COMMAND {
                     return Err(MetadataError::new(codes::INVALID_REQUEST, "too many partitions in one election"));
@@ -391,6 +416,32 @@ impl MetadataImage {
             .map_err(|_| sluice_engine::error_code::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
         let is_fenced = |r: i32| self.brokers.get(&r).is_none_or(|b| b.fenced);
         crate::leader_election::elect(assignment, kind, is_fenced)
+    }
+
+    /// A partition's assignment after a Reassign command (`None`: no change), or why it is
+    /// refused: an unknown partition, a target naming an unregistered broker, an invalid
+    /// target, nothing to cancel.
+    pub fn reassigned(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: &Option<Vec<i32>>,
+    ) -> Result<Option<PartitionAssignment>, MetadataError> {
+        let assignment = self.assignment(topic, partition)?;
+        let refused = |code: sluice_engine::error_code::ErrorCode| MetadataError::new(code.0, code.name());
+        match target {
+            None => crate::reassignment::cancel(assignment).map(Some).map_err(refused),
+            Some(target) => {
+                if let Some(r) = target.iter().find(|r| !self.brokers.contains_key(r)) {
+                    return Err(MetadataError::new(
+                        codes::INVALID_REPLICA_ASSIGNMENT,
+                        format!("Replica {r} is not a registered broker."),
+                    ));
+                }
+                let is_fenced = |r: i32| self.brokers.get(&r).is_none_or(|b| b.fenced);
+                crate::reassignment::start(assignment, target, is_fenced).map_err(refused)
+            }
+        }
     }
 
     /// A partition's assignment (clustered topics only).
@@ -487,6 +538,11 @@ impl MetadataImage {
                 self.brokers.get_mut(&id).expect("validated").fenced = false;
                 self.elect_after_unfencing(id);
             }
+            MetadataCommand::Reassign { topic, partition, target } => {
+                if let Some(next) = self.reassigned(&topic, partition, &target).expect("validated") {
+                    self.topics.get_mut(&topic).expect("validated").assignments[partition as usize] = next;
+                }
+            }
             MetadataCommand::ElectLeaders { kind, partitions } => {
                 for (topic, partition) in partitions {
                     if let Ok(next) = self.election(&topic, partition, kind) {
@@ -496,10 +552,16 @@ impl MetadataImage {
             }
             MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
+                let brokers = &self.brokers;
+                let is_fenced = |r: i32| brokers.get(&r).is_none_or(|b| b.fenced);
                 let topic = self.topics.get_mut(&topic).expect("validated");
                 let assignment = &mut topic.assignments[partition as usize];
                 assignment.isr = isr;
                 assignment.partition_epoch += 1;
+                // The last added replica of a reassignment caught up: it completes.
+                if let Some(done) = crate::reassignment::finish_if_caught_up(assignment, is_fenced) {
+                    *assignment = done;
+                }
             }
         }
         self.version += 1;

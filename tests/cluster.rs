@@ -365,3 +365,32 @@ fn config_updates_from_different_nodes_all_land() {
         });
     }
 }
+
+#[test]
+fn a_whole_cluster_stopped_and_started_again_keeps_its_metadata() {
+    let mut cluster = Cluster::start(3, 0);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "kept", 3, 3).0, 0);
+    agreed_partitions(&cluster, "kept");
+    let cluster_id = metadata(&cluster.bootstrap(0), None).cluster_id.unwrap().to_string();
+    assert_eq!(cluster_id.len(), 22);
+    for i in 0..3 {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for i in 0..3 {
+        cluster.wait_started(i);
+    }
+    for i in 0..3 {
+        assert_eq!(metadata(&cluster.bootstrap(i), None).cluster_id.unwrap().to_string(), cluster_id);
+    }
+    // Every broker was fenced on the way down; registering again unfences it, and partitions
+    // whose ISR it is in get a leader back.
+    let parts = wait_until("every partition led again", SETTLE, || {
+        let p = agreed_partitions(&cluster, "kept");
+        p.iter().all(|p| p.1 > 0).then_some(p)
+    });
+    assert_eq!(parts.len(), 3);
+    wait_until("3 brokers", SETTLE, || (metadata_broker_ids(&cluster.bootstrap(0)) == vec![1, 2, 3]).then_some(()));
+}

@@ -319,6 +319,12 @@ pub fn run(args: BrokerArgs) -> i32 {
     // start from the image as of its registration.
     let image = match (plan.quorum.clone(), quorum_state) {
         (Some(quorum), Some(state)) => {
+            if metadata_path.exists() {
+                tracing::warn!(
+                    path = %metadata_path.display(),
+                    "a one-node metadata file is in this data dir; a clustered node ignores it (its metadata is the quorum's)"
+                );
+            }
             block_shutdown_signals();
             if let Err(e) = controller_quorum::node::start(quorum.clone(), state) {
                 tracing::error!("cannot start the controller quorum: {e}");

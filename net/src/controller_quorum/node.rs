@@ -380,7 +380,10 @@ impl Node {
             }
             let target = self.target_address();
             let request = Request::Heartbeat { broker_id, shutting_down, hops: hops + 1 };
-            return match self.pool.call(&target, &request, self.request_timeout()).await {
+            // A heartbeat that cannot arrive within half a session is not worth waiting for:
+            // the next one goes out on time (perhaps to a new controller).
+            let timeout = Duration::from_millis((self.config.session_timeout_ms / 2).max(1));
+            return match self.pool.call(&target, &request, timeout.min(self.request_timeout())).await {
                 Ok(Response::Heartbeat(result)) => result,
                 Ok(other) => Err(not_controller(format!("{target} answered {other:?}"))),
                 Err(e) => {

@@ -394,3 +394,32 @@ fn a_whole_cluster_stopped_and_started_again_keeps_its_metadata() {
     assert_eq!(parts.len(), 3);
     wait_until("3 brokers", SETTLE, || (metadata_broker_ids(&cluster.bootstrap(0)) == vec![1, 2, 3]).then_some(()));
 }
+
+#[test]
+fn a_broker_only_node_heartbeats_to_stay_unfenced_and_is_fenced_when_killed() {
+    let mut cluster = Cluster::start(3, 1);
+    // Two sessions (2 s each) without anything else: still listed, so its heartbeats reach the
+    // active controller (a bounded check of something that must not happen).
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(metadata_broker_ids(&cluster.bootstrap(0)), vec![1, 2, 3, 4]);
+    let mut request = support::create_topics_request("on-four", -1, &[]);
+    request.topics[0].replication_factor = -1;
+    request.topics[0].assignments =
+        vec![kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![kafka_protocol::messages::BrokerId(4), kafka_protocol::messages::BrokerId(1)])];
+    let response = support::raw::RawClient::connect(&cluster.bootstrap(3)).send(&request, 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    let before = agreed_partitions(&cluster, "on-four");
+    assert_eq!((before[0].1, before[0].3.clone()), (4, vec![4, 1]), "the manual assignment is kept");
+    cluster.kill(cluster.index_of(4));
+    let after = wait_until("the broker-only node fenced and its partition re-led", SETTLE, || {
+        let p = partitions(&cluster.bootstrap(0), "on-four")?;
+        (p[0].1 == 1).then_some(p)
+    });
+    assert_eq!((after[0].2, after[0].4.clone()), (before[0].2 + 1, vec![1]));
+    assert_eq!(metadata_broker_ids(&cluster.bootstrap(0)), vec![1, 2, 3]);
+    let response = metadata(&cluster.bootstrap(0), Some(&["on-four"]));
+    let offline: Vec<i32> = response.topics[0].partitions[0].offline_replicas.iter().map(|b| b.0).collect();
+    assert_eq!(offline, vec![4], "a fenced broker's replica is offline");
+}

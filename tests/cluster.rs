@@ -423,3 +423,21 @@ fn a_broker_only_node_heartbeats_to_stay_unfenced_and_is_fenced_when_killed() {
     let offline: Vec<i32> = response.topics[0].partitions[0].offline_replicas.iter().map(|b| b.0).collect();
     assert_eq!(offline, vec![4], "a fenced broker's replica is offline");
 }
+
+#[test]
+fn a_node_far_behind_catches_up_on_restart() {
+    let mut cluster = Cluster::start(3, 0);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "busy", 1, 2).0, 0);
+    agreed_partitions(&cluster, "busy");
+    cluster.kill(2);
+    // More commands than the bridge's queue holds (1024) while it is down.
+    for i in 0..1100 {
+        assert_eq!(set_topic_config(&cluster.bootstrap(0), "busy", "retention.ms", &(1000 + i).to_string()), 0);
+    }
+    cluster.restart(2);
+    // It serves only once caught up with its registration, so the last value is there at once.
+    let overrides = topic_overrides(&cluster.bootstrap(2), "busy");
+    assert_eq!(overrides, vec![("retention.ms".to_string(), "2099".to_string())]);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(2), "after-catch-up", 1, 3).0, 0);
+    agreed_partitions(&cluster, "after-catch-up");
+}

@@ -94,14 +94,14 @@ pub fn register_blocking(
         match answer.blocking_recv() {
             Ok(Ok(submitted)) => loop {
                 {
-                    let state = lock(state);
+                    let mut state = lock(state);
                     if state.last_applied_index() >= submitted.index {
-                        let index = state.last_applied_index();
+                        let (image, index) = state.start_forwarding();
                         if let Some((_, start)) = APPLIED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                             *start = index;
                         }
                         tracing::info!(node_id = registration.id, index, "registered with the metadata quorum");
-                        return Ok((state.image().clone(), index));
+                        return Ok((image, index));
                     }
                 }
                 if stop_requested() {
@@ -483,13 +483,14 @@ impl Node {
         let mut for_shards = Vec::new();
         {
             let mut state = lock(&self.state);
+            let before = state.last_applied_index();
             if let Some((image, last_applied)) = reply.image {
-                for_shards.push(state.install(Durable { image, last_applied, membership: Default::default() }));
+                for_shards.extend(state.install(Durable { image, last_applied, membership: Default::default() }));
             }
             for (log_id, command) in reply.entries {
                 for_shards.extend(state.apply_fetched(log_id, command));
             }
-            if for_shards.is_empty() {
+            if state.last_applied_index() == before {
                 return false;
             }
             if let Err(e) = state.persist() {

@@ -441,3 +441,27 @@ fn a_node_far_behind_catches_up_on_restart() {
     assert_eq!(create_topic_rf(&cluster.bootstrap(2), "after-catch-up", 1, 3).0, 0);
     agreed_partitions(&cluster, "after-catch-up");
 }
+
+#[test]
+fn a_node_behind_the_snapshot_is_sent_the_snapshot() {
+    let mut cluster = Cluster::start_with(3, 0, &[("sluice.metadata.snapshot.entries", "50")]);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "snapped", 1, 2).0, 0);
+    agreed_partitions(&cluster, "snapped");
+    cluster.kill(2);
+    // The others snapshot and drop their log several times meanwhile.
+    for i in 0..300 {
+        assert_eq!(set_topic_config(&cluster.bootstrap(0), "snapped", "retention.ms", &(1000 + i).to_string()), 0);
+    }
+    cluster.spawn(2);
+    cluster.process(2).wait_for("installed a metadata snapshot");
+    cluster.wait_started(2);
+    assert_eq!(
+        topic_overrides(&cluster.bootstrap(2), "snapped"),
+        vec![("retention.ms".to_string(), "1299".to_string())]
+    );
+    assert_eq!(create_topic_rf(&cluster.bootstrap(2), "after-snapshot", 1, 3).0, 0);
+    agreed_partitions(&cluster, "after-snapshot");
+    cluster.kill(0);
+    cluster.restart(0);
+    agreed_partitions(&cluster, "after-snapshot");
+}

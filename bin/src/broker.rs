@@ -199,6 +199,7 @@ impl StartPlan {
                     heartbeat_interval_ms: settings.heartbeat_interval_ms.unwrap_or(2000),
                     session_timeout_ms: settings.session_timeout_ms.unwrap_or(9000),
                     request_timeout_ms: QUORUM_REQUEST_TIMEOUT_MS,
+                    snapshot_entries: settings.metadata_snapshot_entries.unwrap_or(10_000),
                     rack: settings.broker_rack.clone(),
                     metadata_dir: data_dir.join(controller_quorum::METADATA_LOG_DIR),
                     default_log_config: settings.default_log_config.clone(),

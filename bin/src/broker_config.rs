@@ -71,6 +71,8 @@ pub struct BrokerSettings {
     pub session_timeout_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
     pub fetch_timeout_ms: Option<u64>,
+    /// `sluice.metadata.snapshot.entries`.
+    pub metadata_snapshot_entries: Option<u64>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
     log_dirs_given: bool,
 }
@@ -204,6 +206,13 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             "broker.session.timeout.ms" => settings.session_timeout_ms = Some(parse_at_least_one(key, value)?),
             "controller.quorum.election.timeout.ms" => {
                 settings.election_timeout_ms = Some(parse_at_least_one(key, value)?)
+            }
+            "sluice.metadata.snapshot.entries" => {
+                let n: u64 = parse_at_least_one(key, value)?;
+                if n < 10 {
+                    return Err(format!("{key}: must be at least 10"));
+                }
+                settings.metadata_snapshot_entries = Some(n);
             }
             "controller.quorum.fetch.timeout.ms" => settings.fetch_timeout_ms = Some(parse_at_least_one(key, value)?),
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),

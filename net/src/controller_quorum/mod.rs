@@ -113,6 +113,11 @@ pub struct QuorumConfig {
     /// How long a submitted command may take before REQUEST_TIMED_OUT (`request.timeout.ms`
     /// of Kafka's forwarding, 30000).
     pub request_timeout_ms: u64,
+    /// `sluice.metadata.snapshot.entries` (10000): a controller snapshots its image after this
+    /// many log entries and drops the log before it (keeping a tenth as a margin for lagging
+    /// followers; those further behind get the snapshot). Kafka counts bytes instead
+    /// (`metadata.log.max.record.bytes.between.snapshots`).
+    pub snapshot_entries: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `<data-dir>/__cluster_metadata-0`.

@@ -80,6 +80,7 @@ pub fn register_blocking(
     let (handle, state) = handle().zip(STATE.get()).ok_or("the controller thread is not running")?;
     tracing::info!(node_id = registration.id, "registering with the metadata quorum");
     let mut attempt = 0u32;
+    let mut waited = 0u64;
     let stopped = || Err("stopped before this broker could register with the metadata quorum".to_string());
     loop {
         if stop_requested() {
@@ -93,6 +94,15 @@ pub fn register_blocking(
             .map_err(|e| format!("the controller thread does not take calls: {e}"))?;
         match answer.blocking_recv() {
             Ok(Ok(submitted)) => loop {
+                waited += 1;
+                if waited.is_multiple_of(500) {
+                    let applied = lock(state).last_applied_index();
+                    tracing::warn!(
+                        registered_at = submitted.index,
+                        applied,
+                        "still applying the log up to this broker's registration"
+                    );
+                }
                 {
                     let mut state = lock(state);
                     if state.last_applied_index() >= submitted.index {
@@ -203,8 +213,8 @@ impl Node {
                 election_timeout_min: config.fetch_timeout_ms,
                 election_timeout_max: config.fetch_timeout_ms + config.election_timeout_ms.max(1),
                 install_snapshot_timeout: config.request_timeout_ms.max(1000),
-                snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-                max_in_snapshot_log_to_keep: 1000,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
+                max_in_snapshot_log_to_keep: config.snapshot_entries / 10,
                 ..Default::default()
             }
             .validate()
@@ -309,7 +319,8 @@ impl Node {
     pub async fn submit(&self, command: MetadataCommand, timeout: Duration) -> Result<Submitted, MetadataError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.submit_once(command.clone(), 0).await {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(TICK);
+            match self.submit_once(command.clone(), 0, remaining).await {
                 Err(e) if e.code == codes::NOT_CONTROLLER && Instant::now() < deadline => {
                     tracing::debug!(error = %e.message, "no active controller yet; retrying");
                     tokio::time::sleep(TICK).await;
@@ -325,17 +336,23 @@ impl Node {
         }
     }
 
-    async fn submit_once(&self, command: MetadataCommand, hops: u8) -> Result<Submitted, MetadataError> {
+    /// One try, within `timeout`: written here if this node leads, else forwarded once more.
+    async fn submit_once(
+        &self,
+        command: MetadataCommand,
+        hops: u8,
+        timeout: Duration,
+    ) -> Result<Submitted, MetadataError> {
         let (is_leader, _) = self.leadership();
         if is_leader {
-            return self.write_as_leader(command).await;
+            return self.write_as_leader(command, timeout).await;
         }
         if hops >= 2 {
             return Err(not_controller("this node is not the active controller"));
         }
         let target = self.target_address();
         let request = Request::Submit { command, hops: hops + 1 };
-        match self.pool.call(&target, &request, self.request_timeout()).await {
+        match self.pool.call(&target, &request, timeout).await {
             Ok(Response::Submitted(result)) => result,
             Ok(other) => Err(not_controller(format!("{target} answered {other:?}"))),
             Err(e) => {
@@ -345,9 +362,23 @@ impl Node {
         }
     }
 
-    /// On the active controller: placement for new partitions, then the raft write.
-    async fn write_as_leader(&self, command: MetadataCommand) -> Result<Submitted, MetadataError> {
+    /// On the active controller: placement for new partitions, then the raft write, within
+    /// `timeout` (a leader that lost its quorum — e.g. one that restarted into its old term —
+    /// may never commit; the caller then retries, perhaps elsewhere).
+    async fn write_as_leader(&self, command: MetadataCommand, timeout: Duration) -> Result<Submitted, MetadataError> {
+        match tokio::time::timeout(timeout, self.write_as_leader_unbounded(command)).await {
+            Ok(result) => result,
+            Err(_) => Err(not_controller(format!("not committed within {} ms", timeout.as_millis()))),
+        }
+    }
+
+    async fn write_as_leader_unbounded(&self, command: MetadataCommand) -> Result<Submitted, MetadataError> {
         let raft = self.raft.as_ref().ok_or_else(|| not_controller("not a controller"))?;
+        if let MetadataCommand::RegisterBroker(b) = &command {
+            // A registration is a sign of life: its session starts now (else a broker back from
+            // a long absence would be fenced again before its first heartbeat).
+            lock(&self.liveness).heartbeat(b.id, self.now_ms());
+        }
         let (prepared, needs_cluster_id) = {
             let state = lock(&self.state);
             (crate::placement::assign_new_partitions(command, state.image())?, state.image().cluster_id.is_empty())
@@ -396,7 +427,8 @@ impl Node {
         let fenced = lock(&self.state).image().brokers.get(&broker_id).is_some_and(|b| b.fenced);
         if fenced && !shutting_down && lock(&self.unfencing).insert(broker_id) {
             tracing::info!(broker_id, "a fenced broker heartbeats again: unfencing it");
-            let result = self.write_as_leader(MetadataCommand::UnfenceBroker { id: broker_id }).await;
+            let result =
+                self.write_as_leader(MetadataCommand::UnfenceBroker { id: broker_id }, self.request_timeout()).await;
             lock(&self.unfencing).remove(&broker_id);
             result?;
         }
@@ -443,7 +475,8 @@ impl Node {
                     session_timeout_ms = self.config.session_timeout_ms,
                     "broker session expired: fencing it and moving its leaderships"
                 );
-                if let Err(e) = self.write_as_leader(MetadataCommand::FenceBroker { id }).await {
+                if let Err(e) = self.write_as_leader(MetadataCommand::FenceBroker { id }, self.request_timeout()).await
+                {
                     tracing::warn!(broker_id = id, error = %e.message, "fencing failed");
                 }
             }
@@ -523,7 +556,9 @@ impl Node {
             (Request::AppendEntries(rpc), Some(raft)) => Response::AppendEntries(raft.append_entries(rpc).await),
             (Request::Vote(rpc), Some(raft)) => Response::Vote(raft.vote(rpc).await),
             (Request::InstallSnapshot(rpc), Some(raft)) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
-            (Request::Submit { command, hops }, _) => Response::Submitted(self.submit_once(command, hops).await),
+            (Request::Submit { command, hops }, _) => {
+                Response::Submitted(self.submit_once(command, hops, self.request_timeout()).await)
+            }
             (Request::Heartbeat { broker_id, shutting_down, hops }, _) => {
                 Response::Heartbeat(self.heartbeat(broker_id, shutting_down, hops).await)
             }

@@ -156,6 +156,7 @@ impl RaftStorage<MetadataRaft> for Store {
             state.persist().map_err(|e| StorageIOError::write_state_machine(&e))?;
             applied
         };
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a metadata snapshot from the leader");
         if let Some(applied) = applied {
             if self.applied.send(applied).await.is_err() {
                 tracing::warn!("the shards' metadata bridge is gone (shutting down)");

@@ -465,3 +465,25 @@ fn a_node_behind_the_snapshot_is_sent_the_snapshot() {
     cluster.restart(0);
     agreed_partitions(&cluster, "after-snapshot");
 }
+
+#[test]
+fn nodes_with_several_shards_apply_metadata_on_every_shard() {
+    let mut cluster = Cluster::new(3, 0, &[]);
+    cluster.cores = 2;
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for i in 0..3 {
+        cluster.wait_started(i);
+    }
+    assert_eq!(create_topic_rf(&cluster.bootstrap(1), "sharded", 6, 3).0, 0);
+    let parts = agreed_partitions(&cluster, "sharded");
+    assert_eq!(parts.len(), 6);
+    // Every node holds every partition (RF 3 of 3), each created by its owner shard.
+    for node in &cluster.nodes {
+        for p in 0..6 {
+            let dir = node.data_dir.join(format!("sharded-{p}"));
+            wait_until(&format!("{}", dir.display()), SETTLE, || dir.is_dir().then_some(()));
+        }
+    }
+}

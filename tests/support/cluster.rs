@@ -35,6 +35,8 @@ pub struct ClusterNode {
 
 pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
+    /// `--cores` of every node (1 unless a test sets it before starting nodes).
+    pub cores: usize,
     pub voters: String,
     pub settings: Vec<(String, String)>,
     _dir: tempfile::TempDir,
@@ -68,7 +70,7 @@ impl Cluster {
             all.retain(|(key, _)| key != k);
             all.push((k.to_string(), v.to_string()));
         }
-        Cluster { nodes, voters, settings: all, _dir: dir }
+        Cluster { nodes, cores: 1, voters, settings: all, _dir: dir }
     }
 
     /// Starts every node and waits until each serves.
@@ -95,7 +97,7 @@ impl Cluster {
             "--data-dir".into(),
             node.data_dir.display().to_string(),
             "--cores".into(),
-            "1".into(),
+            self.cores.to_string(),
         ];
         let mut set = |k: &str, v: String| {
             args.push("--set".into());

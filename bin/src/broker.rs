@@ -338,7 +338,7 @@ pub fn run(args: BrokerArgs) -> i32 {
                 rack: quorum.rack.clone(),
                 fenced: false,
             };
-            match controller_quorum::node::register_blocking(registration, shutdown_signal_pending) {
+            match controller_quorum::registration::register_blocking(registration, shutdown_signal_pending) {
                 Ok((image, _)) => image,
                 Err(e) => {
                     // Nothing was opened: a signal before registration is a clean stop.

@@ -35,7 +35,7 @@
 //!
 //! **Start-up.** The main thread starts the controller thread, then registers this broker
 //! (`RegisterBroker`: its advertised client endpoint, which followers replicate from, and
-//! `broker.rack`) and waits until this node applied the log that far ([`node::register_blocking`],
+//! `broker.rack`) and waits until this node applied the log that far ([`registration::register_blocking`],
 //! retried until a quorum answers or a signal arrives); only then do the shards start, from the
 //! image as of that moment, so no client is served from a stale image.
 //!
@@ -47,8 +47,10 @@
 pub mod bridge;
 pub mod broker_liveness;
 pub mod log_store;
+pub mod metadata_fetcher;
 pub mod network;
 pub mod node;
+pub mod registration;
 pub mod rpc;
 pub mod server;
 pub mod state_machine;

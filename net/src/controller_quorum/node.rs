@@ -6,7 +6,8 @@
 //! forwarded to it, at most two hops, retried while no leader is known until the request
 //! timeout), heartbeats (this broker's, and on the active controller everyone's), fencing
 //! brokers whose session expired and unfencing those that come back, controlled shutdown, and
-//! the answers to peers' RPCs. Must never: be called from a shard except through
+//! the answers to peers' RPCs. (A broker-only node's fetch loop is in
+//! [`super::metadata_fetcher`], start-up registration in [`super::registration`].) Must never: be called from a shard except through
 //! [`QuorumHandle`]'s bounded queue, or fence a broker on a node that is not the active
 //! controller.
 
@@ -24,7 +25,7 @@ use super::broker_liveness::BrokerLiveness;
 use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::rpc::{Pool, Request, Response};
-use super::state_machine::{Applied, Durable, StateMachine};
+use super::state_machine::{Applied, StateMachine};
 use super::store::Store;
 use super::{set_active_controller, MetadataRaft, QuorumConfig, Submitted};
 use crate::metadata_image::{codes, MetadataCommand, MetadataError};
@@ -34,7 +35,7 @@ pub const CALL_QUEUE: usize = 1024;
 /// Committed commands queued for the shards' bridge.
 pub const APPLIED_QUEUE: usize = 1024;
 /// How often the active controller looks for expired sessions, and a broker-only node polls.
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// A call from a shard.
 pub enum Call {
@@ -53,7 +54,7 @@ pub struct QuorumHandle {
 static HANDLE: OnceLock<QuorumHandle> = OnceLock::new();
 /// The receiving end of committed commands and the index the shards start from, taken once
 /// by shard 0's bridge.
-static APPLIED: Mutex<Option<(mpsc::Receiver<Applied>, u64)>> = Mutex::new(None);
+pub(super) static APPLIED: Mutex<Option<(mpsc::Receiver<Applied>, u64)>> = Mutex::new(None);
 
 pub fn handle() -> Option<&'static QuorumHandle> {
     HANDLE.get()
@@ -63,71 +64,8 @@ pub fn take_applied_receiver() -> Option<(mpsc::Receiver<Applied>, u64)> {
     APPLIED.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
-/// The state machine, for the main thread's start-up ([`register_blocking`]).
-static STATE: OnceLock<Arc<Mutex<StateMachine>>> = OnceLock::new();
-
-/// How long one registration attempt may look for an active controller.
-const REGISTRATION_ATTEMPT: Duration = Duration::from_secs(1);
-
-/// Main thread, before the shards start: registers this broker (endpoint, rack, unfenced) and
-/// waits until this node applied the log that far; returns the image and index the shards
-/// start from (the bridge skips what they already hold). Retried until it succeeds — a broker
-/// serves nobody before the quorum knows it, as in Kafka — or `stop_requested()`.
-pub fn register_blocking(
-    registration: crate::metadata_image::BrokerRegistration,
-    stop_requested: impl Fn() -> bool,
-) -> Result<(crate::metadata_image::MetadataImage, u64), String> {
-    let (handle, state) = handle().zip(STATE.get()).ok_or("the controller thread is not running")?;
-    tracing::info!(node_id = registration.id, "registering with the metadata quorum");
-    let mut attempt = 0u32;
-    let mut waited = 0u64;
-    let stopped = || Err("stopped before this broker could register with the metadata quorum".to_string());
-    loop {
-        if stop_requested() {
-            return stopped();
-        }
-        let (reply, answer) = oneshot::channel();
-        let command = MetadataCommand::RegisterBroker(registration.clone());
-        handle
-            .calls
-            .try_send(Call::Submit { command, timeout: REGISTRATION_ATTEMPT, reply })
-            .map_err(|e| format!("the controller thread does not take calls: {e}"))?;
-        match answer.blocking_recv() {
-            Ok(Ok(submitted)) => loop {
-                waited += 1;
-                if waited.is_multiple_of(500) {
-                    let applied = lock(state).last_applied_index();
-                    tracing::warn!(
-                        registered_at = submitted.index,
-                        applied,
-                        "still applying the log up to this broker's registration"
-                    );
-                }
-                {
-                    let mut state = lock(state);
-                    if state.last_applied_index() >= submitted.index {
-                        let (image, index) = state.start_forwarding();
-                        if let Some((_, start)) = APPLIED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                            *start = index;
-                        }
-                        tracing::info!(node_id = registration.id, index, "registered with the metadata quorum");
-                        return Ok((image, index));
-                    }
-                }
-                if stop_requested() {
-                    return stopped();
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            },
-            Ok(Err(e)) => {
-                attempt += 1;
-                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(_) => return Err("the controller thread stopped".into()),
-        }
-    }
-}
+/// The state machine, shared with the main thread's start-up ([`super::registration`]).
+pub(super) static STATE: OnceLock<Arc<Mutex<StateMachine>>> = OnceLock::new();
 
 fn not_controller(message: impl Into<String>) -> MetadataError {
     MetadataError::new(codes::NOT_CONTROLLER, message)
@@ -171,11 +109,11 @@ pub fn start(config: QuorumConfig, state: StateMachine) -> Result<(), String> {
 }
 
 pub struct Node {
-    config: QuorumConfig,
-    raft: Option<Raft<MetadataRaft>>,
-    state: Arc<Mutex<StateMachine>>,
-    applied: mpsc::Sender<Applied>,
-    pool: Arc<Pool>,
+    pub(super) config: QuorumConfig,
+    pub(super) raft: Option<Raft<MetadataRaft>>,
+    pub(super) state: Arc<Mutex<StateMachine>>,
+    pub(super) applied: mpsc::Sender<Applied>,
+    pub(super) pool: Arc<Pool>,
     liveness: Mutex<BrokerLiveness>,
     unfencing: Mutex<HashSet<i32>>,
     shutting_down: AtomicBool,
@@ -184,7 +122,7 @@ pub struct Node {
     next_voter: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -309,7 +247,7 @@ impl Node {
         self.next_voter_address()
     }
 
-    fn next_voter_address(&self) -> String {
+    pub(super) fn next_voter_address(&self) -> String {
         let i = self.next_voter.fetch_add(1, Ordering::Relaxed) % self.config.voters.len();
         self.config.voters.values().nth(i).cloned().expect("at least one voter")
     }
@@ -481,59 +419,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    /// Broker-only nodes: fetch committed commands from the voters.
-    async fn fetch_loop(self: Arc<Self>) {
-        let timeout = Duration::from_millis(self.config.fetch_timeout_ms.max(100));
-        let mut target = self.next_voter_address();
-        loop {
-            let after_index = lock(&self.state).last_applied_index();
-            let response = self.pool.call(&target, &Request::FetchMetadata { after_index }, timeout).await;
-            let progressed = match response {
-                Ok(Response::Metadata { reply, active_controller }) => {
-                    set_active_controller(active_controller);
-                    self.apply_fetched(reply).await
-                }
-                Ok(other) => {
-                    sluice_engine::warn_limited!(%target, response = ?other, "metadata fetch refused");
-                    target = self.next_voter_address();
-                    false
-                }
-                Err(e) => {
-                    sluice_engine::warn_limited!(%target, error = %e, "metadata fetch failed");
-                    target = self.next_voter_address();
-                    false
-                }
-            };
-            if !progressed {
-                tokio::time::sleep(TICK).await;
-            }
-        }
-    }
-
-    async fn apply_fetched(&self, reply: super::state_machine::FetchReply) -> bool {
-        let mut for_shards = Vec::new();
-        {
-            let mut state = lock(&self.state);
-            let before = state.last_applied_index();
-            if let Some((image, last_applied)) = reply.image {
-                for_shards.extend(state.install(Durable { image, last_applied, membership: Default::default() }));
-            }
-            for (log_id, command) in reply.entries {
-                for_shards.extend(state.apply_fetched(log_id, command));
-            }
-            if state.last_applied_index() == before {
-                return false;
-            }
-            if let Err(e) = state.persist() {
-                tracing::error!(error = %e, "cannot persist the fetched metadata image");
-            }
-        }
-        for applied in for_shards {
-            let _ = self.applied.send(applied).await;
-        }
-        true
     }
 
     async fn controlled_shutdown(&self, wait: Duration) -> Result<(), MetadataError> {

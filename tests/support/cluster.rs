@@ -129,8 +129,17 @@ impl Cluster {
         self.nodes[i].process = Some(Broker::spawn(&args, port, &[]));
     }
 
-    pub fn wait_started(&self, i: usize) {
-        self.process(i).wait_for("sluice broker started");
+    /// Waits until node `i` serves; on failure says which node and whether it still runs.
+    pub fn wait_started(&mut self, i: usize) {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.process(i).wait_for("sluice broker started");
+        }));
+        if let Err(e) = waited {
+            let id = self.nodes[i].id;
+            let running = self.nodes[i].process.as_mut().is_some_and(|p| p.is_running());
+            eprintln!("node {id} did not start (still running: {running})");
+            std::panic::resume_unwind(e);
+        }
     }
 
     /// Starts node `i` again on the same ports and data dir, and waits until it serves.

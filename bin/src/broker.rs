@@ -201,6 +201,11 @@ impl StartPlan {
                     request_timeout_ms: QUORUM_REQUEST_TIMEOUT_MS,
                     snapshot_entries: settings.metadata_snapshot_entries.unwrap_or(10_000),
                     rack: settings.broker_rack.clone(),
+                    leader_rebalance_interval_ms: settings
+                        .auto_leader_rebalance
+                        .unwrap_or(true)
+                        .then(|| settings.leader_imbalance_check_interval_s.unwrap_or(300).saturating_mul(1000)),
+                    leader_imbalance_percentage: settings.leader_imbalance_percentage.unwrap_or(10),
                     metadata_dir: data_dir.join(controller_quorum::METADATA_LOG_DIR),
                     default_log_config: settings.default_log_config.clone(),
                 };

@@ -319,7 +319,8 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::AlterPartition { .. }
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
-        | MetadataCommand::InitCluster { .. } => {}
+        | MetadataCommand::InitCluster { .. }
+        | MetadataCommand::ElectPreferredLeaders { .. } => {}
         MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {

@@ -146,6 +146,12 @@ pub enum MetadataCommand {
     UnfenceBroker {
         id: i32,
     },
+    /// Moves partitions back to their preferred leader (the active controller's leader
+    /// rebalance, [`crate::leader_election::imbalanced`]); partitions where that is no longer
+    /// possible are left as they are.
+    ElectPreferredLeaders {
+        partitions: Vec<(String, i32)>,
+    },
     /// Sets the cluster id of a new quorum (its first command; refused once set).
     InitCluster {
         cluster_id: String,
@@ -348,6 +354,12 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataCommand::ElectPreferredLeaders { partitions } => {
+                for (topic, partition) in partitions {
+                    self.assignment(topic, *partition)?;
+                }
+                Ok(())
+            }
             MetadataCommand::InitCluster { cluster_id } => {
                 if !self.cluster_id.is_empty() || cluster_id.is_empty() || cluster_id.len() > 64 {
                     return Err(MetadataError::new(
@@ -455,6 +467,17 @@ impl MetadataImage {
                 self.elect_after_unfencing(id);
             }
             MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
+            MetadataCommand::ElectPreferredLeaders { partitions } => {
+                let brokers = &self.brokers;
+                let is_fenced = |r: i32| brokers.get(&r).is_none_or(|b| b.fenced);
+                for (topic, partition) in partitions {
+                    let assignment =
+                        &mut self.topics.get_mut(&topic).expect("validated").assignments[partition as usize];
+                    if let Some(next) = crate::leader_election::preferred_leader(assignment, is_fenced) {
+                        *assignment = next;
+                    }
+                }
+            }
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
                 let topic = self.topics.get_mut(&topic).expect("validated");
                 let assignment = &mut topic.assignments[partition as usize];
@@ -477,6 +500,20 @@ impl MetadataImage {
                 }
             }
         }
+    }
+
+    /// Partitions whose preferred leader should lead again (see
+    /// [`crate::leader_election::imbalanced`]).
+    pub fn imbalanced_partitions(&self, imbalance_percentage: u32) -> Vec<(String, i32)> {
+        let partitions = self
+            .topics
+            .iter()
+            .flat_map(|(name, t)| t.assignments.iter().enumerate().map(move |(i, a)| (name.as_str(), i as i32, a)));
+        crate::leader_election::imbalanced(
+            partitions,
+            |r| self.brokers.get(&r).is_none_or(|b| b.fenced),
+            imbalance_percentage,
+        )
     }
 
     /// The brokers that may hold new replicas: registered and not fenced, by id.
@@ -600,6 +637,22 @@ mod tests {
         let a = image.assignment("t", 1).unwrap();
         assert_eq!((a.isr.clone(), a.partition_epoch), (vec![2, 3], 1));
         assert_eq!(a.replica_state().in_sync_replicas, vec![2, 3]);
+
+        // Broker 2 fenced: partition 1 (led by 2, ISR [2, 3]) moves to 3; partition 0 drops 2.
+        image.apply(&MetadataCommand::FenceBroker { id: 2 }, &d).unwrap();
+        let a = image.assignment("t", 1).unwrap().clone();
+        assert_eq!((a.leader, a.leader_epoch, a.isr.clone()), (3, 1, vec![3]));
+        assert_eq!(image.assignment("t", 0).unwrap().isr, vec![1, 3]);
+        assert!(image.imbalanced_partitions(10).is_empty(), "2 is fenced and out of sync");
+        // Back and in sync again (its leader's AlterPartition): the rebalance moves 1 back to 2.
+        image.apply(&MetadataCommand::UnfenceBroker { id: 2 }, &d).unwrap();
+        image.apply(&shrink(3, 1, 2, vec![3, 2]), &d).unwrap();
+        assert_eq!(image.imbalanced_partitions(10), vec![("t".to_string(), 1)]);
+        let elect = MetadataCommand::ElectPreferredLeaders { partitions: image.imbalanced_partitions(10) };
+        image.apply(&elect, &d).unwrap();
+        let a = image.assignment("t", 1).unwrap();
+        assert_eq!((a.leader, a.leader_epoch, a.partition_epoch), (2, 2, 4));
+        assert!(image.imbalanced_partitions(10).is_empty());
         let json = serde_json::to_string(&image).unwrap();
         assert_eq!(serde_json::from_str::<MetadataImage>(&json).unwrap(), image);
     }

@@ -20,6 +20,8 @@ pub const FAST_SETTINGS: &[(&str, &str)] = &[
     ("controller.quorum.election.timeout.ms", "300"),
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "2000"),
+    // Leaders move back to preferred replicas only in the tests that ask (Kafka's default: 300 s).
+    ("auto.leader.rebalance.enable", "false"),
 ];
 
 pub struct ClusterNode {

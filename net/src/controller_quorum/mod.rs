@@ -122,6 +122,12 @@ pub struct QuorumConfig {
     pub snapshot_entries: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `leader.imbalance.check.interval.seconds` (300) in ms, or `None` when
+    /// `auto.leader.rebalance.enable` is false: how often the active controller moves
+    /// partitions back to their preferred leader.
+    pub leader_rebalance_interval_ms: Option<u64>,
+    /// `leader.imbalance.per.broker.percentage` (10).
+    pub leader_imbalance_percentage: u32,
     /// `<data-dir>/__cluster_metadata-0`.
     pub metadata_dir: PathBuf,
     /// The topic defaults commands are validated against.

@@ -388,6 +388,7 @@ impl Node {
     /// Tracks who leads (for Metadata's controller id) and, on the active controller, fences
     /// brokers whose session expired.
     async fn controller_tick_loop(self: Arc<Self>) {
+        let mut last_rebalance_ms = 0u64;
         loop {
             tokio::time::sleep(TICK).await;
             let (is_leader, leader) = self.leadership();
@@ -407,6 +408,12 @@ impl Node {
             }
             let unfenced: Vec<i32> = lock(&self.state).image().unfenced_brokers().map(|b| b.id).collect();
             let expired = lock(&self.liveness).expired(unfenced, now, self.config.session_timeout_ms);
+            if let Some(interval) = self.config.leader_rebalance_interval_ms {
+                if now.saturating_sub(last_rebalance_ms) >= interval {
+                    last_rebalance_ms = now;
+                    self.rebalance_leaders().await;
+                }
+            }
             for id in expired {
                 tracing::warn!(
                     broker_id = id,
@@ -418,6 +425,20 @@ impl Node {
                     tracing::warn!(broker_id = id, error = %e.message, "fencing failed");
                 }
             }
+        }
+    }
+
+    /// Kafka's leader rebalance: partitions whose preferred replica is eligible again move back
+    /// to it when a broker's share led elsewhere is over `leader.imbalance.per.broker.percentage`.
+    async fn rebalance_leaders(&self) {
+        let partitions = lock(&self.state).image().imbalanced_partitions(self.config.leader_imbalance_percentage);
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::info!(partitions = partitions.len(), "moving partitions back to their preferred leaders");
+        let command = MetadataCommand::ElectPreferredLeaders { partitions };
+        if let Err(e) = self.write_as_leader(command, self.request_timeout()).await {
+            tracing::warn!(error = %e.message, "preferred leader election failed");
         }
     }
 

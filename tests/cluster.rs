@@ -487,3 +487,23 @@ fn nodes_with_several_shards_apply_metadata_on_every_shard() {
         }
     }
 }
+
+#[test]
+fn producer_ids_from_different_nodes_never_collide() {
+    use kafka_protocol::messages::InitProducerIdRequest;
+    let cluster = Cluster::start(3, 0);
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        for i in 0..3 {
+            let request = InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1));
+            let response = support::raw::RawClient::connect(&cluster.bootstrap(i)).send(&request, 4);
+            assert_eq!(response.error_code, 0, "round {round} node {i}");
+            ids.push(response.producer_id.0);
+        }
+    }
+    let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    assert!(ids.iter().all(|id| *id >= 0));
+}

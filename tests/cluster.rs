@@ -280,6 +280,16 @@ fn bad_cluster_configs_are_refused_with_exit_code_2() {
         vec!["--set", "process.roles=broker", "--set", "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2"],
         vec!["--set", "process.roles=broker,controller", "--set", "controller.quorum.voters=1@x"],
         vec!["--set", "broker.session.timeout.ms=0"],
+        vec![
+            "--set",
+            "process.roles=broker,controller",
+            "--set",
+            "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            "--set",
+            "listeners=PLAINTEXT://127.0.0.1:3,CONTROLLER://127.0.0.1:4",
+            "--set",
+            "controller.quorum.fetch.timeout.ms=5",
+        ],
     ];
     for extra in cases {
         let broker = support::Broker::start_with(dir.path(), &extra);

@@ -209,6 +209,11 @@ impl StartPlan {
                     metadata_dir: data_dir.join(controller_quorum::METADATA_LOG_DIR),
                     default_log_config: settings.default_log_config.clone(),
                 };
+                if config.fetch_timeout_ms <= (config.election_timeout_ms / 4).max(10) {
+                    return Err("controller.quorum.fetch.timeout.ms must exceed the leader's heartbeat \
+                         (a quarter of controller.quorum.election.timeout.ms, at least 10 ms)"
+                        .into());
+                }
                 if config.heartbeat_interval_ms >= config.session_timeout_ms {
                     return Err("broker.heartbeat.interval.ms must be below broker.session.timeout.ms".into());
                 }

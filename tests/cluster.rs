@@ -280,6 +280,16 @@ fn bad_cluster_configs_are_refused_with_exit_code_2() {
         vec!["--set", "process.roles=broker", "--set", "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2"],
         vec!["--set", "process.roles=broker,controller", "--set", "controller.quorum.voters=1@x"],
         vec!["--set", "broker.session.timeout.ms=0"],
+        vec![
+            "--set",
+            "process.roles=broker,controller",
+            "--set",
+            "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            "--set",
+            "listeners=PLAINTEXT://127.0.0.1:3,CONTROLLER://127.0.0.1:4",
+            "--set",
+            "controller.quorum.fetch.timeout.ms=5",
+        ],
     ];
     for extra in cases {
         let broker = support::Broker::start_with(dir.path(), &extra);
@@ -364,4 +374,146 @@ fn config_updates_from_different_nodes_all_land() {
             (topic_overrides(&cluster.bootstrap(i), "configured") == expected).then_some(())
         });
     }
+}
+
+#[test]
+fn a_whole_cluster_stopped_and_started_again_keeps_its_metadata() {
+    let mut cluster = Cluster::start(3, 0);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "kept", 3, 3).0, 0);
+    agreed_partitions(&cluster, "kept");
+    let cluster_id = metadata(&cluster.bootstrap(0), None).cluster_id.unwrap().to_string();
+    assert_eq!(cluster_id.len(), 22);
+    for i in 0..3 {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for i in 0..3 {
+        cluster.wait_started(i);
+    }
+    for i in 0..3 {
+        assert_eq!(metadata(&cluster.bootstrap(i), None).cluster_id.unwrap().to_string(), cluster_id);
+    }
+    // Every broker was fenced on the way down; registering again unfences it, and partitions
+    // whose ISR it is in get a leader back.
+    let parts = wait_until("every partition led again", SETTLE, || {
+        let p = agreed_partitions(&cluster, "kept");
+        p.iter().all(|p| p.1 > 0).then_some(p)
+    });
+    assert_eq!(parts.len(), 3);
+    wait_until("3 brokers", SETTLE, || (metadata_broker_ids(&cluster.bootstrap(0)) == vec![1, 2, 3]).then_some(()));
+}
+
+#[test]
+fn a_broker_only_node_heartbeats_to_stay_unfenced_and_is_fenced_when_killed() {
+    let mut cluster = Cluster::start(3, 1);
+    // Two sessions (2 s each) without anything else: still listed, so its heartbeats reach the
+    // active controller (a bounded check of something that must not happen).
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(metadata_broker_ids(&cluster.bootstrap(0)), vec![1, 2, 3, 4]);
+    let mut request = support::create_topics_request("on-four", -1, &[]);
+    request.topics[0].replication_factor = -1;
+    request.topics[0].assignments =
+        vec![kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![kafka_protocol::messages::BrokerId(4), kafka_protocol::messages::BrokerId(1)])];
+    let response = support::raw::RawClient::connect(&cluster.bootstrap(3)).send(&request, 7);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    let before = agreed_partitions(&cluster, "on-four");
+    assert_eq!((before[0].1, before[0].3.clone()), (4, vec![4, 1]), "the manual assignment is kept");
+    cluster.kill(cluster.index_of(4));
+    let after = wait_until("the broker-only node fenced and its partition re-led", SETTLE, || {
+        let p = partitions(&cluster.bootstrap(0), "on-four")?;
+        (p[0].1 == 1).then_some(p)
+    });
+    assert_eq!((after[0].2, after[0].4.clone()), (before[0].2 + 1, vec![1]));
+    assert_eq!(metadata_broker_ids(&cluster.bootstrap(0)), vec![1, 2, 3]);
+    let response = metadata(&cluster.bootstrap(0), Some(&["on-four"]));
+    let offline: Vec<i32> = response.topics[0].partitions[0].offline_replicas.iter().map(|b| b.0).collect();
+    assert_eq!(offline, vec![4], "a fenced broker's replica is offline");
+}
+
+#[test]
+fn a_node_far_behind_catches_up_on_restart() {
+    let mut cluster = Cluster::start(3, 0);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "busy", 1, 2).0, 0);
+    agreed_partitions(&cluster, "busy");
+    cluster.kill(2);
+    // More commands than the bridge's queue holds (1024) while it is down.
+    for i in 0..1100 {
+        assert_eq!(set_topic_config(&cluster.bootstrap(0), "busy", "retention.ms", &(1000 + i).to_string()), 0);
+    }
+    cluster.restart(2);
+    // It serves only once caught up with its registration, so the last value is there at once.
+    let overrides = topic_overrides(&cluster.bootstrap(2), "busy");
+    assert_eq!(overrides, vec![("retention.ms".to_string(), "2099".to_string())]);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(2), "after-catch-up", 1, 3).0, 0);
+    agreed_partitions(&cluster, "after-catch-up");
+}
+
+#[test]
+fn a_node_behind_the_snapshot_is_sent_the_snapshot() {
+    let mut cluster = Cluster::start_with(3, 0, &[("sluice.metadata.snapshot.entries", "50")]);
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "snapped", 1, 2).0, 0);
+    agreed_partitions(&cluster, "snapped");
+    cluster.kill(2);
+    // The others snapshot and drop their log several times meanwhile.
+    for i in 0..300 {
+        assert_eq!(set_topic_config(&cluster.bootstrap(0), "snapped", "retention.ms", &(1000 + i).to_string()), 0);
+    }
+    cluster.spawn(2);
+    cluster.process(2).wait_for("installed a metadata snapshot");
+    cluster.wait_started(2);
+    assert_eq!(
+        topic_overrides(&cluster.bootstrap(2), "snapped"),
+        vec![("retention.ms".to_string(), "1299".to_string())]
+    );
+    assert_eq!(create_topic_rf(&cluster.bootstrap(2), "after-snapshot", 1, 3).0, 0);
+    agreed_partitions(&cluster, "after-snapshot");
+    cluster.kill(0);
+    cluster.restart(0);
+    agreed_partitions(&cluster, "after-snapshot");
+}
+
+#[test]
+fn nodes_with_several_shards_apply_metadata_on_every_shard() {
+    let mut cluster = Cluster::new(3, 0, &[]);
+    cluster.cores = 2;
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for i in 0..3 {
+        cluster.wait_started(i);
+    }
+    assert_eq!(create_topic_rf(&cluster.bootstrap(1), "sharded", 6, 3).0, 0);
+    let parts = agreed_partitions(&cluster, "sharded");
+    assert_eq!(parts.len(), 6);
+    // Every node holds every partition (RF 3 of 3), each created by its owner shard.
+    for node in &cluster.nodes {
+        for p in 0..6 {
+            let dir = node.data_dir.join(format!("sharded-{p}"));
+            wait_until(&format!("{}", dir.display()), SETTLE, || dir.is_dir().then_some(()));
+        }
+    }
+}
+
+#[test]
+fn producer_ids_from_different_nodes_never_collide() {
+    use kafka_protocol::messages::InitProducerIdRequest;
+    let cluster = Cluster::start(3, 0);
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        for i in 0..3 {
+            let request = InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1));
+            let response = support::raw::RawClient::connect(&cluster.bootstrap(i)).send(&request, 4);
+            assert_eq!(response.error_code, 0, "round {round} node {i}");
+            ids.push(response.producer_id.0);
+        }
+    }
+    let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    assert!(ids.iter().all(|id| *id >= 0));
 }

@@ -199,10 +199,21 @@ impl StartPlan {
                     heartbeat_interval_ms: settings.heartbeat_interval_ms.unwrap_or(2000),
                     session_timeout_ms: settings.session_timeout_ms.unwrap_or(9000),
                     request_timeout_ms: QUORUM_REQUEST_TIMEOUT_MS,
+                    snapshot_entries: settings.metadata_snapshot_entries.unwrap_or(10_000),
                     rack: settings.broker_rack.clone(),
+                    leader_rebalance_interval_ms: settings
+                        .auto_leader_rebalance
+                        .unwrap_or(true)
+                        .then(|| settings.leader_imbalance_check_interval_s.unwrap_or(300).saturating_mul(1000)),
+                    leader_imbalance_percentage: settings.leader_imbalance_percentage.unwrap_or(10),
                     metadata_dir: data_dir.join(controller_quorum::METADATA_LOG_DIR),
                     default_log_config: settings.default_log_config.clone(),
                 };
+                if config.fetch_timeout_ms <= (config.election_timeout_ms / 4).max(10) {
+                    return Err("controller.quorum.fetch.timeout.ms must exceed the leader's heartbeat \
+                         (a quarter of controller.quorum.election.timeout.ms, at least 10 ms)"
+                        .into());
+                }
                 if config.heartbeat_interval_ms >= config.session_timeout_ms {
                     return Err("broker.heartbeat.interval.ms must be below broker.session.timeout.ms".into());
                 }
@@ -319,6 +330,12 @@ pub fn run(args: BrokerArgs) -> i32 {
     // start from the image as of its registration.
     let image = match (plan.quorum.clone(), quorum_state) {
         (Some(quorum), Some(state)) => {
+            if metadata_path.exists() {
+                tracing::warn!(
+                    path = %metadata_path.display(),
+                    "a one-node metadata file is in this data dir; a clustered node ignores it (its metadata is the quorum's)"
+                );
+            }
             block_shutdown_signals();
             if let Err(e) = controller_quorum::node::start(quorum.clone(), state) {
                 tracing::error!("cannot start the controller quorum: {e}");
@@ -331,7 +348,7 @@ pub fn run(args: BrokerArgs) -> i32 {
                 rack: quorum.rack.clone(),
                 fenced: false,
             };
-            match controller_quorum::node::register_blocking(registration, shutdown_signal_pending) {
+            match controller_quorum::registration::register_blocking(registration, shutdown_signal_pending) {
                 Ok((image, _)) => image,
                 Err(e) => {
                     // Nothing was opened: a signal before registration is a clean stop.

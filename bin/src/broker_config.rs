@@ -73,6 +73,13 @@ pub struct BrokerSettings {
     pub session_timeout_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
     pub fetch_timeout_ms: Option<u64>,
+    /// `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds`,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub auto_leader_rebalance: Option<bool>,
+    pub leader_imbalance_check_interval_s: Option<u64>,
+    pub leader_imbalance_percentage: Option<u32>,
+    /// `sluice.metadata.snapshot.entries`.
+    pub metadata_snapshot_entries: Option<u64>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
     log_dirs_given: bool,
 }
@@ -212,6 +219,24 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             "broker.session.timeout.ms" => settings.session_timeout_ms = Some(parse_at_least_one(key, value)?),
             "controller.quorum.election.timeout.ms" => {
                 settings.election_timeout_ms = Some(parse_at_least_one(key, value)?)
+            }
+            "auto.leader.rebalance.enable" => settings.auto_leader_rebalance = Some(parse(key, value)?),
+            "leader.imbalance.check.interval.seconds" => {
+                settings.leader_imbalance_check_interval_s = Some(parse_at_least_one(key, value)?)
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                let n: u32 = parse(key, value)?;
+                if n > 100 {
+                    return Err(format!("{key}: must be between 0 and 100"));
+                }
+                settings.leader_imbalance_percentage = Some(n);
+            }
+            "sluice.metadata.snapshot.entries" => {
+                let n: u64 = parse_at_least_one(key, value)?;
+                if n < 10 {
+                    return Err(format!("{key}: must be at least 10"));
+                }
+                settings.metadata_snapshot_entries = Some(n);
             }
             "controller.quorum.fetch.timeout.ms" => settings.fetch_timeout_ms = Some(parse_at_least_one(key, value)?),
             "max.connections" => settings.max_connections = Some(parse_at_least_one(key, value)?),

@@ -191,6 +191,7 @@ pub fn controlled_shutdown_blocking(wait: std::time::Duration) {
         Ok(Err(e)) => tracing::warn!(code = e.code, error = %e.message, "controlled shutdown incomplete"),
         Err(_) => tracing::warn!("controlled shutdown: no answer from the controller thread"),
     }
+    crate::controller_quorum::bridge::stop();
 }
 
 /// Read-modify-write of a topic's config overrides, run on the controller shard under its

@@ -127,6 +127,44 @@ pub fn elect(
     Ok(next)
 }
 
+/// The assignment after a preferred-leader election, or `None` if not possible or not needed:
+/// the first replica leads again when it is in the ISR and not fenced (Kafka's
+/// `auto.leader.rebalance.enable`).
+pub fn preferred_leader(
+    assignment: &PartitionAssignment,
+    is_fenced: impl Fn(i32) -> bool,
+) -> Option<PartitionAssignment> {
+    elect(assignment, ElectionType::Preferred, is_fenced).ok()
+}
+
+/// Partitions to move back to their preferred leader (Kafka's leader rebalance check): for each
+/// broker, the partitions it prefers to lead but does not; when more than
+/// `imbalance_percentage` of a broker's preferred partitions are led elsewhere, those of them
+/// whose preferred leader is eligible. `partitions` yields (topic, index, assignment).
+pub fn imbalanced<'a>(
+    partitions: impl Iterator<Item = (&'a str, i32, &'a PartitionAssignment)>,
+    is_fenced: impl Fn(i32) -> bool,
+    imbalance_percentage: u32,
+) -> Vec<(String, i32)> {
+    use std::collections::BTreeMap;
+    let mut preferred: BTreeMap<i32, (usize, Vec<(String, i32)>)> = BTreeMap::new();
+    for (topic, index, assignment) in partitions {
+        let Some(first) = assignment.replicas.first() else { continue };
+        let entry = preferred.entry(*first).or_default();
+        entry.0 += 1;
+        if preferred_leader(assignment, &is_fenced).is_some() {
+            entry.1.push((topic.to_string(), index));
+        }
+    }
+    let mut out = Vec::new();
+    for (total, movable) in preferred.into_values() {
+        if movable.len() * 100 > total * imbalance_percentage as usize {
+            out.extend(movable);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +207,27 @@ mod tests {
         let back = after_unfencing(&fenced, 1).unwrap();
         assert_eq!((back.leader, back.leader_epoch, back.partition_epoch), (1, 5, 9));
         assert_eq!(after_unfencing(&back, 1), None, "has a leader");
+    }
+
+    #[test]
+    fn preferred_leaders_return_when_eligible_and_the_imbalance_is_over_the_threshold() {
+        let moved = assignment(&[1, 2, 3], &[1, 2, 3], 2);
+        let back = preferred_leader(&moved, |_| false).unwrap();
+        assert_eq!((back.leader, back.leader_epoch, back.partition_epoch), (1, 4, 8));
+        assert_eq!(preferred_leader(&moved, |r| r == 1), None, "fenced");
+        assert_eq!(preferred_leader(&assignment(&[1, 2], &[2], 2), |_| false), None, "out of sync");
+        assert_eq!(preferred_leader(&back, |_| false), None, "already");
+        let led = assignment(&[1, 2, 3], &[1, 2, 3], 1);
+        // Broker 1 prefers 10 partitions and leads 9: 10% is not over 10%.
+        let mut parts: Vec<(String, i32, PartitionAssignment)> = (0..9).map(|p| ("t".into(), p, led.clone())).collect();
+        parts.push(("t".into(), 9, moved.clone()));
+        fn view(parts: &[(String, i32, PartitionAssignment)]) -> Vec<(&str, i32, &PartitionAssignment)> {
+            parts.iter().map(|(t, p, a)| (t.as_str(), *p, a)).collect()
+        }
+        assert!(imbalanced(view(&parts).into_iter(), |_| false, 10).is_empty());
+        parts.push(("u".into(), 0, moved.clone()));
+        assert_eq!(imbalanced(view(&parts).into_iter(), |_| false, 10), vec![("t".into(), 9), ("u".into(), 0)]);
+        assert!(imbalanced(view(&parts).into_iter(), |r| r == 1, 10).is_empty());
     }
 
     proptest! {

@@ -170,6 +170,8 @@ pub enum MetadataCommand {
     },
     /// ElectLeaders (KIP-460): each listed partition where an election of `kind` applies gets
     /// its new leader ([`crate::leader_election::elect`]); the others are left as they are.
+    /// The active controller's leader rebalance ([`crate::leader_election::imbalanced`]) sends
+    /// preferred elections this way too.
     ElectLeaders {
         kind: crate::leader_election::ElectionType,
         partitions: Vec<(String, i32)>,
@@ -581,6 +583,20 @@ impl MetadataImage {
         }
     }
 
+    /// Partitions whose preferred leader should lead again (see
+    /// [`crate::leader_election::imbalanced`]).
+    pub fn imbalanced_partitions(&self, imbalance_percentage: u32) -> Vec<(String, i32)> {
+        let partitions = self
+            .topics
+            .iter()
+            .flat_map(|(name, t)| t.assignments.iter().enumerate().map(move |(i, a)| (name.as_str(), i as i32, a)));
+        crate::leader_election::imbalanced(
+            partitions,
+            |r| self.brokers.get(&r).is_none_or(|b| b.fenced),
+            imbalance_percentage,
+        )
+    }
+
     /// The brokers that may hold new replicas: registered and not fenced, by id.
     pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.brokers.values().filter(|b| !b.fenced)
@@ -702,6 +718,25 @@ mod tests {
         let a = image.assignment("t", 1).unwrap();
         assert_eq!((a.isr.clone(), a.partition_epoch), (vec![2, 3], 1));
         assert_eq!(a.replica_state().in_sync_replicas, vec![2, 3]);
+
+        // Broker 2 fenced: partition 1 (led by 2, ISR [2, 3]) moves to 3; partition 0 drops 2.
+        image.apply(&MetadataCommand::FenceBroker { id: 2 }, &d).unwrap();
+        let a = image.assignment("t", 1).unwrap().clone();
+        assert_eq!((a.leader, a.leader_epoch, a.isr.clone()), (3, 1, vec![3]));
+        assert_eq!(image.assignment("t", 0).unwrap().isr, vec![1, 3]);
+        assert!(image.imbalanced_partitions(10).is_empty(), "2 is fenced and out of sync");
+        // Back and in sync again (its leader's AlterPartition): the rebalance moves 1 back to 2.
+        image.apply(&MetadataCommand::UnfenceBroker { id: 2 }, &d).unwrap();
+        image.apply(&shrink(3, 1, 2, vec![3, 2]), &d).unwrap();
+        assert_eq!(image.imbalanced_partitions(10), vec![("t".to_string(), 1)]);
+        let elect = MetadataCommand::ElectLeaders {
+            kind: crate::leader_election::ElectionType::Preferred,
+            partitions: image.imbalanced_partitions(10),
+        };
+        image.apply(&elect, &d).unwrap();
+        let a = image.assignment("t", 1).unwrap();
+        assert_eq!((a.leader, a.leader_epoch, a.partition_epoch), (2, 2, 4));
+        assert!(image.imbalanced_partitions(10).is_empty());
         let json = serde_json::to_string(&image).unwrap();
         assert_eq!(serde_json::from_str::<MetadataImage>(&json).unwrap(), image);
     }

@@ -163,6 +163,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_active_controller_places_requests_that_came_without_replicas() {
+        use crate::metadata_image::BrokerRegistration;
+        let mut image = MetadataImage::new("c".into());
+        for (id, fenced) in [(1, false), (2, true), (3, false)] {
+            let b = BrokerRegistration { id, host: "h".into(), port: 1, rack: None, fenced };
+            image.brokers.insert(id, b);
+        }
+        let create = |rf: i16, assignments: Vec<PartitionAssignment>| MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            partitions: 2,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+            assignments,
+        };
+        let MetadataCommand::CreateTopic { assignments, .. } =
+            assign_new_partitions(create(2, vec![]), &image).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(assignments.len(), 2);
+        assert!(assignments.iter().all(|a| a.replicas.len() == 2 && !a.replicas.contains(&2)), "{assignments:?}");
+        let e = assign_new_partitions(create(3, vec![]), &image).unwrap_err();
+        assert_eq!(e.message, "Replication factor: 3 larger than available brokers: 2.");
+        let manual = create(1, vec![PartitionAssignment::new(vec![2]), PartitionAssignment::new(vec![1])]);
+        assert_eq!(assign_new_partitions(manual.clone(), &image).unwrap(), manual, "explicit replicas are kept");
+        let other = MetadataCommand::DeleteTopic { name: "t".into() };
+        assert_eq!(assign_new_partitions(other.clone(), &image).unwrap(), other);
+    }
+
     proptest! {
         #[test]
         fn replicas_are_distinct_registered_and_leaders_spread(

@@ -20,6 +20,8 @@ pub const FAST_SETTINGS: &[(&str, &str)] = &[
     ("controller.quorum.election.timeout.ms", "300"),
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "2000"),
+    // Leaders move back to preferred replicas only in the tests that ask (Kafka's default: 300 s).
+    ("auto.leader.rebalance.enable", "false"),
 ];
 
 pub struct ClusterNode {
@@ -35,6 +37,8 @@ pub struct ClusterNode {
 
 pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
+    /// `--cores` of every node (1 unless a test sets it before starting nodes).
+    pub cores: usize,
     pub voters: String,
     pub settings: Vec<(String, String)>,
     _dir: tempfile::TempDir,
@@ -68,7 +72,7 @@ impl Cluster {
             all.retain(|(key, _)| key != k);
             all.push((k.to_string(), v.to_string()));
         }
-        Cluster { nodes, voters, settings: all, _dir: dir }
+        Cluster { nodes, cores: 1, voters, settings: all, _dir: dir }
     }
 
     /// Starts every node and waits until each serves.
@@ -95,7 +99,7 @@ impl Cluster {
             "--data-dir".into(),
             node.data_dir.display().to_string(),
             "--cores".into(),
-            "1".into(),
+            self.cores.to_string(),
         ];
         let mut set = |k: &str, v: String| {
             args.push("--set".into());
@@ -127,8 +131,17 @@ impl Cluster {
         self.nodes[i].process = Some(Broker::spawn(&args, port, &[]));
     }
 
-    pub fn wait_started(&self, i: usize) {
-        self.process(i).wait_for("sluice broker started");
+    /// Waits until node `i` serves; on failure says which node and whether it still runs.
+    pub fn wait_started(&mut self, i: usize) {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.process(i).wait_for("sluice broker started");
+        }));
+        if let Err(e) = waited {
+            let id = self.nodes[i].id;
+            let running = self.nodes[i].process.as_mut().is_some_and(|p| p.is_running());
+            eprintln!("node {id} did not start (still running: {running})");
+            std::panic::resume_unwind(e);
+        }
     }
 
     /// Starts node `i` again on the same ports and data dir, and waits until it serves.

@@ -17,6 +17,15 @@ use super::state_machine::Applied;
 use crate::metadata_image::{codes, MetadataError};
 use crate::shard_context::ShardContext;
 
+/// Set when the node shuts down: the bridge stops handing commands to shards that are
+/// closing their logs (what it had not applied is in the log and applied at the next start).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops the bridge before the shards close (main thread, at shutdown).
+pub fn stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 thread_local! {
     /// The last log index every shard applied (shard 0 only).
     static APPLIED_ON_SHARDS: RefCell<Option<Rc<Watermark>>> = const { RefCell::new(None) };
@@ -35,6 +44,9 @@ pub fn start(ctx: Rc<ShardContext>) -> bool {
             };
             if index <= start_index {
                 continue; // in the image the shards started from
+            }
+            if STOPPING.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
             }
             for shard in 0..ctx.mesh.shard_count() {
                 let applied = applied.clone();

@@ -35,7 +35,7 @@
 //!
 //! **Start-up.** The main thread starts the controller thread, then registers this broker
 //! (`RegisterBroker`: its advertised client endpoint, which followers replicate from, and
-//! `broker.rack`) and waits until this node applied the log that far ([`node::register_blocking`],
+//! `broker.rack`) and waits until this node applied the log that far ([`registration::register_blocking`],
 //! retried until a quorum answers or a signal arrives); only then do the shards start, from the
 //! image as of that moment, so no client is served from a stale image.
 //!
@@ -47,8 +47,10 @@
 pub mod bridge;
 pub mod broker_liveness;
 pub mod log_store;
+pub mod metadata_fetcher;
 pub mod network;
 pub mod node;
+pub mod registration;
 pub mod rpc;
 pub mod server;
 pub mod state_machine;
@@ -113,8 +115,19 @@ pub struct QuorumConfig {
     /// How long a submitted command may take before REQUEST_TIMED_OUT (`request.timeout.ms`
     /// of Kafka's forwarding, 30000).
     pub request_timeout_ms: u64,
+    /// `sluice.metadata.snapshot.entries` (10000): a controller snapshots its image after this
+    /// many log entries and drops the log before it (keeping a tenth as a margin for lagging
+    /// followers; those further behind get the snapshot). Kafka counts bytes instead
+    /// (`metadata.log.max.record.bytes.between.snapshots`).
+    pub snapshot_entries: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `leader.imbalance.check.interval.seconds` (300) in ms, or `None` when
+    /// `auto.leader.rebalance.enable` is false: how often the active controller moves
+    /// partitions back to their preferred leader.
+    pub leader_rebalance_interval_ms: Option<u64>,
+    /// `leader.imbalance.per.broker.percentage` (10).
+    pub leader_imbalance_percentage: u32,
     /// `<data-dir>/__cluster_metadata-0`.
     pub metadata_dir: PathBuf,
     /// The topic defaults commands are validated against.

@@ -6,7 +6,8 @@
 //! forwarded to it, at most two hops, retried while no leader is known until the request
 //! timeout), heartbeats (this broker's, and on the active controller everyone's), fencing
 //! brokers whose session expired and unfencing those that come back, controlled shutdown, and
-//! the answers to peers' RPCs. Must never: be called from a shard except through
+//! the answers to peers' RPCs. (A broker-only node's fetch loop is in
+//! [`super::metadata_fetcher`], start-up registration in [`super::registration`].) Must never: be called from a shard except through
 //! [`QuorumHandle`]'s bounded queue, or fence a broker on a node that is not the active
 //! controller.
 
@@ -24,7 +25,7 @@ use super::broker_liveness::BrokerLiveness;
 use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::rpc::{Pool, Request, Response};
-use super::state_machine::{Applied, Durable, StateMachine};
+use super::state_machine::{Applied, StateMachine};
 use super::store::Store;
 use super::{set_active_controller, MetadataRaft, QuorumConfig, Submitted};
 use crate::metadata_image::{codes, MetadataCommand, MetadataError};
@@ -34,7 +35,7 @@ pub const CALL_QUEUE: usize = 1024;
 /// Committed commands queued for the shards' bridge.
 pub const APPLIED_QUEUE: usize = 1024;
 /// How often the active controller looks for expired sessions, and a broker-only node polls.
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// A call from a shard.
 pub enum Call {
@@ -53,7 +54,7 @@ pub struct QuorumHandle {
 static HANDLE: OnceLock<QuorumHandle> = OnceLock::new();
 /// The receiving end of committed commands and the index the shards start from, taken once
 /// by shard 0's bridge.
-static APPLIED: Mutex<Option<(mpsc::Receiver<Applied>, u64)>> = Mutex::new(None);
+pub(super) static APPLIED: Mutex<Option<(mpsc::Receiver<Applied>, u64)>> = Mutex::new(None);
 
 pub fn handle() -> Option<&'static QuorumHandle> {
     HANDLE.get()
@@ -63,61 +64,8 @@ pub fn take_applied_receiver() -> Option<(mpsc::Receiver<Applied>, u64)> {
     APPLIED.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
-/// The state machine, for the main thread's start-up ([`register_blocking`]).
-static STATE: OnceLock<Arc<Mutex<StateMachine>>> = OnceLock::new();
-
-/// How long one registration attempt may look for an active controller.
-const REGISTRATION_ATTEMPT: Duration = Duration::from_secs(1);
-
-/// Main thread, before the shards start: registers this broker (endpoint, rack, unfenced) and
-/// waits until this node applied the log that far; returns the image and index the shards
-/// start from (the bridge skips what they already hold). Retried until it succeeds — a broker
-/// serves nobody before the quorum knows it, as in Kafka — or `stop_requested()`.
-pub fn register_blocking(
-    registration: crate::metadata_image::BrokerRegistration,
-    stop_requested: impl Fn() -> bool,
-) -> Result<(crate::metadata_image::MetadataImage, u64), String> {
-    let (handle, state) = handle().zip(STATE.get()).ok_or("the controller thread is not running")?;
-    tracing::info!(node_id = registration.id, "registering with the metadata quorum");
-    let mut attempt = 0u32;
-    let stopped = || Err("stopped before this broker could register with the metadata quorum".to_string());
-    loop {
-        if stop_requested() {
-            return stopped();
-        }
-        let (reply, answer) = oneshot::channel();
-        let command = MetadataCommand::RegisterBroker(registration.clone());
-        handle
-            .calls
-            .try_send(Call::Submit { command, timeout: REGISTRATION_ATTEMPT, reply })
-            .map_err(|e| format!("the controller thread does not take calls: {e}"))?;
-        match answer.blocking_recv() {
-            Ok(Ok(submitted)) => loop {
-                {
-                    let state = lock(state);
-                    if state.last_applied_index() >= submitted.index {
-                        let index = state.last_applied_index();
-                        if let Some((_, start)) = APPLIED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                            *start = index;
-                        }
-                        tracing::info!(node_id = registration.id, index, "registered with the metadata quorum");
-                        return Ok((state.image().clone(), index));
-                    }
-                }
-                if stop_requested() {
-                    return stopped();
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            },
-            Ok(Err(e)) => {
-                attempt += 1;
-                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(_) => return Err("the controller thread stopped".into()),
-        }
-    }
-}
+/// The state machine, shared with the main thread's start-up ([`super::registration`]).
+pub(super) static STATE: OnceLock<Arc<Mutex<StateMachine>>> = OnceLock::new();
 
 fn not_controller(message: impl Into<String>) -> MetadataError {
     MetadataError::new(codes::NOT_CONTROLLER, message)
@@ -161,11 +109,11 @@ pub fn start(config: QuorumConfig, state: StateMachine) -> Result<(), String> {
 }
 
 pub struct Node {
-    config: QuorumConfig,
-    raft: Option<Raft<MetadataRaft>>,
-    state: Arc<Mutex<StateMachine>>,
-    applied: mpsc::Sender<Applied>,
-    pool: Arc<Pool>,
+    pub(super) config: QuorumConfig,
+    pub(super) raft: Option<Raft<MetadataRaft>>,
+    pub(super) state: Arc<Mutex<StateMachine>>,
+    pub(super) applied: mpsc::Sender<Applied>,
+    pub(super) pool: Arc<Pool>,
     liveness: Mutex<BrokerLiveness>,
     unfencing: Mutex<HashSet<i32>>,
     shutting_down: AtomicBool,
@@ -174,7 +122,7 @@ pub struct Node {
     next_voter: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -203,8 +151,8 @@ impl Node {
                 election_timeout_min: config.fetch_timeout_ms,
                 election_timeout_max: config.fetch_timeout_ms + config.election_timeout_ms.max(1),
                 install_snapshot_timeout: config.request_timeout_ms.max(1000),
-                snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-                max_in_snapshot_log_to_keep: 1000,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
+                max_in_snapshot_log_to_keep: config.snapshot_entries / 10,
                 ..Default::default()
             }
             .validate()
@@ -299,7 +247,7 @@ impl Node {
         self.next_voter_address()
     }
 
-    fn next_voter_address(&self) -> String {
+    pub(super) fn next_voter_address(&self) -> String {
         let i = self.next_voter.fetch_add(1, Ordering::Relaxed) % self.config.voters.len();
         self.config.voters.values().nth(i).cloned().expect("at least one voter")
     }
@@ -309,7 +257,8 @@ impl Node {
     pub async fn submit(&self, command: MetadataCommand, timeout: Duration) -> Result<Submitted, MetadataError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.submit_once(command.clone(), 0).await {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(TICK);
+            match self.submit_once(command.clone(), 0, remaining).await {
                 Err(e) if e.code == codes::NOT_CONTROLLER && Instant::now() < deadline => {
                     tracing::debug!(error = %e.message, "no active controller yet; retrying");
                     tokio::time::sleep(TICK).await;
@@ -325,17 +274,23 @@ impl Node {
         }
     }
 
-    async fn submit_once(&self, command: MetadataCommand, hops: u8) -> Result<Submitted, MetadataError> {
+    /// One try, within `timeout`: written here if this node leads, else forwarded once more.
+    async fn submit_once(
+        &self,
+        command: MetadataCommand,
+        hops: u8,
+        timeout: Duration,
+    ) -> Result<Submitted, MetadataError> {
         let (is_leader, _) = self.leadership();
         if is_leader {
-            return self.write_as_leader(command).await;
+            return self.write_as_leader(command, timeout).await;
         }
         if hops >= 2 {
             return Err(not_controller("this node is not the active controller"));
         }
         let target = self.target_address();
         let request = Request::Submit { command, hops: hops + 1 };
-        match self.pool.call(&target, &request, self.request_timeout()).await {
+        match self.pool.call(&target, &request, timeout).await {
             Ok(Response::Submitted(result)) => result,
             Ok(other) => Err(not_controller(format!("{target} answered {other:?}"))),
             Err(e) => {
@@ -345,9 +300,23 @@ impl Node {
         }
     }
 
-    /// On the active controller: placement for new partitions, then the raft write.
-    async fn write_as_leader(&self, command: MetadataCommand) -> Result<Submitted, MetadataError> {
+    /// On the active controller: placement for new partitions, then the raft write, within
+    /// `timeout` (a leader that lost its quorum — e.g. one that restarted into its old term —
+    /// may never commit; the caller then retries, perhaps elsewhere).
+    async fn write_as_leader(&self, command: MetadataCommand, timeout: Duration) -> Result<Submitted, MetadataError> {
+        match tokio::time::timeout(timeout, self.write_as_leader_unbounded(command)).await {
+            Ok(result) => result,
+            Err(_) => Err(not_controller(format!("not committed within {} ms", timeout.as_millis()))),
+        }
+    }
+
+    async fn write_as_leader_unbounded(&self, command: MetadataCommand) -> Result<Submitted, MetadataError> {
         let raft = self.raft.as_ref().ok_or_else(|| not_controller("not a controller"))?;
+        if let MetadataCommand::RegisterBroker(b) = &command {
+            // A registration is a sign of life: its session starts now (else a broker back from
+            // a long absence would be fenced again before its first heartbeat).
+            lock(&self.liveness).heartbeat(b.id, self.now_ms());
+        }
         let (prepared, needs_cluster_id) = {
             let state = lock(&self.state);
             (crate::placement::assign_new_partitions(command, state.image())?, state.image().cluster_id.is_empty())
@@ -380,7 +349,10 @@ impl Node {
             }
             let target = self.target_address();
             let request = Request::Heartbeat { broker_id, shutting_down, hops: hops + 1 };
-            return match self.pool.call(&target, &request, self.request_timeout()).await {
+            // A heartbeat that cannot arrive within half a session is not worth waiting for:
+            // the next one goes out on time (perhaps to a new controller).
+            let timeout = Duration::from_millis((self.config.session_timeout_ms / 2).max(1));
+            return match self.pool.call(&target, &request, timeout.min(self.request_timeout())).await {
                 Ok(Response::Heartbeat(result)) => result,
                 Ok(other) => Err(not_controller(format!("{target} answered {other:?}"))),
                 Err(e) => {
@@ -393,7 +365,8 @@ impl Node {
         let fenced = lock(&self.state).image().brokers.get(&broker_id).is_some_and(|b| b.fenced);
         if fenced && !shutting_down && lock(&self.unfencing).insert(broker_id) {
             tracing::info!(broker_id, "a fenced broker heartbeats again: unfencing it");
-            let result = self.write_as_leader(MetadataCommand::UnfenceBroker { id: broker_id }).await;
+            let result =
+                self.write_as_leader(MetadataCommand::UnfenceBroker { id: broker_id }, self.request_timeout()).await;
             lock(&self.unfencing).remove(&broker_id);
             result?;
         }
@@ -415,6 +388,7 @@ impl Node {
     /// Tracks who leads (for Metadata's controller id) and, on the active controller, fences
     /// brokers whose session expired.
     async fn controller_tick_loop(self: Arc<Self>) {
+        let mut last_rebalance_ms = 0u64;
         loop {
             tokio::time::sleep(TICK).await;
             let (is_leader, leader) = self.leadership();
@@ -434,69 +408,39 @@ impl Node {
             }
             let unfenced: Vec<i32> = lock(&self.state).image().unfenced_brokers().map(|b| b.id).collect();
             let expired = lock(&self.liveness).expired(unfenced, now, self.config.session_timeout_ms);
+            if let Some(interval) = self.config.leader_rebalance_interval_ms {
+                if now.saturating_sub(last_rebalance_ms) >= interval {
+                    last_rebalance_ms = now;
+                    self.rebalance_leaders().await;
+                }
+            }
             for id in expired {
                 tracing::warn!(
                     broker_id = id,
                     session_timeout_ms = self.config.session_timeout_ms,
                     "broker session expired: fencing it and moving its leaderships"
                 );
-                if let Err(e) = self.write_as_leader(MetadataCommand::FenceBroker { id }).await {
+                if let Err(e) = self.write_as_leader(MetadataCommand::FenceBroker { id }, self.request_timeout()).await
+                {
                     tracing::warn!(broker_id = id, error = %e.message, "fencing failed");
                 }
             }
         }
     }
 
-    /// Broker-only nodes: fetch committed commands from the voters.
-    async fn fetch_loop(self: Arc<Self>) {
-        let timeout = Duration::from_millis(self.config.fetch_timeout_ms.max(100));
-        let mut target = self.next_voter_address();
-        loop {
-            let after_index = lock(&self.state).last_applied_index();
-            let response = self.pool.call(&target, &Request::FetchMetadata { after_index }, timeout).await;
-            let progressed = match response {
-                Ok(Response::Metadata { reply, active_controller }) => {
-                    set_active_controller(active_controller);
-                    self.apply_fetched(reply).await
-                }
-                Ok(other) => {
-                    sluice_engine::warn_limited!(%target, response = ?other, "metadata fetch refused");
-                    target = self.next_voter_address();
-                    false
-                }
-                Err(e) => {
-                    sluice_engine::warn_limited!(%target, error = %e, "metadata fetch failed");
-                    target = self.next_voter_address();
-                    false
-                }
-            };
-            if !progressed {
-                tokio::time::sleep(TICK).await;
-            }
+    /// Kafka's leader rebalance: partitions whose preferred replica is eligible again move back
+    /// to it when a broker's share led elsewhere is over `leader.imbalance.per.broker.percentage`.
+    async fn rebalance_leaders(&self) {
+        let partitions = lock(&self.state).image().imbalanced_partitions(self.config.leader_imbalance_percentage);
+        if partitions.is_empty() {
+            return;
         }
-    }
-
-    async fn apply_fetched(&self, reply: super::state_machine::FetchReply) -> bool {
-        let mut for_shards = Vec::new();
-        {
-            let mut state = lock(&self.state);
-            if let Some((image, last_applied)) = reply.image {
-                for_shards.push(state.install(Durable { image, last_applied, membership: Default::default() }));
-            }
-            for (log_id, command) in reply.entries {
-                for_shards.extend(state.apply_fetched(log_id, command));
-            }
-            if for_shards.is_empty() {
-                return false;
-            }
-            if let Err(e) = state.persist() {
-                tracing::error!(error = %e, "cannot persist the fetched metadata image");
-            }
+        tracing::info!(partitions = partitions.len(), "moving partitions back to their preferred leaders");
+        let command =
+            MetadataCommand::ElectLeaders { kind: crate::leader_election::ElectionType::Preferred, partitions };
+        if let Err(e) = self.write_as_leader(command, self.request_timeout()).await {
+            tracing::warn!(error = %e.message, "preferred leader election failed");
         }
-        for applied in for_shards {
-            let _ = self.applied.send(applied).await;
-        }
-        true
     }
 
     async fn controlled_shutdown(&self, wait: Duration) -> Result<(), MetadataError> {
@@ -519,7 +463,9 @@ impl Node {
             (Request::AppendEntries(rpc), Some(raft)) => Response::AppendEntries(raft.append_entries(rpc).await),
             (Request::Vote(rpc), Some(raft)) => Response::Vote(raft.vote(rpc).await),
             (Request::InstallSnapshot(rpc), Some(raft)) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
-            (Request::Submit { command, hops }, _) => Response::Submitted(self.submit_once(command, hops).await),
+            (Request::Submit { command, hops }, _) => {
+                Response::Submitted(self.submit_once(command, hops, self.request_timeout()).await)
+            }
             (Request::Heartbeat { broker_id, shutting_down, hops }, _) => {
                 Response::Heartbeat(self.heartbeat(broker_id, shutting_down, hops).await)
             }

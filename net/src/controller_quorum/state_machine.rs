@@ -49,6 +49,10 @@ pub struct FetchReply {
 
 pub struct StateMachine {
     pub durable: Durable,
+    /// Whether applied commands go to the shards: off until the shards' starting image is taken
+    /// (at registration, [`StateMachine::start_forwarding`]) — what is applied before is in
+    /// that image, and queueing it could fill the bounded channel before anyone drains it.
+    forward_to_shards: bool,
     recent: VecDeque<(LogId<u64>, Option<MetadataCommand>)>,
     path: PathBuf,
     defaults: LogConfig,
@@ -69,7 +73,14 @@ impl StateMachine {
             }
             Err(e) => return Err(e),
         };
-        Ok(StateMachine { durable, recent: VecDeque::new(), path, defaults })
+        Ok(StateMachine { durable, forward_to_shards: false, recent: VecDeque::new(), path, defaults })
+    }
+
+    /// From now on applied commands are handed to the shards; returns the image and index the
+    /// shards start from (taken atomically with the switch: nothing is missed or doubled).
+    pub fn start_forwarding(&mut self) -> (MetadataImage, u64) {
+        self.forward_to_shards = true;
+        (self.durable.image.clone(), self.last_applied_index())
     }
 
     pub fn image(&self) -> &MetadataImage {
@@ -108,7 +119,7 @@ impl StateMachine {
             EntryPayload::Blank => None,
         };
         self.remember(log_id, command);
-        (outcome, applied)
+        (outcome, applied.filter(|_| self.forward_to_shards))
     }
 
     /// Applies a command fetched from a voter (broker-only nodes).
@@ -128,11 +139,11 @@ impl StateMachine {
     }
 
     /// Replaces the state (an installed snapshot, or an image fetched by a broker-only node).
-    pub fn install(&mut self, durable: Durable) -> Applied {
+    pub fn install(&mut self, durable: Durable) -> Option<Applied> {
         let index = durable.last_applied.map_or(0, |l| l.index);
         self.durable = durable;
         self.recent.clear();
-        Applied::Image { index, image: self.durable.image.clone() }
+        self.forward_to_shards.then(|| Applied::Image { index, image: self.durable.image.clone() })
     }
 
     pub fn persist(&self) -> std::io::Result<()> {
@@ -175,24 +186,28 @@ mod tests {
     fn applies_in_order_once_persists_and_serves_fetches() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::load(dir.path(), LogConfig::default()).unwrap();
+        let early = EntryPayload::Normal(MetadataCommand::AllocateProducerIds { count: 1 });
+        let (_, applied) = sm.apply(id(1), &early);
+        assert!(applied.is_none(), "before the shards' image is taken nothing is forwarded");
+        assert_eq!(sm.start_forwarding().1, 1);
         let init = EntryPayload::Normal(MetadataCommand::InitCluster { cluster_id: "abc".into() });
-        let (outcome, applied) = sm.apply(id(1), &init);
-        assert!(outcome.error.is_none() && applied.is_some());
         let (outcome, applied) = sm.apply(id(2), &init);
+        assert!(outcome.error.is_none() && applied.is_some());
+        let (outcome, applied) = sm.apply(id(3), &init);
         assert!(outcome.error.is_some() && applied.is_none(), "refused: the cluster id is set");
-        let (_, again) = sm.apply(id(2), &EntryPayload::Normal(MetadataCommand::AllocateProducerIds { count: 5 }));
-        assert!(again.is_none(), "index 2 was applied already");
-        let (outcome, _) = sm.apply(id(3), &EntryPayload::Normal(MetadataCommand::AllocateProducerIds { count: 5 }));
-        assert_eq!(outcome.producer_id_start, 0);
-        assert_eq!(sm.image().next_producer_id, 5);
+        let (_, again) = sm.apply(id(3), &EntryPayload::Normal(MetadataCommand::AllocateProducerIds { count: 5 }));
+        assert!(again.is_none(), "index 3 was applied already");
+        let (outcome, _) = sm.apply(id(4), &EntryPayload::Normal(MetadataCommand::AllocateProducerIds { count: 5 }));
+        assert_eq!(outcome.producer_id_start, 1);
+        assert_eq!(sm.image().next_producer_id, 6);
         sm.persist().unwrap();
         let back = StateMachine::load(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!((back.image().cluster_id.as_str(), back.last_applied_index()), ("abc", 3));
+        assert_eq!((back.image().cluster_id.as_str(), back.last_applied_index()), ("abc", 4));
         // The fresh load has no ring: a broker behind it gets the image.
         assert!(back.fetch(1).image.is_some());
-        let reply = sm.fetch(1);
-        assert_eq!(reply.entries.iter().map(|(i, _)| i.index).collect::<Vec<_>>(), vec![2, 3]);
+        let reply = sm.fetch(2);
+        assert_eq!(reply.entries.iter().map(|(i, _)| i.index).collect::<Vec<_>>(), vec![3, 4]);
         assert!(reply.entries[0].1.is_none(), "a refused command is fetched as a no-op");
-        assert!(sm.fetch(3).entries.is_empty());
+        assert!(sm.fetch(4).entries.is_empty());
     }
 }

@@ -156,8 +156,11 @@ impl RaftStorage<MetadataRaft> for Store {
             state.persist().map_err(|e| StorageIOError::write_state_machine(&e))?;
             applied
         };
-        if self.applied.send(applied).await.is_err() {
-            tracing::warn!("the shards' metadata bridge is gone (shutting down)");
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a metadata snapshot from the leader");
+        if let Some(applied) = applied {
+            if self.applied.send(applied).await.is_err() {
+                tracing::warn!("the shards' metadata bridge is gone (shutting down)");
+            }
         }
         Ok(())
     }

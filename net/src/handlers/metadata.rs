@@ -113,6 +113,19 @@ fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResp
             // No eligible leader (its ISR is fenced): Kafka's LEADER_NOT_AVAILABLE, with the
             // replicas and ISR still listed.
             let error = if replica.leader_id < 0 { LEADER_NOT_AVAILABLE } else { codes::NONE };
+            // Replicas on fenced (or unregistered) brokers are offline, as in Kafka's KRaft
+            // metadata cache; a single node has no registrations and no offline replicas.
+            let offline: Vec<BrokerId> = if ctx.config.quorum.is_some() {
+                let image = ctx.image.borrow();
+                replica
+                    .replicas
+                    .iter()
+                    .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                    .map(|r| BrokerId(*r))
+                    .collect()
+            } else {
+                vec![]
+            };
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(p)
@@ -120,7 +133,7 @@ fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResp
                 .with_leader_epoch(replica.leader_epoch)
                 .with_replica_nodes(replica.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(replica.in_sync_replicas.iter().map(|r| BrokerId(*r)).collect())
-                .with_offline_replicas(vec![])
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()

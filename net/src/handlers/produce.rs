@@ -129,7 +129,7 @@ pub async fn handle(
                             let done = done.map_err(|e| ApiError::new(e.error_code(), e.to_string()));
                             let done = match done {
                                 Ok(()) if ack_target == AckTarget::AllInSync => {
-                                    wait_replicated(&log, info.last_offset + 1, timeout_ms).await
+                                    wait_replicated(&log, info.last_offset + 1, timeout_ms, min_insync).await
                                 }
                                 other => other,
                             };
@@ -203,11 +203,29 @@ pub async fn handle(
 /// acks=all on a replicated partition: waits until the high watermark passes `next_offset`
 /// (every in-sync replica has the append), at most the request's `timeout_ms`
 /// (REQUEST_TIMED_OUT then, as Kafka's delayed produce), and fails with NOT_LEADER_OR_FOLLOWER
-/// when this broker's leadership of the partition ends meanwhile. A single-node partition's
-/// high watermark follows its durable end, which the append already reached.
-async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) -> Result<(), ApiError> {
-    if log.high_watermark_follows_durable_end() || log.high_watermark() >= next_offset {
+/// when this broker's leadership of the partition ends meanwhile. Once replicated, fewer
+/// in-sync replicas than `min.insync.replicas` is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the ISR
+/// shrank after the append: Kafka's `checkEnoughReplicasReachOffset`). A single-node
+/// partition's high watermark follows its durable end, which the append already reached.
+async fn wait_replicated(
+    log: &PartitionLog,
+    next_offset: i64,
+    timeout_ms: u64,
+    min_insync: i32,
+) -> Result<(), ApiError> {
+    if log.high_watermark_follows_durable_end() {
         return Ok(());
+    }
+    let enough_in_sync = || {
+        let in_sync = ShardContext::current().replica_state(log.topic(), log.partition()).in_sync_replicas.len() as i32;
+        if in_sync < min_insync {
+            let message = format!("in-sync replicas {in_sync} below min.insync.replicas {min_insync} after the append");
+            return Err(ApiError::new(ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND, message));
+        }
+        Ok(())
+    };
+    if log.high_watermark() >= next_offset {
+        return enough_in_sync();
     }
     let not_leader =
         || ApiError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, "the leadership ended before the append was replicated");
@@ -219,7 +237,7 @@ async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) 
     let timer = glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms));
     futures::pin_mut!(replicated, leadership_ended, timer);
     match futures::future::select(replicated, futures::future::select(leadership_ended, timer)).await {
-        Either::Left((Ok(()), _)) => Ok(()),
+        Either::Left((Ok(()), _)) => enough_in_sync(),
         Either::Left((Err(_), _)) | Either::Right((Either::Left(_), _)) => Err(not_leader()),
         Either::Right((Either::Right(_), _)) => Err(ApiError::new(
             ErrorCode::REQUEST_TIMED_OUT,

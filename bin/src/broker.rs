@@ -314,6 +314,34 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::FAILED;
         }
     }
+    // A clustered node: the controller thread starts (after the signal mask, which it
+    // inherits), then this broker registers and catches up before any shard starts; the shards
+    // start from the image as of its registration.
+    let image = match (plan.quorum.clone(), quorum_state) {
+        (Some(quorum), Some(state)) => {
+            block_shutdown_signals();
+            if let Err(e) = controller_quorum::node::start(quorum.clone(), state) {
+                tracing::error!("cannot start the controller quorum: {e}");
+                return exit_code::FAILED;
+            }
+            let registration = sluice_net::metadata_image::BrokerRegistration {
+                id: plan.broker_config.node_id,
+                host: plan.broker_config.advertised_host.clone(),
+                port: plan.broker_config.advertised_port,
+                rack: quorum.rack.clone(),
+                fenced: false,
+            };
+            match controller_quorum::node::register_blocking(registration, shutdown_signal_pending) {
+                Ok((image, _)) => image,
+                Err(e) => {
+                    // Nothing was opened: a signal before registration is a clean stop.
+                    tracing::warn!("{e}");
+                    return if shutdown_signal_pending() { exit_code::OK } else { exit_code::FAILED };
+                }
+            }
+        }
+        _ => image,
+    };
     let clean = match take_clean_shutdown_marker(&plan.data_dir) {
         Ok(clean) => clean,
         Err(e) => {
@@ -323,14 +351,6 @@ pub fn run(args: BrokerArgs) -> i32 {
     };
     block_shutdown_signals();
     abort_on_panic();
-    // The controller thread starts after the signal mask (it inherits it) and before the
-    // shards, which register through it.
-    if let (Some(quorum), Some(state)) = (plan.quorum.clone(), quorum_state) {
-        if let Err(e) = controller_quorum::node::start(quorum, state) {
-            tracing::error!("cannot start the controller quorum: {e}");
-            return exit_code::FAILED;
-        }
-    }
     if plan.broker_config.produce_discard {
         tracing::warn!("sluice.produce.discard=true: produce requests are acknowledged and DISCARDED (benchmark mode)");
     }
@@ -462,10 +482,7 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         let _ = storage.close_all().await;
         return;
     }
-    if shard == controller::CONTROLLER_SHARD {
-        // Committed metadata reaches every shard from here on (a clustered node only).
-        sluice_net::controller_quorum::bridge::start(ctx.clone());
-    }
+
     // Phase "partitions and groups": every shard can answer calls from here on. Partitions of
     // known topics that have no directory yet (new shard count, or a crash between metadata
     // commit and partition creation), then the consumer groups this shard coordinates.
@@ -483,11 +500,6 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         reporter.fail(format!("cannot load transactions: {e}"));
         let _ = storage.close_all().await;
         return;
-    }
-    if shard == controller::CONTROLLER_SHARD {
-        // A clustered node serves nobody before the quorum registered it and this node applied
-        // the log that far.
-        controller::register_with_quorum().await;
     }
     if !reporter.barrier(storage.partitions().len()).await {
         let _ = storage.close_all().await;
@@ -507,6 +519,11 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         return;
     }
     reporter.finish();
+    if shard == controller::CONTROLLER_SHARD {
+        // A clustered node: metadata committed since its registration reaches every shard from
+        // here on (started once start-up can no longer fail; the channel holds it meanwhile).
+        sluice_net::controller_quorum::bridge::start(ctx.clone());
+    }
     storage.spawn_background_tasks();
     glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
     let stop = Watermark::new(0);
@@ -613,6 +630,22 @@ fn block_shutdown_signals() {
     // SAFETY: valid set; a null old-set pointer is allowed.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Whether SIGINT/SIGTERM arrived (they are blocked, so they wait as pending until
+/// [`wait_for_shutdown_signal`]). Does not block: start-up phases that may wait long ask it.
+fn shutdown_signal_pending() -> bool {
+    let watched = signal_set();
+    // SAFETY: sigset_t is plain data; sigpending fills it.
+    unsafe {
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut pending) != 0 {
+            return false;
+        }
+        [libc::SIGINT, libc::SIGTERM]
+            .iter()
+            .any(|s| libc::sigismember(&pending, *s) == 1 && libc::sigismember(&watched, *s) == 1)
     }
 }
 

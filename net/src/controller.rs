@@ -58,8 +58,20 @@ pub fn new_topic_id() -> [u8; 16] {
     uuid::Uuid::new_v4().into_bytes()
 }
 
-/// Submits a command from any shard; resolves once every shard applied it.
+/// Submits a command from any shard; resolves once every shard applied it. In a cluster the
+/// quorum orders commands, so submissions do not wait for each other's round trips here.
 pub async fn submit(command: MetadataCommand) -> Result<(), MetadataError> {
+    if ShardContext::current().config.quorum.is_some() {
+        let ctx = ShardContext::current();
+        let result = ctx
+            .mesh
+            .call(CONTROLLER_SHARD, move || async move {
+                let ctx = ShardContext::current();
+                commit_to_quorum(&ctx, command).await.map(|_| ())
+            })
+            .await;
+        return result.unwrap_or_else(|e| Err(MetadataError { code: -1, message: e.to_string() }));
+    }
     on_controller_locked(move |ctx| async move { commit_locked(&ctx, command).await }).await
 }
 
@@ -135,13 +147,22 @@ async fn commit_to_quorum(
     ctx: &ShardContext,
     command: MetadataCommand,
 ) -> Result<crate::controller_quorum::Submitted, MetadataError> {
-    use crate::controller_quorum::node::{handle, Call};
     let timeout = std::time::Duration::from_millis(ctx.config.quorum.as_ref().map_or(30_000, |q| q.request_timeout_ms));
+    commit_to_quorum_within(command, timeout).await
+}
+
+/// [`commit_to_quorum`] looking for an active controller for at most `timeout`. The controller
+/// thread answers within it, so no waiter of a shard outlives it by much.
+async fn commit_to_quorum_within(
+    command: MetadataCommand,
+    timeout: std::time::Duration,
+) -> Result<crate::controller_quorum::Submitted, MetadataError> {
+    use crate::controller_quorum::node::{handle, Call};
     let handle = handle().ok_or_else(|| MetadataError::new(codes::NOT_CONTROLLER, "no controller thread"))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     handle
         .calls
-        .try_send(Call::Submit { command, reply })
+        .try_send(Call::Submit { command, timeout, reply })
         .map_err(|_| MetadataError::new(codes::REQUEST_TIMED_OUT, "the controller's queue is full or closed"))?;
     // The controller thread bounds its own wait by the request timeout; this one is a backstop.
     let answered = futures_lite::future::or(async { answer.await.ok() }, async {
@@ -153,36 +174,6 @@ async fn commit_to_quorum(
         answered.ok_or_else(|| MetadataError::new(codes::REQUEST_TIMED_OUT, "no answer from the controller"))??;
     crate::controller_quorum::bridge::wait_applied(submitted.index, timeout).await?;
     Ok(submitted)
-}
-
-/// Registers this broker with the quorum (its advertised endpoint and `broker.rack`, unfenced)
-/// and waits until every local shard applied it — so this node has caught up with the log at
-/// least that far before serving clients. Retried until it succeeds: a broker cannot serve
-/// before the quorum knows it (Kafka waits the same way).
-pub async fn register_with_quorum() {
-    let ctx = ShardContext::current();
-    let Some(quorum) = ctx.config.quorum.clone() else { return };
-    let registration = crate::metadata_image::BrokerRegistration {
-        id: ctx.config.node_id,
-        host: ctx.config.advertised_host.clone(),
-        port: ctx.config.advertised_port,
-        rack: quorum.rack.clone(),
-        fenced: false,
-    };
-    let mut attempt = 0u32;
-    loop {
-        match submit(MetadataCommand::RegisterBroker(registration.clone())).await {
-            Ok(()) => {
-                tracing::info!(node_id = registration.id, "registered with the metadata quorum");
-                return;
-            }
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
-                glommio::timer::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-    }
 }
 
 /// Controlled shutdown (SIGTERM, from the main thread's shutdown): asks the active controller
@@ -207,7 +198,7 @@ pub fn controlled_shutdown_blocking(wait: std::time::Duration) {
 /// gets the current overrides and the broker defaults and returns the new overrides.
 pub async fn update_topic_configs<F>(topic: String, validate_only: bool, update: F) -> Result<(), MetadataError>
 where
-    F: FnOnce(
+    F: Fn(
             &std::collections::BTreeMap<String, String>,
             &LogConfig,
         ) -> Result<std::collections::BTreeMap<String, String>, MetadataError>
@@ -215,6 +206,29 @@ where
         + 'static,
 {
     on_controller_locked(move |ctx| async move {
+        if ctx.config.quorum.is_some() && !validate_only {
+            // This node's image may lag the log: compare-and-set, re-read on a conflict.
+            for _ in 0..CONFIG_UPDATE_ATTEMPTS {
+                let expected = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| {
+                    MetadataError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("The topic '{topic}' does not exist."),
+                    )
+                })?;
+                let configs = update(&expected, &ctx.config.default_log_config)?;
+                let command = MetadataCommand::SetTopicConfigsIfUnchanged { name: topic.clone(), expected, configs };
+                match commit_to_quorum(&ctx, command).await {
+                    Err(e) if e.code == codes::INVALID_UPDATE_VERSION => {
+                        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    other => return other.map(|_| ()),
+                }
+            }
+            return Err(MetadataError::new(
+                codes::REQUEST_TIMED_OUT,
+                format!("the configs of topic {topic} kept changing concurrently"),
+            ));
+        }
         let current = ctx.image.borrow().topic(&topic).map(|t| t.configs.clone()).ok_or_else(|| MetadataError {
             code: crate::metadata_image::codes::UNKNOWN_TOPIC_OR_PARTITION,
             message: format!("The topic '{topic}' does not exist."),
@@ -290,6 +304,9 @@ pub async fn ensure_internal_topic(topic: &str, partitions: i32) {
     }
 }
 
+/// Compare-and-set tries of one config update in a cluster.
+const CONFIG_UPDATE_ATTEMPTS: usize = 20;
+
 /// Producer ids reserved per metadata command (Kafka's block size).
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -341,7 +358,7 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
         | MetadataCommand::InitCluster { .. } => {}
-        MetadataCommand::SetTopicConfigs { name, .. } => {
+        MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {
                 for log in ctx.storage.partitions() {

@@ -111,6 +111,13 @@ pub enum MetadataCommand {
         name: String,
         configs: BTreeMap<String, String>,
     },
+    /// Replaces the topic's override map only if it is still `expected`: a read-modify-write
+    /// (IncrementalAlterConfigs) from a node whose image may lag the log, in a cluster.
+    SetTopicConfigsIfUnchanged {
+        name: String,
+        expected: BTreeMap<String, String>,
+        configs: BTreeMap<String, String>,
+    },
     /// Reserves the next `count` producer ids (Kafka's AllocateProducerIds): ids are handed
     /// out from reserved blocks, so none is ever reused, even across restarts.
     AllocateProducerIds {
@@ -286,6 +293,15 @@ impl MetadataImage {
                 self.require(name)?;
                 Self::validate_configs(configs, defaults)
             }
+            MetadataCommand::SetTopicConfigsIfUnchanged { name, expected, configs } => {
+                if &self.require(name)?.configs != expected {
+                    return Err(MetadataError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        format!("the configs of topic {name} changed concurrently"),
+                    ));
+                }
+                Self::validate_configs(configs, defaults)
+            }
             MetadataCommand::RegisterBroker(broker) => {
                 if broker.id < 0 || broker.port <= 0 || broker.port > i32::from(u16::MAX) {
                     return Err(MetadataError::new(codes::INVALID_REQUEST, format!("bad registration {broker:?}")));
@@ -412,7 +428,8 @@ impl MetadataImage {
                 topic.partitions = total;
                 topic.assignments.extend(new_assignments);
             }
-            MetadataCommand::SetTopicConfigs { name, configs } => {
+            MetadataCommand::SetTopicConfigs { name, configs }
+            | MetadataCommand::SetTopicConfigsIfUnchanged { name, configs, .. } => {
                 self.topics.get_mut(&name).expect("validated").configs = configs;
             }
             MetadataCommand::AllocateProducerIds { count } => self.next_producer_id += count,
@@ -523,6 +540,19 @@ mod tests {
         let cfg: BTreeMap<_, _> = [("retention.ms".to_string(), "1000".to_string())].into();
         image.apply(&MetadataCommand::SetTopicConfigs { name: "t".into(), configs: cfg }, &d).unwrap();
         assert_eq!(image.log_config("t", &d).unwrap().retention_ms, 1000);
+        let stale = MetadataCommand::SetTopicConfigsIfUnchanged {
+            name: "t".into(),
+            expected: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        assert_eq!(image.apply(&stale, &d).unwrap_err().code, codes::INVALID_UPDATE_VERSION);
+        let cas = MetadataCommand::SetTopicConfigsIfUnchanged {
+            name: "t".into(),
+            expected: image.topic("t").unwrap().configs.clone(),
+            configs: BTreeMap::new(),
+        };
+        image.apply(&cas, &d).unwrap();
+        assert!(image.topic("t").unwrap().configs.is_empty());
         image.apply(&MetadataCommand::DeleteTopic { name: "t".into() }, &d).unwrap();
         assert!(image.topic("t").is_none());
         let del = MetadataCommand::DeleteTopic { name: "t".into() };

@@ -33,6 +33,9 @@ pub fn start(ctx: Rc<ShardContext>) -> bool {
             let index = match &applied {
                 Applied::Command { index, .. } | Applied::Image { index, .. } => *index,
             };
+            if index <= start_index {
+                continue; // in the image the shards started from
+            }
             for shard in 0..ctx.mesh.shard_count() {
                 let applied = applied.clone();
                 let result = ctx

@@ -22,6 +22,8 @@ use super::MetadataRaft;
 /// Largest record (an entry is one metadata command: small).
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 const LOG_FILE: &str = "raft.log";
+/// Dead records tolerated in the file before it is compacted.
+const COMPACT_MIN_DEAD_RECORDS: usize = 1024;
 const VOTE_FILE: &str = "vote.json";
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +36,9 @@ enum LogRecord {
 pub struct LogStore {
     dir: PathBuf,
     file: File,
+    /// Records in the file (live entries, truncated and purged ones, and the markers): the
+    /// file is rewritten with only the live entries when most of it is dead.
+    records_in_file: usize,
     entries: BTreeMap<u64, Entry<MetadataRaft>>,
     last_purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
@@ -85,6 +90,8 @@ impl LogStore {
             Err(e) => return Err(e),
         };
         let path = dir.join(LOG_FILE);
+        // An interrupted compaction left its temp file; the log itself is whole.
+        sluice_engine::checkpoint_file::remove_leftover_temp_blocking(&path)?;
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
@@ -97,11 +104,20 @@ impl LogStore {
             file.set_len(whole as u64)?;
             file.sync_all()?;
         }
-        let mut store = LogStore { dir: dir.to_path_buf(), file, entries: BTreeMap::new(), last_purged: None, vote };
+        let records_in_file = records.len();
+        let mut store = LogStore {
+            dir: dir.to_path_buf(),
+            file,
+            records_in_file,
+            entries: BTreeMap::new(),
+            last_purged: None,
+            vote,
+        };
         for record in records {
             store.apply_record(record);
         }
         sluice_engine::checkpoint_file::sync_dir(dir)?;
+        store.compact_if_mostly_dead()?;
         Ok(store)
     }
 
@@ -129,9 +145,36 @@ impl LogStore {
         }
         self.file.write_all(&bytes)?;
         self.file.sync_data()?;
+        self.records_in_file += records.len();
         for record in records {
             self.apply_record(record);
         }
+        Ok(())
+    }
+
+    /// Rewrites the file with only the live entries (and the purge point) when more than half
+    /// of its records — and over [`COMPACT_MIN_DEAD_RECORDS`] — are dead: written to a temp file,
+    /// fsynced and renamed over the log, so a crash leaves the old or the new file whole.
+    fn compact_if_mostly_dead(&mut self) -> std::io::Result<()> {
+        let live = self.entries.len() + 1;
+        let dead = self.records_in_file.saturating_sub(live);
+        if dead <= COMPACT_MIN_DEAD_RECORDS || dead <= live {
+            return Ok(());
+        }
+        let mut records: Vec<LogRecord> = Vec::with_capacity(live);
+        if let Some(upto) = self.last_purged {
+            records.push(LogRecord::Purge { upto });
+        }
+        records.extend(self.entries.values().cloned().map(LogRecord::Entry));
+        let mut bytes = Vec::new();
+        for record in &records {
+            bytes.extend_from_slice(&encode(record)?);
+        }
+        let path = self.dir.join(LOG_FILE);
+        sluice_engine::checkpoint_file::write_atomic_blocking(&path, &bytes)?;
+        self.file = OpenOptions::new().read(true).append(true).open(&path)?;
+        tracing::info!(dead_records = dead, live_records = records.len(), "metadata log file compacted");
+        self.records_in_file = records.len();
         Ok(())
     }
 
@@ -146,7 +189,8 @@ impl LogStore {
 
     /// Drops entries up to `upto` (covered by the state machine).
     pub fn purge_upto(&mut self, upto: LogId<u64>) -> std::io::Result<()> {
-        self.write(vec![LogRecord::Purge { upto }])
+        self.write(vec![LogRecord::Purge { upto }])?;
+        self.compact_if_mostly_dead()
     }
 
     pub fn save_vote(&mut self, vote: &Vote<u64>) -> std::io::Result<()> {
@@ -203,6 +247,31 @@ mod tests {
         assert_eq!(log.last_purged().unwrap().index, 1);
         assert_eq!(log.vote(), Some(Vote::new(2, 3)));
         assert_eq!(log.last_log_id().unwrap().index, 4);
+    }
+
+    #[test]
+    fn a_mostly_dead_file_is_compacted_and_reads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.append((1..=3000).map(|i| entry(1, i)).collect()).unwrap();
+        let before = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        log.purge_upto(LogId::new(CommittedLeaderId::new(1, 1), 2990)).unwrap();
+        let after = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        assert!(after * 10 < before, "{before} -> {after}");
+        log.append(vec![entry(2, 3001)]).unwrap();
+        drop(log);
+        let log = LogStore::open(dir.path()).unwrap();
+        let indexes: Vec<u64> = log.range(..).iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (2991..=3001).collect::<Vec<_>>());
+        assert_eq!(log.last_purged().unwrap().index, 2990);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_to_whole_records_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let (_, whole) = decode_all(&bytes);
+            proptest::prop_assert!(whole <= bytes.len());
+        }
     }
 
     #[test]

@@ -33,6 +33,12 @@
 //! oversized length, a body that does not decode) closes the connection with one log line.
 //! Kafka tools that speak KRaft's Vote/Fetch APIs to a controller will not work with it.
 //!
+//! **Start-up.** The main thread starts the controller thread, then registers this broker
+//! (`RegisterBroker`: its advertised client endpoint, which followers replicate from, and
+//! `broker.rack`) and waits until this node applied the log that far ([`node::register_blocking`],
+//! retried until a quorum answers or a signal arrives); only then do the shards start, from the
+//! image as of that moment, so no client is served from a stale image.
+//!
 //! **Timeouts** map Kafka's settings: a follower that hears nothing from the leader for
 //! `controller.quorum.fetch.timeout.ms` (2000) plus a random part of
 //! `controller.quorum.election.timeout.ms` (1000) becomes a candidate (openraft's election

@@ -38,15 +38,11 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// A call from a shard.
 pub enum Call {
-    Submit {
-        command: MetadataCommand,
-        reply: oneshot::Sender<Result<Submitted, MetadataError>>,
-    },
+    /// `timeout`: how long to keep trying to reach an active controller (then
+    /// REQUEST_TIMED_OUT).
+    Submit { command: MetadataCommand, timeout: Duration, reply: oneshot::Sender<Result<Submitted, MetadataError>> },
     /// Stop heartbeating and fence this broker (its leaderships move), within `wait`.
-    ControlledShutdown {
-        wait: Duration,
-        reply: oneshot::Sender<Result<(), MetadataError>>,
-    },
+    ControlledShutdown { wait: Duration, reply: oneshot::Sender<Result<(), MetadataError>> },
 }
 
 /// The shards' way in: a bounded queue to the controller thread.
@@ -67,6 +63,62 @@ pub fn take_applied_receiver() -> Option<(mpsc::Receiver<Applied>, u64)> {
     APPLIED.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
+/// The state machine, for the main thread's start-up ([`register_blocking`]).
+static STATE: OnceLock<Arc<Mutex<StateMachine>>> = OnceLock::new();
+
+/// How long one registration attempt may look for an active controller.
+const REGISTRATION_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Main thread, before the shards start: registers this broker (endpoint, rack, unfenced) and
+/// waits until this node applied the log that far; returns the image and index the shards
+/// start from (the bridge skips what they already hold). Retried until it succeeds — a broker
+/// serves nobody before the quorum knows it, as in Kafka — or `stop_requested()`.
+pub fn register_blocking(
+    registration: crate::metadata_image::BrokerRegistration,
+    stop_requested: impl Fn() -> bool,
+) -> Result<(crate::metadata_image::MetadataImage, u64), String> {
+    let (handle, state) = handle().zip(STATE.get()).ok_or("the controller thread is not running")?;
+    tracing::info!(node_id = registration.id, "registering with the metadata quorum");
+    let mut attempt = 0u32;
+    let stopped = || Err("stopped before this broker could register with the metadata quorum".to_string());
+    loop {
+        if stop_requested() {
+            return stopped();
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = MetadataCommand::RegisterBroker(registration.clone());
+        handle
+            .calls
+            .try_send(Call::Submit { command, timeout: REGISTRATION_ATTEMPT, reply })
+            .map_err(|e| format!("the controller thread does not take calls: {e}"))?;
+        match answer.blocking_recv() {
+            Ok(Ok(submitted)) => loop {
+                {
+                    let state = lock(state);
+                    if state.last_applied_index() >= submitted.index {
+                        let index = state.last_applied_index();
+                        if let Some((_, start)) = APPLIED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                            *start = index;
+                        }
+                        tracing::info!(node_id = registration.id, index, "registered with the metadata quorum");
+                        return Ok((state.image().clone(), index));
+                    }
+                }
+                if stop_requested() {
+                    return stopped();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            },
+            Ok(Err(e)) => {
+                attempt += 1;
+                tracing::warn!(attempt, code = e.code, error = %e.message, "broker registration failed; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(_) => return Err("the controller thread stopped".into()),
+        }
+    }
+}
+
 fn not_controller(message: impl Into<String>) -> MetadataError {
     MetadataError::new(codes::NOT_CONTROLLER, message)
 }
@@ -77,6 +129,8 @@ pub fn start(config: QuorumConfig, state: StateMachine) -> Result<(), String> {
     let (applied_tx, applied_rx) = mpsc::channel(APPLIED_QUEUE);
     let (calls_tx, calls_rx) = mpsc::channel(CALL_QUEUE);
     *APPLIED.lock().unwrap_or_else(|p| p.into_inner()) = Some((applied_rx, state.last_applied_index()));
+    let state = Arc::new(Mutex::new(state));
+    STATE.set(state.clone()).map_err(|_| "the controller thread runs already".to_string())?;
     HANDLE.set(QuorumHandle { calls: calls_tx }).map_err(|_| "the controller thread runs already".to_string())?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let wait = Duration::from_millis(config.request_timeout_ms.max(1000));
@@ -127,10 +181,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Node {
     async fn start(
         config: QuorumConfig,
-        state: StateMachine,
+        state: Arc<Mutex<StateMachine>>,
         applied: mpsc::Sender<Applied>,
     ) -> Result<Arc<Node>, String> {
-        let state = Arc::new(Mutex::new(state));
         let pool = Arc::new(Pool::default());
         let mut listener = None;
         let raft = if config.is_controller {
@@ -202,8 +255,8 @@ impl Node {
             let node = self.clone();
             tokio::spawn(async move {
                 match call {
-                    Call::Submit { command, reply } => {
-                        let _ = reply.send(node.submit(command).await);
+                    Call::Submit { command, timeout, reply } => {
+                        let _ = reply.send(node.submit(command, timeout).await);
                     }
                     Call::ControlledShutdown { wait, reply } => {
                         let _ = reply.send(node.controlled_shutdown(wait).await);
@@ -253,8 +306,8 @@ impl Node {
 
     /// Submits a command from this node: retried while there is no reachable leader, until the
     /// request timeout.
-    pub async fn submit(&self, command: MetadataCommand) -> Result<Submitted, MetadataError> {
-        let deadline = Instant::now() + self.request_timeout();
+    pub async fn submit(&self, command: MetadataCommand, timeout: Duration) -> Result<Submitted, MetadataError> {
+        let deadline = Instant::now() + timeout;
         loop {
             match self.submit_once(command.clone(), 0).await {
                 Err(e) if e.code == codes::NOT_CONTROLLER && Instant::now() < deadline => {
@@ -454,7 +507,7 @@ impl Node {
             return Ok(());
         }
         tracing::info!(wait_ms = wait.as_millis() as u64, "controlled shutdown: fencing this broker");
-        match tokio::time::timeout(wait, self.submit(MetadataCommand::FenceBroker { id })).await {
+        match tokio::time::timeout(wait, self.submit(MetadataCommand::FenceBroker { id }, wait)).await {
             Ok(result) => result.map(|_| ()),
             Err(_) => Err(MetadataError::new(codes::REQUEST_TIMED_OUT, "controlled shutdown timed out")),
         }

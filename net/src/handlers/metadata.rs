@@ -19,6 +19,9 @@ use crate::metadata_image::{MetadataCommand, TopicMeta};
 use crate::shard_context::ShardContext;
 use crate::topic_name::validate_topic_name;
 
+/// Kafka's LEADER_NOT_AVAILABLE (not in the shared table, which B's replication may extend).
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -107,8 +110,11 @@ fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResp
     let partitions = (0..meta.partitions)
         .map(|p| {
             let replica = ctx.replica_state(name, p);
+            // No eligible leader (its ISR is fenced): Kafka's LEADER_NOT_AVAILABLE, with the
+            // replicas and ISR still listed.
+            let error = if replica.leader_id < 0 { LEADER_NOT_AVAILABLE } else { codes::NONE };
             MetadataResponsePartition::default()
-                .with_error_code(codes::NONE)
+                .with_error_code(error)
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(replica.leader_id))
                 .with_leader_epoch(replica.leader_epoch)

@@ -21,9 +21,11 @@
 //!
 //! Not done yet: an OFFSET_OUT_OF_RANGE answer to a follower whose log end is past the
 //! leader's start (only after an unclean election) is logged and retried after
-//! `replica.fetch.backoff.ms`; the internal topics (`__consumer_offsets`,
-//! `__transaction_state`) are not replicated, and a transaction coordinator writes markers
-//! only into partitions its own broker leads (WriteTxnMarkers to other leaders is missing).
+//! `replica.fetch.backoff.ms`; follower fetches are sessionless full fetches (no KIP-227
+//! sessions: every request lists every followed partition); nothing reads [`counters`] yet
+//! (the operability issue exposes them); the leader's ISR check runs every
+//! `replica.lag.time.max.ms / 2` on every led partition (fine for thousands, not tuned for
+//! far more).
 
 pub mod config;
 pub mod counters;

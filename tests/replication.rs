@@ -26,6 +26,7 @@ use support::*;
 
 const TOPIC: &str = "replicated";
 const NOT_ENOUGH_REPLICAS: i16 = 19;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// Three brokers started from one pre-written image; node i+1 is `nodes[i]`.
 struct StaticCluster {
@@ -218,6 +219,12 @@ fn an_idempotent_acks_all_producer_leaves_the_same_log_on_every_replica() {
     let fetched = raw_fetch(&leader, TOPIC, 0, 0);
     assert_eq!(fetched.high_watermark, count as i64, "acks=all: the high watermark passed every record");
     drop(producer);
+    // DeleteRecords on the leader only; the followers follow its log start as they fetch (the
+    // acks=all produce after it makes sure each fetched since).
+    let trimmed = (count / 2) as i64;
+    assert_eq!(delete_records(&cluster.node(2).bootstrap(), trimmed), NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(delete_records(&leader, trimmed), 0);
+    assert_eq!(produce_acks_all(&leader, "after-delete", 10_000), 0);
     // Every replica holds the same bytes at the same offsets.
     for id in [2, 3, 1] {
         cluster.stop_node(id);
@@ -227,6 +234,22 @@ fn an_idempotent_acks_all_producer_leaves_the_same_log_on_every_replica() {
     for id in [2, 3] {
         assert!(segment_bytes(&cluster.data_dir(id)) == leader_log, "node {id}'s log differs from the leader's");
     }
+    for id in [1, 2, 3] {
+        let start =
+            std::fs::read_to_string(cluster.data_dir(id).join(format!("{TOPIC}-0/log-start-offset.checkpoint")));
+        assert_eq!(start.unwrap(), format!("0\n{trimmed}\n"), "node {id}'s log start offset");
+    }
+}
+
+/// DeleteRecords (v2) of the partition below `offset` on `bootstrap`: the partition's error.
+fn delete_records(bootstrap: &str, offset: i64) -> i16 {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let request =
+        DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset)])]);
+    raw::RawClient::connect(bootstrap).send(&request, 2).topics[0].partitions[0].error_code
 }
 
 #[test]

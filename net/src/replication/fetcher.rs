@@ -2,8 +2,9 @@
 //! fetching the partitions this shard follows from that leader (Kafka's
 //! `ReplicaFetcherThread`, per shard instead of per thread). It sends Fetch with this node's id
 //! as the replica id, each partition at its log end with the epoch of its last batch
-//! (KIP-320), appends what comes back as it is (`append_as_follower`), and takes
-//! min(leader's HW, own log end) as its high watermark.
+//! (KIP-320), appends what comes back as it is (`append_as_follower`), takes
+//! min(leader's HW, own log end) as its high watermark, and follows the leader's log start
+//! offset up to that high watermark.
 //!
 //! Errors: a diverging epoch truncates the log ([`super::divergence::truncation_offset`]) and
 //! fetching goes on; OFFSET_OUT_OF_RANGE with the leader's log starting past this log's end
@@ -319,5 +320,11 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
         }
     }
     log.set_high_watermark(data.high_watermark.min(log.log_end_offset()));
+    // The leader's log start moved (DeleteRecords, retention): follow it up to what is
+    // committed here (Kafka's `maybeIncrementLogStartOffset` on a follower).
+    let log_start_offset = data.log_start_offset.min(log.high_watermark());
+    if log_start_offset > log.log_start_offset() {
+        log.delete_records_before(log_start_offset).await.map_err(|e| format!("moving the log start: {e}"))?;
+    }
     Ok(())
 }

@@ -156,12 +156,13 @@ async fn run(shared: Rc<FetcherShared>) {
             .partitions
             .borrow()
             .iter()
-            .filter(|(_, p)| p.backoff_until_ms <= now)
+            .filter(|(_, p)| p.backoff_until_ms <= now && !p.log.is_closed())
             .take(MAX_PARTITIONS_PER_FETCH)
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
         if wanted.is_empty() {
-            let next = shared.partitions.borrow().values().map(|p| p.backoff_until_ms).min();
+            let next =
+                shared.partitions.borrow().values().filter(|p| !p.log.is_closed()).map(|p| p.backoff_until_ms).min();
             let wait_ms = next.map_or(1_000, |t| t.saturating_sub(now)).clamp(1, 1_000) as u64;
             let _ = within(wait_ms, shared.changed.wait_for(generation + 1)).await;
             continue;
@@ -259,6 +260,9 @@ fn fetch_request(
 /// Applies one partition's answer: truncate on a diverging epoch, else append the records and
 /// take the leader's high watermark. `Err`: why the partition should back off.
 async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<(), String> {
+    if log.is_closed() {
+        return Ok(()); // shutting down, or the partition was deleted
+    }
     if data.error_code == codes::OFFSET_OUT_OF_RANGE && data.log_start_offset > log.log_end_offset() {
         // The leader's log starts past this one's end (retention ran while this replica was
         // away): start over at the leader's start, like Kafka's follower.

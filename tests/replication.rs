@@ -36,10 +36,17 @@ struct StaticCluster {
     settings: Vec<String>,
     /// The image every node started from (the test changes it to move the leadership).
     image: MetadataImage,
+    cores: usize,
 }
 
 impl StaticCluster {
     fn start(settings: &[&str]) -> StaticCluster {
+        StaticCluster::start_with(settings, 1, 1)
+    }
+
+    /// `partitions` partitions, partition p led by node p % 3 + 1 (replicas rotated), every
+    /// node with `cores` shards.
+    fn start_with(settings: &[&str], partitions: i32, cores: usize) -> StaticCluster {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut image = MetadataImage::new("replication-test-cluster".into());
@@ -52,10 +59,12 @@ impl StaticCluster {
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
         let topic = TopicMeta {
             id: *b"replicated-topic",
-            partitions: 1,
+            partitions,
             replication_factor: 3,
             configs,
-            assignments: vec![PartitionAssignment::new(vec![1, 2, 3])],
+            assignments: (0..partitions)
+                .map(|p| PartitionAssignment::new((0..3).map(|r| (p + r) % 3 + 1).collect()))
+                .collect(),
         };
         image.topics.insert(TOPIC.into(), topic);
         image.version = 1;
@@ -65,6 +74,7 @@ impl StaticCluster {
             nodes: vec![None, None, None],
             settings: settings.iter().map(|s| s.to_string()).collect(),
             image,
+            cores,
         };
         for id in 1..=3 {
             cluster.write_image(id);
@@ -85,7 +95,8 @@ impl StaticCluster {
     fn start_node(&mut self, id: i32) {
         let i = (id - 1) as usize;
         let node_id = format!("node.id={id}");
-        let mut extra: Vec<&str> = vec!["--cores", "1", "--set", &node_id];
+        let cores = self.cores.to_string();
+        let mut extra: Vec<&str> = vec!["--cores", &cores, "--set", &node_id];
         for s in &self.settings {
             extra.extend(["--set", s.as_str()]);
         }
@@ -136,11 +147,15 @@ fn produce_leader_only(bootstrap: &str) {
 }
 
 fn produce(bootstrap: &str, value: &str, acks: i16, timeout_ms: i32) -> i16 {
+    produce_to(bootstrap, 0, value, acks, timeout_ms)
+}
+
+fn produce_to(bootstrap: &str, partition: i32, value: &str, acks: i16, timeout_ms: i32) -> i16 {
     let record = (Some(value.as_bytes()), Some(value.as_bytes()), &[][..]);
     let batch = sluice_engine::batch::build_batch(0, &[record], 1_700_000_000_000);
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
         TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(batch))),
+            PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch))),
         ]),
     ]);
     let mut client = raw::RawClient::connect(bootstrap);
@@ -163,7 +178,11 @@ fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 /// The partition's batches on disk under `data_dir`, segment by segment (a killed broker's
 /// active segment may end in preallocated zeros: each file is read up to its last whole batch).
 fn segment_bytes(data_dir: &Path) -> Vec<u8> {
-    let dir = data_dir.join(format!("{TOPIC}-0"));
+    partition_bytes(data_dir, 0)
+}
+
+fn partition_bytes(data_dir: &Path, partition: i32) -> Vec<u8> {
+    let dir = data_dir.join(format!("{TOPIC}-{partition}"));
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -250,6 +269,33 @@ fn delete_records(bootstrap: &str, offset: i64) -> i16 {
             .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
             .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset)])]);
     raw::RawClient::connect(bootstrap).send(&request, 2).topics[0].partitions[0].error_code
+}
+
+#[test]
+fn partitions_led_by_every_node_replicate_between_shards() {
+    let seed = seed();
+    let partitions = 6;
+    let mut cluster = StaticCluster::start_with(&[], partitions, 2);
+    for round in 0..(3 + seed % 5) {
+        for p in 0..partitions {
+            let leader = cluster.node(p % 3 + 1).bootstrap();
+            assert_eq!(produce_to(&leader, p, &format!("p{p}-r{round}"), -1, 10_000), 0, "partition {p}");
+            if p == 0 {
+                let follower = cluster.node(2).bootstrap();
+                assert_eq!(produce_to(&follower, p, "to-a-follower", -1, 10_000), NOT_LEADER_OR_FOLLOWER);
+            }
+        }
+    }
+    for id in [1, 2, 3] {
+        cluster.stop_node(id);
+    }
+    for p in 0..partitions {
+        let leader_log = partition_bytes(&cluster.data_dir(p % 3 + 1), p);
+        assert!(!leader_log.is_empty());
+        for id in [1, 2, 3] {
+            assert!(partition_bytes(&cluster.data_dir(id), p) == leader_log, "partition {p} differs on node {id}");
+        }
+    }
 }
 
 #[test]

@@ -362,8 +362,9 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
 
     // An idempotent acks=all producer writes until the leader is killed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let producer_thread = {
-        let (leader, stop) = (leader.clone(), stop.clone());
+        let (leader, stop, acked_count) = (leader.clone(), stop.clone(), acked_count.clone());
         std::thread::spawn(move || {
             let producer = future_producer(
                 &leader,
@@ -382,6 +383,7 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
                     let Some(delivery) = send else { continue };
                     if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
                         acked.push((d.offset, key.clone()));
+                        acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             }
@@ -389,7 +391,10 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
         })
     };
     let kill_after = Duration::from_millis(500 + seed % 1500);
-    println!("killing the leader after {kill_after:?}");
+    println!("killing the leader {kill_after:?} after the first acknowledgement");
+    wait_until("the producer's first acknowledgement", Duration::from_secs(30), || {
+        (acked_count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
     std::thread::sleep(kill_after);
     // The followers stop, the leader takes a few acks=1 records only it will ever have, and dies.
     cluster.node(2).signal(libc::SIGSTOP);
@@ -575,8 +580,9 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
     let bootstrap = bootstrap_all(&cluster);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let producer_thread = {
-        let stop = stop.clone();
+        let (stop, acked_count) = (stop.clone(), acked_count.clone());
         std::thread::spawn(move || {
             let producer = future_producer(
                 &bootstrap,
@@ -595,6 +601,7 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
                     let Some(delivery) = send else { continue };
                     if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
                         acked.push((d.offset, key.clone()));
+                        acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             }
@@ -602,7 +609,10 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
         })
     };
     let kill_after = Duration::from_millis(500 + seed % 1500);
-    println!("killing the leader after {kill_after:?}");
+    println!("killing the leader {kill_after:?} after the first acknowledgement");
+    wait_until("the producer's first acknowledgement", Duration::from_secs(30), || {
+        (acked_count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
     std::thread::sleep(kill_after);
     // The followers pause, the leader takes acks=1 records only it will have, and dies.
     let follower_indexes = [cluster.index_of(5), cluster.index_of(1)];

@@ -308,7 +308,7 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
     }
     let records = data.records.unwrap_or_default();
     if !records.is_empty() {
-        match log.append_as_follower(&records).await {
+        match log.append_as_follower_shared(&records).await {
             Ok(_) => {}
             Err(AppendError::UnexpectedOffset { expected, got }) => {
                 // The log moved meanwhile (a truncation, a new role): the next fetch is from

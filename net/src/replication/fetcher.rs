@@ -286,6 +286,11 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
             .map(|(epoch, end_offset)| EpochEnd { epoch, end_offset });
         let truncation =
             truncation_offset(diverging, own, log.log_start_offset(), log.log_end_offset(), log.high_watermark());
+        if truncation.offset >= log.log_end_offset() {
+            // Nothing to cut, yet the leader says the logs differ: back off rather than ask
+            // again at once (it cannot happen while both follow the same metadata).
+            return Err(format!("diverging epoch {diverging:?} with nothing to truncate"));
+        }
         if truncation.offset < log.high_watermark() {
             sluice_engine::warn_limited!(
                 topic = log.topic(),

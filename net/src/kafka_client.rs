@@ -180,6 +180,18 @@ impl KafkaConnection {
         rx.await.map_err(|_| "connection closed".to_string())?
     }
 
+    /// Sends `request` at `version` — which the broker must support — and decodes the
+    /// response (for APIs whose client and broker forms differ by version, such as
+    /// AddPartitionsToTxn v4+).
+    pub async fn call_at<R: Request>(&self, request: &R, version: i16) -> Result<R::Response, String> {
+        match self.broker_ranges.get(&R::KEY).copied() {
+            Some((lo, hi)) if (lo..=hi).contains(&version) => {}
+            range => return Err(format!("api {} v{version}: broker {} supports {range:?}", R::KEY, self.addr)),
+        }
+        let frame = self.send_and_wait(request, version).await?;
+        decode_response::<R>(frame, version)
+    }
+
     /// Sends `request` at the negotiated version and decodes the response.
     pub async fn call<R: Request>(&self, request: &R) -> Result<R::Response, String> {
         let api = ApiKey::try_from(R::KEY).map_err(|_| "unknown api key".to_string())?;

@@ -9,6 +9,7 @@
 //! Must never: store record data itself (that is the engine's), keep mutable state shared
 //! between shards, or block a shard thread.
 
+pub mod broker_client;
 pub mod broker_config;
 pub mod connection;
 pub mod controller;

@@ -1,7 +1,8 @@
-//! WriteTxnMarkers (v1, Kafka 4.x): the transaction coordinator — another broker's, once
-//! replication exists — asks the partition leaders to write commit or abort markers. Each
-//! marker's partitions are written by [`crate::txn_markers::write_txn_markers`]; markers are
-//! written one after another, in request order.
+//! WriteTxnMarkers (v1, Kafka 4.x): a transaction coordinator on another node asks this
+//! partition leader to end a transaction: commit or abort markers in data partitions, the
+//! transaction's end in `__consumer_offsets` partitions
+//! ([`crate::txn_markers::complete_here`]); markers are handled one after another, in request
+//! order.
 
 use std::rc::Rc;
 
@@ -12,7 +13,7 @@ use kafka_protocol::messages::{TopicName, WriteTxnMarkersRequest, WriteTxnMarker
 
 use crate::handlers::str_bytes;
 use crate::shard_context::ShardContext;
-use crate::txn_markers::write_txn_markers;
+use crate::txn_markers::complete_here;
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: WriteTxnMarkersRequest, _version: i16) -> WriteTxnMarkersResponse {
     let mut results = Vec::with_capacity(request.markers.len());
@@ -22,7 +23,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: WriteTxnMarkersRequest, _ve
             .iter()
             .flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p)))
             .collect();
-        let written = write_txn_markers(
+        let written = complete_here(
             ctx,
             marker.producer_id.0,
             marker.producer_epoch,

@@ -26,10 +26,9 @@ use sluice_engine::shard::ShardGone;
 use super::coordinator::{Decision, PartitionErrors, Txn, TxnMetadata, TxnState};
 use super::state_log::{self, partition_for, TXN_STATE_TOPIC};
 use super::{codes, TxnConfig};
-use crate::group::offsets_log::OFFSETS_TOPIC;
-use crate::group::service::{now_ms, on_offsets_partition_shard};
+use crate::group::service::now_ms;
 use crate::shard_context::ShardContext;
-use crate::txn_markers::write_txn_markers;
+use crate::txn_markers::complete_transaction;
 
 /// First and longest wait between rounds of marker writes that did not all succeed.
 const MARKER_RETRY_MIN_MS: u64 = 50;
@@ -357,36 +356,18 @@ impl TxnShard {
                 TxnState::PrepareAbort => false,
                 _ => return,
             };
-            let (offsets, data): (Vec<_>, Vec<_>) =
-                meta.partitions.iter().filter(|p| !done.contains(*p)).cloned().partition(|(t, _)| t == OFFSETS_TOPIC);
+            let pending: Vec<(String, i32)> = meta.partitions.iter().filter(|p| !done.contains(*p)).cloned().collect();
             // Deposed meanwhile: the new coordinator resumes the markers.
             let Some(coordinator_epoch) = self.coordinator_epoch(self.partition_of(&id)) else { return };
-            if !data.is_empty() {
-                let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
-                for (partition, code) in write_txn_markers(&self.ctx, pid, epoch, coordinator_epoch, commit, data).await
-                {
-                    // A partition deleted meanwhile has nothing left to mark (Kafka drops it too).
-                    if code == ErrorCode::NONE || code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {
-                        done.insert(partition);
-                    } else {
-                        sluice_engine::warn_limited!(transactional_id = %id, topic = %partition.0, partition = partition.1, %code, "transaction marker not written; retrying");
-                    }
-                }
-            }
-            for (topic, partition) in offsets {
-                let pid = meta.producer_id;
-                let answer = on_offsets_partition_shard(&self.ctx, partition, move |groups| async move {
-                    groups.complete_txn_offsets(partition, pid, commit).await
-                })
-                .await
-                .and_then(|r| r);
-                match answer {
-                    Ok(()) => {
-                        done.insert((topic, partition));
-                    }
-                    Err(code) => {
-                        sluice_engine::warn_limited!(transactional_id = %id, partition, code, "transactional offsets not completed; retrying")
-                    }
+            let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
+            for (partition, code) in
+                complete_transaction(&self.ctx, pid, epoch, coordinator_epoch, commit, pending).await
+            {
+                // A partition deleted meanwhile has nothing left to mark (Kafka drops it too).
+                if code == ErrorCode::NONE || code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {
+                    done.insert(partition);
+                } else {
+                    sluice_engine::warn_limited!(transactional_id = %id, topic = %partition.0, partition = partition.1, %code, "transaction marker not written; retrying");
                 }
             }
             if meta.partitions.iter().all(|p| done.contains(p)) {

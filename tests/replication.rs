@@ -529,7 +529,11 @@ fn in_a_real_cluster_every_replica_holds_the_records_and_the_next_leader_serves_
     });
     println!("node {new_leader} leads at epoch {epoch}");
     let new_leader_index = cluster.index_of(new_leader);
-    assert_eq!(keys_by_offset(&cluster.bootstrap(new_leader_index)), expected);
+    // Its high watermark (what consumers read below) was its follower one: it reaches the end
+    // once the remaining follower fetched from it.
+    wait_until("every record below the new leader's high watermark", Duration::from_secs(30), || {
+        (keys_by_offset(&cluster.bootstrap(new_leader_index)) == expected).then_some(())
+    });
     // And the three logs are the same bytes.
     for i in cluster.running() {
         assert_eq!(cluster.stop(i), 0);

@@ -661,3 +661,89 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
         [4, 5, 1].iter().map(|id| segment_bytes(&cluster.nodes[cluster.index_of(*id)].data_dir)).collect();
     assert!(replica_logs.iter().all(|l| *l == replica_logs[0]), "the replicas' logs differ");
 }
+
+/// Every value a read_committed reader of the partition sees through `bootstrap`, sorted, once
+/// it has `expected` of them (and nothing more arrived for a moment); `None` on a deadline.
+fn read_committed_values(bootstrap: &str, expected: usize) -> Option<Vec<String>> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::Message;
+    let consumer: BaseConsumer =
+        assigned_consumer(bootstrap, TOPIC, &[(0, 0)], &[("isolation.level", "read_committed")]);
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_until = None;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+        if values.len() >= expected {
+            let until = *quiet_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+            if Instant::now() >= until {
+                values.sort();
+                return Some(values);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn in_a_real_cluster_read_committed_readers_see_the_same_transactions_on_the_next_leader() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut cluster = Cluster::start(3, 0);
+    create_replicated_topic(&cluster, &[2, 3, 1]);
+    let producer: BaseProducer = base_producer(
+        &bootstrap_all(&cluster),
+        &[("transactional.id", "replicated-tx"), ("transaction.timeout.ms", "30000")],
+    );
+    producer.init_transactions(Duration::from_secs(60)).expect("init_transactions");
+    let mut committed = Vec::new();
+    for round in 0..7 {
+        let commit = round % 2 == 0;
+        producer.begin_transaction().expect("begin");
+        for i in 0..4 {
+            let value = format!("{}{round}-{i}", if commit { "c" } else { "x" });
+            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(&value)).expect("queued");
+            if commit {
+                committed.push(value);
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("acknowledged");
+        if commit {
+            producer.commit_transaction(Duration::from_secs(60)).expect("commit");
+        } else {
+            producer.abort_transaction(Duration::from_secs(60)).expect("abort");
+        }
+    }
+    drop(producer);
+    committed.sort();
+    // Through the leader: the committed ones only. The last commit is visible, so every
+    // marker is below the high watermark: on every in-sync replica.
+    let leader = cluster.bootstrap(cluster.index_of(2));
+    assert_eq!(read_committed_values(&leader, committed.len()), Some(committed.clone()));
+
+    cluster.kill(cluster.index_of(2));
+    let (new_leader, _, _) = wait_until("a new leader", Duration::from_secs(30), || {
+        leadership(&cluster, cluster.index_of(1)).filter(|(leader, epoch, _)| *leader != 2 && *leader > 0 && *epoch > 0)
+    });
+    let new_leader = cluster.bootstrap(cluster.index_of(new_leader));
+    wait_until("the same committed records through the new leader", Duration::from_secs(60), || {
+        (read_committed_values(&new_leader, committed.len()).as_ref() == Some(&committed)).then_some(())
+    });
+    // The followers indexed the same aborted transactions.
+    for i in cluster.running() {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    let txn_index = |id: i32| -> Vec<u8> {
+        let dir = cluster.nodes[cluster.index_of(id)].data_dir.join(format!("{TOPIC}-0"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+            .collect();
+        files.sort();
+        files.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    assert!(!txn_index(1).is_empty(), "three aborted transactions are indexed");
+    assert_eq!(txn_index(1), txn_index(3));
+}

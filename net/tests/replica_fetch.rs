@@ -46,6 +46,15 @@ async fn install_context(mesh: ShardMesh, dir: std::path::PathBuf) -> Rc<ShardCo
         assignments: vec![PartitionAssignment::new(vec![1, 2, 3])],
     };
     image.apply(&create, &defaults).expect("topic");
+    let elsewhere = MetadataCommand::CreateTopic {
+        name: "elsewhere".into(),
+        id: [8; 16],
+        partitions: 1,
+        replication_factor: 3,
+        configs: Default::default(),
+        assignments: vec![PartitionAssignment::new(vec![2, 1, 3])],
+    };
+    image.apply(&elsewhere, &defaults).expect("topic");
     let storage = ShardStorage::open(0, 1, StorageOptions::new(&dir), true, &|_| None).await.expect("storage");
     let mut config = BrokerConfig::new(dir, "127.0.0.1".into(), 9092);
     config.node_id = 1;
@@ -138,6 +147,16 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             assert!(diverged.records.unwrap_or_default().is_empty());
             let in_line = fetched(&ctx, fetch(2, log_end, 0, 0)).await;
             assert_eq!((in_line.diverging_epoch.epoch, in_line.diverging_epoch.end_offset), (-1, -1));
+
+            // A partition another broker leads: its leader, epoch and endpoint (KIP-951).
+            let mut request = fetch(-1, 0, -1, -1);
+            request.topics[0].topic_id = uuid::Uuid::from_bytes([8; 16]); // v13+: by topic id
+            let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16).await;
+            let partition = &response.responses[0].partitions[0];
+            assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
+            assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (2, 0));
+            let endpoints: Vec<(i32, i32)> = response.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();
+            assert_eq!(endpoints, vec![(2, 9094)]);
 
             // Not a replica; a leader epoch from the future.
             assert_eq!(fetched(&ctx, fetch(9, 0, -1, -1)).await.error_code, NOT_LEADER_OR_FOLLOWER);

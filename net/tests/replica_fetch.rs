@@ -100,9 +100,13 @@ async fn fetched(ctx: &Rc<ShardContext>, request: FetchRequest) -> PartitionData
 }
 
 fn produce_request(timeout_ms: i32) -> ProduceRequest {
+    produce_request_to(TOPIC, timeout_ms)
+}
+
+fn produce_request_to(topic: &'static str, timeout_ms: i32) -> ProduceRequest {
     let batch = build_batch_of_size(0, 2, 20, 1_000);
     ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
-        TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(topic))).with_partition_data(vec![
             PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(batch))),
         ]),
     ])
@@ -153,6 +157,16 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             request.topics[0].topic_id = uuid::Uuid::from_bytes([8; 16]); // v13+: by topic id
             let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16).await;
             let partition = &response.responses[0].partitions[0];
+            assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
+            assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (2, 0));
+            let endpoints: Vec<(i32, i32)> = response.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();
+            assert_eq!(endpoints, vec![(2, 9094)]);
+            let mut placement = ProducePlacement::default();
+            let ack =
+                sluice_net::handlers::produce::handle(&ctx, produce_request_to("elsewhere", 1_000), 10, &mut placement)
+                    .await;
+            let response = ack.await.expect("acks=all answers");
+            let partition = &response.responses[0].partition_responses[0];
             assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
             assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (2, 0));
             let endpoints: Vec<(i32, i32)> = response.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();

@@ -3,7 +3,10 @@
 //! waits until every append is durable (see [`handle`]). acks=0 gets no
 //! response; acks=-1 requires `min.insync.replicas` ≤ the in-sync replicas or fails with
 //! NOT_ENOUGH_REPLICAS, like Kafka — the partition's replica state
-//! ([`sluice_engine::replica_state`]) decides both, and the leader epoch appends carry.
+//! ([`sluice_engine::replica_state`]) decides both, and the leader epoch appends carry. Only
+//! the partition's leader appends: elsewhere NOT_LEADER_OR_FOLLOWER, naming the current
+//! leader and its endpoint from v10 (KIP-951); acks=all on a replicated partition waits for
+//! the high watermark ([`wait_replicated`]).
 
 use std::rc::Rc;
 
@@ -13,7 +16,10 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{join_all, Either};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::replica_state::AckTarget;
 use sluice_engine::{AppendInfo, PartitionLog};
@@ -42,7 +48,7 @@ type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), ApiError>>
 pub async fn handle(
     ctx: &Rc<ShardContext>,
     request: ProduceRequest,
-    _version: i16,
+    version: i16,
     placement: &mut ProducePlacement,
 ) -> ProduceAck {
     let acks = request.acks;
@@ -161,17 +167,32 @@ pub async fn handle(
     }
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
+        let mut leaders: Vec<i32> = Vec::new();
         for (name, partitions) in topics {
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for (index, appended) in partitions {
-                let error = |refused: ApiError| {
-                    PartitionProduceResponse::default()
+                let mut error = |refused: ApiError| {
+                    let response = PartitionProduceResponse::default()
                         .with_index(index)
                         .with_error_code(refused.code.0)
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(refused.message.map(str_bytes))
+                        .with_error_message(refused.message.map(str_bytes));
+                    // KIP-951: who leads instead (v10+).
+                    let moved = refused.code == ErrorCode::NOT_LEADER_OR_FOLLOWER;
+                    if !moved || version < 10 {
+                        return response;
+                    }
+                    let state = ShardContext::current().replica_state(name.0.as_str(), index);
+                    if state.leader_id >= 0 && !leaders.contains(&state.leader_id) {
+                        leaders.push(state.leader_id);
+                    }
+                    response.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(state.leader_id))
+                            .with_leader_epoch(state.leader_epoch),
+                    )
                 };
                 partition_responses.push(match appended {
                     Err(refused) => error(refused),
@@ -196,7 +217,13 @@ pub async fn handle(
         if acks == 0 {
             return None;
         }
-        Some(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(0))
+        let node_endpoints = if version >= 10 { leader_endpoints(&leaders) } else { Vec::new() };
+        Some(
+            ProduceResponse::default()
+                .with_responses(responses)
+                .with_throttle_time_ms(0)
+                .with_node_endpoints(node_endpoints),
+        )
     })
 }
 
@@ -244,4 +271,21 @@ async fn wait_replicated(
             format!("the append was not replicated to the in-sync replicas within {timeout_ms} ms"),
         )),
     }
+}
+
+/// The endpoints of the brokers named as current leaders (v10+, KIP-951), from the image.
+fn leader_endpoints(leaders: &[i32]) -> Vec<NodeEndpoint> {
+    let ctx = ShardContext::current();
+    let image = ctx.image.borrow();
+    leaders
+        .iter()
+        .filter_map(|id| image.brokers.get(id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
 }

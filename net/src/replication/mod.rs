@@ -28,8 +28,7 @@
 //! (the operability issue exposes them); the leader's ISR check runs every
 //! `replica.lag.time.max.ms / 2` on every led partition (fine for thousands, not tuned for
 //! far more); a v15+ fetch's `replica_epoch` (the follower's broker epoch) is not checked;
-//! DeleteRecords answers without waiting for the followers' log start; Produce's
-//! NOT_LEADER_OR_FOLLOWER carries no `current_leader` hint (Fetch's does, KIP-951).
+//! DeleteRecords answers without waiting for the followers' log start.
 
 pub mod config;
 pub mod counters;

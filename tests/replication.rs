@@ -26,6 +26,7 @@ use support::*;
 
 const TOPIC: &str = "replicated";
 const NOT_ENOUGH_REPLICAS: i16 = 19;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// Three brokers started from one pre-written image; node i+1 is `nodes[i]`.
 struct StaticCluster {
@@ -35,10 +36,17 @@ struct StaticCluster {
     settings: Vec<String>,
     /// The image every node started from (the test changes it to move the leadership).
     image: MetadataImage,
+    cores: usize,
 }
 
 impl StaticCluster {
     fn start(settings: &[&str]) -> StaticCluster {
+        StaticCluster::start_with(settings, 1, 1)
+    }
+
+    /// `partitions` partitions, partition p led by node p % 3 + 1 (replicas rotated), every
+    /// node with `cores` shards.
+    fn start_with(settings: &[&str], partitions: i32, cores: usize) -> StaticCluster {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut image = MetadataImage::new("replication-test-cluster".into());
@@ -51,10 +59,12 @@ impl StaticCluster {
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
         let topic = TopicMeta {
             id: *b"replicated-topic",
-            partitions: 1,
+            partitions,
             replication_factor: 3,
             configs,
-            assignments: vec![PartitionAssignment::new(vec![1, 2, 3])],
+            assignments: (0..partitions)
+                .map(|p| PartitionAssignment::new((0..3).map(|r| (p + r) % 3 + 1).collect()))
+                .collect(),
         };
         image.topics.insert(TOPIC.into(), topic);
         image.version = 1;
@@ -64,6 +74,7 @@ impl StaticCluster {
             nodes: vec![None, None, None],
             settings: settings.iter().map(|s| s.to_string()).collect(),
             image,
+            cores,
         };
         for id in 1..=3 {
             cluster.write_image(id);
@@ -84,7 +95,8 @@ impl StaticCluster {
     fn start_node(&mut self, id: i32) {
         let i = (id - 1) as usize;
         let node_id = format!("node.id={id}");
-        let mut extra: Vec<&str> = vec!["--cores", "1", "--set", &node_id];
+        let cores = self.cores.to_string();
+        let mut extra: Vec<&str> = vec!["--cores", &cores, "--set", &node_id];
         for s in &self.settings {
             extra.extend(["--set", s.as_str()]);
         }
@@ -135,11 +147,15 @@ fn produce_leader_only(bootstrap: &str) {
 }
 
 fn produce(bootstrap: &str, value: &str, acks: i16, timeout_ms: i32) -> i16 {
+    produce_to(bootstrap, 0, value, acks, timeout_ms)
+}
+
+fn produce_to(bootstrap: &str, partition: i32, value: &str, acks: i16, timeout_ms: i32) -> i16 {
     let record = (Some(value.as_bytes()), Some(value.as_bytes()), &[][..]);
     let batch = sluice_engine::batch::build_batch(0, &[record], 1_700_000_000_000);
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
         TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(batch))),
+            PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch))),
         ]),
     ]);
     let mut client = raw::RawClient::connect(bootstrap);
@@ -162,7 +178,11 @@ fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 /// The partition's batches on disk under `data_dir`, segment by segment (a killed broker's
 /// active segment may end in preallocated zeros: each file is read up to its last whole batch).
 fn segment_bytes(data_dir: &Path) -> Vec<u8> {
-    let dir = data_dir.join(format!("{TOPIC}-0"));
+    partition_bytes(data_dir, 0)
+}
+
+fn partition_bytes(data_dir: &Path, partition: i32) -> Vec<u8> {
+    let dir = data_dir.join(format!("{TOPIC}-{partition}"));
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -218,6 +238,12 @@ fn an_idempotent_acks_all_producer_leaves_the_same_log_on_every_replica() {
     let fetched = raw_fetch(&leader, TOPIC, 0, 0);
     assert_eq!(fetched.high_watermark, count as i64, "acks=all: the high watermark passed every record");
     drop(producer);
+    // DeleteRecords on the leader only; the followers follow its log start as they fetch (the
+    // acks=all produce after it makes sure each fetched since).
+    let trimmed = (count / 2) as i64;
+    assert_eq!(delete_records(&cluster.node(2).bootstrap(), trimmed), NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(delete_records(&leader, trimmed), 0);
+    assert_eq!(produce_acks_all(&leader, "after-delete", 10_000), 0);
     // Every replica holds the same bytes at the same offsets.
     for id in [2, 3, 1] {
         cluster.stop_node(id);
@@ -226,6 +252,49 @@ fn an_idempotent_acks_all_producer_leaves_the_same_log_on_every_replica() {
     assert!(!leader_log.is_empty());
     for id in [2, 3] {
         assert!(segment_bytes(&cluster.data_dir(id)) == leader_log, "node {id}'s log differs from the leader's");
+    }
+    for id in [1, 2, 3] {
+        let start =
+            std::fs::read_to_string(cluster.data_dir(id).join(format!("{TOPIC}-0/log-start-offset.checkpoint")));
+        assert_eq!(start.unwrap(), format!("0\n{trimmed}\n"), "node {id}'s log start offset");
+    }
+}
+
+/// DeleteRecords (v2) of the partition below `offset` on `bootstrap`: the partition's error.
+fn delete_records(bootstrap: &str, offset: i64) -> i16 {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let request =
+        DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset)])]);
+    raw::RawClient::connect(bootstrap).send(&request, 2).topics[0].partitions[0].error_code
+}
+
+#[test]
+fn partitions_led_by_every_node_replicate_between_shards() {
+    let seed = seed();
+    let partitions = 6;
+    let mut cluster = StaticCluster::start_with(&[], partitions, 2);
+    for round in 0..(3 + seed % 5) {
+        for p in 0..partitions {
+            let leader = cluster.node(p % 3 + 1).bootstrap();
+            assert_eq!(produce_to(&leader, p, &format!("p{p}-r{round}"), -1, 10_000), 0, "partition {p}");
+            if p == 0 {
+                let follower = cluster.node(2).bootstrap();
+                assert_eq!(produce_to(&follower, p, "to-a-follower", -1, 10_000), NOT_LEADER_OR_FOLLOWER);
+            }
+        }
+    }
+    for id in [1, 2, 3] {
+        cluster.stop_node(id);
+    }
+    for p in 0..partitions {
+        let leader_log = partition_bytes(&cluster.data_dir(p % 3 + 1), p);
+        assert!(!leader_log.is_empty());
+        for id in [1, 2, 3] {
+            assert!(partition_bytes(&cluster.data_dir(id), p) == leader_log, "partition {p} differs on node {id}");
+        }
     }
 }
 
@@ -293,8 +362,9 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
 
     // An idempotent acks=all producer writes until the leader is killed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let producer_thread = {
-        let (leader, stop) = (leader.clone(), stop.clone());
+        let (leader, stop, acked_count) = (leader.clone(), stop.clone(), acked_count.clone());
         std::thread::spawn(move || {
             let producer = future_producer(
                 &leader,
@@ -313,6 +383,7 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
                     let Some(delivery) = send else { continue };
                     if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
                         acked.push((d.offset, key.clone()));
+                        acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             }
@@ -320,7 +391,10 @@ fn acknowledged_records_survive_the_leaders_crash_exactly_once_and_the_old_leade
         })
     };
     let kill_after = Duration::from_millis(500 + seed % 1500);
-    println!("killing the leader after {kill_after:?}");
+    println!("killing the leader {kill_after:?} after the first acknowledgement");
+    wait_until("the producer's first acknowledgement", Duration::from_secs(30), || {
+        (acked_count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
     std::thread::sleep(kill_after);
     // The followers stop, the leader takes a few acks=1 records only it will ever have, and dies.
     cluster.node(2).signal(libc::SIGSTOP);
@@ -455,7 +529,11 @@ fn in_a_real_cluster_every_replica_holds_the_records_and_the_next_leader_serves_
     });
     println!("node {new_leader} leads at epoch {epoch}");
     let new_leader_index = cluster.index_of(new_leader);
-    assert_eq!(keys_by_offset(&cluster.bootstrap(new_leader_index)), expected);
+    // Its high watermark (what consumers read below) was its follower one: it reaches the end
+    // once the remaining follower fetched from it.
+    wait_until("every record below the new leader's high watermark", Duration::from_secs(30), || {
+        (keys_by_offset(&cluster.bootstrap(new_leader_index)) == expected).then_some(())
+    });
     // And the three logs are the same bytes.
     for i in cluster.running() {
         assert_eq!(cluster.stop(i), 0);
@@ -506,8 +584,9 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
     let bootstrap = bootstrap_all(&cluster);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let producer_thread = {
-        let stop = stop.clone();
+        let (stop, acked_count) = (stop.clone(), acked_count.clone());
         std::thread::spawn(move || {
             let producer = future_producer(
                 &bootstrap,
@@ -526,6 +605,7 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
                     let Some(delivery) = send else { continue };
                     if let Ok(Ok(d)) = futures::executor::block_on(delivery) {
                         acked.push((d.offset, key.clone()));
+                        acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             }
@@ -533,7 +613,10 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
         })
     };
     let kill_after = Duration::from_millis(500 + seed % 1500);
-    println!("killing the leader after {kill_after:?}");
+    println!("killing the leader {kill_after:?} after the first acknowledgement");
+    wait_until("the producer's first acknowledgement", Duration::from_secs(30), || {
+        (acked_count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
     std::thread::sleep(kill_after);
     // The followers pause, the leader takes acks=1 records only it will have, and dies.
     let follower_indexes = [cluster.index_of(5), cluster.index_of(1)];
@@ -577,4 +660,90 @@ fn in_a_real_cluster_acknowledged_records_survive_the_leaders_crash_and_the_old_
     let replica_logs: Vec<Vec<u8>> =
         [4, 5, 1].iter().map(|id| segment_bytes(&cluster.nodes[cluster.index_of(*id)].data_dir)).collect();
     assert!(replica_logs.iter().all(|l| *l == replica_logs[0]), "the replicas' logs differ");
+}
+
+/// Every value a read_committed reader of the partition sees through `bootstrap`, sorted, once
+/// it has `expected` of them (and nothing more arrived for a moment); `None` on a deadline.
+fn read_committed_values(bootstrap: &str, expected: usize) -> Option<Vec<String>> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::Message;
+    let consumer: BaseConsumer =
+        assigned_consumer(bootstrap, TOPIC, &[(0, 0)], &[("isolation.level", "read_committed")]);
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_until = None;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+        if values.len() >= expected {
+            let until = *quiet_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+            if Instant::now() >= until {
+                values.sort();
+                return Some(values);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn in_a_real_cluster_read_committed_readers_see_the_same_transactions_on_the_next_leader() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut cluster = Cluster::start(3, 0);
+    create_replicated_topic(&cluster, &[2, 3, 1]);
+    let producer: BaseProducer = base_producer(
+        &bootstrap_all(&cluster),
+        &[("transactional.id", "replicated-tx"), ("transaction.timeout.ms", "30000")],
+    );
+    producer.init_transactions(Duration::from_secs(60)).expect("init_transactions");
+    let mut committed = Vec::new();
+    for round in 0..7 {
+        let commit = round % 2 == 0;
+        producer.begin_transaction().expect("begin");
+        for i in 0..4 {
+            let value = format!("{}{round}-{i}", if commit { "c" } else { "x" });
+            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(&value)).expect("queued");
+            if commit {
+                committed.push(value);
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("acknowledged");
+        if commit {
+            producer.commit_transaction(Duration::from_secs(60)).expect("commit");
+        } else {
+            producer.abort_transaction(Duration::from_secs(60)).expect("abort");
+        }
+    }
+    drop(producer);
+    committed.sort();
+    // Through the leader: the committed ones only. The last commit is visible, so every
+    // marker is below the high watermark: on every in-sync replica.
+    let leader = cluster.bootstrap(cluster.index_of(2));
+    assert_eq!(read_committed_values(&leader, committed.len()), Some(committed.clone()));
+
+    cluster.kill(cluster.index_of(2));
+    let (new_leader, _, _) = wait_until("a new leader", Duration::from_secs(30), || {
+        leadership(&cluster, cluster.index_of(1)).filter(|(leader, epoch, _)| *leader != 2 && *leader > 0 && *epoch > 0)
+    });
+    let new_leader = cluster.bootstrap(cluster.index_of(new_leader));
+    wait_until("the same committed records through the new leader", Duration::from_secs(60), || {
+        (read_committed_values(&new_leader, committed.len()).as_ref() == Some(&committed)).then_some(())
+    });
+    // The followers indexed the same aborted transactions.
+    for i in cluster.running() {
+        assert_eq!(cluster.stop(i), 0);
+    }
+    let txn_index = |id: i32| -> Vec<u8> {
+        let dir = cluster.nodes[cluster.index_of(id)].data_dir.join(format!("{TOPIC}-0"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+            .collect();
+        files.sort();
+        files.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    assert!(!txn_index(1).is_empty(), "three aborted transactions are indexed");
+    assert_eq!(txn_index(1), txn_index(3));
 }

@@ -34,7 +34,13 @@ async fn leader_bytes_from(log: &PartitionLog, from: i64, max_bytes: usize) -> V
 async fn replicate(leader: &PartitionLog, follower: &PartitionLog, max_bytes: usize) {
     while follower.log_end_offset() < leader.log_end_offset() {
         let bytes = leader_bytes_from(leader, follower.log_end_offset(), max_bytes).await;
-        let appended = follower.append_as_follower(&bytes).await.expect("follower append");
+        // Shared memory, as a fetch response's records are, every other time.
+        let appended = if follower.log_end_offset() % 2 == 0 {
+            follower.append_as_follower_shared(&bytes::Bytes::from(bytes)).await
+        } else {
+            follower.append_as_follower(&bytes).await
+        }
+        .expect("follower append");
         assert!(appended.is_some(), "a fetch of {max_bytes} bytes returned no whole batch");
         follower.set_high_watermark(leader.high_watermark().min(follower.log_end_offset()));
     }

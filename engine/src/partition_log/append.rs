@@ -107,6 +107,22 @@ impl PartitionLog {
     /// The high watermark is the replication layer's to move
     /// ([`PartitionLog::set_high_watermark`]).
     pub async fn append_as_follower(&self, records: &[u8]) -> Result<Option<AppendInfo>, AppendError> {
+        self.append_as_follower_from(records, None).await
+    }
+
+    /// [`PartitionLog::append_as_follower`] for records in shared memory (a fetch response's
+    /// frame): whole pages of each batch may be written straight from it, without a copy
+    /// ([`PartitionLog::append_buffered_shared`] does the same for produce requests).
+    pub async fn append_as_follower_shared(&self, records: &bytes::Bytes) -> Result<Option<AppendInfo>, AppendError> {
+        self.append_as_follower_from(records, Some(records)).await
+    }
+
+    /// `shared`, if any, holds the same bytes as `records`.
+    async fn append_as_follower_from(
+        &self,
+        records: &[u8],
+        shared: Option<&bytes::Bytes>,
+    ) -> Result<Option<AppendInfo>, AppendError> {
         let config = self.config.borrow().clone();
         let mut appended: Option<AppendInfo> = None;
         for item in batches(records, Validation::Stored) {
@@ -118,8 +134,9 @@ impl PartitionLog {
             let batch = &records[position..position + info.total_len];
             let marker = if info.is_control() { crate::txn_marker::decode_marker(&info, batch) } else { None };
             let origin = AppendOrigin::Replica { marker };
-            let (one, _) =
-                self.append_validated(batch, None, &[info], &config, info.partition_leader_epoch, origin).await?;
+            let shared_batch = shared.map(|all| all.slice(position..position + info.total_len));
+            let epoch = info.partition_leader_epoch;
+            let (one, _) = self.append_validated(batch, shared_batch.as_ref(), &[info], &config, epoch, origin).await?;
             appended = Some(match appended {
                 None => one,
                 Some(first) => AppendInfo {

@@ -1,7 +1,9 @@
 //! DeleteRecords (v0–2): move each partition's log start offset up to the requested offset
 //! (-1 = the high watermark) on the partition's owner shard, all partitions concurrently, and
 //! answer the new low watermark — Kafka's `ReplicaManager.deleteRecords` /
-//! `Partition.deleteRecordsOnLeader` on a single replica. Internal topics give
+//! `Partition.deleteRecordsOnLeader` (on the leader only: NOT_LEADER_OR_FOLLOWER elsewhere;
+//! followers follow the leader's log start as they fetch, and the answer does not wait for
+//! them, unlike Kafka's delayed DeleteRecords). Internal topics give
 //! INVALID_TOPIC_EXCEPTION, unknown partitions UNKNOWN_TOPIC_OR_PARTITION, a topic whose
 //! `cleanup.policy` lacks `delete` POLICY_VIOLATION, an offset below 0 or past the high
 //! watermark OFFSET_OUT_OF_RANGE; failed partitions report low watermark -1.
@@ -41,6 +43,10 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: DeleteRecordsRequest, _vers
                 }
                 if partition_count.is_none_or(|n| index < 0 || index >= n) {
                     return failed(codes::UNKNOWN_TOPIC_OR_PARTITION);
+                }
+                let not_leader = crate::handlers::check_leader_epoch(&ctx, &name, index, -1);
+                if not_leader != codes::NONE {
+                    return failed(not_leader);
                 }
                 let offset = p.offset;
                 let outcome = ctx

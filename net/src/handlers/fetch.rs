@@ -19,7 +19,9 @@
 //! follower's progress first ([`crate::replication::leader::on_follower_fetch`]: the high
 //! watermark, the ISR). KIP-320: a follower naming the epoch of its last fetched batch is
 //! answered with `diverging_epoch` and no records when its log went past the leader's end of
-//! that epoch ([`crate::replication::divergence`]).
+//! that epoch ([`crate::replication::divergence`]). NOT_LEADER_OR_FOLLOWER and
+//! FENCED_LEADER_EPOCH answers name the current leader and epoch (v12+) and, from v16, its
+//! endpoint (KIP-951), so clients can move without waiting for a Metadata refresh.
 //!
 //! Must never: return bytes above the high watermark to a consumer (above the last stable
 //! offset to a read_committed one), encode absent records as null (librdkafka breaks on it:
@@ -32,9 +34,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::{select, select_all, Either, Future};
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use sluice_engine::partition_log::{LogError, ReadBound};
 use uuid::Uuid;
 
@@ -179,6 +183,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         })
         .collect();
     let mut budget = max_bytes;
+    let mut leaders: Vec<i32> = Vec::new();
     let mut any_records = false;
     let mut files = Vec::new();
     for (w, r) in wanted.iter().zip(reads) {
@@ -213,7 +218,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                     })
                     .collect()
             }))
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(records));
         let data = match r.diverging {
             Some(d) if version >= 12 => {
@@ -221,14 +226,47 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
             }
             _ => data,
         };
+        // KIP-951: who leads instead, so the client need not wait for a Metadata refresh.
+        let data = match (&w.topic, r.error) {
+            (Some(topic), codes::NOT_LEADER_OR_FOLLOWER | codes::FENCED_LEADER_EPOCH) if version >= 12 => {
+                let state = ctx.replica_state(topic, w.partition);
+                if state.leader_id >= 0 && !leaders.contains(&state.leader_id) {
+                    leaders.push(state.leader_id);
+                }
+                data.with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(state.leader_id))
+                        .with_leader_epoch(state.leader_epoch),
+                )
+            }
+            _ => data,
+        };
         responses[w.topic_index].partitions.push(data);
     }
+    let node_endpoints = if version >= 16 { leader_endpoints(ctx, &leaders) } else { Vec::new() };
     let response = FetchResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(codes::NONE)
         .with_session_id(0)
-        .with_responses(responses);
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints);
     (response, files)
+}
+
+/// The endpoints of the brokers named as current leaders (v16+, KIP-951), from the image.
+fn leader_endpoints(ctx: &ShardContext, leaders: &[i32]) -> Vec<NodeEndpoint> {
+    let image = ctx.image.borrow();
+    leaders
+        .iter()
+        .filter_map(|id| image.brokers.get(id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
 }
 
 /// Reads every wanted partition concurrently on its owner. The first non-empty partition may

@@ -3,7 +3,10 @@
 //! waits until every append is durable (see [`handle`]). acks=0 gets no
 //! response; acks=-1 requires `min.insync.replicas` ≤ the in-sync replicas or fails with
 //! NOT_ENOUGH_REPLICAS, like Kafka — the partition's replica state
-//! ([`sluice_engine::replica_state`]) decides both, and the leader epoch appends carry.
+//! ([`sluice_engine::replica_state`]) decides both, and the leader epoch appends carry. Only
+//! the partition's leader appends: elsewhere NOT_LEADER_OR_FOLLOWER, naming the current
+//! leader and its endpoint from v10 (KIP-951); acks=all on a replicated partition waits for
+//! the high watermark ([`wait_replicated`]).
 
 use std::rc::Rc;
 
@@ -13,7 +16,10 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{join_all, Either};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::replica_state::AckTarget;
 use sluice_engine::{AppendInfo, PartitionLog};
@@ -42,7 +48,7 @@ type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), ApiError>>
 pub async fn handle(
     ctx: &Rc<ShardContext>,
     request: ProduceRequest,
-    _version: i16,
+    version: i16,
     placement: &mut ProducePlacement,
 ) -> ProduceAck {
     let acks = request.acks;
@@ -129,7 +135,7 @@ pub async fn handle(
                             let done = done.map_err(|e| ApiError::new(e.error_code(), e.to_string()));
                             let done = match done {
                                 Ok(()) if ack_target == AckTarget::AllInSync => {
-                                    wait_replicated(&log, info.last_offset + 1, timeout_ms).await
+                                    wait_replicated(&log, info.last_offset + 1, timeout_ms, min_insync).await
                                 }
                                 other => other,
                             };
@@ -161,17 +167,32 @@ pub async fn handle(
     }
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
+        let mut leaders: Vec<i32> = Vec::new();
         for (name, partitions) in topics {
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for (index, appended) in partitions {
-                let error = |refused: ApiError| {
-                    PartitionProduceResponse::default()
+                let mut error = |refused: ApiError| {
+                    let response = PartitionProduceResponse::default()
                         .with_index(index)
                         .with_error_code(refused.code.0)
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(refused.message.map(str_bytes))
+                        .with_error_message(refused.message.map(str_bytes));
+                    // KIP-951: who leads instead (v10+).
+                    let moved = refused.code == ErrorCode::NOT_LEADER_OR_FOLLOWER;
+                    if !moved || version < 10 {
+                        return response;
+                    }
+                    let state = ShardContext::current().replica_state(name.0.as_str(), index);
+                    if state.leader_id >= 0 && !leaders.contains(&state.leader_id) {
+                        leaders.push(state.leader_id);
+                    }
+                    response.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(state.leader_id))
+                            .with_leader_epoch(state.leader_epoch),
+                    )
                 };
                 partition_responses.push(match appended {
                     Err(refused) => error(refused),
@@ -196,18 +217,42 @@ pub async fn handle(
         if acks == 0 {
             return None;
         }
-        Some(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(0))
+        let node_endpoints = if version >= 10 { leader_endpoints(&leaders) } else { Vec::new() };
+        Some(
+            ProduceResponse::default()
+                .with_responses(responses)
+                .with_throttle_time_ms(0)
+                .with_node_endpoints(node_endpoints),
+        )
     })
 }
 
 /// acks=all on a replicated partition: waits until the high watermark passes `next_offset`
 /// (every in-sync replica has the append), at most the request's `timeout_ms`
 /// (REQUEST_TIMED_OUT then, as Kafka's delayed produce), and fails with NOT_LEADER_OR_FOLLOWER
-/// when this broker's leadership of the partition ends meanwhile. A single-node partition's
-/// high watermark follows its durable end, which the append already reached.
-async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) -> Result<(), ApiError> {
-    if log.high_watermark_follows_durable_end() || log.high_watermark() >= next_offset {
+/// when this broker's leadership of the partition ends meanwhile. Once replicated, fewer
+/// in-sync replicas than `min.insync.replicas` is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the ISR
+/// shrank after the append: Kafka's `checkEnoughReplicasReachOffset`). A single-node
+/// partition's high watermark follows its durable end, which the append already reached.
+async fn wait_replicated(
+    log: &PartitionLog,
+    next_offset: i64,
+    timeout_ms: u64,
+    min_insync: i32,
+) -> Result<(), ApiError> {
+    if log.high_watermark_follows_durable_end() {
         return Ok(());
+    }
+    let enough_in_sync = || {
+        let in_sync = ShardContext::current().replica_state(log.topic(), log.partition()).in_sync_replicas.len() as i32;
+        if in_sync < min_insync {
+            let message = format!("in-sync replicas {in_sync} below min.insync.replicas {min_insync} after the append");
+            return Err(ApiError::new(ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND, message));
+        }
+        Ok(())
+    };
+    if log.high_watermark() >= next_offset {
+        return enough_in_sync();
     }
     let not_leader =
         || ApiError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, "the leadership ended before the append was replicated");
@@ -219,11 +264,28 @@ async fn wait_replicated(log: &PartitionLog, next_offset: i64, timeout_ms: u64) 
     let timer = glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms));
     futures::pin_mut!(replicated, leadership_ended, timer);
     match futures::future::select(replicated, futures::future::select(leadership_ended, timer)).await {
-        Either::Left((Ok(()), _)) => Ok(()),
+        Either::Left((Ok(()), _)) => enough_in_sync(),
         Either::Left((Err(_), _)) | Either::Right((Either::Left(_), _)) => Err(not_leader()),
         Either::Right((Either::Right(_), _)) => Err(ApiError::new(
             ErrorCode::REQUEST_TIMED_OUT,
             format!("the append was not replicated to the in-sync replicas within {timeout_ms} ms"),
         )),
     }
+}
+
+/// The endpoints of the brokers named as current leaders (v10+, KIP-951), from the image.
+fn leader_endpoints(leaders: &[i32]) -> Vec<NodeEndpoint> {
+    let ctx = ShardContext::current();
+    let image = ctx.image.borrow();
+    leaders
+        .iter()
+        .filter_map(|id| image.brokers.get(id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
 }

@@ -2,8 +2,9 @@
 //! fetching the partitions this shard follows from that leader (Kafka's
 //! `ReplicaFetcherThread`, per shard instead of per thread). It sends Fetch with this node's id
 //! as the replica id, each partition at its log end with the epoch of its last batch
-//! (KIP-320), appends what comes back as it is (`append_as_follower`), and takes
-//! min(leader's HW, own log end) as its high watermark.
+//! (KIP-320), appends what comes back as it is (`append_as_follower`), takes
+//! min(leader's HW, own log end) as its high watermark, and follows the leader's log start
+//! offset up to that high watermark.
 //!
 //! Errors: a diverging epoch truncates the log ([`super::divergence::truncation_offset`]) and
 //! fetching goes on; OFFSET_OUT_OF_RANGE with the leader's log starting past this log's end
@@ -155,12 +156,13 @@ async fn run(shared: Rc<FetcherShared>) {
             .partitions
             .borrow()
             .iter()
-            .filter(|(_, p)| p.backoff_until_ms <= now)
+            .filter(|(_, p)| p.backoff_until_ms <= now && !p.log.is_closed())
             .take(MAX_PARTITIONS_PER_FETCH)
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
         if wanted.is_empty() {
-            let next = shared.partitions.borrow().values().map(|p| p.backoff_until_ms).min();
+            let next =
+                shared.partitions.borrow().values().filter(|p| !p.log.is_closed()).map(|p| p.backoff_until_ms).min();
             let wait_ms = next.map_or(1_000, |t| t.saturating_sub(now)).clamp(1, 1_000) as u64;
             let _ = within(wait_ms, shared.changed.wait_for(generation + 1)).await;
             continue;
@@ -258,6 +260,9 @@ fn fetch_request(
 /// Applies one partition's answer: truncate on a diverging epoch, else append the records and
 /// take the leader's high watermark. `Err`: why the partition should back off.
 async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<(), String> {
+    if log.is_closed() {
+        return Ok(()); // shutting down, or the partition was deleted
+    }
     if data.error_code == codes::OFFSET_OUT_OF_RANGE && data.log_start_offset > log.log_end_offset() {
         // The leader's log starts past this one's end (retention ran while this replica was
         // away): start over at the leader's start, like Kafka's follower.
@@ -281,6 +286,11 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
             .map(|(epoch, end_offset)| EpochEnd { epoch, end_offset });
         let truncation =
             truncation_offset(diverging, own, log.log_start_offset(), log.log_end_offset(), log.high_watermark());
+        if truncation.offset >= log.log_end_offset() {
+            // Nothing to cut, yet the leader says the logs differ: back off rather than ask
+            // again at once (it cannot happen while both follow the same metadata).
+            return Err(format!("diverging epoch {diverging:?} with nothing to truncate"));
+        }
         if truncation.offset < log.high_watermark() {
             sluice_engine::warn_limited!(
                 topic = log.topic(),
@@ -303,7 +313,7 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
     }
     let records = data.records.unwrap_or_default();
     if !records.is_empty() {
-        match log.append_as_follower(&records).await {
+        match log.append_as_follower_shared(&records).await {
             Ok(_) => {}
             Err(AppendError::UnexpectedOffset { expected, got }) => {
                 // The log moved meanwhile (a truncation, a new role): the next fetch is from
@@ -319,5 +329,11 @@ async fn apply_partition(log: &Rc<PartitionLog>, data: PartitionData) -> Result<
         }
     }
     log.set_high_watermark(data.high_watermark.min(log.log_end_offset()));
+    // The leader's log start moved (DeleteRecords, retention): follow it up to what is
+    // committed here (Kafka's `maybeIncrementLogStartOffset` on a follower).
+    let log_start_offset = data.log_start_offset.min(log.high_watermark());
+    if log_start_offset > log.log_start_offset() {
+        log.delete_records_before(log_start_offset).await.map_err(|e| format!("moving the log start: {e}"))?;
+    }
     Ok(())
 }

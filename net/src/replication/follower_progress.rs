@@ -164,10 +164,12 @@ impl FollowerProgress {
         lag_time_max_ms: i64,
         now_ms: i64,
     ) -> Option<IsrProposal> {
-        if self.pending.is_some() {
+        let isr = &self.state.in_sync_replicas;
+        if self.pending.is_some() || !isr.contains(&self.state.leader_id) {
+            // One proposal at a time; and a committed ISR without its leader is the
+            // controller's to fix (every proposal must hold the leader).
             return None;
         }
-        let isr = &self.state.in_sync_replicas;
         let out_of_sync: Vec<i32> = isr
             .iter()
             .copied()
@@ -258,6 +260,13 @@ mod tests {
         assert_eq!(p.maximal_isr(), vec![1, 2, 3], "a pending expansion counts at once");
         p.proposal_finished();
         assert_eq!(p.propose_isr_change(60, 60, 30_000, 40).unwrap().isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn nothing_is_proposed_from_an_isr_without_its_leader() {
+        let mut p = FollowerProgress::new(state(&[2, 3], 0), 0, 0);
+        p.record_fetch(2, 0, 10, 1);
+        assert_eq!(p.propose_isr_change(0, 10, 100, 1_000_000), None);
     }
 
     #[test]

@@ -16,14 +16,19 @@
 //! topic's high watermark (those follow their durable end, exactly as before replication).
 //!
 //! A replicated partition's high watermark is checkpointed (`high-watermark.checkpoint`, by
-//! the engine, periodically and at close) and restored when replication takes the partition
-//! over after a restart, so a restarted replica does not take its log end for committed.
+//! the engine, with the recovery point every 60 s and at close; Kafka: every 5 s, one file per
+//! log dir) and restored when replication takes the partition over after a restart, so a
+//! restarted replica does not take its log end for committed (an older checkpoint is only a
+//! lower, still safe, high watermark).
 //!
 //! Not done yet: an OFFSET_OUT_OF_RANGE answer to a follower whose log end is past the
 //! leader's start (only after an unclean election) is logged and retried after
-//! `replica.fetch.backoff.ms`; the internal topics (`__consumer_offsets`,
-//! `__transaction_state`) are not replicated, and a transaction coordinator writes markers
-//! only into partitions its own broker leads (WriteTxnMarkers to other leaders is missing).
+//! `replica.fetch.backoff.ms`; follower fetches are sessionless full fetches (no KIP-227
+//! sessions: every request lists every followed partition); nothing reads [`counters`] yet
+//! (the operability issue exposes them); the leader's ISR check runs every
+//! `replica.lag.time.max.ms / 2` on every led partition (fine for thousands, not tuned for
+//! far more); a v15+ fetch's `replica_epoch` (the follower's broker epoch) is not checked;
+//! DeleteRecords answers without waiting for the followers' log start.
 
 pub mod config;
 pub mod counters;

@@ -138,10 +138,22 @@ impl Load {
     fn wait_out_of_isr(&self, i: usize) {
         let id = i as i32 + 1;
         let witness = self.cluster.running().into_iter().find(|j| *j != i).expect("another node runs");
-        wait_until(&format!("node {id} out of every ISR"), SETTLE, || {
-            let views = partitions(&self.cluster.bootstrap(witness), TOPIC)?;
-            views.iter().all(|v| v.1 != id && v.1 > 0 && !v.4.contains(&id)).then_some(())
-        });
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let views = partitions(&self.cluster.bootstrap(witness), TOPIC);
+            if views.as_ref().is_some_and(|v| v.iter().all(|v| v.1 != id && v.1 > 0 && !v.4.contains(&id))) {
+                return;
+            }
+            if Instant::now() > deadline {
+                for j in self.cluster.running().into_iter().filter(|j| *j != i) {
+                    for line in self.cluster.process(j).drain_lines() {
+                        eprintln!("node {}: {line}", j + 1);
+                    }
+                }
+                panic!("node {id} still a leader or in sync after {SETTLE:?}: {views:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until every partition has a leader and all three replicas in sync, as every

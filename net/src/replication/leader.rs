@@ -102,6 +102,10 @@ pub fn on_follower_fetch(
     if single_node || replica_id == state.leader_id || !state.replicas.contains(&replica_id) {
         return Err(codes::NOT_LEADER_OR_FOLLOWER); // not a follower of this partition
     }
+    if state.leader_id != ctx.config.node_id {
+        // Leadership moved between the request's check and this read on the owner shard.
+        return Err(codes::NOT_LEADER_OR_FOLLOWER);
+    }
     let key = (log.topic().to_string(), log.partition());
     let now = now_ms();
     let lag_time_max_ms = ctx.config.replication.lag_time_max_ms;

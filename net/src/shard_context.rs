@@ -88,6 +88,23 @@ impl ShardContext {
         (state.leader_id == self.config.node_id).then_some(state.leader_epoch)
     }
 
+    /// The partitions `0..partitions` of an internal topic that this shard owns and whose
+    /// coordination must change: (partition, leader epoch it is held at, leader epoch it should
+    /// be held at) wherever the two differ (see [`ShardContext::internal_leadership`]). What the
+    /// group and transaction coordinators' `reconcile` act on.
+    pub fn coordination_changes(
+        &self,
+        topic: &str,
+        partitions: i32,
+        held: &std::collections::BTreeMap<i32, i32>,
+    ) -> Vec<(i32, Option<i32>, Option<i32>)> {
+        (0..partitions)
+            .filter(|p| self.owner_of(topic, *p) == self.shard)
+            .map(|p| (p, held.get(&p).copied(), self.internal_leadership(topic, p)))
+            .filter(|(_, held, wanted)| held != wanted)
+            .collect()
+    }
+
     /// Rebuilds [`ShardContext::replica_states`] from this shard's image.
     pub fn refresh_replica_states(&self) {
         let image = self.image.borrow();

@@ -166,16 +166,12 @@ impl GroupShard {
     /// changed.
     pub async fn reconcile(self: &Rc<Self>) -> Result<(), String> {
         let _one_at_a_time = self.reconciling.acquire_permit(1).await.map_err(|e| e.to_string())?;
-        let ctx = self.ctx.clone();
-        for partition in 0..self.config.offsets_topic_num_partitions {
-            if ctx.owner_of(OFFSETS_TOPIC, partition) != ctx.shard {
-                continue;
-            }
-            let wanted = ctx.internal_leadership(OFFSETS_TOPIC, partition);
-            let held = self.coordinated.borrow().get(&partition).copied();
-            if held == wanted {
-                continue;
-            }
+        let changes = self.ctx.coordination_changes(
+            OFFSETS_TOPIC,
+            self.config.offsets_topic_num_partitions,
+            &self.coordinated.borrow(),
+        );
+        for (partition, held, wanted) in changes {
             if held.is_some() {
                 self.unload(partition);
             }

@@ -121,16 +121,12 @@ impl TxnShard {
     /// start-up and after every applied metadata command.
     pub async fn reconcile(self: &Rc<Self>) -> Result<(), String> {
         let _one_at_a_time = self.reconciling.acquire_permit(1).await.map_err(|e| e.to_string())?;
-        let ctx = self.ctx.clone();
-        for partition in 0..self.config.state_log_num_partitions {
-            if ctx.owner_of(TXN_STATE_TOPIC, partition) != ctx.shard {
-                continue;
-            }
-            let wanted = ctx.internal_leadership(TXN_STATE_TOPIC, partition);
-            let held = self.coordinated.borrow().get(&partition).copied();
-            if held == wanted {
-                continue;
-            }
+        let changes = self.ctx.coordination_changes(
+            TXN_STATE_TOPIC,
+            self.config.state_log_num_partitions,
+            &self.coordinated.borrow(),
+        );
+        for (partition, held, wanted) in changes {
             if held.is_some() {
                 self.unload(partition);
             }

@@ -408,6 +408,7 @@ pub async fn install_image_on_shard(image: MetadataImage) {
         ensure_partitions(&ctx, &topic, 0, partitions).await;
     }
     crate::replication::reconcile(&ctx);
+    reconcile_coordinators().await;
 }
 
 /// Deletes this shard's copy of a partition whose replicas no longer include this node (a

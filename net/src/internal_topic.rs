@@ -1,10 +1,13 @@
 //! The storage side of the broker's internal topics (`__consumer_offsets`,
 //! `__transaction_state`): their log config, appending key/value records on the partition's
-//! owner shard, and reading a partition back from its start at start-up.
+//! owner shard, and reading a partition back from its start when its coordinator loads it. On
+//! a single node they live outside the metadata image; in a cluster they are replicated topics
+//! of it (created by [`crate::controller::ensure_internal_topic`]), led like any other.
 //!
 //! Owns: the mechanics shared by [`crate::group::offsets_log`] and [`crate::txn::state_log`]
-//! (each owns its own record format). Must never: be reachable through clients' Produce/Fetch
-//! (internal topics are not in the metadata image), or run on a shard other than the owner.
+//! (each owns its own record format). Must never: take a client's Produce (the Produce handler
+//! refuses internal topics), append to a partition this node does not lead, or run on a shard
+//! other than the owner.
 
 use std::rc::Rc;
 use std::time::Duration;

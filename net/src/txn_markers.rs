@@ -23,9 +23,14 @@ use crate::group::offsets_log::OFFSETS_TOPIC;
 use crate::group::service::on_offsets_partition_shard;
 use crate::shard_context::ShardContext;
 
+/// Longest a marker waits for the in-sync replicas (Kafka's `request.timeout.ms` default);
+/// the coordinator retries after REQUEST_TIMED_OUT.
+const MARKER_REPLICATION_TIMEOUT_MS: u64 = 30_000;
+
 /// Writes one commit (`commit`) or abort marker for the producer into each of `partitions`
 /// (topic, partition) — `__consumer_offsets` partitions included — concurrently, and answers
-/// per partition once its marker is durable: NONE, UNKNOWN_TOPIC_OR_PARTITION (no such partition
+/// per partition once its marker is durable and, on a replicated partition, in every in-sync
+/// replica: NONE, UNKNOWN_TOPIC_OR_PARTITION (no such partition
 /// here), NOT_LEADER_OR_FOLLOWER (another broker leads it), INVALID_PRODUCER_EPOCH (an epoch older than the partition knows for the producer),
 /// TRANSACTION_COORDINATOR_FENCED (an older coordinator epoch), or the append's storage error.
 pub async fn write_txn_markers(
@@ -46,10 +51,21 @@ pub async fn write_txn_markers(
             let leader_epoch = replica.leader_epoch;
             let outcome = ctx
                 .on_partition(&topic, partition, move |log| async move {
-                    log.append_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit, leader_epoch)
+                    // On the owner shard the leadership may have moved since the check above.
+                    let now = ShardContext::current().replica_state(log.topic(), log.partition());
+                    if now.leader_id != ShardContext::current().config.node_id || now.leader_epoch != leader_epoch {
+                        return Err((ErrorCode::NOT_LEADER_OR_FOLLOWER, "the leadership moved".to_string()));
+                    }
+                    let appended = log
+                        .append_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit, leader_epoch)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| (e.error_code(), e.to_string()))
+                        .map_err(|e| (e.error_code(), e.to_string()))?;
+                    // Like Kafka's markers (acks=-1): done once every in-sync replica has it,
+                    // so a new leader cannot lack it.
+                    let next_offset = appended.last_offset + 1;
+                    crate::handlers::produce::wait_replicated(&log, next_offset, MARKER_REPLICATION_TIMEOUT_MS, 1)
+                        .await
+                        .map_err(|e| (e.code, e.to_string()))
                 })
                 .await;
             let code = match outcome {

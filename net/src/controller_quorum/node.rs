@@ -361,8 +361,12 @@ impl Node {
                 }
             };
         }
+        let registered = lock(&self.state).image().brokers.get(&broker_id).map(|b| b.fenced);
+        let Some(fenced) = registered else {
+            // Only registered brokers have sessions (the map stays bounded by the image).
+            return Err(MetadataError::new(codes::INVALID_REQUEST, format!("broker {broker_id} is not registered")));
+        };
         lock(&self.liveness).heartbeat(broker_id, self.now_ms());
-        let fenced = lock(&self.state).image().brokers.get(&broker_id).is_some_and(|b| b.fenced);
         if fenced && !shutting_down && lock(&self.unfencing).insert(broker_id) {
             tracing::info!(broker_id, "a fenced broker heartbeats again: unfencing it");
             let result =

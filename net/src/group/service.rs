@@ -171,15 +171,27 @@ impl GroupShard {
             self.config.offsets_topic_num_partitions,
             &self.coordinated.borrow(),
         );
-        for (partition, held, wanted) in changes {
+        // Drop first: a failed load must not leave a lost partition coordinated here.
+        for (partition, held, _) in &changes {
             if held.is_some() {
-                self.unload(partition);
-            }
-            if let Some(leader_epoch) = wanted {
-                self.load(partition, leader_epoch).await?;
+                self.unload(*partition);
             }
         }
-        Ok(())
+        let mut failed = Vec::new();
+        for (partition, _, wanted) in changes {
+            if let Some(leader_epoch) = wanted {
+                if let Err(e) = self.load(partition, leader_epoch).await {
+                    failed.push(format!("partition {partition}: {e}"));
+                }
+            }
+        }
+        // A partition that failed stays unloaded (NOT_COORDINATOR) and is tried again at the
+        // next reconcile.
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// Replays one partition's log (if this node has it) into its groups.
@@ -432,9 +444,16 @@ impl GroupShard {
             .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
         let records: Vec<LogRecord> =
             commits.iter().map(|(t, p, c)| LogRecord::offset(group_id, t, *p, Some(c))).collect();
+        let partition = self.partition_of(group_id);
+        let leadership = self.coordinated.borrow().get(&partition).copied();
         if let Err(e) = self.append(group_id, &records).await {
             sluice_engine::warn_limited!(group = group_id, error = %e, "offset commit not written");
             return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        if self.coordinated.borrow().get(&partition).copied() != leadership {
+            // Unloaded (and maybe reloaded) while the record was replicated: the group is the
+            // new coordinator's.
+            return Err(codes::NOT_COORDINATOR);
         }
         self.with_group(group_id, true, |g| {
             for (topic, partition, committed) in commits {

@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ElectLeadersRequest, versio
     let Some(kind) = kind else {
         return response.with_error_code(codes::INVALID_REQUEST);
     };
-    let asked: Vec<(String, i32)> = match &request.topic_partitions {
+    let asked: std::collections::BTreeSet<(String, i32)> = match &request.topic_partitions {
         Some(topics) => {
             topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p))).collect()
         }
@@ -33,6 +33,9 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ElectLeadersRequest, versio
             image.topics.iter().flat_map(|(name, t)| (0..t.partitions).map(move |p| (name.clone(), p))).collect()
         }
     };
+    if asked.len() > crate::metadata_image::MAX_ELECTIONS_PER_COMMAND {
+        return response.with_error_code(codes::INVALID_REQUEST);
+    }
     let outcomes: Vec<((String, i32), ErrorCode)> = {
         let image = ctx.image.borrow();
         asked

@@ -234,7 +234,7 @@ pub async fn handle(
 /// in-sync replicas than `min.insync.replicas` is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the ISR
 /// shrank after the append: Kafka's `checkEnoughReplicasReachOffset`). A single-node
 /// partition's high watermark follows its durable end, which the append already reached.
-async fn wait_replicated(
+pub(crate) async fn wait_replicated(
     log: &PartitionLog,
     next_offset: i64,
     timeout_ms: u64,

@@ -193,26 +193,20 @@ async fn check_isr_periodically() {
 fn submit(key: PartitionKey, proposal: IsrProposal, state: ReplicaState) {
     glommio::spawn_local(async move {
         let shrink = proposal.isr.len() < state.in_sync_replicas.len();
-        let command = MetadataCommand::AlterPartition {
-            topic: key.0.clone(),
-            partition: key.1,
-            leader_id: state.leader_id,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: proposal.partition_epoch,
-            isr: proposal.isr.clone(),
+        // A fenced (or unknown) broker cannot join the ISR (Kafka's isReplicaIsrEligible): the
+        // controller would refuse it, each refusal a committed log entry.
+        let ineligible = {
+            let ctx = ShardContext::current();
+            let image = ctx.image.borrow();
+            proposal
+                .isr
+                .iter()
+                .any(|r| !state.in_sync_replicas.contains(r) && image.brokers.get(r).is_none_or(|b| b.fenced))
         };
-        match crate::controller::submit(command).await {
-            Ok(()) => {
-                if shrink {
-                    counters::isr_shrunk();
-                } else {
-                    counters::isr_expanded();
-                }
-                tracing::info!(topic = %key.0, partition = key.1, isr = ?proposal.isr, "ISR changed");
-            }
-            Err(e) => {
-                sluice_engine::warn_limited!(topic = %key.0, partition = key.1, isr = ?proposal.isr, error = ?e, "ISR change refused");
-            }
+        let accepted = if ineligible { false } else { submit_alter_partition(&key, &proposal, &state, shrink).await };
+        if !accepted {
+            // Not again at the very next fetch.
+            glommio::timer::sleep(Duration::from_millis(REFUSED_PROPOSAL_BACKOFF_MS)).await;
         }
         with_shard(|shard| {
             if let Some(leader) = shard.leaders.get_mut(&key) {
@@ -223,4 +217,40 @@ fn submit(key: PartitionKey, proposal: IsrProposal, state: ReplicaState) {
         });
     })
     .detach();
+}
+
+/// How long a leader waits after an ISR proposal that was refused or not sent before it may
+/// propose again.
+const REFUSED_PROPOSAL_BACKOFF_MS: u64 = 1_000;
+
+/// Sends an ISR change to the controller; whether it was committed.
+async fn submit_alter_partition(
+    key: &PartitionKey,
+    proposal: &IsrProposal,
+    state: &ReplicaState,
+    shrink: bool,
+) -> bool {
+    let command = MetadataCommand::AlterPartition {
+        topic: key.0.clone(),
+        partition: key.1,
+        leader_id: state.leader_id,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: proposal.partition_epoch,
+        isr: proposal.isr.clone(),
+    };
+    match crate::controller::submit(command).await {
+        Ok(()) => {
+            if shrink {
+                counters::isr_shrunk();
+            } else {
+                counters::isr_expanded();
+            }
+            tracing::info!(topic = %key.0, partition = key.1, isr = ?proposal.isr, "ISR changed");
+            true
+        }
+        Err(e) => {
+            sluice_engine::warn_limited!(topic = %key.0, partition = key.1, isr = ?proposal.isr, error = ?e, "ISR change refused");
+            false
+        }
+    }
 }

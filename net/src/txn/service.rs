@@ -126,15 +126,27 @@ impl TxnShard {
             self.config.state_log_num_partitions,
             &self.coordinated.borrow(),
         );
-        for (partition, held, wanted) in changes {
+        // Drop first: a failed load must not leave a lost partition coordinated here.
+        for (partition, held, _) in &changes {
             if held.is_some() {
-                self.unload(partition);
-            }
-            if let Some(leader_epoch) = wanted {
-                self.load(partition, leader_epoch).await?;
+                self.unload(*partition);
             }
         }
-        Ok(())
+        let mut failed = Vec::new();
+        for (partition, _, wanted) in changes {
+            if let Some(leader_epoch) = wanted {
+                if let Err(e) = self.load(partition, leader_epoch).await {
+                    failed.push(format!("partition {partition}: {e}"));
+                }
+            }
+        }
+        // A partition that failed stays unloaded (NOT_COORDINATOR) and is tried again at the
+        // next reconcile.
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// Replays one partition's log (if this node has it) into its ids and resumes the markers
@@ -226,7 +238,15 @@ impl TxnShard {
         let dead = target.state == TxnState::Dead;
         let partition = self.partition_of(id);
         let value = (!dead).then_some(&target);
-        match state_log::append(&self.ctx, &self.creating_partition, partition, id, value).await {
+        let leadership = self.coordinator_epoch(partition);
+        let written = state_log::append(&self.ctx, &self.creating_partition, partition, id, value).await;
+        if self.coordinator_epoch(partition) != leadership {
+            // The partition changed hands while the record was being replicated: this shard's
+            // view of the id was dropped (and maybe reloaded from the log); the client retries
+            // with the coordinator that leads now.
+            return Err(codes::NOT_COORDINATOR);
+        }
+        match written {
             Ok(()) => {
                 if dead {
                     self.txns.borrow_mut().remove(id);

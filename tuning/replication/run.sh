@@ -51,11 +51,12 @@ start_cluster() {
   "$py" - "$bootstrap" <<'PY'
 import sys, time
 from confluent_kafka.admin import AdminClient
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+# Every node serves and sees all three (a node is listed once registered, before it serves).
+admins = [AdminClient({"bootstrap.servers": a}) for a in sys.argv[1].split(",")]
 deadline = time.time() + 60
 while time.time() < deadline:
     try:
-        if len(admin.list_topics(timeout=2).brokers) == 3:
+        if all(len(a.list_topics(timeout=2).brokers) == 3 for a in admins):
             sys.exit(0)
     except Exception:
         pass

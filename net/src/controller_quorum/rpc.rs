@@ -77,6 +77,9 @@ pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> s
     stream.write_all(&frame).await
 }
 
+/// Most bytes set aside for a frame before its body arrives.
+const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Reads one frame: `Ok(None)` at a clean end of stream, an error for an oversized length or
 /// a body that does not decode.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> std::io::Result<Option<T>> {
@@ -88,8 +91,12 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) ->
     }
     let len = u32::from_be_bytes(len) as usize;
     check_frame_len(len)?;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    // The buffer grows with the bytes that arrive, not with the length a peer claims.
+    let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_BUFFER_BYTES));
+    let read = (&mut *stream).take(len as u64).read_to_end(&mut body).await?;
+    if read < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "frame cut short"));
+    }
     serde_json::from_slice(&body).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 

@@ -105,6 +105,35 @@ impl ShardContext {
             .collect()
     }
 
+    /// Acts on [`ShardContext::coordination_changes`]: every partition held at a stale epoch
+    /// is dropped first (so a failed load cannot leave a lost partition coordinated here), then
+    /// each wanted one is loaded; a load that fails leaves its partition unloaded
+    /// (NOT_COORDINATOR) for the next reconcile and is reported with the others.
+    pub async fn apply_coordination_changes(
+        changes: Vec<(i32, Option<i32>, Option<i32>)>,
+        mut unload: impl FnMut(i32),
+        mut load: impl AsyncFnMut(i32, i32) -> Result<(), String>,
+    ) -> Result<(), String> {
+        for (partition, held, _) in &changes {
+            if held.is_some() {
+                unload(*partition);
+            }
+        }
+        let mut failed = Vec::new();
+        for (partition, _, wanted) in changes {
+            if let Some(leader_epoch) = wanted {
+                if let Err(e) = load(partition, leader_epoch).await {
+                    failed.push(format!("partition {partition}: {e}"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
     /// Rebuilds [`ShardContext::replica_states`] from this shard's image.
     pub fn refresh_replica_states(&self) {
         let image = self.image.borrow();

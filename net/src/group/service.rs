@@ -171,27 +171,12 @@ impl GroupShard {
             self.config.offsets_topic_num_partitions,
             &self.coordinated.borrow(),
         );
-        // Drop first: a failed load must not leave a lost partition coordinated here.
-        for (partition, held, _) in &changes {
-            if held.is_some() {
-                self.unload(*partition);
-            }
-        }
-        let mut failed = Vec::new();
-        for (partition, _, wanted) in changes {
-            if let Some(leader_epoch) = wanted {
-                if let Err(e) = self.load(partition, leader_epoch).await {
-                    failed.push(format!("partition {partition}: {e}"));
-                }
-            }
-        }
-        // A partition that failed stays unloaded (NOT_COORDINATOR) and is tried again at the
-        // next reconcile.
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
+        ShardContext::apply_coordination_changes(
+            changes,
+            |p| self.unload(p),
+            async |p, epoch| self.load(p, epoch).await,
+        )
+        .await
     }
 
     /// Replays one partition's log (if this node has it) into its groups.

@@ -50,9 +50,10 @@ async fn install_context(mesh: ShardMesh, dir: std::path::PathBuf) -> Rc<ShardCo
         name: "elsewhere".into(),
         id: [8; 16],
         partitions: 1,
-        replication_factor: 3,
+        replication_factor: 2,
         configs: Default::default(),
-        assignments: vec![PartitionAssignment::new(vec![2, 1, 3])],
+        // Not on this node: a follower would answer a v11+ consumer's fetch itself (KIP-392).
+        assignments: vec![PartitionAssignment::new(vec![2, 3])],
     };
     image.apply(&elsewhere, &defaults).expect("topic");
     let storage = ShardStorage::open(0, 1, StorageOptions::new(&dir), true, &|_| None).await.expect("storage");
@@ -152,7 +153,7 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             let in_line = fetched(&ctx, fetch(2, log_end, 0, 0)).await;
             assert_eq!((in_line.diverging_epoch.epoch, in_line.diverging_epoch.end_offset), (-1, -1));
 
-            // A partition another broker leads: its leader, epoch and endpoint (KIP-951).
+            // A partition other brokers hold: its leader, epoch and endpoint (KIP-951).
             let mut request = fetch(-1, 0, -1, -1);
             request.topics[0].topic_id = uuid::Uuid::from_bytes([8; 16]); // v13+: by topic id
             let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16).await;

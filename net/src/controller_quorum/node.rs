@@ -34,6 +34,13 @@ use crate::metadata_image::{codes, MetadataCommand, MetadataError};
 pub const CALL_QUEUE: usize = 1024;
 /// Committed commands queued for the shards' bridge.
 pub const APPLIED_QUEUE: usize = 1024;
+/// The most log entries one AppendEntries carries (openraft's default is 300).
+const MAX_PAYLOAD_ENTRIES: u64 = 8;
+/// The largest metadata command, as JSON: `MAX_PAYLOAD_ENTRIES` of them fit one CONTROLLER
+/// frame ([`super::rpc::MAX_FRAME_BYTES`], 64 MiB) with room to spare. A topic of the most
+/// partitions (10,000) with five replicas each is about 2 MB.
+const MAX_COMMAND_BYTES: usize = 6 << 20;
+const _: () = assert!(MAX_PAYLOAD_ENTRIES as usize * MAX_COMMAND_BYTES < super::rpc::MAX_FRAME_BYTES);
 /// How often the active controller looks for expired sessions, and a broker-only node polls.
 pub(super) const TICK: Duration = Duration::from_millis(100);
 
@@ -153,6 +160,7 @@ impl Node {
                 install_snapshot_timeout: config.request_timeout_ms.max(1000),
                 snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
                 max_in_snapshot_log_to_keep: config.snapshot_entries / 10,
+                max_payload_entries: MAX_PAYLOAD_ENTRIES,
                 ..Default::default()
             }
             .validate()
@@ -325,6 +333,15 @@ impl Node {
             let init = MetadataCommand::InitCluster { cluster_id: crate::controller::new_cluster_id() };
             // Refused harmlessly if another leader's was committed first.
             let _ = raft.client_write(init).await;
+        }
+        // A limit on every log entry: an AppendEntries of `MAX_PAYLOAD_ENTRIES` of them must fit
+        // one CONTROLLER frame, or the quorum could never replicate it.
+        let command_bytes = serde_json::to_vec(&prepared).map_or(usize::MAX, |json| json.len());
+        if command_bytes > MAX_COMMAND_BYTES {
+            return Err(MetadataError::new(
+                codes::INVALID_REQUEST,
+                format!("the metadata change is {command_bytes} bytes, more than the {MAX_COMMAND_BYTES} allowed"),
+            ));
         }
         match raft.client_write(prepared).await {
             Ok(response) => match response.data.error {

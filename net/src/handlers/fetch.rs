@@ -23,6 +23,12 @@
 //! FENCED_LEADER_EPOCH answers name the current leader and epoch (v12+) and, from v16, its
 //! endpoint (KIP-951), so clients can move without waiting for a Metadata refresh.
 //!
+//! Follower fetching (KIP-392): a consumer's fetch of v11+ (it carries `rack_id`) is answered
+//! by any replica, a follower reading below its own high watermark (older consumers get
+//! NOT_LEADER_OR_FOLLOWER there). The leader, with `replica.selector.class` set, answers a
+//! consumer it would rather send elsewhere with `preferred_read_replica` and no records, at
+//! once ([`crate::replication::read_replica`] decides).
+//!
 //! Must never: return bytes above the high watermark to a consumer (above the last stable
 //! offset to a read_committed one), encode absent records as null (librdkafka breaks on it:
 //! empty bytes instead), or hold a waiter after responding.
@@ -44,7 +50,7 @@ use uuid::Uuid;
 
 use crate::handlers::{check_leader_epoch, codes};
 use crate::replication::divergence::{diverging_epoch, leader_end_for_epoch, EpochEnd};
-use crate::replication::leader::on_follower_fetch;
+use crate::replication::leader::{on_follower_fetch, preferred_read_replica};
 use crate::response_buf::{file_marker, FileRange, MAX_FILE_MARKERS};
 use crate::shard_context::ShardContext;
 
@@ -63,6 +69,9 @@ struct Wanted {
     error: i16,
     /// A follower's fetch: its replica id and the epoch of its last fetched batch (-1: none).
     replica: Option<(i32, i32)>,
+    /// A consumer's fetch of v11+ (KIP-392): its `rack_id` (may be empty). `None` for older
+    /// consumers and for followers.
+    client_rack: Option<String>,
 }
 
 /// Record data of one partition: bytes (from the tail cache, or read and copied), or a range
@@ -95,6 +104,8 @@ struct PartitionRead {
     aborted: Vec<(i64, i64)>,
     /// KIP-320: the follower's log diverged; the epoch and end offset it truncates towards.
     diverging: Option<EpochEnd>,
+    /// KIP-392: the replica the consumer should read this partition from instead (no records).
+    preferred_read_replica: Option<i32>,
 }
 
 /// Answers a Fetch; the file ranges are what the response's file markers stand for.
@@ -108,6 +119,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
     }
     let by_id = version >= 13;
     let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    // KIP-392: a consumer's fetch of v11+ carries its rack and may be served by a follower.
+    let client_rack = (replica_id < 0 && version >= 11).then(|| request.rack_id.to_string());
     let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
     let mut wanted = Vec::new();
     for topic in &request.topics {
@@ -127,7 +140,12 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 None if by_id => codes::UNKNOWN_TOPIC_ID,
                 None => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some((name, _)) => check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch),
+                Some((name, _)) => match check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch) {
+                    codes::NOT_LEADER_OR_FOLLOWER if client_rack.is_some() && is_follower(ctx, name, p.partition) => {
+                        codes::NONE
+                    }
+                    code => code,
+                },
             };
             // No partition can contribute more than the whole response may hold (the first
             // batch of the first partition aside, which min-one-batch reads whole anyway).
@@ -140,6 +158,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                 partition_max_bytes,
                 error,
                 replica: (replica_id >= 0).then_some((replica_id, p.last_fetched_epoch)),
+                client_rack: client_rack.clone(),
             });
         }
     }
@@ -158,7 +177,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
     let reads = loop {
         let reads = read_all(ctx, &wanted, bound).await;
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
-        let any_error = reads.iter().any(|r| r.error != codes::NONE || r.diverging.is_some());
+        let any_error =
+            reads.iter().any(|r| r.error != codes::NONE || r.diverging.is_some() || r.preferred_read_replica.is_some());
         // min_bytes 0 answers at once, like Kafka; otherwise wait for enough data.
         if total >= min_bytes || any_error || Instant::now() >= deadline || wanted.is_empty() {
             break reads;
@@ -218,7 +238,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
                     })
                     .collect()
             }))
-            .with_preferred_read_replica(BrokerId(-1))
+            .with_preferred_read_replica(BrokerId(r.preferred_read_replica.unwrap_or(-1)))
             .with_records(Some(records));
         let data = match r.diverging {
             Some(d) if version >= 12 => {
@@ -251,6 +271,16 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         .with_responses(responses)
         .with_node_endpoints(node_endpoints);
     (response, files)
+}
+
+/// Whether this broker is a follower of `topic`/`partition` (a replica, not its leader): it then
+/// answers consumers' fetches of v11+ from its own log, up to its own high watermark (KIP-392).
+fn is_follower(ctx: &ShardContext, topic: &str, partition: i32) -> bool {
+    let state = ctx.replica_state(topic, partition);
+    let node_id = ctx.config.node_id;
+    !Rc::ptr_eq(&state, &ctx.single_node_replica_state)
+        && state.leader_id != node_id
+        && state.replicas.contains(&node_id)
 }
 
 /// The endpoints of the brokers named as current leaders (v16+, KIP-951), from the image.
@@ -286,6 +316,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                 records: empty(),
                 aborted: Vec::new(),
                 diverging: None,
+                preferred_read_replica: None,
             };
             if w.error != codes::NONE {
                 return missing;
@@ -301,7 +332,13 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                         records: empty(),
                         aborted: Vec::new(),
                         diverging: None,
+                        preferred_read_replica: None,
                     };
+                    if let Some(client_rack) = &w.client_rack {
+                        if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
+                            return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };
+                        }
+                    }
                     if let Some((replica_id, last_fetched_epoch)) = w.replica {
                         let ctx = ShardContext::current();
                         let state = ctx.replica_state(log.topic(), log.partition());
@@ -351,6 +388,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                         records,
                         aborted,
                         diverging: None,
+                        preferred_read_replica: None,
                     };
                     if sendfile {
                         if let Some((file, position, len)) = read.file_range() {

@@ -3,6 +3,8 @@
 //! Owns: the values and [`ReplicationConfig::set`], which parses one of them. Must never:
 //! accept a value outside its bounds (an error names the key), or hold per-shard state.
 
+use super::read_replica::ReplicaSelector;
+
 /// Kafka's `replica.*` broker settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationConfig {
@@ -20,6 +22,8 @@ pub struct ReplicationConfig {
     /// `replica.fetch.backoff.ms` (Kafka default 1000): after a failed fetch (a broken
     /// connection, a leader that is not one yet).
     pub fetch_backoff_ms: u64,
+    /// `replica.selector.class` (Kafka default: none, consumers read from leaders): KIP-392.
+    pub selector: ReplicaSelector,
 }
 
 impl Default for ReplicationConfig {
@@ -31,6 +35,7 @@ impl Default for ReplicationConfig {
             fetch_wait_max_ms: 500,
             fetch_min_bytes: 1,
             fetch_backoff_ms: 1_000,
+            selector: ReplicaSelector::Leader,
         }
     }
 }
@@ -43,11 +48,16 @@ pub const REPLICATION_KEYS: &[&str] = &[
     "replica.fetch.wait.max.ms",
     "replica.fetch.min.bytes",
     "replica.fetch.backoff.ms",
+    "replica.selector.class",
 ];
 
 impl ReplicationConfig {
     /// Sets one `replica.*` key; an unknown key or a value out of bounds is an error.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        if key == "replica.selector.class" {
+            self.selector = ReplicaSelector::parse(value)?;
+            return Ok(());
+        }
         let n: i64 = value.trim().parse().map_err(|_| format!("{key}: expected a number, got {value:?}"))?;
         let out_of_range = || format!("{key}: value {value} out of range");
         let int = |low: i64, high: i64| if (low..=high).contains(&n) { Ok(n) } else { Err(out_of_range()) };
@@ -78,9 +88,12 @@ mod tests {
         c.set("replica.lag.time.max.ms", "2000").unwrap();
         assert_eq!(c.lag_time_max_ms, 2000);
         assert!(c.set("replica.lag.time.max.ms", "0").is_err());
+        c.set("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector").unwrap();
+        assert_eq!(c.selector, ReplicaSelector::RackAware);
+        assert!(c.set("replica.selector.class", "Nope").is_err());
         assert!(c.set("replica.fetch.max.bytes", "x").is_err());
         assert!(c.set("replica.fetch.wait.max.ms", "-1").is_err());
-        for key in REPLICATION_KEYS {
+        for key in REPLICATION_KEYS.iter().filter(|k| **k != "replica.selector.class") {
             c.set(key, "1").unwrap();
         }
     }

@@ -16,6 +16,7 @@ use sluice_engine::watermark::Watermark;
 use sluice_engine::PartitionLog;
 
 use super::follower_progress::{FollowerProgress, IsrProposal};
+use super::read_replica::{self, ReplicaSelector, ReplicaView};
 use super::{counters, with_shard, PartitionKey};
 use crate::metadata_image::{codes, MetadataCommand};
 use crate::shard_context::ShardContext;
@@ -128,6 +129,47 @@ pub fn on_follower_fetch(
         submit(key, proposal, state);
     }
     Ok(())
+}
+
+/// KIP-392: the replica other than this leader that a consumer in `client_rack` should read
+/// `log`'s partition from at `fetch_offset` (`None`: this leader answers), by
+/// `replica.selector.class` over the followers' progress as this leader recorded it.
+pub fn preferred_read_replica(log: &PartitionLog, client_rack: &str, fetch_offset: i64) -> Option<i32> {
+    let ctx = ShardContext::current();
+    let selector = ctx.config.replication.selector;
+    if selector == ReplicaSelector::Leader || client_rack.is_empty() {
+        return None;
+    }
+    let key = (log.topic().to_string(), log.partition());
+    let now = now_ms();
+    let image = ctx.image.borrow();
+    let rack_of = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.clone());
+    let (leader_id, views) = with_shard(|shard| {
+        let progress = &shard.leaders.get(&key)?.progress;
+        let state = progress.state();
+        let view = |id: i32| {
+            if id == state.leader_id {
+                let log_end_offset = log.log_end_offset();
+                return ReplicaView {
+                    broker_id: id,
+                    rack: rack_of(id),
+                    log_end_offset,
+                    time_since_caught_up_ms: 0,
+                    in_sync: true,
+                };
+            }
+            let follower = progress.follower(id);
+            ReplicaView {
+                broker_id: id,
+                rack: rack_of(id),
+                log_end_offset: follower.and_then(|f| f.log_end_offset).unwrap_or(-1),
+                time_since_caught_up_ms: follower.map_or(i64::MAX, |f| now.saturating_sub(f.last_caught_up_time_ms)),
+                in_sync: state.in_sync_replicas.contains(&id),
+            }
+        };
+        Some((state.leader_id, state.replicas.iter().map(|&id| view(id)).collect::<Vec<_>>()))
+    })?;
+    read_replica::preferred_read_replica(selector, client_rack, leader_id, fetch_offset, &views)
 }
 
 /// The leader state of `key`, created for a leadership the image gives this node and the

@@ -8,7 +8,8 @@
 //! moves, the periodic ISR check, proposals); [`fetcher`] is the follower side (one glommio task
 //! and one connection per leader broker per shard); [`reconcile`] turns the metadata image into
 //! who leads and who follows, after every applied command and at start-up; [`counters`] are
-//! the operability numbers; [`config`] the `replica.*` settings.
+//! the operability numbers; [`config`] the `replica.*` settings; [`read_replica`] which replica
+//! a consumer reads from (KIP-392).
 //!
 //! Owns: this shard's replication state ([`ShardReplication`], a thread-local: one shard owns
 //! its partitions, so each shard replicates its own). Must never: touch a partition another
@@ -36,6 +37,7 @@ pub mod divergence;
 pub mod fetcher;
 pub mod follower_progress;
 pub mod leader;
+pub mod read_replica;
 pub mod reconcile;
 
 use std::cell::RefCell;

@@ -129,7 +129,9 @@ fn a_second_broker_on_a_data_dir_in_use_is_refused() {
 fn clients_are_served_only_once_every_shard_is_ready() {
     const PARTITIONS: i32 = 8;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The port stays unbound for seconds while shard 1 is held back: a port other test processes
+    // never pick (their `free_port` range ends below), so none of their brokers can take it then.
+    let port = port_outside_free_port_range();
     let broker = Broker::start_on(dir.path(), port, &["--cores", "2"]);
     broker.wait_for("sluice broker started");
     create_topic(&broker.bootstrap(), "race", PARTITIONS);
@@ -162,7 +164,17 @@ fn clients_are_served_only_once_every_shard_is_ready() {
             Ok(probe) => {
                 drop(probe);
                 let mut client = RawClient::connect(&bootstrap);
-                break latest_offsets(&mut client, "race", PARTITIONS);
+                let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    latest_offsets(&mut client, "race", PARTITIONS)
+                }));
+                match answered {
+                    Ok(offsets) => break offsets,
+                    Err(_) => panic!(
+                        "no answer from the first connection (broker running: {}); its log:\n{}",
+                        broker.is_running(),
+                        broker.drain_lines().join("\n")
+                    ),
+                }
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
@@ -170,6 +182,16 @@ fn clients_are_served_only_once_every_shard_is_ready() {
     assert_eq!(offsets, before, "every shard answered from the first connection");
     broker.wait_for("sluice broker started");
     broker.stop();
+}
+
+/// A free port in 32000..32768: above `free_port`'s range and below the kernel's ephemeral
+/// ports, chosen from this process's id.
+fn port_outside_free_port_range() -> u16 {
+    let start = std::process::id() % 768;
+    (0..768)
+        .map(|i| 32_000 + ((start + i) % 768) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 32000..32768")
 }
 
 /// `listeners` and `log.dirs` in a server.properties are honoured; what is not supported yet

@@ -348,6 +348,9 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         sluice_engine::error_limited!(?command, error = ?e, "committed metadata command failed on a shard");
         return;
     }
+    if let MetadataCommand::Security(_) = command {
+        return; // ACLs and credentials: nothing else on the shard changes
+    }
     ctx.refresh_replica_states();
     match &command {
         MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
@@ -365,7 +368,8 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::FenceBroker { .. }
         | MetadataCommand::UnfenceBroker { .. }
         | MetadataCommand::ElectLeaders { .. }
-        | MetadataCommand::InitCluster { .. } => {}
+        | MetadataCommand::InitCluster { .. }
+        | MetadataCommand::Security(_) => {}
         MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {

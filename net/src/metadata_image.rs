@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sluice_engine::log_config::LogConfig;
 
+use crate::security::image::{SecurityCommand, SecurityImage};
 use crate::topic_name::{collides, validate_topic_name};
 
 /// Kafka error codes (the one table: `sluice_engine::error_code`).
@@ -180,6 +181,8 @@ pub enum MetadataCommand {
     InitCluster {
         cluster_id: String,
     },
+    /// ACLs and SCRAM credentials ([`crate::security::image`]).
+    Security(SecurityCommand),
 }
 
 /// Most partitions one ElectLeaders command may name.
@@ -213,11 +216,21 @@ pub struct MetadataImage {
     /// Registered brokers by node id (empty on a single node).
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// ACLs and SCRAM credentials (images written before security lack them: none).
+    #[serde(default)]
+    pub security: SecurityImage,
 }
 
 impl MetadataImage {
     pub fn new(cluster_id: String) -> MetadataImage {
-        MetadataImage { version: 0, cluster_id, topics: BTreeMap::new(), next_producer_id: 0, brokers: BTreeMap::new() }
+        MetadataImage {
+            version: 0,
+            cluster_id,
+            topics: BTreeMap::new(),
+            next_producer_id: 0,
+            brokers: BTreeMap::new(),
+            security: SecurityImage::default(),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
@@ -392,6 +405,7 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataCommand::Security(c) => self.security.validate(c),
             MetadataCommand::InitCluster { cluster_id } => {
                 if !self.cluster_id.is_empty() || cluster_id.is_empty() || cluster_id.len() > 64 {
                     return Err(MetadataError::new(
@@ -553,6 +567,7 @@ impl MetadataImage {
                 }
             }
             MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
+            MetadataCommand::Security(c) => self.security.apply(c),
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
                 let brokers = &self.brokers;
                 let is_fenced = |r: i32| brokers.get(&r).is_none_or(|b| b.fenced);

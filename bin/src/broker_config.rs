@@ -54,6 +54,8 @@ pub struct BrokerSettings {
     pub txn_config: sluice_net::txn::TxnConfig,
     /// Data replication settings (`replica.*`).
     pub replication_config: sluice_net::replication::config::ReplicationConfig,
+    /// Authentication and authorization settings (`sasl.*`, `authorizer.class.name`, …).
+    pub security_config: sluice_net::security::SecurityConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
     /// `max.connections` (whole broker; default: a quarter of the open-files limit).
@@ -114,6 +116,7 @@ impl BrokerSettings {
         config.group = self.group_config.clone();
         config.txn = self.txn_config.clone();
         config.replication = self.replication_config.clone();
+        config.security = self.security_config.clone();
         config.txn.hold_markers = crate::fault_points::txn_hold_markers();
     }
 }
@@ -209,6 +212,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             key if sluice_net::replication::config::REPLICATION_KEYS.contains(&key) => {
                 settings.replication_config.set(key, value)?
             }
+            key if sluice_net::security::SECURITY_KEYS.contains(&key) => settings.security_config.set(key, value)?,
             "broker.rack" => {
                 if value.is_empty() || value.len() > 255 {
                     return Err(format!("{key}: expected a rack name of 1 to 255 characters"));

@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub txn: crate::txn::TxnConfig,
     /// Data replication settings (`replica.*`).
     pub replication: crate::replication::config::ReplicationConfig,
+    /// Authentication and authorization settings (`sasl.*`, `authorizer.class.name`, …).
+    pub security: crate::security::SecurityConfig,
     /// `max.connections` split across shards: more are accepted and closed at once. Below the
     /// open-files limit so connections cannot take the descriptors segment files need.
     pub max_connections_per_shard: usize,
@@ -72,6 +74,7 @@ impl BrokerConfig {
             group: crate::group::GroupConfig::default(),
             txn: crate::txn::TxnConfig::default(),
             replication: crate::replication::config::ReplicationConfig::default(),
+            security: crate::security::SecurityConfig::default(),
             max_connections_per_shard: crate::server::MAX_CONNECTIONS_PER_SHARD,
             quorum: None,
         }

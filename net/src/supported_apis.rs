@@ -54,6 +54,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 1),
     // Kafka 4.x removed WriteTxnMarkers v0 (KIP-896).
     (ApiKey::WriteTxnMarkers, 1, 1),
+    // Security (crate::security); Kafka 4.x removed the ACL APIs' v0 (KIP-896).
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Versions of `api` this broker decodes and answers, if any.

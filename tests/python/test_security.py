@@ -1,0 +1,145 @@
+"""Security admin APIs with confluent-kafka's AdminClient: ACLs (CreateAcls, DescribeAcls,
+DeleteAcls) with Kafka's filter semantics, SCRAM credentials (AlterUserScramCredentials,
+DescribeUserScramCredentials), both kept in the cluster metadata across a restart; and
+SECURITY_DISABLED from a broker without an authorizer (kafka-python)."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialDeletion, UserScramCredentialUpsertion)
+
+from conftest import _start_broker, _stop_broker
+
+AUTHORIZER = ["--set", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+              # No SASL listener here: every connection is User:ANONYMOUS, made a super user.
+              "--set", "super.users=User:ANONYMOUS;User:admin"]
+TIMEOUT = 20
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+
+
+def wait_all(futures: dict | list):
+    items = futures.values() if isinstance(futures, dict) else futures
+    return [f.result(timeout=TIMEOUT) for f in items]
+
+
+def binding(name, pattern, principal, op, permission, rtype=ResourceType.TOPIC, host="*"):
+    return AclBinding(rtype, name, pattern, principal, host, op, permission)
+
+
+def described(client: AdminClient, acl_filter: AclBindingFilter) -> set[tuple]:
+    found = client.describe_acls(acl_filter, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    return {(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+            for b in found}
+
+
+def key(b: AclBinding) -> tuple:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+
+
+ANY_FILTER = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                              AclPermissionType.ANY)
+
+
+def test_acls_are_created_described_by_filter_deleted_and_survive_a_restart(tmp_path):
+    broker = _start_broker(tmp_path / "data", AUTHORIZER)
+    try:
+        client = admin(broker.bootstrap)
+        read_orders = binding("orders-", ResourcePatternType.PREFIXED, "User:alice", AclOperation.READ,
+                              AclPermissionType.ALLOW)
+        deny_secret = binding("secret", ResourcePatternType.LITERAL, "User:alice", AclOperation.ALL,
+                              AclPermissionType.DENY)
+        group_read = binding("app", ResourcePatternType.LITERAL, "User:alice", AclOperation.READ,
+                             AclPermissionType.ALLOW, rtype=ResourceType.GROUP)
+        cluster_create = binding("kafka-cluster", ResourcePatternType.LITERAL, "User:bob", AclOperation.CREATE,
+                                 AclPermissionType.ALLOW, rtype=ResourceType.BROKER)
+        acls = [read_orders, deny_secret, group_read, cluster_create]
+        wait_all(client.create_acls(acls, request_timeout=TIMEOUT))
+        assert described(client, ANY_FILTER) == {key(b) for b in acls}
+
+        # MATCH: every binding that applies to topic "orders-eu" (the prefixed one).
+        match_orders = AclBindingFilter(ResourceType.TOPIC, "orders-eu", ResourcePatternType.MATCH, None, None,
+                                        AclOperation.ANY, AclPermissionType.ANY)
+        assert described(client, match_orders) == {key(read_orders)}
+        only_deny = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                     AclPermissionType.DENY)
+        assert described(client, only_deny) == {key(deny_secret)}
+
+        # A binding Kafka refuses: a cluster resource not named kafka-cluster.
+        bad = binding("my-cluster", ResourcePatternType.LITERAL, "User:bob", AclOperation.ALTER,
+                      AclPermissionType.ALLOW, rtype=ResourceType.BROKER)
+        with pytest.raises(KafkaException):
+            wait_all(client.create_acls([bad], request_timeout=TIMEOUT))
+
+        # Delete by filter: the group binding goes, and says so.
+        group_filter = AclBindingFilter(ResourceType.GROUP, None, ResourcePatternType.ANY, None, None,
+                                        AclOperation.ANY, AclPermissionType.ANY)
+        deleted = wait_all(client.delete_acls([group_filter], request_timeout=TIMEOUT))
+        assert [{key(b) for b in d} for d in deleted] == [{key(group_read)}]
+        assert described(client, ANY_FILTER) == {key(read_orders), key(deny_secret), key(cluster_create)}
+    finally:
+        _stop_broker(broker)
+
+    restarted = _start_broker(tmp_path / "data", AUTHORIZER)
+    try:
+        assert described(admin(restarted.bootstrap), ANY_FILTER) == {key(read_orders), key(deny_secret),
+                                                                    key(cluster_create)}
+    finally:
+        _stop_broker(restarted)
+
+
+def test_scram_credentials_are_upserted_described_and_deleted(tmp_path):
+    broker = _start_broker(tmp_path / "data", AUTHORIZER)
+    try:
+        client = admin(broker.bootstrap)
+        upserts = [
+            UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192),
+                                         b"alice-secret"),
+            UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                                         b"alice-secret"),
+            UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-pw"),
+        ]
+        wait_all(client.alter_user_scram_credentials(upserts, request_timeout=TIMEOUT))
+        descriptions = client.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+        seen = {user: sorted((i.mechanism, i.iterations) for i in d.scram_credential_infos)
+                for user, d in descriptions.items()}
+        assert seen == {"alice": [(ScramMechanism.SCRAM_SHA_256, 8192), (ScramMechanism.SCRAM_SHA_512, 4096)],
+                        "bob": [(ScramMechanism.SCRAM_SHA_256, 4096)]}
+
+        # Too few iterations: UNACCEPTABLE_CREDENTIAL; deleting what is not there: RESOURCE_NOT_FOUND.
+        weak = UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"x")
+        missing = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_512)
+        results = client.alter_user_scram_credentials([weak, missing], request_timeout=TIMEOUT)
+        for user in ("carol", "bob"):
+            with pytest.raises(KafkaException):
+                results[user].result(timeout=TIMEOUT)
+
+        wait_all(client.alter_user_scram_credentials(
+            [UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)], request_timeout=TIMEOUT))
+        left = client.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+        assert sorted(left) == ["alice"]
+    finally:
+        _stop_broker(broker)
+
+
+def test_acl_apis_answer_security_disabled_without_an_authorizer(bootstrap):
+    # kafka-python raises the DescribeAcls error code (librdkafka 2.x drops it and returns []).
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePatternFilter)
+    from kafka.admin import ResourceType as KpResourceType
+    from kafka.errors import SecurityDisabledError
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        everything = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                               permission_type=ACLPermissionType.ANY,
+                               resource_pattern=ResourcePatternFilter(KpResourceType.ANY, None,
+                                                                      ACLResourcePatternType.ANY))
+        with pytest.raises(SecurityDisabledError):
+            client.describe_acls(everything)
+    finally:
+        client.close()

@@ -32,6 +32,7 @@ use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
+use crate::security::request_authorization::{self, Identity, Verdict};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
 use sluice_engine::watermark::Watermark;
@@ -62,6 +63,9 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     // produces still pipeline.
     let produces_settled = Watermark::new(0);
     let mut produces_read = 0u64;
+    // Who this connection is: User:ANONYMOUS until authentication says otherwise.
+    let identity =
+        Rc::new(Identity { principal: crate::security::authorizer::ANONYMOUS.to_string(), host: stream_host(&peer) });
     loop {
         let phase = placement.phase();
         let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers, phase).await {
@@ -76,7 +80,7 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
         if !is_produce && produces_settled.get() < produces_read {
             let _ = produces_settled.wait_for(produces_read).await;
         }
-        let response = match process(frame, &ctx, &mut placement).await {
+        let response = match process(frame, &ctx, &mut placement, &identity).await {
             Ok(response) => response,
             Err(reason) => {
                 sluice_engine::warn_limited!(%peer, %reason, "closing connection");
@@ -235,6 +239,7 @@ pub async fn process(
     frame: Bytes,
     ctx: &Rc<ShardContext>,
     placement: &mut ProducePlacement,
+    identity: &Rc<Identity>,
 ) -> Result<PendingResponse, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame.clone())? {
         Decoded::Reply(bytes) => {
@@ -245,18 +250,36 @@ pub async fn process(
             (api, version, correlation_id, header, request)
         }
     };
+    let mut request = request;
+    let denied = match request_authorization::check(ctx, identity, &mut request) {
+        Verdict::Proceed(denied) => denied,
+        Verdict::Answer(kind) => {
+            let reply = encode_response(api, version, correlation_id, &kind, Vec::new())?;
+            return Ok(Box::pin(std::future::ready(Ok(Some(reply)))));
+        }
+        Verdict::Close(reason) => return Err(format!("{} not authorized: {reason}", identity.principal)),
+    };
     if let RequestKind::Produce(produce) = &*request {
         placement.learn(&frame, produce);
     }
     drop(frame); // the request's views keep what they need
+    let (ctx_for_denied, identity) = (ctx.clone(), identity.clone());
     let encode = move |response: Option<handlers::HandlerResponse>| match response {
         None => Ok(None),
-        Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
+        Some(mut r) => {
+            denied.apply(&ctx_for_denied, &identity, &mut r.kind);
+            encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
+        }
     };
     Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
     })
+}
+
+/// The client's address without its port (ACLs name hosts).
+fn stream_host(peer: &str) -> String {
+    peer.parse::<std::net::SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_else(|_| peer.to_string())
 }
 
 /// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the

@@ -143,3 +143,78 @@ def test_acl_apis_answer_security_disabled_without_an_authorizer(bootstrap):
             client.describe_acls(everything)
     finally:
         client.close()
+
+
+def test_acls_decide_what_an_anonymous_client_may_see_read_and_write(tmp_path):
+    """Phase 1, ANONYMOUS a super user: topics, records and ACLs for User:ANONYMOUS (READ on the
+    prefix orders-, a DENY on orders-secret, READ on group g1). Phase 2, after a restart where
+    ANONYMOUS is not a super user: the ACLs decide."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    topics = ["orders-a", "orders-secret", "payments"]
+    broker = _start_broker(tmp_path / "data", AUTHORIZER)
+    try:
+        client = admin(broker.bootstrap)
+        wait_all(client.create_topics([NewTopic(t, 1, 1) for t in topics], request_timeout=TIMEOUT))
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        for t in topics:
+            producer.produce(t, key=b"k", value=t.encode())
+        assert producer.flush(TIMEOUT) == 0
+        wait_all(client.create_acls([
+            binding("orders-", ResourcePatternType.PREFIXED, "User:ANONYMOUS", AclOperation.READ,
+                    AclPermissionType.ALLOW),
+            binding("orders-secret", ResourcePatternType.LITERAL, "User:ANONYMOUS", AclOperation.READ,
+                    AclPermissionType.DENY),
+            binding("g1", ResourcePatternType.LITERAL, "User:ANONYMOUS", AclOperation.READ, AclPermissionType.ALLOW,
+                    rtype=ResourceType.GROUP),
+        ], request_timeout=TIMEOUT))
+    finally:
+        _stop_broker(broker)
+
+    broker = _start_broker(tmp_path / "data", ["--set", AUTHORIZER[1], "--set", "super.users=User:admin"])
+    try:
+        # Metadata of every topic lists only what ANONYMOUS may describe (READ implies DESCRIBE;
+        # a DENY of READ does not deny DESCRIBE).
+        listed = admin(broker.bootstrap).list_topics(timeout=TIMEOUT).topics
+        assert sorted(listed) == ["orders-a", "orders-secret"]
+
+        def consume(topic: str):
+            consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g1",
+                                 "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+            try:
+                consumer.assign([TopicPartition(topic, 0, 0)])
+                deadline = 100
+                while deadline:
+                    deadline -= 1
+                    m = consumer.poll(0.2)
+                    if m is None:
+                        continue
+                    if m.error():
+                        return m.error().code()
+                    consumer.commit(message=m, asynchronous=False)
+                    return m.value()
+                return None
+            finally:
+                consumer.close()
+
+        assert consume("orders-a") == b"orders-a"
+        assert consume("orders-secret") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        # A topic it may not describe: Metadata naming it answers TOPIC_AUTHORIZATION_FAILED.
+        payments = admin(broker.bootstrap).list_topics(topic="payments", timeout=TIMEOUT).topics["payments"]
+        assert payments.error is not None and payments.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+        # No WRITE anywhere: produce is refused per topic.
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 10000})
+        errors = []
+        producer.produce("orders-a", value=b"x", on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(TIMEOUT)
+        assert errors and errors[0] is not None
+        assert errors[0].code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+        # And the ACL admin APIs need ALTER on the cluster.
+        with pytest.raises(KafkaException):
+            wait_all(admin(broker.bootstrap).create_acls([binding("x", ResourcePatternType.LITERAL, "User:ANONYMOUS",
+                                                                  AclOperation.ALL, AclPermissionType.ALLOW)],
+                                                         request_timeout=TIMEOUT))
+    finally:
+        _stop_broker(broker)

@@ -48,9 +48,9 @@ impl AuthorizerConfig {
 
 /// Whether `principal` from `host` may perform `operation` on the `resource_type` resource
 /// `name`, under `acls`.
-pub fn authorize(
+pub fn authorize<'a>(
     config: &AuthorizerConfig,
-    acls: &[AclBinding],
+    acls: impl IntoIterator<Item = &'a AclBinding>,
     principal: &str,
     host: &str,
     operation: Operation,
@@ -62,7 +62,7 @@ pub fn authorize(
     }
     let mut any_covering = false;
     let mut allowed = false;
-    for acl in acls.iter().filter(|a| a.resource_type == resource_type && a.covers(name)) {
+    for acl in acls.into_iter().filter(|a| a.resource_type == resource_type && a.covers(name)) {
         any_covering = true;
         let applies =
             (acl.principal == principal || acl.principal == "User:*") && (acl.host == host || acl.host == "*");
@@ -86,13 +86,14 @@ pub struct DecisionCache {
 }
 
 impl DecisionCache {
-    /// [`authorize`], remembered until the ACLs change (`acl_version`).
+    /// [`authorize`], remembered until the ACLs change (`acl_version`). `acls` is only
+    /// iterated on a miss.
     #[allow(clippy::too_many_arguments)]
-    pub fn authorize(
+    pub fn authorize<'a>(
         &mut self,
         config: &AuthorizerConfig,
         acl_version: u64,
-        acls: &[AclBinding],
+        acls: impl IntoIterator<Item = &'a AclBinding>,
         principal: &str,
         host: &str,
         operation: Operation,
@@ -134,6 +135,8 @@ mod tests {
         }
     }
 
+    const NONE: &[AclBinding] = &[];
+
     fn on() -> AuthorizerConfig {
         AuthorizerConfig {
             enabled: true,
@@ -167,9 +170,9 @@ mod tests {
         assert!(may(&acls, "User:alice", Operation::Describe, "secret"), "a DENY of READ does not deny DESCRIBE");
         assert!(may(&acls, "User:admin", Operation::Read, "secret"));
         let mut config = on();
-        assert!(!authorize(&config, &[], "User:bob", "h", Operation::Read, ResourceType::Group, "g"));
+        assert!(!authorize(&config, NONE, "User:bob", "h", Operation::Read, ResourceType::Group, "g"));
         config.allow_everyone_if_no_acl_found = true;
-        assert!(authorize(&config, &[], "User:bob", "h", Operation::Read, ResourceType::Group, "g"));
+        assert!(authorize(&config, NONE, "User:bob", "h", Operation::Read, ResourceType::Group, "g"));
         // A resource some binding covers is not "no ACL found", even for another principal.
         let other = [acl("t", PatternType::Literal, "User:carol", Operation::Read, Permission::Allow)];
         assert!(!authorize(&config, &other, "User:bob", "h", Operation::Read, ResourceType::Topic, "t"));
@@ -190,8 +193,8 @@ mod tests {
         let allow = [acl("t", PatternType::Literal, "User:alice", Operation::Read, Permission::Allow)];
         let c = on();
         assert!(cache.authorize(&c, 1, &allow, "User:alice", "h", Operation::Read, ResourceType::Topic, "t"));
-        assert!(cache.authorize(&c, 1, &[], "User:alice", "h", Operation::Read, ResourceType::Topic, "t"), "cached");
-        assert!(!cache.authorize(&c, 2, &[], "User:alice", "h", Operation::Read, ResourceType::Topic, "t"));
+        assert!(cache.authorize(&c, 1, NONE, "User:alice", "h", Operation::Read, ResourceType::Topic, "t"), "cached");
+        assert!(!cache.authorize(&c, 2, NONE, "User:alice", "h", Operation::Read, ResourceType::Topic, "t"));
     }
 
     proptest! {

@@ -11,6 +11,7 @@
 pub mod acl;
 pub mod authorizer;
 pub mod image;
+pub mod request_authorization;
 pub mod sasl;
 pub mod scram;
 

@@ -1,0 +1,550 @@
+//! Authorization of requests, in one place (Kafka's `KafkaApis` checks): before a request is
+//! handled, the resources its principal may not touch are taken out of it, and their errors
+//! (TOPIC_/GROUP_/CLUSTER_/TRANSACTIONAL_ID_AUTHORIZATION_FAILED) are put into the response
+//! afterwards; a request about one resource is answered with its error at once.
+//!
+//! Which operation each API needs is Kafka's: Produce WRITE on each topic (and on the
+//! transactional id); Fetch READ on each topic (a follower's: CLUSTER_ACTION on the cluster);
+//! Metadata, ListOffsets, OffsetForLeaderEpoch DESCRIBE on each topic (Metadata of every topic
+//! lists only those, and auto-creates only with CREATE on the cluster or the topic);
+//! CreateTopics CREATE on the cluster or the topic; DeleteTopics DELETE; group APIs READ on the
+//! group (DescribeGroups DESCRIBE, ListGroups lists what the principal may DESCRIBE),
+//! OffsetCommit also READ on each topic; FindCoordinator DESCRIBE on the group or
+//! transactional id; InitProducerId WRITE on the transactional id, or IDEMPOTENT_WRITE on the
+//! cluster; EndTxn and AddOffsetsToTxn WRITE on the transactional id; the ACL and SCRAM admin
+//! APIs ALTER or DESCRIBE on the cluster. An API without a check here yet is allowed only to
+//! principals with ALTER on the cluster (super users among them); for others the connection is
+//! closed with a log line — never let through unchecked.
+//!
+//! Owns: [`check`] and [`Denied::apply`]. Must never: hand a handler a resource its principal
+//! may not touch, or decide differently from [`super::authorizer::authorize`].
+
+use std::cell::RefCell;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+
+use super::acl::{Operation, ResourceType, CLUSTER_NAME};
+use super::authorizer::DecisionCache;
+use crate::handlers::codes;
+use crate::shard_context::ShardContext;
+
+thread_local! {
+    static CACHE: RefCell<DecisionCache> = RefCell::new(DecisionCache::default());
+}
+
+/// Who sent a request: its principal (`User:alice`) and the client's address.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub principal: String,
+    pub host: String,
+}
+
+/// What to do with a request.
+pub enum Verdict {
+    /// Handle the (possibly reduced) request, then [`Denied::apply`] to its response.
+    Proceed(Denied),
+    /// Answer with this instead of handling the request.
+    Answer(ResponseKind),
+    /// Close the connection (with this log line).
+    Close(String),
+}
+
+/// The resources taken out of a request, to report in its response.
+#[derive(Default)]
+pub struct Denied {
+    /// (topic, partitions) denied, with the error code to report.
+    topics: Vec<(TopicName, Vec<i32>)>,
+    code: i16,
+    /// Metadata / CreateTopics / DeleteTopics: names only.
+    names: Vec<TopicName>,
+    /// Fetch v13+ names topics by id.
+    topic_ids: Vec<(uuid::Uuid, Vec<i32>)>,
+}
+
+struct Checker<'a> {
+    ctx: &'a ShardContext,
+    identity: &'a Identity,
+}
+
+impl Checker<'_> {
+    fn may(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        let config = &self.ctx.config.security.authorizer;
+        if !config.enabled {
+            return true;
+        }
+        let image = self.ctx.image.borrow();
+        let security = &image.security;
+        CACHE.with(|c| {
+            c.borrow_mut().authorize(
+                config,
+                security.acl_version,
+                security.acls.iter(),
+                &self.identity.principal,
+                &self.identity.host,
+                operation,
+                resource_type,
+                name,
+            )
+        })
+    }
+
+    fn may_cluster(&self, operation: Operation) -> bool {
+        self.may(operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    fn may_topic(&self, operation: Operation, name: &str) -> bool {
+        self.may(operation, ResourceType::Topic, name)
+    }
+
+    fn may_group(&self, operation: Operation, name: &str) -> bool {
+        self.may(operation, ResourceType::Group, name)
+    }
+}
+
+/// Checks `request` (and takes denied resources out of it) for `identity`.
+pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind) -> Verdict {
+    if !ctx.config.security.authorizer.enabled {
+        return Verdict::Proceed(Denied::default());
+    }
+    let c = Checker { ctx, identity };
+    let proceed =
+        |code: i16, topics: Vec<(TopicName, Vec<i32>)>| Verdict::Proceed(Denied { topics, code, ..Denied::default() });
+    match request {
+        RequestKind::ApiVersions(_) | RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+            proceed(codes::NONE, Vec::new())
+        }
+        RequestKind::Produce(r) => {
+            if let Some(id) = &r.transactional_id {
+                if !c.may(Operation::Write, ResourceType::TransactionalId, id) {
+                    let denied = std::mem::take(&mut r.topic_data)
+                        .into_iter()
+                        .map(|t| (t.name, t.partition_data.iter().map(|p| p.index).collect()))
+                        .collect();
+                    return proceed(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, denied);
+                }
+            }
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topic_data).into_iter().partition(|t| c.may_topic(Operation::Write, &t.name));
+            r.topic_data = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied.into_iter().map(|t| (t.name, t.partition_data.iter().map(|p| p.index).collect())).collect(),
+            )
+        }
+        RequestKind::Fetch(r) => {
+            let follower = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
+            let cluster_ok = follower && c.may_cluster(Operation::ClusterAction);
+            let image = ctx.image.borrow();
+            let name_of = |t: &fetch_request::FetchTopic| -> Option<String> {
+                if t.topic.is_empty() {
+                    image.topic_by_id(t.topic_id.as_bytes()).map(|(n, _)| n.clone())
+                } else {
+                    Some(t.topic.to_string())
+                }
+            };
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics).into_iter().partition(|t| {
+                if follower {
+                    cluster_ok
+                } else {
+                    name_of(t).is_none_or(|n| c.may_topic(Operation::Read, &n))
+                }
+            });
+            r.topics = allowed;
+            // Fetch names topics (< v13) or their ids (v13+); answer the same way.
+            let (by_id, by_name): (Vec<_>, Vec<_>) = denied.into_iter().partition(|t| t.topic.is_empty());
+            let partitions = |t: &fetch_request::FetchTopic| t.partitions.iter().map(|p| p.partition).collect();
+            Verdict::Proceed(Denied {
+                topics: by_name.iter().map(|t| (t.topic.clone(), partitions(t))).collect(),
+                topic_ids: by_id.iter().map(|t| (t.topic_id, partitions(t))).collect(),
+                code: codes::TOPIC_AUTHORIZATION_FAILED,
+                names: Vec::new(),
+            })
+        }
+        RequestKind::ListOffsets(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Describe, &t.name));
+            r.topics = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .collect(),
+            )
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            let follower = r.replica_id.0 >= 0;
+            let cluster_ok = follower && c.may_cluster(Operation::ClusterAction);
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics).into_iter().partition(|t| {
+                if follower {
+                    cluster_ok
+                } else {
+                    c.may_topic(Operation::Describe, &t.topic)
+                }
+            });
+            r.topics = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied.into_iter().map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect())).collect(),
+            )
+        }
+        RequestKind::Metadata(r) => {
+            let may_create_all = c.may_cluster(Operation::Create);
+            let mut names = Vec::new();
+            if let Some(topics) = &mut r.topics {
+                topics.retain(|t| match &t.name {
+                    Some(name) if !c.may_topic(Operation::Describe, name) => {
+                        names.push(name.clone());
+                        false
+                    }
+                    _ => true,
+                });
+                if !may_create_all
+                    && topics.iter().any(|t| t.name.as_ref().is_some_and(|n| !c.may_topic(Operation::Create, n)))
+                {
+                    r.allow_auto_topic_creation = false;
+                }
+            }
+            Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
+        }
+        RequestKind::CreateTopics(r) => {
+            let may_create_all = c.may_cluster(Operation::Create);
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| may_create_all || c.may_topic(Operation::Create, &t.name));
+            r.topics = allowed;
+            let names = denied.into_iter().map(|t| t.name).collect();
+            Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
+        }
+        RequestKind::DeleteTopics(r) if r.topics.is_empty() => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topic_names).into_iter().partition(|t| c.may_topic(Operation::Delete, t));
+            r.topic_names = allowed;
+            Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names: denied, ..Denied::default() })
+        }
+        RequestKind::FindCoordinator(r) => {
+            let keys: Vec<&str> = if r.coordinator_keys.is_empty() {
+                vec![&r.key]
+            } else {
+                r.coordinator_keys.iter().map(|k| &**k).collect()
+            };
+            let (resource_type, code) = match r.key_type {
+                1 => (ResourceType::TransactionalId, codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+                _ => (ResourceType::Group, codes::GROUP_AUTHORIZATION_FAILED),
+            };
+            if keys.iter().all(|k| c.may(Operation::Describe, resource_type, k)) {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let coordinators = keys
+                .iter()
+                .map(|k| {
+                    let allowed = c.may(Operation::Describe, resource_type, k);
+                    find_coordinator_response::Coordinator::default()
+                        .with_key((*k).to_string().into())
+                        .with_node_id(BrokerId(-1))
+                        .with_host("".into())
+                        .with_port(-1)
+                        .with_error_code(if allowed { codes::COORDINATOR_NOT_AVAILABLE } else { code })
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::FindCoordinator(
+                FindCoordinatorResponse::default()
+                    .with_error_code(code)
+                    .with_node_id(BrokerId(-1))
+                    .with_host("".into())
+                    .with_port(-1)
+                    .with_coordinators(coordinators),
+            ))
+        }
+        RequestKind::JoinGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
+        ),
+        RequestKind::SyncGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
+        ),
+        RequestKind::Heartbeat(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
+        ),
+        RequestKind::LeaveGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
+        ),
+        RequestKind::JoinGroup(_)
+        | RequestKind::SyncGroup(_)
+        | RequestKind::Heartbeat(_)
+        | RequestKind::LeaveGroup(_) => proceed(codes::NONE, Vec::new()),
+        RequestKind::OffsetCommit(r) => {
+            let group_ok = c.may_group(Operation::Read, &r.group_id);
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| group_ok && c.may_topic(Operation::Read, &t.name));
+            r.topics = allowed;
+            let code = if group_ok { codes::TOPIC_AUTHORIZATION_FAILED } else { codes::GROUP_AUTHORIZATION_FAILED };
+            proceed(
+                code,
+                denied
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .collect(),
+            )
+        }
+        RequestKind::OffsetFetch(r) if r.groups.is_empty() => {
+            if !c.may_group(Operation::Describe, &r.group_id) {
+                return Verdict::Answer(ResponseKind::OffsetFetch(
+                    OffsetFetchResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
+                ));
+            }
+            if let Some(topics) = &mut r.topics {
+                topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
+            }
+            proceed(codes::NONE, Vec::new())
+        }
+        RequestKind::OffsetFetch(r) => {
+            if r.groups.iter().all(|g| c.may_group(Operation::Describe, &g.group_id)) {
+                for g in &mut r.groups {
+                    if let Some(topics) = &mut g.topics {
+                        topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
+                    }
+                }
+                return proceed(codes::NONE, Vec::new());
+            }
+            Verdict::Close("OffsetFetch of several groups with some not authorized".into())
+        }
+        RequestKind::DescribeGroups(r) => {
+            if r.groups.iter().all(|g| c.may_group(Operation::Describe, g)) {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let groups = r
+                .groups
+                .iter()
+                .map(|g| {
+                    describe_groups_response::DescribedGroup::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups)))
+        }
+        RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
+        RequestKind::InitProducerId(r) => {
+            let allowed = match &r.transactional_id {
+                Some(id) => c.may(Operation::Write, ResourceType::TransactionalId, id),
+                None => c.may_cluster(Operation::IdempotentWrite) || may_write_some_topic(&c),
+            };
+            if allowed {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let code = if r.transactional_id.is_some() {
+                codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            } else {
+                codes::CLUSTER_AUTHORIZATION_FAILED
+            };
+            Verdict::Answer(ResponseKind::InitProducerId(
+                InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)),
+            ))
+        }
+        RequestKind::EndTxn(r) if !c.may(Operation::Write, ResourceType::TransactionalId, &r.transactional_id) => {
+            Verdict::Answer(ResponseKind::EndTxn(
+                EndTxnResponse::default().with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::AddOffsetsToTxn(r)
+            if !c.may(Operation::Write, ResourceType::TransactionalId, &r.transactional_id)
+                || !c.may_group(Operation::Read, &r.group_id) =>
+        {
+            Verdict::Answer(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::EndTxn(_) | RequestKind::AddOffsetsToTxn(_) => proceed(codes::NONE, Vec::new()),
+        RequestKind::CreateAcls(r) if !c.may_cluster(Operation::Alter) => {
+            let results = r
+                .creations
+                .iter()
+                .map(|_| {
+                    create_acls_response::AclCreationResult::default()
+                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::CreateAcls(CreateAclsResponse::default().with_results(results)))
+        }
+        RequestKind::DeleteAcls(r) if !c.may_cluster(Operation::Alter) => {
+            let results = r
+                .filters
+                .iter()
+                .map(|_| {
+                    delete_acls_response::DeleteAclsFilterResult::default()
+                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::DeleteAcls(DeleteAclsResponse::default().with_filter_results(results)))
+        }
+        RequestKind::DescribeAcls(_) if !c.may_cluster(Operation::Describe) => {
+            Verdict::Answer(ResponseKind::DescribeAcls(
+                DescribeAclsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(_) if !c.may_cluster(Operation::Describe) => {
+            Verdict::Answer(ResponseKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(r) if !c.may_cluster(Operation::Alter) => {
+            let users: std::collections::BTreeSet<String> = r
+                .deletions
+                .iter()
+                .map(|d| d.name.to_string())
+                .chain(r.upsertions.iter().map(|u| u.name.to_string()))
+                .collect();
+            let results = users
+                .into_iter()
+                .map(|u| {
+                    alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                        .with_user(u.into())
+                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(results),
+            ))
+        }
+        RequestKind::CreateAcls(_)
+        | RequestKind::DeleteAcls(_)
+        | RequestKind::DescribeAcls(_)
+        | RequestKind::DescribeUserScramCredentials(_)
+        | RequestKind::AlterUserScramCredentials(_)
+        | RequestKind::DescribeCluster(_) => proceed(codes::NONE, Vec::new()),
+        _ if c.may_cluster(Operation::Alter) => proceed(codes::NONE, Vec::new()),
+        other => Verdict::Close(format!(
+            "{:?} is served only to principals with ALTER on the cluster while authorization is on",
+            api_name(other)
+        )),
+    }
+}
+
+/// Kafka 3.x: an idempotent producer may init without IDEMPOTENT_WRITE if it may WRITE to
+/// some topic.
+fn may_write_some_topic(c: &Checker<'_>) -> bool {
+    let image = c.ctx.image.borrow();
+    let names: Vec<String> = image.topics.keys().cloned().collect();
+    drop(image);
+    names.iter().any(|n| c.may_topic(Operation::Write, n))
+}
+
+fn api_name(request: &RequestKind) -> String {
+    let debug = format!("{request:?}");
+    debug.split('(').next().unwrap_or("request").to_string()
+}
+
+impl Denied {
+    /// Puts the denied resources' errors into `response`.
+    pub fn apply(self, ctx: &ShardContext, identity: &Identity, response: &mut ResponseKind) {
+        let code = self.code;
+        match response {
+            ResponseKind::Produce(r) => r.responses.extend(self.topics.into_iter().map(|(name, partitions)| {
+                TopicProduceResponse::default().with_name(name).with_partition_responses(
+                    partitions
+                        .into_iter()
+                        .map(|p| PartitionProduceResponse::default().with_index(p).with_error_code(code))
+                        .collect(),
+                )
+            })),
+            ResponseKind::Fetch(r) => {
+                let failed = |partitions: Vec<i32>| -> Vec<PartitionData> {
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            PartitionData::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                                .with_records(Some(Default::default()))
+                        })
+                        .collect()
+                };
+                for (name, partitions) in self.topics {
+                    r.responses
+                        .push(FetchableTopicResponse::default().with_topic(name).with_partitions(failed(partitions)));
+                }
+                for (id, partitions) in self.topic_ids {
+                    r.responses
+                        .push(FetchableTopicResponse::default().with_topic_id(id).with_partitions(failed(partitions)));
+                }
+            }
+            ResponseKind::ListOffsets(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                ListOffsetsTopicResponse::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                                .with_timestamp(-1)
+                                .with_offset(-1)
+                        })
+                        .collect(),
+                )
+            })),
+            ResponseKind::OffsetForLeaderEpoch(r) => {
+                r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                    OffsetForLeaderTopicResult::default().with_topic(name).with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|p| {
+                                EpochEndOffset::default()
+                                    .with_partition(p)
+                                    .with_error_code(code)
+                                    .with_leader_epoch(-1)
+                                    .with_end_offset(-1)
+                            })
+                            .collect(),
+                    )
+                }))
+            }
+            ResponseKind::OffsetCommit(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                OffsetCommitResponseTopic::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(code))
+                        .collect(),
+                )
+            })),
+            ResponseKind::Metadata(r) => {
+                // Every-topic Metadata: only what the principal may describe.
+                let c = Checker { ctx, identity };
+                r.topics.retain(|t| t.name.as_ref().is_none_or(|n| c.may_topic(Operation::Describe, n)));
+                r.topics.extend(self.names.into_iter().map(|n| {
+                    MetadataResponseTopic::default().with_name(Some(n)).with_error_code(code).with_partitions(vec![])
+                }));
+            }
+            ResponseKind::CreateTopics(r) => r.topics.extend(self.names.into_iter().map(|n| {
+                CreatableTopicResult::default()
+                    .with_name(n)
+                    .with_error_code(code)
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            })),
+            ResponseKind::DeleteTopics(r) => r.responses.extend(
+                self.names
+                    .into_iter()
+                    .map(|n| DeletableTopicResult::default().with_name(Some(n)).with_error_code(code)),
+            ),
+            ResponseKind::ListGroups(r) => {
+                let c = Checker { ctx, identity };
+                if !c.may_cluster(Operation::Describe) {
+                    r.groups.retain(|g| c.may_group(Operation::Describe, &g.group_id));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -21,9 +21,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::channel::mpsc;
-use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, WriteHalf};
+use futures::io::{AsyncWriteExt as _, BufReader};
 use futures::{SinkExt, StreamExt};
-use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -32,6 +31,8 @@ use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
+use crate::security::protocol::ConnectionSecurity;
+use crate::security::transport::{Transport, TransportWriter};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
 use sluice_engine::watermark::Watermark;
@@ -39,13 +40,14 @@ use sluice_engine::watermark::Watermark;
 /// Socket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Serves one connection until the peer closes it or sends something we refuse.
-pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
+/// Serves one connection until the peer closes it or sends something we refuse. `security`:
+/// its listener and, on TLS, the client's certificate principal (SASL state goes next to it).
+pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<ShardContext>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay(true);
     // The socket stays open while either half lives; the writer task holds its half across
     // every sendfile it runs.
-    let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let socket_fd = stream.raw_fd();
     let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_request_bytes = ctx.config.max_request_bytes;
@@ -76,7 +78,7 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
         if !is_produce && produces_settled.get() < produces_read {
             let _ = produces_settled.wait_for(produces_read).await;
         }
-        let response = match process(frame, &ctx, &mut placement).await {
+        let response = match process(frame, &ctx, &mut placement, &security).await {
             Ok(response) => response,
             Err(reason) => {
                 sluice_engine::warn_limited!(%peer, %reason, "closing connection");
@@ -122,7 +124,7 @@ pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 pub type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Vec<OutSegment>>, String>>>>;
 
 async fn write_responses(
-    mut writer: WriteHalf<TcpStream>,
+    mut writer: TransportWriter,
     mut pending: mpsc::Receiver<PendingResponse>,
     socket_fd: std::os::fd::RawFd,
     peer: String,
@@ -139,6 +141,7 @@ async fn write_responses(
         for segment in segments {
             let written = match segment {
                 OutSegment::Bytes(b) => writer.write_all(&b).await,
+                OutSegment::File(range) if writer.is_tls() => copy_file_range(&mut writer, range).await,
                 OutSegment::File(range) => send_file_range(socket_fd, range).await,
             };
             if let Err(e) = written {
@@ -146,6 +149,11 @@ async fn write_responses(
                 tracing::debug!(%peer, error = %e, "write failed; closing");
                 return;
             }
+        }
+        // TLS holds the last records until flushed (a no-op on a plain socket).
+        if let Err(e) = writer.flush().await {
+            tracing::debug!(%peer, error = %e, "write failed; closing");
+            return;
         }
     }
     let _ = writer.close().await;
@@ -235,6 +243,7 @@ pub async fn process(
     frame: Bytes,
     ctx: &Rc<ShardContext>,
     placement: &mut ProducePlacement,
+    security: &ConnectionSecurity,
 ) -> Result<PendingResponse, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame.clone())? {
         Decoded::Reply(bytes) => {
@@ -253,10 +262,33 @@ pub async fn process(
         None => Ok(None),
         Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
     };
-    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement).await? {
+    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
     })
+}
+
+/// Bytes of a file range read per step on a TLS connection (they are encrypted, not sent with
+/// `sendfile`): bounds the memory one connection's fetch takes at a time.
+const TLS_FILE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Writes a file range through a TLS connection: read (`pread` on glommio's blocking thread
+/// pool, like `sendfile` below) and encrypt, [`TLS_FILE_CHUNK_BYTES`] at a time.
+async fn copy_file_range(writer: &mut TransportWriter, range: FileRange) -> std::io::Result<()> {
+    let mut done = 0usize;
+    while done < range.len {
+        let (file, position, len) =
+            (range.file.clone(), range.position + done as u64, (range.len - done).min(TLS_FILE_CHUNK_BYTES));
+        let chunk = glommio::executor()
+            .spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, position).map(|()| buf)
+            })
+            .await?;
+        writer.write_all(&chunk).await?;
+        done += len;
+    }
+    Ok(())
 }
 
 /// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the

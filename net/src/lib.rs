@@ -27,6 +27,7 @@ pub mod produce_placement;
 pub mod reassignment;
 pub mod replication;
 pub mod response_buf;
+pub mod security;
 pub mod server;
 pub mod shard_context;
 pub mod supported_apis;

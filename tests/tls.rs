@@ -10,7 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -45,6 +48,7 @@ fn make_pki(dir: &Path) -> Pki {
 
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params.distinguished_name = DistinguishedName::new(); // subject O=sluice,CN=alice
     client_params.distinguished_name.push(DnType::OrganizationName, "sluice");
     client_params.distinguished_name.push(DnType::CommonName, "alice");
     client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -156,7 +160,8 @@ fn rdkafka_over_ssl_and_plaintext_at_once() {
 }
 
 /// `ssl.client.auth=required`: a client without a certificate is refused (its handshake
-/// fails), one with a certificate the truststore's CA signed is served.
+/// fails), one with a certificate the truststore's CA signed is served while
+/// `ssl.principal.mapping.rules` maps its subject, and refused when no rule does.
 #[test]
 fn mtls_required_refuses_a_client_without_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,7 +176,7 @@ fn mtls_required_refuses_a_client_without_a_certificate() {
             "--set",
             &truststore,
             "--set",
-            "ssl.principal.mapping.rules=RULE:^CN=([^,]*),O=sluice$/$1/L,DEFAULT",
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]*),O=sluice$/$1/L",
         ],
     );
     let refused = advertised_ports(&b.ssl, &ssl_config(&pki, false));
@@ -182,6 +187,24 @@ fn mtls_required_refuses_a_client_without_a_certificate() {
     let values: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100]).collect();
     produce(&producer(&b.ssl, &with_cert), "mtls", &values);
     assert_eq!(consume_all(&b.ssl, &with_cert, "mtls", values.len()), values);
+    b.broker.stop();
+
+    // The client's subject is CN=alice,O=sluice: the rule above mapped it; with a rule for
+    // other names only, no principal can be made and the client is refused, as in Kafka.
+    let b = start(
+        &dir.path().join("data"),
+        &pki,
+        &[
+            "--set",
+            "ssl.client.auth=required",
+            "--set",
+            &truststore,
+            "--set",
+            "ssl.principal.mapping.rules=RULE:^CN=bob,.*$/bob/",
+        ],
+    );
+    let unmapped = advertised_ports(&b.ssl, &with_cert);
+    assert!(unmapped.is_err(), "no principal mapping rule applies: {unmapped:?}");
     b.broker.stop();
 }
 

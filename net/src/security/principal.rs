@@ -263,6 +263,24 @@ mod tests {
         assert_eq!(escape_value("a+b"), "a\\+b");
     }
 
+    /// A real certificate's subject, last RDN first, as Java's X500Principal writes it.
+    #[test]
+    fn a_certificates_subject_is_its_rfc_2253_dn() {
+        use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new(); // rcgen's has a CN already
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params.distinguished_name.push(DnType::OrganizationName, "Acme, Inc.");
+        params.distinguished_name.push(DnType::CommonName, "alice");
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(subject_dn(&der).unwrap(), "CN=alice,O=Acme\\, Inc.,C=US");
+        assert_eq!(PrincipalMapper::default().principal_for(&der).unwrap(), "User:CN=alice,O=Acme\\, Inc.,C=US");
+        let rules = PrincipalMapper::parse("RULE:^CN=([^,]*),.*$/$1/U").unwrap();
+        assert_eq!(rules.principal_for(&der).unwrap(), "User:ALICE");
+        assert!(PrincipalMapper::parse("RULE:^OU=(.*)$/$1/").unwrap().principal_for(&der).is_err(), "no rule applies");
+    }
+
     #[test]
     fn garbage_is_not_a_certificate() {
         assert!(subject_dn(b"not a certificate").is_err());

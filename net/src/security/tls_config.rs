@@ -140,6 +140,21 @@ impl TlsSettings {
     }
 }
 
+/// A client configuration trusting the CAs in `ca_pem` (`sluice bench --ssl-ca`).
+pub fn client_config(ca_pem: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs("CA file", &ca_pem.to_path_buf())? {
+        roots.add(cert).map_err(|e| format!("{}: bad CA certificate: {e}", ca_pem.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn load_certs(key: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))?

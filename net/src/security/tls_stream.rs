@@ -1,7 +1,8 @@
-//! A TLS server session over a glommio TCP stream, as futures' `AsyncRead`/`AsyncWrite`
-//! halves for the connection's reader loop and writer task.
+//! A TLS session over a glommio TCP stream (a listener's server side, or the client side of
+//! `sluice bench --security-protocol ssl`), as futures' `AsyncRead`/`AsyncWrite` halves for a
+//! connection's reader and writer.
 //!
-//! Owns: driving one `rustls::ServerConnection` over the socket: the handshake (bounded by the
+//! Owns: driving one `rustls::Connection` over the socket: the handshake (bounded by the
 //! caller's deadline), decrypting what the read half asks for and encrypting what the write
 //! half writes. A TLS session is one state machine: both halves share it through an
 //! `Rc<RefCell<_>>`, borrowed only inside a poll (never across an await), on the shard thread
@@ -24,7 +25,7 @@ use glommio::net::TcpStream;
 
 struct Session {
     tcp: TcpStream,
-    tls: rustls::ServerConnection,
+    tls: rustls::Connection,
     /// The peer closed its side of the TCP connection.
     eof: bool,
     /// Our close_notify is queued (a close that must wait for the socket polls again).
@@ -131,12 +132,27 @@ impl TlsStream {
     /// Runs the server handshake on `tcp`. The caller bounds it in time.
     pub async fn accept(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<TlsStream> {
         let tls = rustls::ServerConnection::new(config).map_err(tls_error)?;
+        TlsStream::handshake(tcp, tls.into()).await
+    }
+
+    /// Runs the client handshake on `tcp` with the server `name` (checked against its
+    /// certificate). The caller bounds it in time.
+    pub async fn connect(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<TlsStream> {
+        let tls = rustls::ClientConnection::new(config, name).map_err(tls_error)?;
+        TlsStream::handshake(tcp, tls.into()).await
+    }
+
+    async fn handshake(tcp: TcpStream, tls: rustls::Connection) -> io::Result<TlsStream> {
         let session = Rc::new(RefCell::new(Session { tcp, tls, eof: false, close_sent: false }));
         futures::future::poll_fn(|cx| session.borrow_mut().poll_handshake(cx)).await?;
         Ok(TlsStream { session })
     }
 
-    /// The client's certificate (end entity, DER), if it sent one.
+    /// The peer's certificate (end entity, DER), if it sent one.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         self.session.borrow().tls.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec())
     }

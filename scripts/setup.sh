@@ -18,6 +18,9 @@ missing_apt=()
 need_cmd git || missing_apt+=(git)
 need_cmd cc || missing_apt+=(gcc)
 need_cmd kcat || missing_apt+=(kcat)
+# The e2e tests' rdkafka is built with OpenSSL (the SSL listener tests): headers and pkg-config.
+need_cmd pkg-config || missing_apt+=(pkg-config)
+[ -e /usr/include/openssl/ssl.h ] || missing_apt+=(libssl-dev)
 if ! need_cmd python3; then
     missing_apt+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

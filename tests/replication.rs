@@ -52,8 +52,14 @@ impl StaticCluster {
         let mut image = MetadataImage::new("replication-test-cluster".into());
         for (i, port) in ports.iter().enumerate() {
             let id = i as i32 + 1;
-            let broker =
-                BrokerRegistration { id, host: "127.0.0.1".into(), port: i32::from(*port), rack: None, fenced: false };
+            let broker = BrokerRegistration {
+                id,
+                host: "127.0.0.1".into(),
+                port: i32::from(*port),
+                rack: None,
+                fenced: false,
+                listeners: Vec::new(),
+            };
             image.brokers.insert(id, broker);
         }
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);

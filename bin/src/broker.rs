@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -28,7 +29,9 @@ use sluice_engine::{ShardStorage, StorageOptions};
 use sluice_net::broker_config::BrokerConfig;
 use sluice_net::controller;
 use sluice_net::controller_quorum::{self, QuorumConfig};
-use sluice_net::metadata_image::MetadataImage;
+use sluice_net::metadata_image::{ListenerEndpoint, MetadataImage};
+use sluice_net::security::protocol::SecurityProtocol;
+use sluice_net::server::ClientListener;
 use sluice_net::shard_context::ShardContext;
 
 use crate::broker_config::{self, BrokerSettings};
@@ -83,6 +86,8 @@ thread_local! {
 /// Everything start-up needs, decided from flags and settings before anything is touched.
 struct StartPlan {
     data_dir: PathBuf,
+    /// Every client listener; `listen` is the inter-broker one's address.
+    listeners: Vec<ClientListener>,
     listen: SocketAddr,
     shard_count: usize,
     storage: StorageOptions,
@@ -133,17 +138,55 @@ impl StartPlan {
             .or_else(|| settings.log_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let node_id = settings.node_id.unwrap_or(1);
-        let endpoint = settings.listeners.resolve(node_id)?;
+        let resolved = settings.listeners.resolve(node_id)?;
         let quorum_plan = settings.listeners.quorum(node_id)?;
-        let listen = match (args.listen, &endpoint) {
-            (Some(flag), _) => flag,
-            (None, Some(endpoint)) => resolve(&endpoint.listen.host, endpoint.listen.port)?,
-            (None, None) => DEFAULT_LISTEN.parse().expect("valid default"),
+        // (listener, advertised endpoint); `--listen` replaces the inter-broker listener's
+        // address (the only one without `listeners`).
+        let mut client: Vec<(ClientListener, ListenerEndpoint)> = Vec::new();
+        let inter_broker = match &resolved {
+            None => {
+                let addr = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+                let name = SecurityProtocol::Plaintext.name().to_string();
+                let advertised =
+                    ListenerEndpoint { name: name.clone(), host: advertised_host(&addr), port: addr.port() as i32 };
+                client.push((
+                    ClientListener { name, protocol: SecurityProtocol::Plaintext, addr, tls: None },
+                    advertised,
+                ));
+                0
+            }
+            Some(resolved) => {
+                for (i, endpoint) in resolved.endpoints.iter().enumerate() {
+                    let flag = args.listen.filter(|_| i == resolved.inter_broker);
+                    let addr = match flag {
+                        Some(flag) => flag,
+                        None => resolve(&endpoint.listen.host, endpoint.listen.port)?,
+                    };
+                    let name = endpoint.listen.name.clone();
+                    let (host, port) = match (&endpoint.advertised, flag) {
+                        (Some(advertised), None) => (advertised.host.clone(), advertised.port),
+                        _ => (advertised_host(&addr), addr.port()),
+                    };
+                    let tls = match endpoint.protocol.uses_tls() {
+                        true => Some(settings.tls.build(&name)?),
+                        false => None,
+                    };
+                    let advertised = ListenerEndpoint { name: name.clone(), host, port: port as i32 };
+                    client.push((ClientListener { name, protocol: endpoint.protocol, addr, tls }, advertised));
+                }
+                resolved.inter_broker
+            }
         };
-        let (advertised_host, advertised_port) = match endpoint.as_ref().and_then(|e| e.advertised.clone()) {
-            Some(advertised) if args.listen.is_none() => (advertised.host, advertised.port),
-            _ => (advertised_host(&listen), listen.port()),
-        };
+        for (i, (a, _)) in client.iter().enumerate() {
+            if let Some((b, _)) = client[..i].iter().find(|(b, _)| b.addr == a.addr) {
+                return Err(format!("listeners: {} and {} both listen on {}", b.name, a.name, a.addr));
+            }
+        }
+        let listen = client[inter_broker].0.addr;
+        let advertised_host = client[inter_broker].1.host.clone();
+        let advertised_port = client[inter_broker].1.port as u16;
+        let advertised_listeners: Vec<ListenerEndpoint> = client.iter().map(|(_, a)| a.clone()).collect();
+        let listeners: Vec<ClientListener> = client.into_iter().map(|(l, _)| l).collect();
         let mut storage = StorageOptions::new(&data_dir);
         if let Some(b) = settings.memory_budget_bytes {
             storage.memory_budget_bytes = b;
@@ -177,6 +220,7 @@ impl StartPlan {
         let dedupe_bytes = settings.cleaner_dedupe_buffer_bytes.unwrap_or(storage.cleaner.dedupe_buffer_bytes);
         storage.cleaner.dedupe_buffer_bytes = (dedupe_bytes / shard_count).max(1);
         let mut broker_config = BrokerConfig::new(data_dir.clone(), advertised_host, advertised_port as i32);
+        broker_config.advertised_listeners = advertised_listeners;
         broker_config.default_log_config = settings.default_log_config.clone();
         settings.apply_to(&mut broker_config);
         let quorum = match quorum_plan {
@@ -186,8 +230,11 @@ impl StartPlan {
                     Some(l) => Some(resolve(&l.host, l.port)?),
                     None => None,
                 };
-                if controller_listen == Some(listen) {
-                    return Err(format!("the CONTROLLER listener and the client listener are both {listen}"));
+                if let Some(l) = listeners.iter().find(|l| Some(l.addr) == controller_listen) {
+                    return Err(format!(
+                        "the CONTROLLER listener and the client listener {} are both {}",
+                        l.name, l.addr
+                    ));
                 }
                 let config = QuorumConfig {
                     node_id,
@@ -232,6 +279,7 @@ impl StartPlan {
         let segment_cache_fds = settings.segment_cache_fds.unwrap_or((open_files / 4).max(16));
         Ok(StartPlan {
             data_dir,
+            listeners,
             listen,
             shard_count,
             storage,
@@ -260,6 +308,15 @@ pub fn run(args: BrokerArgs) -> i32 {
         tracing::error!("invalid fault point: {e}");
         return exit_code::INVALID_CONFIG;
     }
+    match crate::storage_format::take_bootstrap_credentials(&plan.data_dir) {
+        Ok(commands) => {
+            let _ = BOOTSTRAP_CREDENTIALS.set(commands);
+        }
+        Err(e) => {
+            tracing::error!("cannot read the credentials of `sluice storage format`: {e}");
+            return exit_code::INVALID_CONFIG;
+        }
+    }
     // Checks that change nothing come first: a refused start leaves the data dir as it was
     // (its clean-shutdown marker included).
     let _lock = match DataDirLock::acquire(&plan.data_dir) {
@@ -273,9 +330,11 @@ pub fn run(args: BrokerArgs) -> i32 {
             return exit_code::FAILED;
         }
     };
-    if let Err(e) = sluice_net::server::check_address_free(plan.listen) {
-        tracing::error!(listen = %plan.listen, error = %e, "cannot listen (is another broker running there?)");
-        return exit_code::IN_USE;
+    for listener in &plan.listeners {
+        if let Err(e) = sluice_net::server::check_address_free(listener.addr) {
+            tracing::error!(listener = %listener.name, listen = %listener.addr, error = %e, "cannot listen (is another broker running there?)");
+            return exit_code::IN_USE;
+        }
     }
     if let Some(listen) = plan.quorum.as_ref().and_then(|q| q.controller_listen) {
         if let Err(e) = sluice_net::server::check_address_free(listen) {
@@ -347,6 +406,7 @@ pub fn run(args: BrokerArgs) -> i32 {
                 port: plan.broker_config.advertised_port,
                 rack: quorum.rack.clone(),
                 fenced: false,
+                listeners: plan.broker_config.advertised_listeners.clone(),
             };
             match controller_quorum::registration::register_blocking(registration, shutdown_signal_pending) {
                 Ok((image, _)) => image,
@@ -372,6 +432,8 @@ pub fn run(args: BrokerArgs) -> i32 {
         tracing::warn!("sluice.produce.discard=true: produce requests are acknowledged and DISCARDED (benchmark mode)");
     }
     let (data_dir, listen, shard_count) = (plan.data_dir.clone(), plan.listen, plan.shard_count);
+    let listeners: Vec<String> =
+        plan.listeners.iter().map(|l| format!("{}://{} ({})", l.name, l.addr, l.protocol)).collect();
     let barrier = StartupBarrier::new(shard_count);
     let pool = start_shards(plan, image, clean, &barrier);
     let pool = match pool {
@@ -394,7 +456,7 @@ pub fn run(args: BrokerArgs) -> i32 {
         }
     };
     tracing::info!(
-        data_dir = %data_dir.display(), listen = %listen, shards = shard_count, partitions, recovered = !clean,
+        data_dir = %data_dir.display(), listen = %listen, listeners = %listeners.join(","), shards = shard_count, partitions, recovered = !clean,
         "sluice broker started"
     );
     let signal = wait_for_shutdown_signal();
@@ -431,7 +493,7 @@ fn start_shards(
     let reporters = Arc::new(std::sync::Mutex::new(reporters.into_iter().map(Some).collect::<Vec<_>>()));
     let shared = Arc::new(ShardPlan {
         shard_count: plan.shard_count,
-        listen: plan.listen,
+        listeners: plan.listeners.into_iter().map(Arc::new).collect(),
         storage: plan.storage,
         image,
         clean,
@@ -450,7 +512,7 @@ fn start_shards(
 /// What every shard starts from (shared, read-only).
 struct ShardPlan {
     shard_count: usize,
-    listen: SocketAddr,
+    listeners: Vec<Arc<ClientListener>>,
     storage: StorageOptions,
     image: MetadataImage,
     clean: bool,
@@ -522,15 +584,18 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         let _ = storage.close_all().await;
         return;
     }
-    // Phase "listeners": bind; accept clients once every shard is bound.
-    let listener = match sluice_net::server::bind(plan.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            reporter.fail(format!("cannot listen on {}: {e}", plan.listen));
-            let _ = storage.close_all().await;
-            return;
+    // Phase "listeners": bind every client listener; accept clients once every shard is bound.
+    let mut bound = Vec::with_capacity(plan.listeners.len());
+    for spec in &plan.listeners {
+        match sluice_net::server::bind(spec.addr) {
+            Ok(l) => bound.push((l, spec.clone())),
+            Err(e) => {
+                reporter.fail(format!("cannot listen on {} ({}): {e}", spec.addr, spec.name));
+                let _ = storage.close_all().await;
+                return;
+            }
         }
-    };
+    }
     if !reporter.barrier(storage.partitions().len()).await {
         let _ = storage.close_all().await;
         return;
@@ -540,13 +605,49 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         // A clustered node: metadata committed since its registration reaches every shard from
         // here on (started once start-up can no longer fail; the channel holds it meanwhile).
         sluice_net::controller_quorum::bridge::start(ctx.clone());
+        if let Some(commands) = BOOTSTRAP_CREDENTIALS.get().filter(|c| !c.is_empty()) {
+            glommio::spawn_local(commit_bootstrap_credentials(commands.clone(), ctx.config.data_dir.clone())).detach();
+        }
     }
     storage.spawn_background_tasks();
-    glommio::spawn_local(sluice_net::server::serve(listener, ctx.clone())).detach();
+    let open_connections = Rc::new(std::cell::Cell::new(0usize));
+    for (listener, spec) in bound {
+        glommio::spawn_local(sluice_net::server::serve(listener, spec, open_connections.clone(), ctx.clone())).detach();
+    }
     let stop = Watermark::new(0);
     STORAGE.with(|s| *s.borrow_mut() = Some(storage));
     STOP.with(|s| *s.borrow_mut() = Some(stop.clone()));
     let _ = stop.wait_for(1).await;
+}
+
+/// The SCRAM users `sluice storage format` left for this start (read before the shards start).
+static BOOTSTRAP_CREDENTIALS: std::sync::OnceLock<Vec<sluice_net::security::image::SecurityCommand>> =
+    std::sync::OnceLock::new();
+
+/// Commits the credentials `storage format` prepared, then marks them applied. In a cluster
+/// the quorum may need a moment: each is retried for up to a minute. (Clients that try to
+/// authenticate in the first moments after start may not find the user yet.)
+async fn commit_bootstrap_credentials(commands: Vec<sluice_net::security::image::SecurityCommand>, data_dir: PathBuf) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for command in commands {
+        loop {
+            match controller::submit(sluice_net::metadata_image::MetadataCommand::Security(command.clone())).await {
+                Ok(()) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e.message, "bootstrap credential not committed yet; retrying");
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.message, "could not commit a bootstrap SCRAM credential");
+                    return;
+                }
+            }
+        }
+    }
+    let _ = glommio::executor()
+        .spawn_blocking(move || crate::storage_format::bootstrap_credentials_applied(&data_dir))
+        .await;
+    tracing::info!("SCRAM credentials of `sluice storage format` committed");
 }
 
 /// The soft limit on open files.

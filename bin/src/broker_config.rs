@@ -58,6 +58,8 @@ pub struct BrokerSettings {
     pub security_config: sluice_net::security::SecurityConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
+    /// `ssl.*` of the TLS listeners ([`sluice_net::security::tls_config`]).
+    pub tls: sluice_net::security::tls_config::TlsSettings,
     /// `max.connections` (whole broker; default: a quarter of the open-files limit).
     pub max_connections: Option<usize>,
     /// `sluice.reader.cache.fds` (whole broker; default: an eighth of the open-files limit).
@@ -260,6 +262,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 tracing::info!(key, "setting has no meaning in a thread-per-core broker; --cores sets the shards");
             }
             key if settings.listeners.accept(key, value) => {}
+            key if settings.tls.accept(key, value)? => {}
             _ => {
                 let topic_name = topic_names
                     .iter()

@@ -2,8 +2,11 @@
 //! `advertised.listeners`, `listener.security.protocol.map`, `controller.listener.names`,
 //! `process.roles`, `controller.quorum.voters`, `node.id`.
 //!
-//! Owns: parsing those values and deciding whether this build can honour them: one PLAINTEXT
-//! listener for clients; a one-node KRaft `server.properties` (this node the only voter) runs
+//! Owns: parsing those values and deciding whether this build can honour them: any number of
+//! client listeners, each PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (by name or through
+//! `listener.security.protocol.map`), each advertised as `advertised.listeners` says (else at
+//! its listen address); `inter.broker.listener.name` picks the one brokers reach each other on
+//! (PLAINTEXT only in a cluster: the broker client has no TLS or SASL yet); a one-node KRaft `server.properties` (this node the only voter) runs
 //! the embedded controller of `metadata.json` as before; a multi-voter
 //! `controller.quorum.voters` with `process.roles=broker,controller` (this node a voter, its
 //! CONTROLLER listener in `listeners`) or `process.roles=broker` (not a voter) makes a
@@ -13,8 +16,7 @@
 
 use std::collections::BTreeMap;
 
-/// Security protocols Kafka knows; only PLAINTEXT is served so far.
-const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+use sluice_net::security::protocol::SecurityProtocol;
 
 /// One `NAME://host:port` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,11 +27,21 @@ pub struct ListenerSpec {
     pub port: u16,
 }
 
-/// The client listener this node serves, and what Metadata advertises for it.
+/// One client listener this node serves, and what Metadata advertises for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientEndpoint {
     pub listen: ListenerSpec,
+    pub protocol: SecurityProtocol,
     pub advertised: Option<ListenerSpec>,
+}
+
+/// Every client listener, and which of them brokers use to reach each other (the one a
+/// clustered node registers, and the one `--listen` replaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientListeners {
+    pub endpoints: Vec<ClientEndpoint>,
+    /// Index into `endpoints`.
+    pub inter_broker: usize,
 }
 
 /// How this node takes part in a multi-node metadata quorum.
@@ -69,16 +81,15 @@ pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<ListenerSpec>, Stri
 }
 
 /// Parses `listener.security.protocol.map` (`NAME:PROTOCOL,...`).
-pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, SecurityProtocol>, String> {
     let mut out = BTreeMap::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, protocol) = item
             .split_once(':')
             .ok_or_else(|| format!("listener.security.protocol.map: expected NAME:PROTOCOL, got {item:?}"))?;
-        let protocol = protocol.trim().to_ascii_uppercase();
-        if !PROTOCOLS.contains(&protocol.as_str()) {
-            return Err(format!("listener.security.protocol.map: unknown security protocol {protocol:?}"));
-        }
+        let protocol = SecurityProtocol::parse(protocol).ok_or_else(|| {
+            format!("listener.security.protocol.map: unknown security protocol {:?}", protocol.trim())
+        })?;
         out.insert(name.trim().to_ascii_uppercase(), protocol);
     }
     Ok(out)
@@ -113,10 +124,10 @@ impl ListenerSettings {
         true
     }
 
-    /// Decides the client endpoint, or why these settings cannot be served yet. `None` when no
+    /// Decides the client listeners, or why these settings cannot be served. `None` when no
     /// `listeners` was given (the `--listen` default applies).
-    pub fn resolve(&self, node_id: i32) -> Result<Option<ClientEndpoint>, String> {
-        self.quorum(node_id)?;
+    pub fn resolve(&self, node_id: i32) -> Result<Option<ClientListeners>, String> {
+        let quorum = self.quorum(node_id)?;
         let Some(listeners) = &self.listeners else {
             if self.advertised_listeners.is_some() {
                 return Err("advertised.listeners needs listeners".into());
@@ -129,57 +140,65 @@ impl ListenerSettings {
             None => BTreeMap::new(),
         };
         let controller_names = self.controller_names();
-        let mut client = Vec::new();
+        let mut advertised = match &self.advertised_listeners {
+            None => Vec::new(),
+            Some(v) => parse_listeners("advertised.listeners", v)?,
+        };
+        advertised.retain(|l| !controller_names.contains(&l.name));
+        let mut endpoints: Vec<ClientEndpoint> = Vec::new();
         for listener in listeners {
             if controller_names.contains(&listener.name) {
                 // The controller's own listener (see `quorum`), not a client one.
                 continue;
             }
             let protocol = match protocol_map.get(&listener.name) {
-                Some(p) => p.clone(),
-                None if PROTOCOLS.contains(&listener.name.as_str()) => listener.name.clone(),
-                None => {
-                    return Err(format!(
+                Some(p) => *p,
+                None => SecurityProtocol::parse(&listener.name).ok_or_else(|| {
+                    format!(
                         "listeners: {} is not a security protocol and listener.security.protocol.map does not map it",
                         listener.name
-                    ))
-                }
+                    )
+                })?,
             };
-            if protocol != "PLAINTEXT" {
+            if let Some(other) =
+                endpoints.iter().find(|e| e.listen.host == listener.host && e.listen.port == listener.port)
+            {
                 return Err(format!(
-                    "listeners: {} uses {protocol}, which sluice does not serve yet (only PLAINTEXT)",
-                    listener.name
+                    "listeners: {} and {} both use {}:{}",
+                    other.listen.name, listener.name, listener.host, listener.port
                 ));
             }
-            client.push(listener);
+            let advertised = advertised.iter().find(|a| a.name == listener.name).cloned();
+            endpoints.push(ClientEndpoint { listen: listener, protocol, advertised });
         }
-        let listen = match client.len() {
-            1 => client.pop().expect("one"),
-            0 => return Err("listeners: no client (PLAINTEXT) listener".into()),
-            n => return Err(format!("listeners: {n} client listeners; sluice serves one PLAINTEXT listener for now")),
-        };
-        if let Some(name) = &self.inter_broker_listener_name {
-            if name.to_ascii_uppercase() != listen.name {
-                return Err(format!("inter.broker.listener.name: {name} is not the client listener {}", listen.name));
-            }
+        if endpoints.is_empty() {
+            return Err("listeners: no client listener (only the CONTROLLER one)".into());
         }
-        let advertised = match &self.advertised_listeners {
-            None => None,
-            Some(v) => {
-                let mut advertised = parse_listeners("advertised.listeners", v)?;
-                advertised.retain(|l| !controller_names.contains(&l.name));
-                match advertised.as_slice() {
-                    [one] if one.name == listen.name => Some(one.clone()),
-                    _ => {
-                        return Err(format!(
-                            "advertised.listeners: expected exactly one entry for listener {}",
-                            listen.name
-                        ))
-                    }
-                }
+        if let Some(unknown) = advertised.iter().find(|a| !endpoints.iter().any(|e| e.listen.name == a.name)) {
+            return Err(format!("advertised.listeners: {} is not in listeners", unknown.name));
+        }
+        // Kafka's default is the listener for security.inter.broker.protocol=PLAINTEXT.
+        let inter_broker = match &self.inter_broker_listener_name {
+            Some(name) => {
+                let name = name.trim().to_ascii_uppercase();
+                endpoints.iter().position(|e| e.listen.name == name).ok_or_else(|| {
+                    format!("inter.broker.listener.name: {name} is not a client listener in listeners")
+                })?
             }
+            None => endpoints
+                .iter()
+                .position(|e| e.listen.name == "PLAINTEXT")
+                .or_else(|| endpoints.iter().position(|e| e.protocol == SecurityProtocol::Plaintext))
+                .unwrap_or(0),
         };
-        Ok(Some(ClientEndpoint { listen, advertised }))
+        let protocol = endpoints[inter_broker].protocol;
+        if quorum.is_some() && protocol != SecurityProtocol::Plaintext {
+            return Err(format!(
+                "inter.broker.listener.name: {} uses {protocol}; brokers of a cluster reach each other over a PLAINTEXT listener only for now (the broker client speaks neither TLS nor SASL yet)",
+                endpoints[inter_broker].listen.name
+            ));
+        }
+        Ok(Some(ClientListeners { endpoints, inter_broker }))
     }
 
     /// `process.roles` and `controller.quorum.voters`: `None` for the embedded one-node
@@ -280,9 +299,11 @@ mod tests {
             ("listeners", "PLAINTEXT://127.0.0.1:19092"),
             ("advertised.listeners", "PLAINTEXT://broker.example:9092"),
         ]);
-        let endpoint = s.resolve(1).unwrap().unwrap();
+        let resolved = s.resolve(1).unwrap().unwrap();
+        let endpoint = &resolved.endpoints[resolved.inter_broker];
         assert_eq!(endpoint.listen, ListenerSpec { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 19092 });
-        assert_eq!(endpoint.advertised.unwrap().host, "broker.example");
+        assert_eq!(endpoint.protocol, SecurityProtocol::Plaintext);
+        assert_eq!(endpoint.advertised.clone().unwrap().host, "broker.example");
         assert_eq!(settings(&[]).resolve(1).unwrap(), None, "no listeners: the --listen default");
     }
 
@@ -296,20 +317,30 @@ mod tests {
             ("controller.listener.names", "CONTROLLER"),
             ("inter.broker.listener.name", "PLAINTEXT"),
         ]);
-        let endpoint = s.resolve(1).unwrap().unwrap();
-        assert_eq!(endpoint.listen, ListenerSpec { name: "PLAINTEXT".into(), host: "".into(), port: 9092 });
+        let resolved = s.resolve(1).unwrap().unwrap();
+        assert_eq!(resolved.endpoints.len(), 1, "the CONTROLLER listener is not a client one");
+        assert_eq!(
+            resolved.endpoints[0].listen,
+            ListenerSpec { name: "PLAINTEXT".into(), host: "".into(), port: 9092 }
+        );
         let named = settings(&[
             ("listeners", "CLIENT://127.0.0.1:9092"),
             ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
         ]);
-        assert_eq!(named.resolve(1).unwrap().unwrap().listen.name, "CLIENT");
+        assert_eq!(named.resolve(1).unwrap().unwrap().endpoints[0].listen.name, "CLIENT");
     }
 
     #[test]
     fn what_is_not_supported_yet_is_refused_with_a_reason() {
         let refused = [
-            vec![("listeners", "SSL://127.0.0.1:9093")],
-            vec![("listeners", "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9095")],
+            vec![("listeners", "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9092")],
+            vec![("listeners", "A://127.0.0.1:9092"), ("listener.security.protocol.map", "A:TLS")],
+            vec![("listeners", "PLAINTEXT://127.0.0.1:9092"), ("inter.broker.listener.name", "SSL")],
+            vec![
+                ("process.roles", "broker"),
+                ("controller.quorum.voters", "2@a:9093,3@b:9093"),
+                ("listeners", "SSL://127.0.0.1:9094"),
+            ],
             vec![("listeners", "CLIENT://127.0.0.1:9092")],
             vec![("listeners", "PLAINTEXT://127.0.0.1")],
             vec![("listeners", "127.0.0.1:9092")],
@@ -341,7 +372,7 @@ mod tests {
             ("listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
             ("controller.quorum.voters", voters),
         ]);
-        assert_eq!(s.resolve(1).unwrap().unwrap().listen.port, 9092);
+        assert_eq!(s.resolve(1).unwrap().unwrap().endpoints[0].listen.port, 9092);
         let plan = s.quorum(1).unwrap().unwrap();
         assert!(plan.is_controller);
         assert_eq!(plan.voters.len(), 3);
@@ -357,6 +388,44 @@ mod tests {
         assert_eq!(settings(&[]).quorum(1).unwrap(), None);
         let single = settings(&[("process.roles", "broker,controller"), ("controller.quorum.voters", "1@x:9093")]);
         assert_eq!(single.quorum(1).unwrap(), None, "one voter, this node: the embedded controller");
+    }
+
+    /// Issue #18's example: four listeners, named ones through the protocol map.
+    #[test]
+    fn every_security_protocol_is_a_client_listener() {
+        let s = settings(&[
+            (
+                "listeners",
+                "SASL_SSL://127.0.0.1:9094,SASL_PLAINTEXT://127.0.0.1:9095,SSL://127.0.0.1:9096,PLAINTEXT://127.0.0.1:9092,INTERNAL://127.0.0.1:9097",
+            ),
+            ("listener.security.protocol.map", "INTERNAL:SSL,PLAINTEXT:PLAINTEXT"),
+            ("advertised.listeners", "SSL://tls.example:443,PLAINTEXT://plain.example:9092"),
+        ]);
+        let resolved = s.resolve(1).unwrap().unwrap();
+        let protocols: Vec<(String, SecurityProtocol)> =
+            resolved.endpoints.iter().map(|e| (e.listen.name.clone(), e.protocol)).collect();
+        assert_eq!(
+            protocols,
+            vec![
+                ("SASL_SSL".to_string(), SecurityProtocol::SaslSsl),
+                ("SASL_PLAINTEXT".to_string(), SecurityProtocol::SaslPlaintext),
+                ("SSL".to_string(), SecurityProtocol::Ssl),
+                ("PLAINTEXT".to_string(), SecurityProtocol::Plaintext),
+                ("INTERNAL".to_string(), SecurityProtocol::Ssl),
+            ]
+        );
+        assert_eq!(resolved.endpoints[resolved.inter_broker].listen.name, "PLAINTEXT", "Kafka's default");
+        assert_eq!(resolved.endpoints[2].advertised.as_ref().unwrap().port, 443);
+        assert_eq!(resolved.endpoints[0].advertised, None, "not advertised: its listen address");
+        let chosen = settings(&[
+            ("listeners", "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9096"),
+            ("inter.broker.listener.name", "ssl"),
+        ]);
+        let resolved = chosen.resolve(1).unwrap().unwrap();
+        assert_eq!(resolved.endpoints[resolved.inter_broker].listen.name, "SSL", "a single node may name SSL");
+        let unknown_advertised =
+            settings(&[("listeners", "PLAINTEXT://127.0.0.1:9092"), ("advertised.listeners", "SSL://x:1")]);
+        assert!(unknown_advertised.resolve(1).is_err());
     }
 
     #[test]

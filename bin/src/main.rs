@@ -10,6 +10,7 @@ mod fault_points;
 mod listeners;
 mod logging;
 mod startup;
+mod storage_format;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,11 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Benchmark any Kafka-compatible broker: produce, consume or e2e load.
     Bench(sluice_harness::bench::BenchArgs),
+    /// Prepare a data directory (Kafka's kafka-storage.sh): the first SCRAM users.
+    Storage {
+        #[command(subcommand)]
+        command: storage_format::StorageCommand,
+    },
     /// Run a tuning sweep (tuning/sweeps/*.toml) against brokers it starts; write results and plots.
     Tune(sluice_harness::tune::TuneArgs),
 }
@@ -52,6 +58,7 @@ fn main() {
         Command::Broker(args) => broker::run(args),
         Command::Bench(args) => sluice_harness::bench::run(args),
         Command::Tune(args) => sluice_harness::tune::run(args),
+        Command::Storage { command } => storage_format::run(command),
     };
     // exit() runs no destructors: write the queued log lines first.
     logging::flush();

@@ -10,9 +10,13 @@ use sluice_engine::log_config::LogConfig;
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
-    /// Host and port put in Metadata responses (`advertised.listeners`).
+    /// Host and port of the inter-broker listener (`advertised.listeners`): what a clustered
+    /// node registers for replication, and what Metadata answers on a listener not in
+    /// `advertised_listeners`.
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Every client listener's advertised endpoint (empty: the one above, for `--listen`).
+    pub advertised_listeners: Vec<crate::metadata_image::ListenerEndpoint>,
     /// `socket.request.max.bytes` (Kafka default 100 MiB).
     pub max_request_bytes: usize,
     /// `auto.create.topics.enable` (default true).
@@ -56,11 +60,20 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The advertised endpoint of this node's listener `listener`.
+    pub fn advertised_endpoint(&self, listener: &str) -> (String, i32) {
+        match self.advertised_listeners.iter().find(|l| l.name == listener) {
+            Some(l) => (l.host.clone(), l.port),
+            None => (self.advertised_host.clone(), self.advertised_port),
+        }
+    }
+
     pub fn new(data_dir: PathBuf, advertised_host: String, advertised_port: i32) -> BrokerConfig {
         BrokerConfig {
             node_id: 1,
             advertised_host,
             advertised_port,
+            advertised_listeners: Vec::new(),
             max_request_bytes: 100 * 1024 * 1024,
             auto_create_topics: true,
             num_partitions: 1,

@@ -21,9 +21,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::channel::mpsc;
-use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, WriteHalf};
+use futures::io::{AsyncWriteExt as _, BufReader};
 use futures::{SinkExt, StreamExt};
-use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -32,7 +31,10 @@ use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
+use crate::security::protocol::ConnectionSecurity;
 use crate::security::request_authorization::{self, Identity, Verdict};
+use crate::security::sasl_connection::{ConnectionAuth, SaslOutcome};
+use crate::security::transport::{Transport, TransportWriter};
 use crate::shard_context::ShardContext;
 use crate::supported_apis::{decodable_min, supported_range};
 use sluice_engine::watermark::Watermark;
@@ -40,13 +42,14 @@ use sluice_engine::watermark::Watermark;
 /// Socket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Serves one connection until the peer closes it or sends something we refuse.
-pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
+/// Serves one connection until the peer closes it or sends something we refuse. `security`:
+/// its listener and, on TLS, the client's certificate principal (SASL state goes next to it).
+pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<ShardContext>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay(true);
     // The socket stays open while either half lives; the writer task holds its half across
     // every sendfile it runs.
-    let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let socket_fd = stream.raw_fd();
     let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_request_bytes = ctx.config.max_request_bytes;
@@ -63,9 +66,9 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
     // produces still pipeline.
     let produces_settled = Watermark::new(0);
     let mut produces_read = 0u64;
-    // Who this connection is: User:ANONYMOUS until authentication says otherwise.
-    let identity =
-        Rc::new(Identity { principal: crate::security::authorizer::ANONYMOUS.to_string(), host: stream_host(&peer) });
+    // Who this connection is: its mTLS principal or User:ANONYMOUS, until SASL says otherwise.
+    let mut identity = Rc::new(Identity { principal: security.principal().to_string(), host: stream_host(&peer) });
+    let mut auth = ConnectionAuth::new(&ctx, &security);
     loop {
         let phase = placement.phase();
         let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers, phase).await {
@@ -77,10 +80,38 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
             }
         };
         let is_produce = frame.get(..2) == Some(&[0, 0]); // API key 0
+        let api_key = frame.get(..2).map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        match auth.admit(api_key, std::time::Instant::now()) {
+            Ok(false) => {}
+            Ok(true) => {
+                let (reply, close) = match auth.handle(&ctx, frame).await {
+                    Ok(SaslOutcome::Reply(reply)) => (reply, None),
+                    Ok(SaslOutcome::Authenticated { reply, principal }) => {
+                        tracing::debug!(%peer, %principal, "authenticated");
+                        identity = Rc::new(Identity { principal, host: identity.host.clone() });
+                        (reply, None)
+                    }
+                    Ok(SaslOutcome::Failed { reply, reason }) => (reply, Some(reason)),
+                    Err(reason) => (Vec::new(), Some(reason)),
+                };
+                if !reply.is_empty() && queue.send(Box::pin(std::future::ready(Ok(Some(reply))))).await.is_err() {
+                    break;
+                }
+                if let Some(reason) = close {
+                    sluice_engine::warn_limited!(%peer, %reason, "closing connection: authentication failed");
+                    break;
+                }
+                continue;
+            }
+            Err(reason) => {
+                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
+                break;
+            }
+        }
         if !is_produce && produces_settled.get() < produces_read {
             let _ = produces_settled.wait_for(produces_read).await;
         }
-        let response = match process(frame, &ctx, &mut placement, &identity).await {
+        let response = match process(frame, &ctx, &mut placement, &security, &identity).await {
             Ok(response) => response,
             Err(reason) => {
                 sluice_engine::warn_limited!(%peer, %reason, "closing connection");
@@ -126,7 +157,7 @@ pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 pub type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Vec<OutSegment>>, String>>>>;
 
 async fn write_responses(
-    mut writer: WriteHalf<TcpStream>,
+    mut writer: TransportWriter,
     mut pending: mpsc::Receiver<PendingResponse>,
     socket_fd: std::os::fd::RawFd,
     peer: String,
@@ -143,6 +174,7 @@ async fn write_responses(
         for segment in segments {
             let written = match segment {
                 OutSegment::Bytes(b) => writer.write_all(&b).await,
+                OutSegment::File(range) if writer.is_tls() => copy_file_range(&mut writer, range).await,
                 OutSegment::File(range) => send_file_range(socket_fd, range).await,
             };
             if let Err(e) = written {
@@ -150,6 +182,11 @@ async fn write_responses(
                 tracing::debug!(%peer, error = %e, "write failed; closing");
                 return;
             }
+        }
+        // TLS holds the last records until flushed (a no-op on a plain socket).
+        if let Err(e) = writer.flush().await {
+            tracing::debug!(%peer, error = %e, "write failed; closing");
+            return;
         }
     }
     let _ = writer.close().await;
@@ -239,6 +276,7 @@ pub async fn process(
     frame: Bytes,
     ctx: &Rc<ShardContext>,
     placement: &mut ProducePlacement,
+    security: &ConnectionSecurity,
     identity: &Rc<Identity>,
 ) -> Result<PendingResponse, String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame.clone())? {
@@ -271,7 +309,7 @@ pub async fn process(
             encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
         }
     };
-    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement).await? {
+    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
     })
@@ -280,6 +318,29 @@ pub async fn process(
 /// The client's address without its port (ACLs name hosts).
 fn stream_host(peer: &str) -> String {
     peer.parse::<std::net::SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_else(|_| peer.to_string())
+}
+
+/// Bytes of a file range read per step on a TLS connection (they are encrypted, not sent with
+/// `sendfile`): bounds the memory one connection's fetch takes at a time.
+const TLS_FILE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Writes a file range through a TLS connection: read (`pread` on glommio's blocking thread
+/// pool, like `sendfile` below) and encrypt, [`TLS_FILE_CHUNK_BYTES`] at a time.
+async fn copy_file_range(writer: &mut TransportWriter, range: FileRange) -> std::io::Result<()> {
+    let mut done = 0usize;
+    while done < range.len {
+        let (file, position, len) =
+            (range.file.clone(), range.position + done as u64, (range.len - done).min(TLS_FILE_CHUNK_BYTES));
+        let chunk = glommio::executor()
+            .spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, position).map(|()| buf)
+            })
+            .await?;
+        writer.write_all(&chunk).await?;
+        done += len;
+    }
+    Ok(())
 }
 
 /// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the

@@ -14,8 +14,11 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::channel::oneshot;
-use futures::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use futures::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use glommio::net::TcpStream;
+
+use crate::security::tls_stream::TlsStream;
+use crate::security::transport::{Transport, TransportReader, TransportWriter};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -71,7 +74,7 @@ struct Shared {
 
 pub struct KafkaConnection {
     pub addr: String,
-    writer: futures::lock::Mutex<WriteHalf<TcpStream>>,
+    writer: futures::lock::Mutex<TransportWriter>,
     shared: Rc<RefCell<Shared>>,
     next_correlation_id: Cell<i32>,
     broker_ranges: HashMap<i16, (i16, i16)>,
@@ -83,9 +86,29 @@ pub struct KafkaConnection {
 impl KafkaConnection {
     /// Connects and negotiates versions.
     pub async fn connect(addr: &str, client_id: &str) -> Result<KafkaConnection, String> {
+        KafkaConnection::connect_with(addr, client_id, None).await
+    }
+
+    /// Connects over TLS when `tls` is given (the server name is `addr`'s host, checked
+    /// against its certificate), and negotiates versions.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<KafkaConnection, String> {
         let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.split();
+        let transport = match tls {
+            None => Transport::Plain(stream),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("TLS server name {host:?}: {e}"))?;
+                let handshake = TlsStream::connect(stream, config.clone(), name);
+                Transport::Tls(handshake.await.map_err(|e| format!("TLS handshake with {addr}: {e}"))?)
+            }
+        };
+        let (reader, writer) = transport.split();
         let shared = Rc::new(RefCell::new(Shared { pending: VecDeque::new(), broken: None }));
         let reader_task = glommio::spawn_local(read_responses(reader, shared.clone()));
         let mut conn = KafkaConnection {
@@ -167,7 +190,12 @@ impl KafkaConnection {
         } else {
             None
         };
-        if let Err(e) = writer.write_all(&buf).await {
+        // TLS holds the last records until flushed (a no-op on a plain socket).
+        let written = match writer.write_all(&buf).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             let reason = format!("write to {}: {e}", self.addr);
             fail_all(&self.shared, &reason);
             return Err(reason);
@@ -218,7 +246,7 @@ fn fail_all(shared: &Rc<RefCell<Shared>>, reason: &str) {
     }
 }
 
-async fn read_responses(reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>) {
+async fn read_responses(reader: TransportReader, shared: Rc<RefCell<Shared>>) {
     let mut reader = futures::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     loop {
         let mut size = [0u8; 4];

@@ -48,6 +48,29 @@ pub struct BrokerRegistration {
     /// A fenced broker leads nothing and is left out of Metadata: it stopped heartbeating or
     /// is shutting down.
     pub fenced: bool,
+    /// Every client listener's advertised endpoint (Kafka's `endpoints`); `host`/`port` above
+    /// are the inter-broker one's. Empty in registrations written before listeners had names:
+    /// `host`/`port` then stand for every listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One listener's advertised endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerRegistration {
+    /// This broker's endpoint on the listener named `listener`, if it has that listener.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners.iter().find(|l| l.name == listener).map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 /// Where one partition's replicas are and who leads it (Kafka's `PartitionRecord`).
@@ -699,6 +722,7 @@ mod tests {
             port: 9000 + id,
             rack: None,
             fenced: false,
+            listeners: Vec::new(),
         })
     }
 

@@ -168,7 +168,7 @@ mod tests {
         use crate::metadata_image::BrokerRegistration;
         let mut image = MetadataImage::new("c".into());
         for (id, fenced) in [(1, false), (2, true), (3, false)] {
-            let b = BrokerRegistration { id, host: "h".into(), port: 1, rack: None, fenced };
+            let b = BrokerRegistration { id, host: "h".into(), port: 1, rack: None, fenced, listeners: Vec::new() };
             image.brokers.insert(id, b);
         }
         let create = |rf: i16, assignments: Vec<PartitionAssignment>| MetadataCommand::CreateTopic {

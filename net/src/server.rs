@@ -1,9 +1,13 @@
-//! The Kafka listener of one shard: every shard binds the same address (glommio sets
-//! SO_REUSEPORT), so the kernel spreads connections across shards; each connection then lives
-//! on the shard that accepted it.
+//! The Kafka listeners of one shard: every shard binds each client listener's address (glommio
+//! sets SO_REUSEPORT), so the kernel spreads connections across shards; each connection then
+//! lives on the shard that accepted it.
 //!
-//! Owns: the accept loop and a bound on open connections per shard. Must never: let one bad
-//! connection stop the accept loop.
+//! Owns: the accept loop of each listener, the TLS handshake of SSL and SASL_SSL listeners
+//! (bounded by [`TLS_HANDSHAKE_TIMEOUT_MS`]) and the mTLS principal, and a bound on open
+//! connections per shard (all listeners together). SASL_PLAINTEXT and SASL_SSL listeners are
+//! served like PLAINTEXT and SSL until SASL authentication lands (it goes in the connection,
+//! next to [`ConnectionSecurity`]). Must never: let one bad connection (a failed or stalled
+//! handshake included) stop the accept loop or affect another connection.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,7 +18,25 @@ use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::connection;
+use crate::security::protocol::{ConnectionSecurity, SecurityProtocol};
+use crate::security::tls_config::TlsAcceptor;
+use crate::security::tls_stream::TlsStream;
+use crate::security::transport::Transport;
 use crate::shard_context::ShardContext;
+
+/// One client listener, as every shard serves it.
+#[derive(Clone, Debug)]
+pub struct ClientListener {
+    /// Its name in `listeners` (`PLAINTEXT`, `SSL`, or a named one).
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub addr: SocketAddr,
+    /// Set exactly when `protocol` uses TLS.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Longest a TLS handshake may take from accept (a client that stalls it is closed).
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// Most open connections one shard serves unless `max.connections` says otherwise (the broker
 /// lowers it to fit the open-files limit).
@@ -51,9 +73,16 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Pending connections the kernel queues per shard listener.
 pub const LISTEN_BACKLOG: i32 = 1024;
 
-/// Accepts connections until `stop` resolves.
-pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
-    let open = Rc::new(std::cell::Cell::new(0usize));
+/// Accepts connections on `listener` forever. `open` counts this shard's open connections
+/// over all its listeners.
+pub async fn serve(
+    listener: TcpListener,
+    spec: std::sync::Arc<ClientListener>,
+    open: Rc<std::cell::Cell<usize>>,
+    ctx: Rc<ShardContext>,
+) {
+    assert_eq!(spec.tls.is_some(), spec.protocol.uses_tls(), "listener {} has TLS iff its protocol does", spec.name);
+    let name: Rc<str> = Rc::from(spec.name.as_str());
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -71,10 +100,52 @@ pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
         open.set(open.get() + 1);
         let ctx = ctx.clone();
         let open = open.clone();
+        let spec = spec.clone();
+        let name = name.clone();
         glommio::spawn_local(async move {
-            connection::serve(stream, ctx).await;
+            let security = ConnectionSecurity { listener: name, protocol: spec.protocol, tls_principal: None };
+            if let Some((transport, security)) = secure(stream, &spec, security).await {
+                connection::serve(transport, security, ctx).await;
+            }
             open.set(open.get() - 1);
         })
         .detach();
     }
+}
+
+/// The connection's transport: on a TLS listener after a handshake that finished within
+/// [`TLS_HANDSHAKE_TIMEOUT_MS`] and, for a client that sent a certificate, its principal.
+/// `None`: the connection is closed (logged, rate-limited).
+async fn secure(
+    stream: glommio::net::TcpStream,
+    spec: &ClientListener,
+    mut security: ConnectionSecurity,
+) -> Option<(Transport, ConnectionSecurity)> {
+    let Some(tls) = &spec.tls else {
+        return Some((Transport::Plain(stream), security));
+    };
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let handshake = Box::pin(TlsStream::accept(stream, tls.config.clone()));
+    let deadline = Box::pin(glommio::timer::sleep(std::time::Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS)));
+    let stream = match futures::future::select(handshake, deadline).await {
+        futures::future::Either::Left((Ok(stream), _)) => stream,
+        futures::future::Either::Left((Err(e), _)) => {
+            sluice_engine::warn_limited!(%peer, listener = %spec.name, error = %e, "closing connection: TLS handshake failed");
+            return None;
+        }
+        futures::future::Either::Right(_) => {
+            sluice_engine::warn_limited!(%peer, listener = %spec.name, timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS, "closing connection: TLS handshake timed out");
+            return None;
+        }
+    };
+    if let Some(der) = stream.peer_certificate() {
+        match tls.principal_mapper.principal_for(&der) {
+            Ok(principal) => security.tls_principal = Some(principal),
+            Err(e) => {
+                sluice_engine::warn_limited!(%peer, listener = %spec.name, error = %e, "closing connection: no principal for the client certificate");
+                return None;
+            }
+        }
+    }
+    Some((Transport::Tls(stream), security))
 }

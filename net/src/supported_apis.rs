@@ -7,7 +7,8 @@
 //! librdkafka refuses a broker whose Produce minimum is not 0 (KAFKA-18659); no client that
 //! negotiates will send v0–2 to a broker whose Produce maximum is 11.
 //!
-//! Must never: list an API without a handler in [`crate::handlers::dispatch`].
+//! Must never: list an API without a handler in [`crate::handlers::dispatch`] (SaslHandshake and
+//! SaslAuthenticate: in [`crate::security::sasl_connection`]).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -60,6 +61,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Answered by the connection (security::sasl_connection), not dispatch. SaslHandshake v0
+    // (raw SASL tokens after it, outside Kafka's framing) is not served: v1 only.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Versions of `api` this broker decodes and answers, if any.

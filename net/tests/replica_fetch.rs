@@ -34,7 +34,14 @@ async fn install_context(mesh: ShardMesh, dir: std::path::PathBuf) -> Rc<ShardCo
     let mut image = MetadataImage::new("replica-fetch-test".into());
     let defaults = LogConfig::default();
     for id in 1..=3 {
-        let broker = BrokerRegistration { id, host: "127.0.0.1".into(), port: 9092 + id, rack: None, fenced: false };
+        let broker = BrokerRegistration {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9092 + id,
+            rack: None,
+            fenced: false,
+            listeners: Vec::new(),
+        };
         image.apply(&MetadataCommand::RegisterBroker(broker), &defaults).expect("broker");
     }
     let create = MetadataCommand::CreateTopic {

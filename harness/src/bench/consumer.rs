@@ -132,7 +132,8 @@ impl<'a> Consumer<'a> {
         if let Some(c) = self.conns.get(leader) {
             return Ok(c.clone());
         }
-        let conn = KafkaConnection::connect(leader, &format!("sluice-bench-c{}", self.plan.consumer_id)).await?;
+        let conn =
+            crate::bench::kafka_client::connect(leader, &format!("sluice-bench-c{}", self.plan.consumer_id)).await?;
         // Fails early if the broker's Fetch range and ours do not overlap.
         conn.version_for(ApiKey::Fetch)?;
         let conn = Rc::new(conn);

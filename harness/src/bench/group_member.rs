@@ -228,7 +228,7 @@ impl GroupMember {
             REQUEST_TIMEOUT,
             "connect",
             &self.bootstrap,
-            KafkaConnection::connect(&self.bootstrap, &self.client_id),
+            crate::bench::kafka_client::connect(&self.bootstrap, &self.client_id),
         )
         .await?;
         let version = conn.version_for(ApiKey::FindCoordinator).map_err(Failure::Fatal)?;
@@ -262,7 +262,8 @@ impl GroupMember {
         if self.coordinator.is_none() {
             let addr = self.find_coordinator().await?;
             let conn =
-                within(REQUEST_TIMEOUT, "connect", &addr, KafkaConnection::connect(&addr, &self.client_id)).await?;
+                within(REQUEST_TIMEOUT, "connect", &addr, crate::bench::kafka_client::connect(&addr, &self.client_id))
+                    .await?;
             self.coordinator = Some(conn);
         }
         Ok(self.coordinator.as_ref().expect("just set"))

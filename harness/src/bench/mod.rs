@@ -41,7 +41,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 use sluice_engine::shard::{available_cpus, ShardPool, ShardPoolConfig};
 
 use self::admin::ClusterLayout;
-use self::kafka_client::KafkaConnection;
 use self::payload::{PayloadKind, PayloadPool};
 use self::plan::RunPlan;
 use self::report::{BenchReport, Throughput, Verification};
@@ -61,6 +60,12 @@ pub struct BenchArgs {
     pub workload: Option<PathBuf>,
     #[arg(long)]
     pub bootstrap: Option<String>,
+    /// PLAINTEXT (default) or SSL: every connection is TLS, checked against `--ssl-ca`.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub security_protocol: Option<String>,
+    /// CA bundle (PEM) the broker's certificate must chain to (`--security-protocol ssl`).
+    #[arg(long, value_name = "PATH")]
+    pub ssl_ca: Option<PathBuf>,
     /// Client shards (cores); defaults to every available CPU.
     #[arg(long)]
     pub cores: Option<usize>,
@@ -208,6 +213,26 @@ pub fn resolve_workload(args: &BenchArgs) -> Result<Workload, String> {
 }
 
 pub fn run(args: BenchArgs) -> i32 {
+    match (args.security_protocol.as_deref().map(str::to_ascii_uppercase).as_deref(), &args.ssl_ca) {
+        (None | Some("PLAINTEXT"), None) => {}
+        (Some("SSL"), Some(ca)) => match sluice_net::security::tls_config::client_config(ca) {
+            Ok(config) => kafka_client::use_tls(config),
+            Err(e) => {
+                eprintln!("sluice bench: --ssl-ca: {e}");
+                return 2;
+            }
+        },
+        (Some("SSL"), None) => {
+            eprintln!("sluice bench: --security-protocol ssl needs --ssl-ca");
+            return 2;
+        }
+        (protocol, _) => {
+            eprintln!(
+                "sluice bench: --security-protocol {protocol:?}: expected PLAINTEXT or SSL (--ssl-ca only with SSL)"
+            );
+            return 2;
+        }
+    }
     let workload = match resolve_workload(&args) {
         Ok(w) => w,
         Err(e) => {
@@ -261,7 +286,7 @@ fn set_up(workload: &Workload, topics: Vec<String>) -> Result<ClusterLayout, Str
         .name("bench-setup")
         .io_memory(BENCH_IO_MEMORY_BYTES)
         .spawn(move || async move {
-            let conn = KafkaConnection::connect(&bootstrap, "sluice-bench-admin").await?;
+            let conn = crate::bench::kafka_client::connect(&bootstrap, "sluice-bench-admin").await?;
             if create {
                 admin::create_topics(&conn, &topics, partitions, replication_factor).await?;
             }

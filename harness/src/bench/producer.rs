@@ -148,7 +148,9 @@ async fn produce(
     result: &Rc<RefCell<ShardResult>>,
 ) -> Result<(), String> {
     let w = &run.workload;
-    let conn = Rc::new(KafkaConnection::connect(&plan.leader, &format!("sluice-bench-p{}", plan.producer_id)).await?);
+    let conn = Rc::new(
+        crate::bench::kafka_client::connect(&plan.leader, &format!("sluice-bench-p{}", plan.producer_id)).await?,
+    );
     let version = conn.version_for(ApiKey::Produce)?;
     let mut txn = match &w.transaction {
         None => None,

@@ -78,7 +78,7 @@ impl TransactionSession {
         let deadline = Instant::now() + CALL_DEADLINE;
         let mut backoff = FIRST_RETRY_BACKOFF;
         let coordinator_addr = loop {
-            let conn = KafkaConnection::connect(bootstrap, client_id).await?;
+            let conn = crate::bench::kafka_client::connect(bootstrap, client_id).await?;
             let version = conn.version_for(ApiKey::FindCoordinator)?;
             let mut request = FindCoordinatorRequest::default().with_key_type(1);
             request = if version >= 4 {
@@ -101,7 +101,7 @@ impl TransactionSession {
                 code => return Err(format!("FindCoordinator (transaction): {}", error_name(code))),
             }
         };
-        let coordinator = KafkaConnection::connect(&coordinator_addr, client_id).await?;
+        let coordinator = crate::bench::kafka_client::connect(&coordinator_addr, client_id).await?;
         let request = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(s(transactional_id))))
             .with_transaction_timeout_ms(timeout_ms)

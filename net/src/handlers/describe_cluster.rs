@@ -23,7 +23,13 @@ pub const ENDPOINT_CONTROLLER: i8 = 2;
 /// Kafka's "authorized operations not provided" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+/// `listener`: the one the request came in on; brokers are listed at its endpoints.
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: DescribeClusterRequest,
+    version: i16,
+    listener: &str,
+) -> DescribeClusterResponse {
     // endpoint_type exists from v1; v0 requests always mean brokers.
     let requested = if version >= 1 { request.endpoint_type } else { ENDPOINT_BROKER };
     let error = |code: i16, message: String| {
@@ -43,7 +49,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: DescribeClusterRequest, ver
         }
         other => return error(admin_codes::UNSUPPORTED_ENDPOINT_TYPE, format!("Unsupported endpoint type {other}")),
     }
-    let brokers = crate::handlers::cluster_brokers::brokers(ctx)
+    let brokers = crate::handlers::cluster_brokers::brokers(ctx, listener)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()

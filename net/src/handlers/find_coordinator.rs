@@ -23,7 +23,7 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 type Endpoint = (i32, String, i32);
 
 /// The coordinator of one key, or the error and message to answer with.
-async fn lookup(ctx: &ShardContext, key_type: i8, key: &str) -> Result<Endpoint, (i16, &'static str)> {
+async fn lookup(ctx: &ShardContext, key_type: i8, key: &str, listener: &str) -> Result<Endpoint, (i16, &'static str)> {
     let (topic, partitions) = match key_type {
         KEY_TYPE_GROUP if key.is_empty() => return Err((codes::INVALID_REQUEST, "empty group id")),
         KEY_TYPE_GROUP => (OFFSETS_TOPIC, ctx.config.group.offsets_topic_num_partitions),
@@ -32,7 +32,8 @@ async fn lookup(ctx: &ShardContext, key_type: i8, key: &str) -> Result<Endpoint,
         _ => return Err((codes::INVALID_REQUEST, "unsupported coordinator key type")),
     };
     if !ctx.is_clustered() {
-        return Ok((ctx.config.node_id, ctx.config.advertised_host.clone(), ctx.config.advertised_port));
+        let (host, port) = ctx.config.advertised_endpoint(listener);
+        return Ok((ctx.config.node_id, host, port));
     }
     let partition = partition_for(key, partitions);
     let known = ctx.replica_states.borrow().contains_key(topic);
@@ -43,12 +44,21 @@ async fn lookup(ctx: &ShardContext, key_type: i8, key: &str) -> Result<Endpoint,
     let leader = ctx.replica_state(topic, partition).leader_id;
     let image = ctx.image.borrow();
     match image.brokers.get(&leader) {
-        Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
+        Some(b) if !b.fenced => match b.endpoint(listener) {
+            Some((host, port)) => Ok((b.id, host.to_string(), port)),
+            None => Err((codes::COORDINATOR_NOT_AVAILABLE, "the coordinator has no endpoint on this listener")),
+        },
         _ => Err((codes::COORDINATOR_NOT_AVAILABLE, "the coordinator's partition has no leader")),
     }
 }
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+/// `listener`: the one the request came in on; the coordinator is named at its endpoint there.
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: FindCoordinatorRequest,
+    version: i16,
+    listener: &str,
+) -> FindCoordinatorResponse {
     let response = FindCoordinatorResponse::default().with_throttle_time_ms(0);
     let answer = |found: Result<Endpoint, (i16, &'static str)>| match found {
         Ok((node, host, port)) => (codes::NONE, None, node, host, port),
@@ -57,7 +67,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FindCoordinatorRequest, ver
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in &request.coordinator_keys {
-            let (error, message, node, host, port) = answer(lookup(ctx, request.key_type, key).await);
+            let (error, message, node, host, port) = answer(lookup(ctx, request.key_type, key, listener).await);
             coordinators.push(
                 Coordinator::default()
                     .with_key(key.clone())
@@ -70,7 +80,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FindCoordinatorRequest, ver
         }
         return response.with_coordinators(coordinators);
     }
-    let (error, message, node, host, port) = answer(lookup(ctx, request.key_type, &request.key).await);
+    let (error, message, node, host, port) = answer(lookup(ctx, request.key_type, &request.key, listener).await);
     let response =
         response.with_error_code(error).with_node_id(BrokerId(node)).with_host(str_bytes(host)).with_port(port);
     if version >= 1 {

@@ -25,7 +25,13 @@ const LEADER_NOT_AVAILABLE: i16 = 5;
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// `listener`: the one the request came in on; brokers are listed at its endpoints.
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
     let mut topics = Vec::new();
     match request.topics {
         None => {
@@ -87,7 +93,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: MetadataRequest, version: i
             }
         }
     }
-    let brokers = crate::handlers::cluster_brokers::brokers(ctx)
+    let brokers = crate::handlers::cluster_brokers::brokers(ctx, listener)
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()

@@ -53,6 +53,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::FileRange;
+use crate::security::protocol::ConnectionSecurity;
 use crate::shard_context::ShardContext;
 
 /// A response that is ready now, or one that resolves later (a produce acknowledgement
@@ -73,6 +74,7 @@ pub async fn dispatch_pipelined(
     request: RequestKind,
     version: i16,
     placement: &mut ProducePlacement,
+    security: &ConnectionSecurity,
 ) -> Result<Reply, String> {
     match request {
         RequestKind::Produce(r) => {
@@ -81,7 +83,7 @@ pub async fn dispatch_pipelined(
                 async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
             )))
         }
-        other => dispatch(ctx, header, other, version).await.map(Reply::Now),
+        other => dispatch(ctx, header, other, version, security).await.map(Reply::Now),
     }
 }
 
@@ -102,13 +104,16 @@ impl From<ResponseKind> for HandlerResponse {
 pub use sluice_engine::error_code::codes;
 
 /// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
-/// `Err` closes the connection.
+/// `Err` closes the connection. `security` is the connection's: its listener decides the
+/// endpoints Metadata, DescribeCluster and FindCoordinator answer with.
 pub async fn dispatch(
     ctx: &Rc<ShardContext>,
     header: &RequestHeader,
     request: RequestKind,
     version: i16,
+    security: &ConnectionSecurity,
 ) -> Result<Option<HandlerResponse>, String> {
+    let listener: &str = &security.listener;
     // Fetch may answer with file ranges (sendfile) besides the response itself.
     let request = match request {
         RequestKind::Fetch(r) => {
@@ -119,7 +124,7 @@ pub async fn dispatch(
     };
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version, listener).await),
         RequestKind::Produce(r) => match produce::handle(ctx, r, version, &mut ProducePlacement::default()).await.await
         {
             Some(response) => ResponseKind::Produce(response),
@@ -147,7 +152,7 @@ pub async fn dispatch(
             ResponseKind::ListPartitionReassignments(partition_reassignments::list(ctx, r, version).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r, version).await)
+            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r, version, listener).await)
         }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r, version).await),
         RequestKind::OffsetForLeaderEpoch(r) => {
@@ -155,7 +160,7 @@ pub async fn dispatch(
         }
         // Consumer groups (crate::group).
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version).await)
+            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version, listener).await)
         }
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, header, r, version).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r, version).await),

@@ -1,5 +1,7 @@
-//! Security (issue #18): who a connection is (SASL: PLAIN, SCRAM-SHA-256/512) and what it may
-//! do (ACLs with Kafka's semantics). The decisions are pure: [`acl`] (bindings and filters),
+//! Security (issue #18). Transport: listeners' security protocols ([`protocol`]), TLS with
+//! rustls ([`tls_config`], [`tls_stream`], [`transport`]) and the mTLS principal
+//! ([`principal`]). Who a connection is (SASL: PLAIN, SCRAM-SHA-256/512) and what it may do
+//! (ACLs with Kafka's semantics): the decisions are pure: [`acl`] (bindings and filters),
 //! [`authorizer`] (allow or deny, and a per-shard cache), [`scram`] (credentials and the
 //! server's exchange), [`sasl`] (one connection's authentication); [`image`] is their part of
 //! the cluster metadata (changed only by committed commands, so every node agrees);
@@ -11,9 +13,15 @@
 pub mod acl;
 pub mod authorizer;
 pub mod image;
+pub mod principal;
+pub mod protocol;
 pub mod request_authorization;
 pub mod sasl;
+pub mod sasl_connection;
 pub mod scram;
+pub mod tls_config;
+pub mod tls_stream;
+pub mod transport;
 
 use authorizer::AuthorizerConfig;
 use sasl::SaslMechanism;

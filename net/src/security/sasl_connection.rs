@@ -1,0 +1,138 @@
+//! SASL on one connection (Kafka's `SaslServerAuthenticator` at the edge): on a SASL_PLAINTEXT
+//! or SASL_SSL listener nothing but ApiVersions, SaslHandshake and SaslAuthenticate is served
+//! before the client authenticated; those two requests are answered here from the connection's
+//! [`SaslSession`]. A failed authentication is answered with SASL_AUTHENTICATION_FAILED after
+//! `connection.failed.authentication.delay.ms` and the connection closes. With
+//! `connections.max.reauth.ms` the session has a lifetime (KIP-368): the client re-authenticates
+//! on the same connection before it ends, or the connection closes at its next request.
+//!
+//! Owns: [`ConnectionAuth`]. Must never: serve another request before authentication, run a
+//! PBKDF2 on the shard thread, or tell a client which part of its credentials was wrong.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+
+use super::protocol::ConnectionSecurity;
+use super::sasl::{SaslSession, Step};
+use super::scram::verify_password;
+use crate::connection::{decode_request, encode_response, Decoded};
+use crate::handlers::{codes, str_bytes};
+use crate::response_buf::OutSegment;
+use crate::shard_context::ShardContext;
+
+/// What a SASL request came to.
+pub enum SaslOutcome {
+    /// Send this and go on.
+    Reply(Vec<OutSegment>),
+    /// Send this; the connection is now `principal`.
+    Authenticated { reply: Vec<OutSegment>, principal: String },
+    /// Send this, then close (the reason is for the log).
+    Failed { reply: Vec<OutSegment>, reason: String },
+}
+
+/// A connection's authentication state.
+pub struct ConnectionAuth {
+    session: Option<SaslSession>,
+    authenticated: bool,
+    expires_at: Option<Instant>,
+}
+
+impl ConnectionAuth {
+    pub fn new(ctx: &ShardContext, security: &ConnectionSecurity) -> ConnectionAuth {
+        let session = security
+            .protocol
+            .uses_sasl()
+            .then(|| SaslSession::new(ctx.config.security.sasl_enabled_mechanisms.clone()));
+        ConnectionAuth { authenticated: session.is_none(), session, expires_at: None }
+    }
+
+    /// Whether a frame of `api_key` is a SASL request to hand to [`ConnectionAuth::handle`];
+    /// `Err` (close, with this reason) if it may not be served now.
+    pub fn admit(&self, api_key: i16, now: Instant) -> Result<bool, String> {
+        let sasl = api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
+        if sasl {
+            return Ok(true);
+        }
+        if !self.authenticated && api_key != ApiKey::ApiVersions as i16 {
+            return Err(format!("request (API key {api_key}) before SASL authentication"));
+        }
+        if self.expires_at.is_some_and(|t| now >= t) && api_key != ApiKey::ApiVersions as i16 {
+            return Err("the SASL session expired (connections.max.reauth.ms) without re-authentication".into());
+        }
+        Ok(false)
+    }
+
+    /// Answers a SaslHandshake or SaslAuthenticate frame.
+    pub async fn handle(&mut self, ctx: &ShardContext, frame: Bytes) -> Result<SaslOutcome, String> {
+        let Decoded::Request { api, version, correlation_id, request, .. } = decode_request(frame)? else {
+            return Err("undecodable SASL request".into());
+        };
+        let encode = |kind: &ResponseKind| encode_response(api, version, correlation_id, kind, Vec::new());
+        let Some(session) = &mut self.session else {
+            // A SASL request on a listener without SASL (Kafka: ILLEGAL_SASL_STATE).
+            let kind = match *request {
+                RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+                    SaslHandshakeResponse::default().with_error_code(codes::ILLEGAL_SASL_STATE),
+                ),
+                _ => ResponseKind::SaslAuthenticate(
+                    SaslAuthenticateResponse::default().with_error_code(codes::ILLEGAL_SASL_STATE),
+                ),
+            };
+            return Ok(SaslOutcome::Failed { reply: encode(&kind)?, reason: "SASL on a non-SASL listener".into() });
+        };
+        match *request {
+            RequestKind::SaslHandshake(r) => {
+                let mechanisms = session.enabled_names().into_iter().map(str_bytes).collect();
+                let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
+                match session.handshake(&r.mechanism) {
+                    Ok(()) => Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslHandshake(response))?)),
+                    Err(code) => Ok(SaslOutcome::Failed {
+                        reply: encode(&ResponseKind::SaslHandshake(response.with_error_code(code)))?,
+                        reason: format!("SASL mechanism {:?} refused", r.mechanism.as_str()),
+                    }),
+                }
+            }
+            RequestKind::SaslAuthenticate(r) => {
+                let image = &ctx.image;
+                let lookup = |user: &str, m| image.borrow().security.credential(user, m);
+                let mut step = session.authenticate(&r.auth_bytes, lookup);
+                if let Step::CheckPassword { mechanism, credential, password, .. } = step {
+                    let ok = glommio::executor()
+                        .spawn_blocking(move || verify_password(mechanism, &credential, &password))
+                        .await;
+                    step = session.password_checked(ok);
+                }
+                let response = SaslAuthenticateResponse::default();
+                match step {
+                    Step::Continue(bytes) => Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslAuthenticate(
+                        response.with_auth_bytes(bytes.into()),
+                    ))?)),
+                    Step::Done { response: bytes, principal } => {
+                        let lifetime_ms = ctx.config.security.max_reauth_ms;
+                        self.authenticated = true;
+                        self.expires_at =
+                            (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64));
+                        let response = response.with_auth_bytes(bytes.into()).with_session_lifetime_ms(lifetime_ms);
+                        Ok(SaslOutcome::Authenticated {
+                            reply: encode(&ResponseKind::SaslAuthenticate(response))?,
+                            principal,
+                        })
+                    }
+                    Step::Failed(reason) => {
+                        // Kafka's `connection.failed.authentication.delay.ms`: slows down guessing.
+                        let delay = Duration::from_millis(ctx.config.security.failed_authentication_delay_ms);
+                        glommio::timer::sleep(delay).await;
+                        let response = response
+                            .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
+                            .with_error_message(Some(str_bytes("Authentication failed: Invalid username or password")));
+                        Ok(SaslOutcome::Failed { reply: encode(&ResponseKind::SaslAuthenticate(response))?, reason })
+                    }
+                    Step::CheckPassword { .. } => unreachable!("a password check is answered above"),
+                }
+            }
+            _ => Err("not a SASL request".into()),
+        }
+    }
+}

@@ -69,7 +69,7 @@ pub fn print_json(value: &serde_json::Value) {
 
 /// "-" for nothing, as Kafka's CLI prints a missing value.
 pub fn or_dash<T: ToString>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.map(|v| v.to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| "-".to_string())
 }
 
 /// Comma-separated node ids.

@@ -35,6 +35,9 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 /// Offsets are committed this often while records flow (Kafka's auto-commit is 5 s).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How long fetches may keep failing at the connection level (a node restarting, leaders
+/// moving) before the consumer gives up.
+const NODE_FAILURE_DEADLINE: Duration = Duration::from_secs(30);
 
 const EXAMPLES: &str = "Examples:
   sluice consume --topic orders --from-beginning --until-end
@@ -161,6 +164,8 @@ struct Consumer {
     ends: Option<BTreeMap<i32, i64>>,
     /// Positions not yet committed.
     dirty: bool,
+    /// When fetches from a node started failing (connection errors), if they are.
+    failing_since: Option<Instant>,
     last_commit: Instant,
 }
 
@@ -238,7 +243,7 @@ impl Consumer {
             std::thread::sleep(RETRY_BACKOFF);
             return Ok(true);
         }
-        let leaders = self.session.leaders(&self.topic)?;
+        let leaders = self.session.cached_leaders(&self.topic)?;
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for p in self.positions.keys() {
             let leader = *leaders
@@ -264,7 +269,24 @@ impl Consumer {
                         })
                         .collect(),
                 )]);
-            let response = self.session.to_node(leader)?.call(&request)?;
+            let response = match self.session.to_node(leader).and_then(|conn| conn.call(&request)) {
+                Ok(response) => {
+                    self.failing_since = None;
+                    response
+                }
+                Err(e) => {
+                    // The leader's node may be failing over: ask again for leaders, bounded.
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= NODE_FAILURE_DEADLINE {
+                        return Err(e);
+                    }
+                    eprintln!("Fetch from node {leader} failed ({}); retrying.", e.message);
+                    self.session.forget_node(leader);
+                    self.session.forget_leaders(&self.topic);
+                    std::thread::sleep(RETRY_BACKOFF);
+                    return Ok(true);
+                }
+            };
             if response.error_code != 0 {
                 return Err(kafka_error(&format!("fetch from node {leader}"), response.error_code, None));
             }
@@ -285,7 +307,8 @@ impl Consumer {
                         | codes::UNKNOWN_TOPIC_OR_PARTITION
                         | codes::FENCED_LEADER_EPOCH
                         | codes::UNKNOWN_LEADER_EPOCH => {
-                            std::thread::sleep(RETRY_BACKOFF); // leaders are re-read next round
+                            self.session.forget_leaders(&self.topic);
+                            std::thread::sleep(RETRY_BACKOFF);
                             continue;
                         }
                         code => return Err(kafka_error(&format!("fetch {}/{p}", self.topic), code, None)),
@@ -330,6 +353,7 @@ pub fn run(args: ConsumeArgs) -> CliResult<()> {
         positions: BTreeMap::new(),
         ends: args.until_end.then(BTreeMap::new),
         dirty: false,
+        failing_since: None,
         last_commit: Instant::now(),
     };
     if consumer.member.is_some() {

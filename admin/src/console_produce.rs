@@ -179,7 +179,7 @@ impl Producer {
             pending.insert(*p, (rs.len(), encode_batch(rs, self.compression)?));
         }
         for attempt in 1..=SEND_ATTEMPTS {
-            let leaders = self.session.leaders(&self.topic)?;
+            let leaders = self.session.cached_leaders(&self.topic)?;
             let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
             for p in pending.keys() {
                 let leader = *leaders.get(p).ok_or_else(|| {
@@ -249,6 +249,7 @@ impl Producer {
             if retry.is_empty() {
                 break;
             }
+            self.session.forget_leaders(&self.topic);
             std::thread::sleep(RETRY_BACKOFF);
         }
         Err(CliError::kafka(format!(

@@ -52,6 +52,8 @@ pub struct Session {
     nodes: HashMap<i32, String>,
     /// "host:port" → connection.
     conns: HashMap<String, Connection>,
+    /// topic → partition → leader, until a request says a leader moved.
+    leader_cache: HashMap<String, BTreeMap<i32, i32>>,
 }
 
 impl Session {
@@ -59,7 +61,7 @@ impl Session {
         let conn = Connection::connect(bootstrap)?;
         let mut conns = HashMap::new();
         conns.insert(bootstrap.to_string(), conn);
-        Ok(Session { bootstrap: bootstrap.to_string(), nodes: HashMap::new(), conns })
+        Ok(Session { bootstrap: bootstrap.to_string(), nodes: HashMap::new(), conns, leader_cache: HashMap::new() })
     }
 
     /// The bootstrap connection.
@@ -146,6 +148,31 @@ impl Session {
                 )));
             }
             std::thread::sleep(RETRY_BACKOFF);
+        }
+    }
+
+    /// [`Session::leaders`], remembered until [`Session::forget_leaders`]: the console tools
+    /// send one Metadata per topic, not one per fetch or produce.
+    pub fn cached_leaders(&mut self, topic: &str) -> CliResult<BTreeMap<i32, i32>> {
+        if let Some(leaders) = self.leader_cache.get(topic) {
+            return Ok(leaders.clone());
+        }
+        let leaders = self.leaders(topic)?;
+        self.leader_cache.insert(topic.to_string(), leaders.clone());
+        Ok(leaders)
+    }
+
+    /// A leader moved (or its node failed): the next [`Session::cached_leaders`] asks again.
+    pub fn forget_leaders(&mut self, topic: &str) {
+        self.leader_cache.remove(topic);
+    }
+
+    /// Drops the connection to node `id` (it failed); the next request reconnects.
+    pub fn forget_node(&mut self, id: i32) {
+        if let Some(addr) = self.nodes.get(&id) {
+            if *addr != self.bootstrap {
+                self.conns.remove(addr);
+            }
         }
     }
 

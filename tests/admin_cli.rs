@@ -316,6 +316,21 @@ fn console_produce_and_consume_round_trip_keys_headers_formats_and_json() {
     .ok();
     assert_eq!(from_ts.stdout.lines().map(String::from).collect::<Vec<_>>(), expected);
 
+    // Every compression codec, and acks=0 (no answer: read back with a bounded wait).
+    sluice(&b, &["topic", "create", "codecs", "--partitions", "1"], "").ok();
+    let mut sent = Vec::new();
+    for codec in ["gzip", "snappy", "lz4", "zstd", "none"] {
+        let lines: Vec<String> = (0..3).map(|i| format!("{codec}-{i}")).collect();
+        sluice(&b, &["produce", "--topic", "codecs", "--compression", codec], &(lines.join("\n") + "\n")).ok();
+        sent.extend(lines);
+    }
+    sluice(&b, &["produce", "--topic", "codecs", "--acks", "0"], "fire-and-forget\n").ok();
+    sent.push("fire-and-forget".into());
+    let read =
+        sluice(&b, &["consume", "--topic", "codecs", "--from-beginning", "--count", "16", "--timeout-ms", "30000"], "")
+            .ok();
+    assert_eq!(read.stdout.lines().map(String::from).collect::<Vec<_>>(), sent);
+
     // The same key through librdkafka's Java-compatible partitioner lands on the same partition.
     let producer: FutureProducer = future_producer(&b, &[("partitioner", "murmur2_random")]);
     for (key, partition) in &key_partition {

@@ -680,4 +680,13 @@ fn the_cli_works_against_a_three_node_cluster() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows.iter().map(|r| r.1.as_i64().unwrap()).sum::<i64>(), 60);
     assert!(rows.iter().all(|r| r.3 == 0), "{rows:?}");
+    // ListGroups goes to every node (each lists the groups it coordinates).
+    let groups = sluice(&b, &["group", "list", "--output", "json"], "").ok().json();
+    assert_eq!(groups.as_array().unwrap().iter().filter(|g| g["group"] == "g").count(), 1, "{groups}");
+    // A broker's configs are asked of that broker, whichever node the CLI starts from.
+    for node in ["1", "2", "3"] {
+        let doc = sluice(&b, &["configs", "describe", "--broker", node, "--all", "--output", "json"], "").ok().json();
+        assert_eq!(doc["name"], node);
+        assert!(!doc["configs"].as_array().unwrap().is_empty(), "node {node}: {doc}");
+    }
 }

@@ -690,3 +690,47 @@ fn the_cli_works_against_a_three_node_cluster() {
         assert!(!doc["configs"].as_array().unwrap().is_empty(), "node {node}: {doc}");
     }
 }
+
+#[test]
+fn the_console_consumer_follows_a_partition_to_its_new_leader_when_the_old_one_dies() {
+    let mut cluster = support::cluster::Cluster::start(3, 0);
+    let settle = Duration::from_secs(60);
+    let b0 = cluster.bootstrap(0);
+    sluice(&b0, &["topic", "create", "moving", "--partitions", "1", "--replication-factor", "3"], "").ok();
+    let leader = support::cluster::wait_until("a leader with 3 in-sync replicas", settle, || {
+        let p = support::cluster::partitions(&b0, "moving")?.remove(0);
+        (p.1 > 0 && p.4.len() == 3).then_some(p.1)
+    });
+    let leader_index = cluster.index_of(leader);
+    // The CLI starts from a node that keeps running.
+    let survivor = (0..3).find(|i| *i != leader_index).unwrap();
+    let b = cluster.bootstrap(survivor);
+    let first: String = (0..20).map(|i| format!("before-{i}\n")).collect();
+    sluice(&b, &["produce", "--topic", "moving"], &first).ok();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out");
+    let mut consumer = Command::new(sluice_bin())
+        .args(["consume", "--topic", "moving", "--from-beginning", "--count", "40", "--bootstrap", &b])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn consumer");
+    let printed = |n: usize| std::fs::read_to_string(&out_path).unwrap().lines().count() >= n;
+    support::cluster::wait_until("the first 20 records printed", settle, || printed(20).then_some(()));
+
+    cluster.kill(leader_index);
+    support::cluster::wait_until("a new leader", settle, || {
+        let p = support::cluster::partitions(&b, "moving")?.remove(0);
+        (p.1 > 0 && p.1 != leader).then_some(())
+    });
+    let second: String = (0..20).map(|i| format!("after-{i}\n")).collect();
+    sluice(&b, &["produce", "--topic", "moving"], &second).ok();
+
+    let status = support::cluster::wait_until("the consumer done", settle, || consumer.try_wait().unwrap());
+    assert!(status.success());
+    let lines: Vec<String> = std::fs::read_to_string(&out_path).unwrap().lines().map(String::from).collect();
+    let expected: Vec<String> =
+        (0..20).map(|i| format!("before-{i}")).chain((0..20).map(|i| format!("after-{i}"))).collect();
+    assert_eq!(lines, expected, "every record once, in order, across the leader change");
+}

@@ -276,11 +276,13 @@ impl Consumer {
                 }
                 Err(e) => {
                     // The leader's node may be failing over: ask again for leaders, bounded.
+                    if self.failing_since.is_none() {
+                        eprintln!("Fetch from node {leader} failed ({}); looking for the new leader.", e.message);
+                    }
                     let since = *self.failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= NODE_FAILURE_DEADLINE {
                         return Err(e);
                     }
-                    eprintln!("Fetch from node {leader} failed ({}); retrying.", e.message);
                     self.session.forget_node(leader);
                     self.session.forget_leaders(&self.topic);
                     std::thread::sleep(RETRY_BACKOFF);

@@ -289,7 +289,7 @@ pub async fn process(
         }
     };
     let mut request = request;
-    let denied = match request_authorization::check(ctx, identity, &mut request) {
+    let denied = match request_authorization::check(ctx, identity, version, &mut request) {
         Verdict::Proceed(denied) => denied,
         Verdict::Answer(kind) => {
             let reply = encode_response(api, version, correlation_id, &kind, Vec::new())?;

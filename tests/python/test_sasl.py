@@ -6,6 +6,7 @@ that connection; ACLs decide what an authenticated user may do."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import subprocess
@@ -18,6 +19,7 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
                                    UserScramCredentialUpsertion)
 
 from conftest import _start_broker, _stop_broker, free_port, sluice_bin
+from test_tls import ca_and_keystore  # noqa: F401 (a fixture: the test CA and the broker's keystore)
 
 TIMEOUT = 20
 
@@ -179,3 +181,95 @@ def test_a_request_before_authentication_closes_only_that_connection(sasl_broker
         assert error_code == 34
     assert broker.proc.poll() is None
     wait_admin_ready(sasl_bootstrap)
+
+
+def test_a_transactional_producer_under_acls(sasl_broker):
+    """WRITE on its transactional id and topics lets a SCRAM user run transactions; another
+    transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a topic's configs
+    it may not describe with TOPIC_AUTHORIZATION_FAILED."""
+    from confluent_kafka.admin import ConfigResource
+    sasl_bootstrap, _, _ = sasl_broker
+    admin = wait_admin_ready(sasl_bootstrap)
+    admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-pw")])["bob"].result(timeout=TIMEOUT)
+    topic = f"bob-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=TIMEOUT)
+    allow = AclPermissionType.ALLOW
+    for f in admin.create_acls([
+        AclBinding(ResourceType.TRANSACTIONAL_ID, "bob-tx", ResourcePatternType.LITERAL, "User:bob", "*",
+                   AclOperation.WRITE, allow),
+        AclBinding(ResourceType.TOPIC, "bob-", ResourcePatternType.PREFIXED, "User:bob", "*", AclOperation.WRITE,
+                   allow),
+        AclBinding(ResourceType.TOPIC, "bob-", ResourcePatternType.PREFIXED, "User:bob", "*", AclOperation.READ,
+                   allow),
+        AclBinding(ResourceType.GROUP, "bob-", ResourcePatternType.PREFIXED, "User:bob", "*", AclOperation.READ,
+                   allow),
+    ], request_timeout=TIMEOUT).values():
+        f.result(timeout=TIMEOUT)
+    bob = sasl(sasl_bootstrap, "SCRAM-SHA-256", "bob", "bob-pw")
+
+    producer = Producer({**bob, "transactional.id": "bob-tx"})
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, value=f"t{i}".encode())
+    producer.commit_transaction(TIMEOUT)
+    consumer = Consumer({**bob, "group.id": f"{topic}-g", "isolation.level": "read_committed",
+                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        for _ in range(100):
+            m = consumer.poll(0.1)
+            if m is not None and m.error() is None:
+                got.append(m.value())
+            if len(got) == 5:
+                break
+        assert got == [f"t{i}".encode() for i in range(5)]
+    finally:
+        consumer.close()
+
+    intruder = Producer({**bob, "transactional.id": "eve-tx"})
+    with pytest.raises(KafkaException) as refused:
+        intruder.init_transactions(10)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+    bob_admin = AdminClient(bob)
+    configs = bob_admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "elsewhere")])
+    with pytest.raises(KafkaException) as denied:
+        list(configs.values())[0].result(timeout=TIMEOUT)
+    assert denied.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_sasl_over_tls(tmp_path, ca_and_keystore):
+    """A SASL_SSL listener: TLS first, then SCRAM or PLAIN inside it; a wrong password is
+    refused there too."""
+    ca, keystore = ca_and_keystore
+    data = tmp_path / "data"
+    formatted = subprocess.run([str(sluice_bin()), "storage", "format", "--data-dir", str(data),
+                                "--add-scram", "SCRAM-SHA-512=[name=admin,password=admin-secret]"],
+                               capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stderr
+    port = free_port()
+    broker = _start_broker(data, [
+        "--set", f"listeners=SASL_SSL://127.0.0.1:{port},PLAINTEXT://127.0.0.1:{free_port()}",
+        "--set", "ssl.keystore.type=PEM", "--set", f"ssl.keystore.location={keystore}",
+        "--set", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "--set", "super.users=User:admin", "--set", "connection.failed.authentication.delay.ms=10"])
+    try:
+        def client(mechanism: str, password: str) -> dict:
+            return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_SSL",
+                    "ssl.ca.location": str(ca), "sasl.mechanism": mechanism, "sasl.username": "admin",
+                    "sasl.password": password}
+        topic = f"tls-sasl-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient(client("SCRAM-SHA-512", "admin-secret"))
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=TIMEOUT)
+        values = [b"a", b"b", b"c"]
+        assert produce(client("PLAIN", "admin-secret"), topic, values) == [None] * 3
+        assert consume(client("SCRAM-SHA-512", "admin-secret"), topic, 3) == values
+        wrong = AdminClient(client("SCRAM-SHA-512", "nope"))
+        with pytest.raises(KafkaException):
+            wrong.list_topics(timeout=3)
+    finally:
+        _stop_broker(broker)

@@ -11,10 +11,16 @@
 //! group (DescribeGroups DESCRIBE, ListGroups lists what the principal may DESCRIBE),
 //! OffsetCommit also READ on each topic; FindCoordinator DESCRIBE on the group or
 //! transactional id; InitProducerId WRITE on the transactional id, or IDEMPOTENT_WRITE on the
-//! cluster; EndTxn and AddOffsetsToTxn WRITE on the transactional id; the ACL and SCRAM admin
-//! APIs ALTER or DESCRIBE on the cluster. An API without a check here yet is allowed only to
-//! principals with ALTER on the cluster (super users among them); for others the connection is
-//! closed with a log line — never let through unchecked.
+//! cluster (or WRITE on some topic); EndTxn WRITE on the transactional id, AddOffsetsToTxn also
+//! READ on the group, AddPartitionsToTxn (v0–3) also WRITE on each topic, TxnOffsetCommit also
+//! READ on the group and each topic; DeleteRecords DELETE and CreatePartitions ALTER on each
+//! topic; DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS on each
+//! topic (brokers: on the cluster); DeleteGroups and OffsetDelete DELETE on the group; the ACL
+//! and SCRAM admin APIs ALTER or DESCRIBE on the cluster. An API without a check here yet
+//! (ElectLeaders, the reassignments, DescribeProducers, the transaction listings, a broker's
+//! WriteTxnMarkers or AddPartitionsToTxn v4) is allowed only to principals with ALTER on the
+//! cluster (super users among them); for others the connection is closed with a log line —
+//! never let through unchecked.
 //!
 //! Owns: [`check`] and [`Denied::apply`]. Must never: hand a handler a resource its principal
 //! may not touch, or decide differently from [`super::authorizer::authorize`].
@@ -67,7 +73,15 @@ pub struct Denied {
     names: Vec<TopicName>,
     /// Fetch v13+ names topics by id.
     topic_ids: Vec<(uuid::Uuid, Vec<i32>)>,
+    /// DescribeConfigs / AlterConfigs / IncrementalAlterConfigs: (resource type, name, code).
+    config_resources: Vec<(i8, String, i16)>,
+    /// DeleteGroups: the groups refused.
+    groups: Vec<GroupId>,
 }
+
+/// Kafka's config resource types.
+const CONFIG_RESOURCE_TOPIC: i8 = 2;
+const CONFIG_RESOURCE_BROKER: i8 = 4;
 
 struct Checker<'a> {
     ctx: &'a ShardContext,
@@ -110,7 +124,7 @@ impl Checker<'_> {
 }
 
 /// Checks `request` (and takes denied resources out of it) for `identity`.
-pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind) -> Verdict {
+pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mut RequestKind) -> Verdict {
     if !ctx.config.security.authorizer.enabled {
         return Verdict::Proceed(Denied::default());
     }
@@ -165,7 +179,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind)
                 topics: by_name.iter().map(|t| (t.topic.clone(), partitions(t))).collect(),
                 topic_ids: by_id.iter().map(|t| (t.topic_id, partitions(t))).collect(),
                 code: codes::TOPIC_AUTHORIZATION_FAILED,
-                names: Vec::new(),
+                ..Denied::default()
             })
         }
         RequestKind::ListOffsets(r) => {
@@ -243,6 +257,15 @@ pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind)
             if keys.iter().all(|k| c.may(Operation::Describe, resource_type, k)) {
                 return proceed(codes::NONE, Vec::new());
             }
+            if version < 4 {
+                return Verdict::Answer(ResponseKind::FindCoordinator(
+                    FindCoordinatorResponse::default()
+                        .with_error_code(code)
+                        .with_node_id(BrokerId(-1))
+                        .with_host("".into())
+                        .with_port(-1),
+                ));
+            }
             let coordinators = keys
                 .iter()
                 .map(|k| {
@@ -256,12 +279,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind)
                 })
                 .collect();
             Verdict::Answer(ResponseKind::FindCoordinator(
-                FindCoordinatorResponse::default()
-                    .with_error_code(code)
-                    .with_node_id(BrokerId(-1))
-                    .with_host("".into())
-                    .with_port(-1)
-                    .with_coordinators(coordinators),
+                FindCoordinatorResponse::default().with_coordinators(coordinators),
             ))
         }
         RequestKind::JoinGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
@@ -333,6 +351,123 @@ pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind)
             Verdict::Answer(ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups)))
         }
         RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
+        RequestKind::DeleteRecords(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Delete, &t.name));
+            r.topics = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .collect(),
+            )
+        }
+        RequestKind::CreatePartitions(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Alter, &t.name));
+            r.topics = allowed;
+            let names = denied.into_iter().map(|t| t.name).collect();
+            Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
+        }
+        RequestKind::DescribeConfigs(r) => {
+            let denied = take_config_resources(&c, &mut r.resources, Operation::DescribeConfigs, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Verdict::Proceed(Denied { config_resources: denied, ..Denied::default() })
+        }
+        RequestKind::AlterConfigs(r) => {
+            let denied = take_config_resources(&c, &mut r.resources, Operation::AlterConfigs, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Verdict::Proceed(Denied { config_resources: denied, ..Denied::default() })
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            let denied = take_config_resources(&c, &mut r.resources, Operation::AlterConfigs, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Verdict::Proceed(Denied { config_resources: denied, ..Denied::default() })
+        }
+        RequestKind::DeleteGroups(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.groups_names).into_iter().partition(|g| c.may_group(Operation::Delete, g));
+            r.groups_names = allowed;
+            Verdict::Proceed(Denied { groups: denied, code: codes::GROUP_AUTHORIZATION_FAILED, ..Denied::default() })
+        }
+        RequestKind::OffsetDelete(r) => {
+            if !c.may_group(Operation::Delete, &r.group_id) {
+                return Verdict::Answer(ResponseKind::OffsetDelete(
+                    OffsetDeleteResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
+                ));
+            }
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Read, &t.name));
+            r.topics = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .collect(),
+            )
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            let code = if !c.may(Operation::Write, ResourceType::TransactionalId, &r.transactional_id) {
+                Some(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            } else if !c.may_group(Operation::Read, &r.group_id) {
+                Some(codes::GROUP_AUTHORIZATION_FAILED)
+            } else {
+                None
+            };
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| code.is_none() && c.may_topic(Operation::Read, &t.name));
+            r.topics = allowed;
+            proceed(
+                code.unwrap_or(codes::TOPIC_AUTHORIZATION_FAILED),
+                denied
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .collect(),
+            )
+        }
+        // A client's AddPartitionsToTxn (v0-3): WRITE on the transactional id and each topic;
+        // if anything is refused nothing is added (Kafka: OPERATION_NOT_ATTEMPTED for the rest).
+        RequestKind::AddPartitionsToTxn(r) if r.transactions.is_empty() => {
+            let id_ok = c.may(Operation::Write, ResourceType::TransactionalId, &r.v3_and_below_transactional_id);
+            let topic_ok: Vec<bool> =
+                r.v3_and_below_topics.iter().map(|t| c.may_topic(Operation::Write, &t.name)).collect();
+            if id_ok && topic_ok.iter().all(|ok| *ok) {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let results = r
+                .v3_and_below_topics
+                .iter()
+                .zip(topic_ok)
+                .map(|(t, ok)| {
+                    let code = match (id_ok, ok) {
+                        (false, _) => codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                        (true, false) => codes::TOPIC_AUTHORIZATION_FAILED,
+                        (true, true) => codes::OPERATION_NOT_ATTEMPTED,
+                    };
+                    add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_results_by_partition(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_partition_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+            ))
+        }
         RequestKind::InitProducerId(r) => {
             let allowed = match &r.transactional_id {
                 Some(id) => c.may(Operation::Write, ResourceType::TransactionalId, id),
@@ -427,6 +562,33 @@ pub fn check(ctx: &ShardContext, identity: &Identity, request: &mut RequestKind)
             api_name(other)
         )),
     }
+}
+
+/// Takes the config resources `operation` is refused on out of `resources` (topics: on the
+/// topic; brokers: on the cluster); returns them with their error codes.
+fn take_config_resources<T>(
+    c: &Checker<'_>,
+    resources: &mut Vec<T>,
+    operation: Operation,
+    key: impl Fn(&T) -> (i8, String),
+) -> Vec<(i8, String, i16)> {
+    let mut denied = Vec::new();
+    resources.retain(|r| {
+        let (resource_type, name) = key(r);
+        let refused = match resource_type {
+            CONFIG_RESOURCE_TOPIC => (!c.may_topic(operation, &name)).then_some(codes::TOPIC_AUTHORIZATION_FAILED),
+            CONFIG_RESOURCE_BROKER => (!c.may_cluster(operation)).then_some(codes::CLUSTER_AUTHORIZATION_FAILED),
+            _ => (!c.may_cluster(Operation::Alter)).then_some(codes::CLUSTER_AUTHORIZATION_FAILED),
+        };
+        match refused {
+            Some(code) => {
+                denied.push((resource_type, name, code));
+                false
+            }
+            None => true,
+        }
+    });
+    denied
 }
 
 /// Kafka 3.x: an idempotent producer may init without IDEMPOTENT_WRITE if it may WRITE to
@@ -538,6 +700,73 @@ impl Denied {
                     .into_iter()
                     .map(|n| DeletableTopicResult::default().with_name(Some(n)).with_error_code(code)),
             ),
+            ResponseKind::DeleteRecords(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                delete_records_response::DeleteRecordsTopicResult::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            delete_records_response::DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_low_watermark(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })),
+            ResponseKind::CreatePartitions(r) => r.results.extend(self.names.into_iter().map(|n| {
+                create_partitions_response::CreatePartitionsTopicResult::default().with_name(n).with_error_code(code)
+            })),
+            ResponseKind::DescribeConfigs(r) => {
+                r.results.extend(self.config_resources.into_iter().map(|(t, name, code)| {
+                    describe_configs_response::DescribeConfigsResult::default()
+                        .with_resource_type(t)
+                        .with_resource_name(name.into())
+                        .with_error_code(code)
+                }))
+            }
+            ResponseKind::AlterConfigs(r) => {
+                r.responses.extend(self.config_resources.into_iter().map(|(t, name, code)| {
+                    alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(t)
+                        .with_resource_name(name.into())
+                        .with_error_code(code)
+                }))
+            }
+            ResponseKind::IncrementalAlterConfigs(r) => {
+                r.responses.extend(self.config_resources.into_iter().map(|(t, name, code)| {
+                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(t)
+                        .with_resource_name(name.into())
+                        .with_error_code(code)
+                }))
+            }
+            ResponseKind::DeleteGroups(r) => r.results.extend(self.groups.into_iter().map(|g| {
+                delete_groups_response::DeletableGroupResult::default().with_group_id(g).with_error_code(code)
+            })),
+            ResponseKind::OffsetDelete(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                offset_delete_response::OffsetDeleteResponseTopic::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            offset_delete_response::OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })),
+            ResponseKind::TxnOffsetCommit(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                txn_offset_commit_response::TxnOffsetCommitResponseTopic::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })),
             ResponseKind::ListGroups(r) => {
                 let c = Checker { ctx, identity };
                 if !c.may_cluster(Operation::Describe) {

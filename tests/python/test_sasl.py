@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import struct
+import time
 import subprocess
 import uuid
 
@@ -271,5 +272,32 @@ def test_sasl_over_tls(tmp_path, ca_and_keystore):
         wrong = AdminClient(client("SCRAM-SHA-512", "nope"))
         with pytest.raises(KafkaException):
             wrong.list_topics(timeout=3)
+    finally:
+        _stop_broker(broker)
+
+
+def test_sessions_with_a_lifetime_are_renewed_by_reauthentication(tmp_path):
+    """connections.max.reauth.ms (KIP-368): librdkafka re-authenticates on its connection before
+    the session ends and keeps producing; the broker closes no connection for an expired one."""
+    data = tmp_path / "data"
+    subprocess.run([str(sluice_bin()), "storage", "format", "--data-dir", str(data),
+                    "--add-scram", "SCRAM-SHA-256=[name=admin,password=admin-secret]"], check=True)
+    port = free_port()
+    broker = _start_broker(data, [
+        "--set", f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},PLAINTEXT://127.0.0.1:{free_port()}",
+        "--set", "connections.max.reauth.ms=1500"])
+    try:
+        config = sasl(f"127.0.0.1:{port}", "SCRAM-SHA-256", "admin", "admin-secret")
+        wait_admin_ready(f"127.0.0.1:{port}")
+        topic = f"reauth-{uuid.uuid4().hex[:8]}"
+        producer = Producer({**config, "message.timeout.ms": 10000})
+        errors = []
+        for i in range(40):  # about 4 s: two session lifetimes
+            producer.produce(topic, value=str(i).encode(), on_delivery=lambda err, msg: errors.append(err))
+            producer.flush(5)
+            time.sleep(0.1)
+        assert errors == [None] * 40
+        assert not [line for line in broker.lines if "SASL session expired" in line]
+        assert consume(config, topic, 40) == [str(i).encode() for i in range(40)]
     finally:
         _stop_broker(broker)

@@ -16,10 +16,10 @@
 //! READ on the group and each topic; DeleteRecords DELETE and CreatePartitions ALTER on each
 //! topic; DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS on each
 //! topic (brokers: on the cluster); DeleteGroups and OffsetDelete DELETE on the group; the ACL
-//! and SCRAM admin APIs ALTER or DESCRIBE on the cluster. An API without a check here yet
-//! (ElectLeaders, the reassignments, DescribeProducers, the transaction listings, a broker's
-//! WriteTxnMarkers or AddPartitionsToTxn v4) is allowed only to principals with ALTER on the
-//! cluster (super users among them); for others the connection is closed with a log line —
+//! and SCRAM admin APIs ALTER or DESCRIBE on the cluster; what only brokers send (a follower's
+//! Fetch and OffsetForLeaderEpoch, WriteTxnMarkers, AddPartitionsToTxn v4) CLUSTER_ACTION. An API without a check here yet
+//! (ElectLeaders, the reassignments, DescribeProducers, the transaction listings) is allowed
+//! only to principals with ALTER on the cluster (super users among them); for others the connection is closed with a log line —
 //! never let through unchecked.
 //!
 //! Owns: [`check`] and [`Denied::apply`]. Must never: hand a handler a resource its principal
@@ -549,6 +549,15 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             Verdict::Answer(ResponseKind::AlterUserScramCredentials(
                 AlterUserScramCredentialsResponse::default().with_results(results),
             ))
+        }
+        // Requests only brokers send: CLUSTER_ACTION on the cluster (Kafka's rule), e.g. an ACL
+        // for the inter-broker listener's principal from the brokers' hosts.
+        RequestKind::WriteTxnMarkers(_) | RequestKind::AddPartitionsToTxn(_) => {
+            if c.may_cluster(Operation::ClusterAction) {
+                proceed(codes::NONE, Vec::new())
+            } else {
+                Verdict::Close(format!("{} without CLUSTER_ACTION on the cluster", api_name(request)))
+            }
         }
         RequestKind::CreateAcls(_)
         | RequestKind::DeleteAcls(_)

@@ -69,7 +69,19 @@ fn format(args: &FormatArgs) -> Result<String, String> {
     let path = dir.join(BOOTSTRAP_FILE);
     let json = serde_json::to_vec_pretty(&commands).expect("commands serialize");
     let tmp = dir.join(format!("{BOOTSTRAP_FILE}.tmp"));
-    std::fs::write(&tmp, json).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    // Salts and derived keys allow an offline dictionary attack: readable by the owner only.
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        file.write_all(&json).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    }
     std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(format!("Formatted {} with {} SCRAM credential(s)", dir.display(), commands.len()))
 }
@@ -108,7 +120,14 @@ pub fn parse_add_scram(spec: &str) -> Result<SecurityCommand, String> {
 pub fn take_bootstrap_credentials(data_dir: &Path) -> Result<Vec<SecurityCommand>, String> {
     let path = data_dir.join(BOOTSTRAP_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(bytes) => {
+            let commands: Vec<SecurityCommand> =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            if commands.iter().any(|c| !matches!(c, SecurityCommand::UpsertScram { .. })) {
+                return Err(format!("{}: only SCRAM credentials belong there", path.display()));
+            }
+            Ok(commands)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }

@@ -71,7 +71,8 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
     let mut auth = ConnectionAuth::new(&ctx, &security);
     loop {
         let phase = placement.phase();
-        let frame = match read_frame_reusing(&mut reader, max_request_bytes, &mut frame_buffers, phase).await {
+        let max_frame_bytes = auth.max_frame_bytes(max_request_bytes);
+        let frame = match read_frame_reusing(&mut reader, max_frame_bytes, &mut frame_buffers, phase).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {
@@ -317,7 +318,8 @@ pub async fn process(
 
 /// The client's address without its port (ACLs name hosts).
 fn stream_host(peer: &str) -> String {
-    peer.parse::<std::net::SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_else(|_| peer.to_string())
+    // An IPv4 client of an IPv6 listener is `::ffff:a.b.c.d`: ACLs name it a.b.c.d.
+    peer.parse::<std::net::SocketAddr>().map(|a| a.ip().to_canonical().to_string()).unwrap_or_else(|_| peer.to_string())
 }
 
 /// Bytes of a file range read per step on a TLS connection (they are encrypted, not sent with

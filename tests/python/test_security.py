@@ -204,6 +204,11 @@ def test_acls_decide_what_an_anonymous_client_may_see_read_and_write(tmp_path):
         payments = admin(broker.bootstrap).list_topics(topic="payments", timeout=TIMEOUT).topics["payments"]
         assert payments.error is not None and payments.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
+        # Metadata v1 auto-creates what it names; without CREATE it must not (raw request:
+        # the clients here use v4+).
+        assert _metadata_v1_error(broker.bootstrap, "brand-new") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert "brand-new" not in admin(broker.bootstrap).list_topics(timeout=TIMEOUT).topics
+
         # No WRITE anywhere: produce is refused per topic.
         producer = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 10000})
         errors = []
@@ -218,3 +223,31 @@ def test_acls_decide_what_an_anonymous_client_may_see_read_and_write(tmp_path):
                                                          request_timeout=TIMEOUT))
     finally:
         _stop_broker(broker)
+
+
+def _metadata_v1_error(bootstrap: str, topic: str) -> int:
+    """The error code of `topic` in a raw Metadata v1 answer."""
+    import socket
+    import struct
+    host, port = bootstrap.rsplit(":", 1)
+    name = topic.encode()
+    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+    header = struct.pack(">hhih", 3, 1, 9, 3) + b"raw"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        frame = s.recv(size, socket.MSG_WAITALL)
+    pos = 4  # correlation id
+    (brokers,) = struct.unpack_from(">i", frame, pos)
+    pos += 4
+    for _ in range(brokers):
+        pos += 4  # node id
+        (n,) = struct.unpack_from(">h", frame, pos)
+        pos += 2 + n + 4  # host, port
+        (n,) = struct.unpack_from(">h", frame, pos)
+        pos += 2 + max(n, 0)  # rack (nullable)
+    pos += 4  # controller id
+    (topics,) = struct.unpack_from(">i", frame, pos)
+    assert topics == 1
+    (error_code,) = struct.unpack_from(">h", frame, pos + 4)
+    return error_code

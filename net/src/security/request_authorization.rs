@@ -221,10 +221,17 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                     }
                     _ => true,
                 });
-                if !may_create_all
-                    && topics.iter().any(|t| t.name.as_ref().is_some_and(|n| !c.may_topic(Operation::Create, n)))
-                {
-                    r.allow_auto_topic_creation = false;
+                // A topic that does not exist and may not be created is refused here: Metadata
+                // v0-3 auto-creates whatever it names (the handler ignores the flag there).
+                if !may_create_all {
+                    let image = ctx.image.borrow();
+                    topics.retain(|t| match &t.name {
+                        Some(name) if image.topic(name).is_none() && !c.may_topic(Operation::Create, name) => {
+                            names.push(name.clone());
+                            false
+                        }
+                        _ => true,
+                    });
                 }
             }
             Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
@@ -238,10 +245,25 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             let names = denied.into_iter().map(|t| t.name).collect();
             Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
         }
-        RequestKind::DeleteTopics(r) if r.topics.is_empty() => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
+        RequestKind::DeleteTopics(r) => {
+            let (allowed, mut denied): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut r.topic_names).into_iter().partition(|t| c.may_topic(Operation::Delete, t));
             r.topic_names = allowed;
+            // v6 names topics (or their ids) in `topics`.
+            let image = ctx.image.borrow();
+            r.topics.retain(|t| {
+                let name = match &t.name {
+                    Some(n) => Some(n.clone()),
+                    None => image.topic_by_id(t.topic_id.as_bytes()).map(|(n, _)| TopicName(n.clone().into())),
+                };
+                match name {
+                    Some(n) if !c.may_topic(Operation::Delete, &n) => {
+                        denied.push(n);
+                        false
+                    }
+                    _ => true,
+                }
+            });
             Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names: denied, ..Denied::default() })
         }
         RequestKind::FindCoordinator(r) => {
@@ -325,15 +347,19 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             proceed(codes::NONE, Vec::new())
         }
         RequestKind::OffsetFetch(r) => {
-            if r.groups.iter().all(|g| c.may_group(Operation::Describe, &g.group_id)) {
-                for g in &mut r.groups {
-                    if let Some(topics) = &mut g.topics {
-                        topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
-                    }
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.groups).into_iter().partition(|g| c.may_group(Operation::Describe, &g.group_id));
+            r.groups = allowed;
+            for g in &mut r.groups {
+                if let Some(topics) = &mut g.topics {
+                    topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
                 }
-                return proceed(codes::NONE, Vec::new());
             }
-            Verdict::Close("OffsetFetch of several groups with some not authorized".into())
+            Verdict::Proceed(Denied {
+                groups: denied.into_iter().map(|g| g.group_id).collect(),
+                code: codes::GROUP_AUTHORIZATION_FAILED,
+                ..Denied::default()
+            })
         }
         RequestKind::DescribeGroups(r) => {
             if r.groups.iter().all(|g| c.may_group(Operation::Describe, g)) {
@@ -491,11 +517,15 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             ))
         }
         RequestKind::AddOffsetsToTxn(r)
-            if !c.may(Operation::Write, ResourceType::TransactionalId, &r.transactional_id)
-                || !c.may_group(Operation::Read, &r.group_id) =>
+            if !c.may(Operation::Write, ResourceType::TransactionalId, &r.transactional_id) =>
         {
             Verdict::Answer(ResponseKind::AddOffsetsToTxn(
                 AddOffsetsToTxnResponse::default().with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::AddOffsetsToTxn(r) if !c.may_group(Operation::Read, &r.group_id) => {
+            Verdict::Answer(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
             ))
         }
         RequestKind::EndTxn(_) | RequestKind::AddOffsetsToTxn(_) => proceed(codes::NONE, Vec::new()),
@@ -617,6 +647,9 @@ fn api_name(request: &RequestKind) -> String {
 impl Denied {
     /// Puts the denied resources' errors into `response`.
     pub fn apply(self, ctx: &ShardContext, identity: &Identity, response: &mut ResponseKind) {
+        if !ctx.config.security.authorizer.enabled {
+            return;
+        }
         let code = self.code;
         match response {
             ResponseKind::Produce(r) => r.responses.extend(self.topics.into_iter().map(|(name, partitions)| {
@@ -748,6 +781,17 @@ impl Denied {
                         .with_resource_name(name.into())
                         .with_error_code(code)
                 }))
+            }
+            ResponseKind::OffsetFetch(r) => {
+                // Every committed offset (no topic list): only topics the principal may describe.
+                let c = Checker { ctx, identity };
+                r.topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
+                for g in &mut r.groups {
+                    g.topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
+                }
+                r.groups.extend(self.groups.into_iter().map(|g| {
+                    offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g).with_error_code(code)
+                }));
             }
             ResponseKind::DeleteGroups(r) => r.results.extend(self.groups.into_iter().map(|g| {
                 delete_groups_response::DeletableGroupResult::default().with_group_id(g).with_error_code(code)

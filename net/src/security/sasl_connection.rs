@@ -37,7 +37,15 @@ pub struct ConnectionAuth {
     session: Option<SaslSession>,
     authenticated: bool,
     expires_at: Option<Instant>,
+    /// Who the first authentication said this connection is: a re-authentication (KIP-368)
+    /// must say the same, as in Kafka.
+    principal: Option<String>,
 }
+
+/// The largest frame read before the client authenticated (Kafka's
+/// `sasl.server.max.receive.size` default): an unauthenticated peer cannot make the broker
+/// set aside `socket.request.max.bytes`.
+pub const MAX_UNAUTHENTICATED_FRAME_BYTES: usize = 512 * 1024;
 
 impl ConnectionAuth {
     pub fn new(ctx: &ShardContext, security: &ConnectionSecurity) -> ConnectionAuth {
@@ -45,7 +53,16 @@ impl ConnectionAuth {
             .protocol
             .uses_sasl()
             .then(|| SaslSession::new(ctx.config.security.sasl_enabled_mechanisms.clone()));
-        ConnectionAuth { authenticated: session.is_none(), session, expires_at: None }
+        ConnectionAuth { authenticated: session.is_none(), session, expires_at: None, principal: None }
+    }
+
+    /// The largest request frame to read now.
+    pub fn max_frame_bytes(&self, max_request_bytes: usize) -> usize {
+        if self.authenticated {
+            max_request_bytes
+        } else {
+            max_request_bytes.min(MAX_UNAUTHENTICATED_FRAME_BYTES)
+        }
     }
 
     /// Whether a frame of `api_key` is a SASL request to hand to [`ConnectionAuth::handle`];
@@ -80,7 +97,7 @@ impl ConnectionAuth {
                     SaslAuthenticateResponse::default().with_error_code(codes::ILLEGAL_SASL_STATE),
                 ),
             };
-            return Ok(SaslOutcome::Failed { reply: encode(&kind)?, reason: "SASL on a non-SASL listener".into() });
+            return Ok(SaslOutcome::Reply(encode(&kind)?)); // and the connection goes on
         };
         match *request {
             RequestKind::SaslHandshake(r) => {
@@ -109,7 +126,17 @@ impl ConnectionAuth {
                     Step::Continue(bytes) => Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslAuthenticate(
                         response.with_auth_bytes(bytes.into()),
                     ))?)),
+                    Step::Done { principal, .. } if self.principal.as_ref().is_some_and(|p| *p != principal) => {
+                        let response = response
+                            .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
+                            .with_error_message(Some(str_bytes("Cannot change principals during re-authentication")));
+                        Ok(SaslOutcome::Failed {
+                            reply: encode(&ResponseKind::SaslAuthenticate(response))?,
+                            reason: format!("re-authentication as {principal} instead of {:?}", self.principal),
+                        })
+                    }
                     Step::Done { response: bytes, principal } => {
+                        self.principal = Some(principal.clone());
                         let lifetime_ms = ctx.config.security.max_reauth_ms;
                         self.authenticated = true;
                         self.expires_at =

@@ -103,7 +103,7 @@ fn an_answered_fetch_leaves_no_waiter_on_another_shard() {
             let started = Instant::now();
             let fetcher = ctx.clone();
             let fetch = glommio::spawn_local(async move {
-                sluice_net::handlers::fetch::handle(&fetcher, fetch_request(&[local, remote]), 12).await
+                sluice_net::handlers::fetch::handle(&fetcher, fetch_request(&[local, remote]), 12, "PLAINTEXT").await
             });
             // Data arrives on the local partition once the fetch waits on both shards.
             let mut registered = remote_waiters(mesh.clone()).await;

@@ -90,7 +90,7 @@ fn a_read_committed_long_poll_wakes_when_the_last_stable_offset_moves() {
             let started = Instant::now();
             let fetcher = ctx.clone();
             let fetch = glommio::spawn_local(async move {
-                sluice_net::handlers::fetch::handle(&fetcher, read_committed_fetch(), 12).await
+                sluice_net::handlers::fetch::handle(&fetcher, read_committed_fetch(), 12, "PLAINTEXT").await
             });
             while log.last_stable_watermark().waiter_count() == 0 {
                 assert!(started.elapsed() < Duration::from_secs(10), "the fetch never waited on the LSO");

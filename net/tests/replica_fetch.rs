@@ -102,7 +102,7 @@ fn fetch(replica_id: i32, offset: i64, last_fetched_epoch: i32, current_leader_e
 }
 
 async fn fetched(ctx: &Rc<ShardContext>, request: FetchRequest) -> PartitionData {
-    let (response, files) = sluice_net::handlers::fetch::handle(ctx, request, 12).await;
+    let (response, files) = sluice_net::handlers::fetch::handle(ctx, request, 12, "PLAINTEXT").await;
     assert!(files.is_empty(), "sendfile is off");
     response.responses[0].partitions[0].clone()
 }
@@ -163,16 +163,21 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             // A partition other brokers hold: its leader, epoch and endpoint (KIP-951).
             let mut request = fetch(-1, 0, -1, -1);
             request.topics[0].topic_id = uuid::Uuid::from_bytes([8; 16]); // v13+: by topic id
-            let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16).await;
+            let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16, "PLAINTEXT").await;
             let partition = &response.responses[0].partitions[0];
             assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
             assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (2, 0));
             let endpoints: Vec<(i32, i32)> = response.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();
             assert_eq!(endpoints, vec![(2, 9094)]);
             let mut placement = ProducePlacement::default();
-            let ack =
-                sluice_net::handlers::produce::handle(&ctx, produce_request_to("elsewhere", 1_000), 10, &mut placement)
-                    .await;
+            let ack = sluice_net::handlers::produce::handle(
+                &ctx,
+                produce_request_to("elsewhere", 1_000),
+                10,
+                &mut placement,
+                "PLAINTEXT".into(),
+            )
+            .await;
             let response = ack.await.expect("acks=all answers");
             let partition = &response.responses[0].partition_responses[0];
             assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
@@ -186,7 +191,14 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
 
             // acks=all completes once both followers fetched past the append.
             let mut placement = ProducePlacement::default();
-            let ack = sluice_net::handlers::produce::handle(&ctx, produce_request(30_000), 9, &mut placement).await;
+            let ack = sluice_net::handlers::produce::handle(
+                &ctx,
+                produce_request(30_000),
+                9,
+                &mut placement,
+                "PLAINTEXT".into(),
+            )
+            .await;
             let ack = glommio::spawn_local(ack);
             glommio::timer::sleep(Duration::from_millis(100)).await;
             assert_eq!(log.log_end_offset(), log_end + 2);
@@ -198,7 +210,14 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             assert_eq!((partition.error_code, partition.base_offset), (NONE, log_end));
 
             // Nobody fetches: the request's timeout.
-            let ack = sluice_net::handlers::produce::handle(&ctx, produce_request(200), 9, &mut placement).await;
+            let ack = sluice_net::handlers::produce::handle(
+                &ctx,
+                produce_request(200),
+                9,
+                &mut placement,
+                "PLAINTEXT".into(),
+            )
+            .await;
             let response = ack.await.expect("acks=all answers");
             assert_eq!(response.responses[0].partition_responses[0].error_code, REQUEST_TIMED_OUT);
             let counters = sluice_net::replication::counters::snapshot();

@@ -109,7 +109,13 @@ struct PartitionRead {
 }
 
 /// Answers a Fetch; the file ranges are what the response's file markers stand for.
-pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16) -> (FetchResponse, Vec<FileRange>) {
+/// `listener`: the connection's; leaders (KIP-951) are named at their endpoints on it.
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: FetchRequest,
+    version: i16,
+    listener: &str,
+) -> (FetchResponse, Vec<FileRange>) {
     if request.session_id != 0 {
         let response = FetchResponse::default()
             .with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND)
@@ -263,7 +269,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: FetchRequest, version: i16)
         };
         responses[w.topic_index].partitions.push(data);
     }
-    let node_endpoints = if version >= 16 { leader_endpoints(ctx, &leaders) } else { Vec::new() };
+    let node_endpoints = if version >= 16 { leader_endpoints(ctx, &leaders, listener) } else { Vec::new() };
     let response = FetchResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(codes::NONE)
@@ -284,16 +290,17 @@ fn is_follower(ctx: &ShardContext, topic: &str, partition: i32) -> bool {
 }
 
 /// The endpoints of the brokers named as current leaders (v16+, KIP-951), from the image.
-fn leader_endpoints(ctx: &ShardContext, leaders: &[i32]) -> Vec<NodeEndpoint> {
+fn leader_endpoints(ctx: &ShardContext, leaders: &[i32], listener: &str) -> Vec<NodeEndpoint> {
     let image = ctx.image.borrow();
     leaders
         .iter()
         .filter_map(|id| image.brokers.get(id))
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, (host, port))| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(b.id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
         })
         .collect()

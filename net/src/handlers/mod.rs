@@ -78,7 +78,7 @@ pub async fn dispatch_pipelined(
 ) -> Result<Reply, String> {
     match request {
         RequestKind::Produce(r) => {
-            let ack = produce::handle(ctx, r, version, placement).await;
+            let ack = produce::handle(ctx, r, version, placement, security.listener.clone()).await;
             Ok(Reply::Later(Box::pin(
                 async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
             )))
@@ -117,7 +117,7 @@ pub async fn dispatch(
     // Fetch may answer with file ranges (sendfile) besides the response itself.
     let request = match request {
         RequestKind::Fetch(r) => {
-            let (response, files) = fetch::handle(ctx, r, version).await;
+            let (response, files) = fetch::handle(ctx, r, version, &security.listener).await;
             return Ok(Some(HandlerResponse { kind: ResponseKind::Fetch(response), files }));
         }
         other => other,
@@ -125,11 +125,15 @@ pub async fn dispatch(
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version, listener).await),
-        RequestKind::Produce(r) => match produce::handle(ctx, r, version, &mut ProducePlacement::default()).await.await
-        {
-            Some(response) => ResponseKind::Produce(response),
-            None => return Ok(None),
-        },
+        RequestKind::Produce(r) => {
+            match produce::handle(ctx, r, version, &mut ProducePlacement::default(), security.listener.clone())
+                .await
+                .await
+            {
+                Some(response) => ResponseKind::Produce(response),
+                None => return Ok(None),
+            }
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await),

@@ -44,12 +44,14 @@ type AppendOutcome = Result<(AppendInfo, oneshot::Receiver<Result<(), ApiError>>
 /// writes the responses in order.
 ///
 /// Where each append ended is reported to `placement`, which places the connection's next
-/// frame from it.
+/// frame from it. `listener`: the connection's; leaders (KIP-951) are named at their endpoints
+/// on it.
 pub async fn handle(
     ctx: &Rc<ShardContext>,
     request: ProduceRequest,
     version: i16,
     placement: &mut ProducePlacement,
+    listener: Rc<str>,
 ) -> ProduceAck {
     let acks = request.acks;
     let timeout_ms = request.timeout_ms.max(0) as u64;
@@ -217,7 +219,7 @@ pub async fn handle(
         if acks == 0 {
             return None;
         }
-        let node_endpoints = if version >= 10 { leader_endpoints(&leaders) } else { Vec::new() };
+        let node_endpoints = if version >= 10 { leader_endpoints(&leaders, &listener) } else { Vec::new() };
         Some(
             ProduceResponse::default()
                 .with_responses(responses)
@@ -274,17 +276,18 @@ pub(crate) async fn wait_replicated(
 }
 
 /// The endpoints of the brokers named as current leaders (v10+, KIP-951), from the image.
-fn leader_endpoints(leaders: &[i32]) -> Vec<NodeEndpoint> {
+fn leader_endpoints(leaders: &[i32], listener: &str) -> Vec<NodeEndpoint> {
     let ctx = ShardContext::current();
     let image = ctx.image.borrow();
     leaders
         .iter()
         .filter_map(|id| image.brokers.get(id))
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, (host, port))| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
+                .with_host(str_bytes(host))
+                .with_port(port)
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()

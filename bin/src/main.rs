@@ -9,6 +9,7 @@ mod broker_config;
 mod fault_points;
 mod listeners;
 mod logging;
+mod print_config;
 mod startup;
 
 use clap::{Parser, Subcommand};

@@ -76,9 +76,12 @@ pub async fn serve(stream: TcpStream, ctx: Rc<ShardContext>) {
         if !is_produce && produces_settled.get() < produces_read {
             let _ = produces_settled.wait_for(produces_read).await;
         }
+        let api_key = frame.get(..2).map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let started = std::time::Instant::now();
         let response = match process(frame, &ctx, &mut placement).await {
             Ok(response) => response,
             Err(reason) => {
+                crate::metrics::record_request(api_key, started.elapsed(), true);
                 sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
@@ -249,9 +252,15 @@ pub async fn process(
         placement.learn(&frame, produce);
     }
     drop(frame); // the request's views keep what they need
-    let encode = move |response: Option<handlers::HandlerResponse>| match response {
-        None => Ok(None),
-        Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
+                 // Latency from here (the frame is read) to the response encoded (a produce: durable).
+    let started = std::time::Instant::now();
+    let encode = move |response: Option<handlers::HandlerResponse>| {
+        let error = response.as_ref().is_some_and(|r| crate::metrics::response_errors::has_error(&r.kind));
+        crate::metrics::record_request(api as i16, started.elapsed(), error);
+        match response {
+            None => Ok(None),
+            Some(r) => encode_response(api, version, correlation_id, &r.kind, r.files).map(Some),
+        }
     };
     Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),

@@ -69,11 +69,13 @@ pub async fn serve(listener: TcpListener, ctx: Rc<ShardContext>) {
             continue;
         }
         open.set(open.get() + 1);
+        crate::metrics::connection_opened();
         let ctx = ctx.clone();
         let open = open.clone();
         glommio::spawn_local(async move {
             connection::serve(stream, ctx).await;
             open.set(open.get() - 1);
+            crate::metrics::connection_closed();
         })
         .detach();
     }

@@ -1,0 +1,292 @@
+//! Hot keys: a bounded top-k of (topic, key) by produced bytes over about the last minute,
+//! one per shard. Sans-I/O: time is an input, the sampling decision is a seeded xorshift.
+//!
+//! Owns: the space-saving summaries (Metwally et al.: `CAPACITY` counters; a new key takes
+//! over the smallest counter and inherits its count as its error, so a key's estimate is
+//! never below its true count and any key with more than 1/`CAPACITY` of the total is in the
+//! summary) and the sampling of produce batches. Must never: grow past its capacity, read a
+//! clock, or allocate for an unsampled batch.
+//!
+//! Cost on the produce path: one batch in [`SAMPLE_ONE_IN`] is walked record by record (a few
+//! varints per record and a scan of `CAPACITY` counters per key), the others only draw a random
+//! number; `tuning/results/hot-keys/` measured the produce throughput with and without it.
+//! Sampled batches count `SAMPLE_ONE_IN` times their bytes, so the estimates are in produced
+//! bytes. Compressed batches are **skipped**: finding their keys means decompressing them,
+//! which costs more than the whole budget (a zstd batch of 1 MiB takes ~1 ms to decompress);
+//! they are counted in [`KeySketch::skipped_compressed_batches`] so a report can say its keys
+//! come from uncompressed produce only.
+//!
+//! Windows: counts go to the current one-minute window; the window before it is kept, and a
+//! report merges both — it covers between one and two minutes.
+
+use sluice_engine::batch::{read_varint, read_varlong, BatchHeader, Compression, BATCH_HEADER_LEN};
+
+/// Counters per summary (fixed memory: `CAPACITY` × (topic + at most [`MAX_KEY_BYTES`])).
+pub const CAPACITY: usize = 64;
+/// Keys reported per shard (the `key` label's cardinality is capped here).
+pub const REPORTED: usize = 10;
+/// Longer keys are counted by their first `MAX_KEY_BYTES` bytes.
+pub const MAX_KEY_BYTES: usize = 64;
+/// One produce batch in this many is sampled.
+pub const SAMPLE_ONE_IN: u64 = 16;
+/// Length of a window.
+pub const WINDOW_MS: u64 = 60_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Counter {
+    topic: String,
+    key: Vec<u8>,
+    count: u64,
+    error: u64,
+}
+
+/// A space-saving summary of (topic, key) weights.
+#[derive(Clone, Debug, Default)]
+pub struct SpaceSaving {
+    counters: Vec<Counter>,
+}
+
+impl SpaceSaving {
+    pub fn add(&mut self, topic: &str, key: &[u8], weight: u64) {
+        let key = &key[..key.len().min(MAX_KEY_BYTES)];
+        if let Some(c) = self.counters.iter_mut().find(|c| c.key == key && c.topic == topic) {
+            c.count = c.count.saturating_add(weight);
+            return;
+        }
+        if self.counters.len() < CAPACITY {
+            self.counters.push(Counter { topic: topic.to_string(), key: key.to_vec(), count: weight, error: 0 });
+            return;
+        }
+        let smallest = self.counters.iter_mut().min_by_key(|c| c.count).expect("full summary");
+        let inherited = smallest.count;
+        smallest.topic.clear();
+        smallest.topic.push_str(topic);
+        smallest.key.clear();
+        smallest.key.extend_from_slice(key);
+        smallest.count = inherited.saturating_add(weight);
+        smallest.error = inherited;
+        assert!(self.counters.len() <= CAPACITY);
+    }
+
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+
+    /// Every counter: (topic, key, estimate, error); the true count is within
+    /// `estimate - error ..= estimate`.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &[u8], u64, u64)> {
+        self.counters.iter().map(|c| (c.topic.as_str(), c.key.as_slice(), c.count, c.error))
+    }
+}
+
+/// One reported hot key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotKey {
+    pub topic: String,
+    pub key: Vec<u8>,
+    /// Estimated produced bytes over the report's window (an upper bound; see the module docs).
+    pub bytes: u64,
+}
+
+/// A shard's hot-key sketch. See the module docs.
+#[derive(Clone, Debug)]
+pub struct KeySketch {
+    current: SpaceSaving,
+    previous: SpaceSaving,
+    /// Start of the current window.
+    window_start_ms: u64,
+    rng: u64,
+    pub sampled_batches: u64,
+    pub skipped_compressed_batches: u64,
+}
+
+impl KeySketch {
+    pub fn new(seed: u64) -> KeySketch {
+        KeySketch {
+            current: SpaceSaving::default(),
+            previous: SpaceSaving::default(),
+            window_start_ms: 0,
+            rng: seed | 1,
+            sampled_batches: 0,
+            skipped_compressed_batches: 0,
+        }
+    }
+
+    /// Whether to sample the next batch (xorshift64: a counter would alias with producers that
+    /// visit partitions in a fixed rotation).
+    pub fn sample_next(&mut self) -> bool {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng.is_multiple_of(SAMPLE_ONE_IN)
+    }
+
+    fn rotate(&mut self, now_ms: u64) {
+        if now_ms >= self.window_start_ms + 2 * WINDOW_MS {
+            self.previous = SpaceSaving::default();
+            self.current = SpaceSaving::default();
+            self.window_start_ms = now_ms - now_ms % WINDOW_MS;
+        } else if now_ms >= self.window_start_ms + WINDOW_MS {
+            self.previous = std::mem::take(&mut self.current);
+            self.window_start_ms += WINDOW_MS;
+        }
+    }
+
+    /// Counts one key's `bytes` (already scaled for sampling).
+    pub fn add(&mut self, now_ms: u64, topic: &str, key: &[u8], bytes: u64) {
+        self.rotate(now_ms);
+        self.current.add(topic, key, bytes);
+    }
+
+    /// Counts the keyed records of a produce request's record set for `topic` (whole batches;
+    /// called for sampled sets only). Records without a key are not counted; a compressed or
+    /// malformed batch ends the walk (the append validated the set, so only compression does).
+    pub fn add_record_set(&mut self, now_ms: u64, topic: &str, records: &[u8]) {
+        self.sampled_batches += 1;
+        let mut rest = records;
+        while rest.len() >= BATCH_HEADER_LEN {
+            let Ok(header) = BatchHeader::parse(rest) else { return };
+            let total = header.total_len().min(rest.len());
+            if header.compression() != Compression::None {
+                self.skipped_compressed_batches += 1;
+            } else if !header.is_control() {
+                for_each_keyed_record(&rest[BATCH_HEADER_LEN..total], |key, record_bytes| {
+                    self.add(now_ms, topic, key, record_bytes.saturating_mul(SAMPLE_ONE_IN))
+                });
+            }
+            rest = &rest[total..];
+        }
+    }
+
+    /// The top [`REPORTED`] keys over the previous and current windows, largest first.
+    pub fn report(&mut self, now_ms: u64) -> Vec<HotKey> {
+        self.rotate(now_ms);
+        let mut merged: Vec<HotKey> = Vec::with_capacity(2 * CAPACITY);
+        for (topic, key, bytes, _) in self.previous.entries().chain(self.current.entries()) {
+            match merged.iter_mut().find(|h| h.key == key && h.topic == topic) {
+                Some(h) => h.bytes += bytes,
+                None => merged.push(HotKey { topic: topic.to_string(), key: key.to_vec(), bytes }),
+            }
+        }
+        merged.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
+        merged.truncate(REPORTED);
+        merged
+    }
+}
+
+/// Calls `visit(key, record_bytes)` for each record with a key in uncompressed record bytes
+/// (a batch's records section). Stops at the first malformed record.
+pub fn for_each_keyed_record(records: &[u8], mut visit: impl FnMut(&[u8], u64)) {
+    let mut pos = 0usize;
+    while pos < records.len() {
+        let Some(len) = read_varint(records, &mut pos).and_then(|l| usize::try_from(l).ok()) else { return };
+        let Some(end) = pos.checked_add(len).filter(|e| *e <= records.len()) else { return };
+        let body = &records[pos..end];
+        let mut at = 1usize; // attributes
+        let parsed = read_varlong(body, &mut at)
+            .and_then(|_| read_varint(body, &mut at))
+            .and_then(|_| read_varint(body, &mut at));
+        if let Some(key_len) = parsed.and_then(|l| usize::try_from(l).ok()) {
+            if let Some(key) = at.checked_add(key_len).and_then(|e| body.get(at..e)) {
+                visit(key, (end - pos) as u64);
+            }
+        }
+        pos = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_engine::record_encoding::{build_batch, RecordSpec};
+
+    #[test]
+    fn heavy_keys_are_found_and_capacity_holds() {
+        let mut s = SpaceSaving::default();
+        for i in 0..10_000u64 {
+            // key 0 every other add, key 1 every fourth, the rest all different.
+            let key = match i % 4 {
+                0 | 2 => b"k0".to_vec(),
+                1 => b"k1".to_vec(),
+                _ => format!("cold-{i}").into_bytes(),
+            };
+            s.add("t", &key, 10);
+        }
+        assert_eq!(s.len(), CAPACITY);
+        let mut entries: Vec<_> = s.entries().collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.2));
+        assert_eq!(entries[0].1, b"k0");
+        assert_eq!(entries[1].1, b"k1");
+        assert!(entries[0].2 >= 50_000 && entries[0].2 - entries[0].3 <= 50_000);
+    }
+
+    #[test]
+    fn record_sets_are_walked_and_compressed_ones_skipped() {
+        let v = vec![0u8; 100];
+        let specs: [RecordSpec<'_>; 3] =
+            [(Some(b"hot"), Some(&v), &[]), (None, Some(&v), &[]), (Some(b"hot"), Some(&v), &[])];
+        let batch = build_batch(0, &specs, 1_000);
+        let mut sketch = KeySketch::new(7);
+        sketch.add_record_set(1_000, "t", &batch);
+        let report = sketch.report(1_000);
+        assert_eq!(report.len(), 1);
+        assert_eq!(report[0].key, b"hot");
+        assert!(report[0].bytes >= 2 * 100 * SAMPLE_ONE_IN, "{report:?}");
+        let mut compressed = batch.clone();
+        sluice_engine::record_encoding::reframe(&mut compressed, Compression::Lz4);
+        sketch.add_record_set(1_000, "t", &compressed);
+        assert_eq!(sketch.skipped_compressed_batches, 1);
+    }
+
+    #[test]
+    fn windows_rotate_and_old_keys_leave() {
+        let mut sketch = KeySketch::new(1);
+        sketch.add(1_000, "t", b"a", 5);
+        sketch.add(61_000, "t", b"b", 7);
+        let r = sketch.report(61_000);
+        assert_eq!(r.iter().map(|h| h.key.as_slice()).collect::<Vec<_>>(), vec![&b"b"[..], &b"a"[..]]);
+        // Two windows later, "a" is gone; much later, everything is.
+        assert_eq!(sketch.report(125_000).len(), 1);
+        assert!(sketch.report(1_000_000).is_empty());
+    }
+
+    #[test]
+    fn sampling_is_about_one_in_n() {
+        let mut sketch = KeySketch::new(12345);
+        let sampled = (0..160_000).filter(|_| sketch.sample_next()).count();
+        let expected = 160_000 / SAMPLE_ONE_IN as usize;
+        assert!(sampled.abs_diff(expected) < expected / 10, "{sampled} vs {expected}");
+    }
+
+    proptest! {
+        /// Space-saving's guarantees: bounded size, estimates never below the truth and at most
+        /// `error` above it, and every key heavier than total/CAPACITY present.
+        #[test]
+        fn space_saving_guarantees(keys in proptest::collection::vec((0u16..300, 1u64..100), 1..2000)) {
+            let mut s = SpaceSaving::default();
+            let mut truth = std::collections::HashMap::<u16, u64>::new();
+            let mut total = 0u64;
+            for (k, w) in &keys {
+                s.add("t", &k.to_be_bytes(), *w);
+                *truth.entry(*k).or_default() += w;
+                total += w;
+            }
+            prop_assert!(s.len() <= CAPACITY);
+            for (_, key, estimate, error) in s.entries() {
+                let k = u16::from_be_bytes([key[0], key[1]]);
+                let t = truth[&k];
+                prop_assert!(estimate >= t && estimate - error <= t);
+            }
+            for (k, t) in &truth {
+                if *t > total / CAPACITY as u64 {
+                    prop_assert!(s.entries().any(|(_, key, _, _)| key == k.to_be_bytes()));
+                }
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod listeners;
 mod logging;
 mod print_config;
 mod startup;
+mod topic_hot;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Command {
     Bench(sluice_harness::bench::BenchArgs),
     /// Run a tuning sweep (tuning/sweeps/*.toml) against brokers it starts; write results and plots.
     Tune(sluice_harness::tune::TuneArgs),
+    /// Topic tools: `topic hot` (hot partitions and keys from the brokers' metrics).
+    #[command(subcommand)]
+    Topic(topic_hot::TopicCommand),
 }
 
 /// glibc returns freed large blocks to the kernel (and faults them back in on reuse): request
@@ -53,6 +57,7 @@ fn main() {
         Command::Broker(args) => broker::run(args),
         Command::Bench(args) => sluice_harness::bench::run(args),
         Command::Tune(args) => sluice_harness::tune::run(args),
+        Command::Topic(command) => topic_hot::run(command),
     };
     // exit() runs no destructors: write the queued log lines first.
     logging::flush();

@@ -67,8 +67,9 @@ pub fn render(args: &BrokerArgs) -> Result<String, String> {
         format!("{}:{}", c.advertised_host, c.advertised_port),
         sources.of(&["advertised.listeners"], None),
     );
+    // Not a config key: the shard count is the --cores flag only.
     row(
-        "sluice.cores",
+        "--cores",
         plan.shard_count.to_string(),
         if args.cores.is_some() { "flag --cores".into() } else { "default (every available CPU)".into() },
     );

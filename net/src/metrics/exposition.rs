@@ -285,17 +285,15 @@ pub fn render(shards: &[ShardSnapshot], node: &NodeInputs) -> String {
     out.family(
         "sluice_hot_key_bytes",
         "gauge",
-        "Estimated produced bytes of the shard's top keys over the last one to two minutes (sampled; uncompressed batches only).",
+        "Estimated produced bytes of the shard's top keys over the last one to two minutes, with the partition each \
+         went to (sampled; uncompressed batches only).",
     );
     for s in shards {
         let shard = s.shard.to_string();
         for h in &s.hot_keys {
-            let key = key_label(&h.key);
-            out.sample(
-                "sluice_hot_key_bytes",
-                &[("shard", &shard), ("topic", &h.topic), ("key", &key)],
-                h.bytes as f64,
-            );
+            let (key, partition) = (key_label(&h.key), h.partition.to_string());
+            let labels = [("shard", shard.as_str()), ("topic", &h.topic), ("partition", &partition), ("key", &key)];
+            out.sample("sluice_hot_key_bytes", &labels, h.bytes as f64);
         }
     }
     out.family("sluice_hot_key_sampled_sets_total", "counter", "Produce record sets walked for hot keys.");

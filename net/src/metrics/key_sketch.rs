@@ -35,6 +35,9 @@ pub const WINDOW_MS: u64 = 60_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Counter {
     topic: String,
+    /// The partition the key was last produced to (a keyed producer's partitioner sends a key
+    /// to one partition; this is what ties hot keys to hot partitions).
+    partition: i32,
     key: Vec<u8>,
     count: u64,
     error: u64,
@@ -47,14 +50,16 @@ pub struct SpaceSaving {
 }
 
 impl SpaceSaving {
-    pub fn add(&mut self, topic: &str, key: &[u8], weight: u64) {
+    pub fn add(&mut self, topic: &str, partition: i32, key: &[u8], weight: u64) {
         let key = &key[..key.len().min(MAX_KEY_BYTES)];
         if let Some(c) = self.counters.iter_mut().find(|c| c.key == key && c.topic == topic) {
             c.count = c.count.saturating_add(weight);
+            c.partition = partition;
             return;
         }
         if self.counters.len() < CAPACITY {
-            self.counters.push(Counter { topic: topic.to_string(), key: key.to_vec(), count: weight, error: 0 });
+            let topic = topic.to_string();
+            self.counters.push(Counter { topic, partition, key: key.to_vec(), count: weight, error: 0 });
             return;
         }
         let smallest = self.counters.iter_mut().min_by_key(|c| c.count).expect("full summary");
@@ -63,6 +68,7 @@ impl SpaceSaving {
         smallest.topic.push_str(topic);
         smallest.key.clear();
         smallest.key.extend_from_slice(key);
+        smallest.partition = partition;
         smallest.count = inherited.saturating_add(weight);
         smallest.error = inherited;
         assert!(self.counters.len() <= CAPACITY);
@@ -76,10 +82,10 @@ impl SpaceSaving {
         self.counters.is_empty()
     }
 
-    /// Every counter: (topic, key, estimate, error); the true count is within
+    /// Every counter: (topic, partition, key, estimate, error); the true count is within
     /// `estimate - error ..= estimate`.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, &[u8], u64, u64)> {
-        self.counters.iter().map(|c| (c.topic.as_str(), c.key.as_slice(), c.count, c.error))
+    pub fn entries(&self) -> impl Iterator<Item = (&str, i32, &[u8], u64, u64)> {
+        self.counters.iter().map(|c| (c.topic.as_str(), c.partition, c.key.as_slice(), c.count, c.error))
     }
 }
 
@@ -87,6 +93,8 @@ impl SpaceSaving {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HotKey {
     pub topic: String,
+    /// The partition the key was last produced to.
+    pub partition: i32,
     pub key: Vec<u8>,
     /// Estimated produced bytes over the report's window (an upper bound; see the module docs).
     pub bytes: u64,
@@ -137,15 +145,15 @@ impl KeySketch {
     }
 
     /// Counts one key's `bytes` (already scaled for sampling).
-    pub fn add(&mut self, now_ms: u64, topic: &str, key: &[u8], bytes: u64) {
+    pub fn add(&mut self, now_ms: u64, topic: &str, partition: i32, key: &[u8], bytes: u64) {
         self.rotate(now_ms);
-        self.current.add(topic, key, bytes);
+        self.current.add(topic, partition, key, bytes);
     }
 
     /// Counts the keyed records of a produce request's record set for `topic` (whole batches;
     /// called for sampled sets only). Records without a key are not counted; a compressed or
     /// malformed batch ends the walk (the append validated the set, so only compression does).
-    pub fn add_record_set(&mut self, now_ms: u64, topic: &str, records: &[u8]) {
+    pub fn add_record_set(&mut self, now_ms: u64, topic: &str, partition: i32, records: &[u8]) {
         self.sampled_batches += 1;
         let mut rest = records;
         while rest.len() >= BATCH_HEADER_LEN {
@@ -155,7 +163,7 @@ impl KeySketch {
                 self.skipped_compressed_batches += 1;
             } else if !header.is_control() {
                 for_each_keyed_record(&rest[BATCH_HEADER_LEN..total], |key, record_bytes| {
-                    self.add(now_ms, topic, key, record_bytes.saturating_mul(SAMPLE_ONE_IN))
+                    self.add(now_ms, topic, partition, key, record_bytes.saturating_mul(SAMPLE_ONE_IN))
                 });
             }
             rest = &rest[total..];
@@ -166,10 +174,14 @@ impl KeySketch {
     pub fn report(&mut self, now_ms: u64) -> Vec<HotKey> {
         self.rotate(now_ms);
         let mut merged: Vec<HotKey> = Vec::with_capacity(2 * CAPACITY);
-        for (topic, key, bytes, _) in self.previous.entries().chain(self.current.entries()) {
+        // The current window's entries come last: their partition is the latest.
+        for (topic, partition, key, bytes, _) in self.previous.entries().chain(self.current.entries()) {
             match merged.iter_mut().find(|h| h.key == key && h.topic == topic) {
-                Some(h) => h.bytes += bytes,
-                None => merged.push(HotKey { topic: topic.to_string(), key: key.to_vec(), bytes }),
+                Some(h) => {
+                    h.bytes += bytes;
+                    h.partition = partition;
+                }
+                None => merged.push(HotKey { topic: topic.to_string(), partition, key: key.to_vec(), bytes }),
             }
         }
         merged.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
@@ -215,14 +227,14 @@ mod tests {
                 1 => b"k1".to_vec(),
                 _ => format!("cold-{i}").into_bytes(),
             };
-            s.add("t", &key, 10);
+            s.add("t", 0, &key, 10);
         }
         assert_eq!(s.len(), CAPACITY);
         let mut entries: Vec<_> = s.entries().collect();
-        entries.sort_by_key(|e| std::cmp::Reverse(e.2));
-        assert_eq!(entries[0].1, b"k0");
-        assert_eq!(entries[1].1, b"k1");
-        assert!(entries[0].2 >= 50_000 && entries[0].2 - entries[0].3 <= 50_000);
+        entries.sort_by_key(|e| std::cmp::Reverse(e.3));
+        assert_eq!(entries[0].2, b"k0");
+        assert_eq!(entries[1].2, b"k1");
+        assert!(entries[0].3 >= 50_000 && entries[0].3 - entries[0].4 <= 50_000);
     }
 
     #[test]
@@ -232,22 +244,22 @@ mod tests {
             [(Some(b"hot"), Some(&v), &[]), (None, Some(&v), &[]), (Some(b"hot"), Some(&v), &[])];
         let batch = build_batch(0, &specs, 1_000);
         let mut sketch = KeySketch::new(7);
-        sketch.add_record_set(1_000, "t", &batch);
+        sketch.add_record_set(1_000, "t", 3, &batch);
         let report = sketch.report(1_000);
         assert_eq!(report.len(), 1);
-        assert_eq!(report[0].key, b"hot");
+        assert_eq!((report[0].key.as_slice(), report[0].partition), (&b"hot"[..], 3));
         assert!(report[0].bytes >= 2 * 100 * SAMPLE_ONE_IN, "{report:?}");
         let mut compressed = batch.clone();
         sluice_engine::record_encoding::reframe(&mut compressed, Compression::Lz4);
-        sketch.add_record_set(1_000, "t", &compressed);
+        sketch.add_record_set(1_000, "t", 3, &compressed);
         assert_eq!(sketch.skipped_compressed_batches, 1);
     }
 
     #[test]
     fn windows_rotate_and_old_keys_leave() {
         let mut sketch = KeySketch::new(1);
-        sketch.add(1_000, "t", b"a", 5);
-        sketch.add(61_000, "t", b"b", 7);
+        sketch.add(1_000, "t", 0, b"a", 5);
+        sketch.add(61_000, "t", 1, b"b", 7);
         let r = sketch.report(61_000);
         assert_eq!(r.iter().map(|h| h.key.as_slice()).collect::<Vec<_>>(), vec![&b"b"[..], &b"a"[..]]);
         // Two windows later, "a" is gone; much later, everything is.
@@ -272,19 +284,19 @@ mod tests {
             let mut truth = std::collections::HashMap::<u16, u64>::new();
             let mut total = 0u64;
             for (k, w) in &keys {
-                s.add("t", &k.to_be_bytes(), *w);
+                s.add("t", 0, &k.to_be_bytes(), *w);
                 *truth.entry(*k).or_default() += w;
                 total += w;
             }
             prop_assert!(s.len() <= CAPACITY);
-            for (_, key, estimate, error) in s.entries() {
+            for (_, _, key, estimate, error) in s.entries() {
                 let k = u16::from_be_bytes([key[0], key[1]]);
                 let t = truth[&k];
                 prop_assert!(estimate >= t && estimate - error <= t);
             }
             for (k, t) in &truth {
                 if *t > total / CAPACITY as u64 {
-                    prop_assert!(s.entries().any(|(_, key, _, _)| key == k.to_be_bytes()));
+                    prop_assert!(s.entries().any(|(_, _, key, _, _)| key == k.to_be_bytes()));
                 }
             }
         }

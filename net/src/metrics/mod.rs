@@ -128,7 +128,7 @@ pub fn record_produce(topic: &str, partition: i32, records: &[u8], record_count:
         if m.hot_keys_enabled.get() {
             let mut sketch = m.sketch.borrow_mut();
             if sketch.sample_next() {
-                sketch.add_record_set(now_ms, topic, records);
+                sketch.add_record_set(now_ms, topic, partition, records);
             }
         }
     });

@@ -384,3 +384,80 @@ fn a_second_signal_during_shutdown_exits_at_once_without_the_clean_marker() {
     let broker = Broker::start(dir.path(), 2);
     broker.stop();
 }
+
+#[test]
+fn in_a_cluster_readyz_and_under_replicated_partitions_follow_a_stopped_follower() {
+    use support::cluster::{create_topic_rf, partitions, wait_until, Cluster};
+    // The leader drops a silent follower from the ISR after 1 s, long before the controller
+    // fences its broker (10 s): the shrink is the leader's, which is what the counter counts
+    // (an ISR the controller shrinks when it fences a broker is not a leader's shrink, in Kafka
+    // either).
+    let settings = [("replica.lag.time.max.ms", "1000"), ("broker.session.timeout.ms", "10000")];
+    let mut cluster = Cluster::new(3, 0, &settings);
+    let mut metrics = Vec::new();
+    for node in &mut cluster.nodes {
+        let addr = format!("127.0.0.1:{}", support::free_port());
+        node.extra.push(("sluice.metrics.addr".into(), addr.clone()));
+        metrics.push(addr);
+    }
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for (i, addr) in metrics.iter().enumerate() {
+        cluster.wait_started(i);
+        wait_for_status(addr, "/readyz", 200);
+    }
+    wait_until("every broker registered", Duration::from_secs(30), || {
+        (support::cluster::metadata_broker_ids(&cluster.bootstrap(0)).len() == 3).then_some(())
+    });
+    assert_eq!(create_topic_rf(&cluster.bootstrap(0), "urp", 1, 3).0, 0);
+    // The follower to stop is not the active controller: the leader's ISR change must not wait
+    // for a controller election.
+    let controller = support::cluster::describe_cluster(&cluster.bootstrap(0)).0;
+    let (leader, follower) = wait_until("all three in sync", Duration::from_secs(30), || {
+        let p = partitions(&cluster.bootstrap(0), "urp")?;
+        let (_, leader, _, replicas, isr) = p[0].clone();
+        let follower = *replicas.iter().find(|r| **r != leader && **r != controller)?;
+        (isr.len() == 3 && leader > 0).then_some((leader, follower))
+    });
+    let leader_metrics = &metrics[cluster.index_of(leader)];
+    let urp = |addr: &str| value(&scrape(addr), "sluice_under_replicated_partitions", &[]);
+    wait_until("no under-replicated partition", Duration::from_secs(30), || (urp(leader_metrics) == 0.0).then_some(()));
+
+    // A stopped follower leaves the ISR: the leader reports the partition under-replicated.
+    cluster.process(cluster.index_of(follower)).signal(libc::SIGSTOP);
+    // A record the stopped follower cannot fetch: it falls behind (a silent follower with
+    // nothing to fetch is not behind).
+    let mut client = RawClient::connect(&cluster.bootstrap(cluster.index_of(leader)));
+    let batch = sluice_engine::batch::build_batch_of_size(0, 1, 10, sluice_engine::clock::now_ms());
+    let data = PartitionProduceData::default().with_index(0).with_records(Some(Bytes::copy_from_slice(&batch)));
+    let request = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(TopicName(s("urp"))).with_partition_data(vec![data]),
+    ]);
+    wait_until("the leader takes a produce", Duration::from_secs(30), || {
+        (client.send(&request, 9).responses[0].partition_responses[0].error_code == 0).then_some(())
+    });
+    // (The shrink is counted once the controller answered the proposal, which may be after the
+    // leader applied the new ISR: both are waited for.)
+    let counter = |name: &str| value(&scrape(leader_metrics), name, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (urp, shrinks) = (urp(leader_metrics), counter("sluice_isr_shrinks_total"));
+        if urp >= 1.0 && shrinks >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader {leader}, stopped follower {follower}, controller {controller}: URP {urp}, ISR shrinks {shrinks}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let expands = counter("sluice_isr_expands_total");
+    cluster.process(cluster.index_of(follower)).signal(libc::SIGCONT);
+    wait_until("the follower back in sync, an ISR expansion", Duration::from_secs(30), || {
+        (urp(leader_metrics) == 0.0 && counter("sluice_isr_expands_total") > expands).then_some(())
+    });
+    for i in 0..3 {
+        assert_eq!(cluster.stop(i), 0);
+    }
+}

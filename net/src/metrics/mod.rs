@@ -3,8 +3,9 @@
 //! Owns: each shard's own counters ([`ShardMetrics`], a thread local of plain `Cell`s and
 //! `RefCell`s that only its shard touches: nothing is shared or locked on the data path), the
 //! snapshot a shard hands over when asked ([`snapshot`]), and the pieces around it: the rate
-//! windows ([`rate_window`]), the hot-key sketch ([`key_sketch`]), the merge and text format
-//! ([`exposition`]) and the HTTP endpoint ([`http`]), which asks every shard for a snapshot
+//! windows ([`rate_window`]), the hot-key sketch ([`key_sketch`]), which responses count as
+//! errors ([`response_errors`]), the merge and text format ([`exposition`]) and the HTTP
+//! endpoint ([`http`]), which asks every shard for a snapshot
 //! through the shard mesh on each scrape. The engine's own numbers (tail cache, fsync) are in
 //! [`sluice_engine::shard_metrics`].
 //!

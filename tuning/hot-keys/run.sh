@@ -31,11 +31,17 @@ for round in $(seq 1 "${ROUNDS:-6}"); do
   if [ $((round % 2)) -eq 1 ]; then order="true false"; else order="false true"; fi
   for enabled in $order; do
     port=$(free_port); metrics=$(free_port)
-    rm -rf "$work/data"
+    while [ "$metrics" = "$port" ]; do metrics=$(free_port); done
+    # The log is removed first: the background start truncates it only once the child runs.
+    rm -rf "$work/data" "$work/broker.log"
     "$bin" broker --data-dir "$work/data" --listen "127.0.0.1:$port" --cores 1 \
       --metrics-addr "127.0.0.1:$metrics" --set sluice.hot.keys.enable=$enabled > "$work/broker.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 300); do grep -q "sluice broker started" "$work/broker.log" && break; sleep 0.1; done
+    for _ in $(seq 1 300); do
+      grep -qs "sluice broker started" "$work/broker.log" && break
+      kill -0 $pid 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }
+      sleep 0.1
+    done
     before=$(cpu_ticks $pid)
     "$bin" bench produce --bootstrap "127.0.0.1:$port" --cores 1 --partitions 8 --keyed \
       --key-distribution zipf --key-space 10000 --message-size 100 --acks 1 \

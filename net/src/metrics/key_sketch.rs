@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(report.len(), 1);
         assert_eq!((report[0].key.as_slice(), report[0].partition), (&b"hot"[..], 3));
         // Every fourth record is counted, from a random start: 10 records, at least 8 keyed, of
-        // more than 100 bytes each; the weight scales them back to all 40, of every 16th set.
+        // more than 100 bytes each; the weight scales them back to all 40, of every sampled set.
         let weight = SAMPLE_ONE_IN * RECORD_STRIDE as u64;
         assert!(report[0].bytes >= 8 * 100 * weight, "{report:?}");
         let mut seen = Vec::new();

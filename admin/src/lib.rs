@@ -17,6 +17,7 @@ pub mod console_consume;
 pub mod console_produce;
 pub mod error;
 pub mod group;
+pub mod hot;
 pub mod membership;
 pub mod offsets;
 pub mod output;

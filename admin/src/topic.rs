@@ -104,12 +104,16 @@ pub enum TopicCommand {
         #[command(flatten)]
         connect: Connect,
     },
-    // `sluice topic hot [TOPIC]` (issue #17's hot partitions and keys) belongs here: its variant
-    // in this enum, its code in its own module (`hot.rs`), dispatched in `run` below.
+    /// Partitions whose produce rate over the last minute is above FACTOR × their topic's
+    /// median, and the keys driving them (from the brokers' /metrics; no Kafka tool has this).
+    #[command(after_help = "Examples:\n  sluice topic hot\n  sluice topic hot orders --factor 3\n  \
+                            sluice topic hot --metrics 10.0.0.1:9644,10.0.0.2:9644 --output json")]
+    Hot(crate::hot::HotArgs),
 }
 
 pub fn run(args: TopicArgs) -> CliResult<()> {
     match args.command {
+        TopicCommand::Hot(hot) => crate::hot::run(&hot),
         TopicCommand::Create { name, partitions, replication_factor, config, if_not_exists, connect } => {
             let mut session = Session::connect(&connect.bootstrap)?;
             create(&mut session, &name, partitions, replication_factor, &config, if_not_exists)

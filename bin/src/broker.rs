@@ -55,6 +55,15 @@ pub struct BrokerArgs {
     /// One setting, `key=value`; repeatable; applied after --config.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Prometheus metrics, /healthz and /readyz on this address, or `none` [default:
+    /// sluice.metrics.addr from --config/--set, else 127.0.0.1:9644 (skipped with a warning if
+    /// that default is taken)].
+    #[arg(long, value_name = "ADDR|none")]
+    pub metrics_addr: Option<String>,
+    /// Print the effective configuration, each value with its source (default, the --config
+    /// file, --set, or a flag), and exit without touching anything.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Exit codes of `sluice broker`.
@@ -72,6 +81,7 @@ pub mod exit_code {
 
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
+const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9644";
 /// How long a metadata command may wait for the quorum (Kafka's forwarding uses the client's
 /// request timeout, 30 s by default).
 const QUORUM_REQUEST_TIMEOUT_MS: u64 = 30_000;
@@ -84,21 +94,27 @@ thread_local! {
 }
 
 /// Everything start-up needs, decided from flags and settings before anything is touched.
-struct StartPlan {
-    data_dir: PathBuf,
+pub(crate) struct StartPlan {
+    pub(crate) data_dir: PathBuf,
     /// Every client listener; `listen` is the inter-broker one's address.
-    listeners: Vec<ClientListener>,
-    listen: SocketAddr,
-    shard_count: usize,
+    pub(crate) listeners: Vec<ClientListener>,
+    pub(crate) listen: SocketAddr,
+    pub(crate) shard_count: usize,
     storage: StorageOptions,
-    broker_config: BrokerConfig,
+    pub(crate) broker_config: BrokerConfig,
     reader_cache_fds_per_shard: usize,
     segment_cache_fds_per_shard: usize,
     /// A clustered node's quorum settings (`None`: the embedded one-node controller).
     quorum: Option<QuorumConfig>,
+    /// The metrics endpoint's address (`None`: disabled), and whether it was asked for
+    /// explicitly (a taken default is skipped with a warning; a taken explicit one fails).
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    metrics_addr_explicit: bool,
+    pub(crate) hot_keys_enabled: bool,
+    pub(crate) max_connections: usize,
 }
 
-fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
+pub(crate) fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String> {
     let mut settings = BrokerSettings::default();
     if let Some(path) = &args.config {
         let props = broker_config::load_file(path)?;
@@ -126,7 +142,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 impl StartPlan {
     /// Flags win over `--config`/`--set` (as a command line does over a file).
-    fn new(args: &BrokerArgs) -> Result<StartPlan, String> {
+    pub(crate) fn new(args: &BrokerArgs) -> Result<StartPlan, String> {
         let settings = settings_from(args)?;
         let shard_count = args.cores.unwrap_or_else(available_cpus);
         if shard_count == 0 || shard_count > 1024 {
@@ -275,6 +291,14 @@ impl StartPlan {
         let max_connections = settings.max_connections.unwrap_or((open_files / 4).max(64));
         broker_config.max_connections_per_shard =
             max_connections.div_ceil(shard_count).min(sluice_net::server::MAX_CONNECTIONS_PER_SHARD);
+        let metrics_from_flag = match &args.metrics_addr {
+            Some(flag) => Some(broker_config::parse_metrics_addr(flag).map_err(|e| format!("--metrics-addr: {e}"))?),
+            None => None,
+        };
+        let metrics_addr_explicit = metrics_from_flag.is_some() || settings.metrics_addr.is_some();
+        let metrics_addr = metrics_from_flag
+            .or(settings.metrics_addr)
+            .unwrap_or_else(|| Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")));
         let reader_cache_fds = settings.reader_cache_fds.unwrap_or((open_files / 8).max(16));
         let segment_cache_fds = settings.segment_cache_fds.unwrap_or((open_files / 4).max(16));
         Ok(StartPlan {
@@ -287,6 +311,10 @@ impl StartPlan {
             reader_cache_fds_per_shard: reader_cache_fds.div_ceil(shard_count),
             segment_cache_fds_per_shard: segment_cache_fds.div_ceil(shard_count),
             quorum,
+            metrics_addr,
+            metrics_addr_explicit,
+            hot_keys_enabled: settings.hot_keys_enabled.unwrap_or(true),
+            max_connections,
         })
     }
 }
@@ -295,7 +323,19 @@ impl StartPlan {
 pub fn run(args: BrokerArgs) -> i32 {
     // The limit decides how many descriptors connections and sendfile handles may take.
     raise_open_files_limit();
-    let plan = match StartPlan::new(&args) {
+    if args.print_config {
+        return match crate::print_config::render(&args) {
+            Ok(text) => {
+                print!("{text}");
+                exit_code::OK
+            }
+            Err(e) => {
+                tracing::error!("invalid configuration: {e}");
+                exit_code::INVALID_CONFIG
+            }
+        };
+    }
+    let mut plan = match StartPlan::new(&args) {
         Ok(plan) => plan,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
@@ -334,6 +374,16 @@ pub fn run(args: BrokerArgs) -> i32 {
         if let Err(e) = sluice_net::server::check_address_free(listener.addr) {
             tracing::error!(listener = %listener.name, listen = %listener.addr, error = %e, "cannot listen (is another broker running there?)");
             return exit_code::IN_USE;
+        }
+    }
+    if let Some(addr) = plan.metrics_addr {
+        if let Err(e) = sluice_net::server::check_address_free(addr) {
+            if plan.metrics_addr_explicit {
+                tracing::error!(%addr, error = %e, "cannot serve metrics there (--metrics-addr, sluice.metrics.addr)");
+                return exit_code::IN_USE;
+            }
+            tracing::warn!(%addr, error = %e, "the default metrics address is taken; serving no metrics (set --metrics-addr)");
+            plan.metrics_addr = None;
         }
     }
     if let Some(listen) = plan.quorum.as_ref().and_then(|q| q.controller_listen) {
@@ -461,6 +511,10 @@ pub fn run(args: BrokerArgs) -> i32 {
     );
     let signal = wait_for_shutdown_signal();
     tracing::info!(signal, "shutting down");
+    exit_at_second_signal();
+    if let Some(delay) = crate::fault_points::shutdown_delay() {
+        std::thread::sleep(delay);
+    }
     controller::controlled_shutdown_blocking(CONTROLLED_SHUTDOWN_WAIT);
     let all_closed = shutdown(&pool.mesh, shard_count);
     let joined = pool.join();
@@ -500,6 +554,9 @@ fn start_shards(
         broker_config: Arc::new(plan.broker_config),
         reader_cache_fds: plan.reader_cache_fds_per_shard,
         segment_cache_fds: plan.segment_cache_fds_per_shard,
+        metrics_addr: plan.metrics_addr,
+        metrics_addr_explicit: plan.metrics_addr_explicit,
+        hot_keys_enabled: plan.hot_keys_enabled,
     });
     ShardPool::start(&pool_config, move |shard, mesh| {
         let plan = shared.clone();
@@ -519,11 +576,34 @@ struct ShardPlan {
     broker_config: Arc<BrokerConfig>,
     reader_cache_fds: usize,
     segment_cache_fds: usize,
+    metrics_addr: Option<SocketAddr>,
+    /// The address was asked for (a flag or setting): failing to bind it fails the start.
+    metrics_addr_explicit: bool,
+    hot_keys_enabled: bool,
 }
 
 /// One shard's life: the start-up phases ([`crate::startup::PHASES`]), then serving until the
 /// main thread's shutdown closes its logs.
 async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut reporter: ShardReporter) {
+    // The metrics endpoint serves /healthz from the start (and /readyz 503 until start-up ends).
+    sluice_net::metrics::set_hot_keys_enabled(plan.hot_keys_enabled);
+    if let (controller::CONTROLLER_SHARD, Some(addr)) = (shard, plan.metrics_addr) {
+        match sluice_net::metrics::http::bind(addr) {
+            Ok(listener) => {
+                let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+                glommio::spawn_local(sluice_net::metrics::http::serve(listener, plan.broker_config.clone())).detach();
+            }
+            Err(e) if plan.metrics_addr_explicit => {
+                return reporter.fail(format!("cannot serve metrics on {addr}: {e}"))
+            }
+            // The default address, taken since the check at start (another broker on this
+            // host): serve without metrics, as when it was taken before.
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "the default metrics address is taken; serving no metrics (set --metrics-addr)")
+            }
+        }
+    }
     // Phase "storage": open the partitions this shard owns, install the context.
     sluice_engine::reader_cache::set_capacity(plan.reader_cache_fds);
     sluice_engine::segment_file::set_capacity(plan.segment_cache_fds);
@@ -602,8 +682,9 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
     }
     reporter.finish();
     if shard == controller::CONTROLLER_SHARD {
-        // A clustered node: metadata committed since its registration reaches every shard from
-        // here on (started once start-up can no longer fail; the channel holds it meanwhile).
+        sluice_net::metrics::http::set_started(); // every shard passed every phase
+                                                  // A clustered node: metadata committed since its registration reaches every shard from
+                                                  // here on (started once start-up can no longer fail; the channel holds it meanwhile).
         sluice_net::controller_quorum::bridge::start(ctx.clone());
         if let Some(commands) = BOOTSTRAP_CREDENTIALS.get().filter(|c| !c.is_empty()) {
             glommio::spawn_local(commit_bootstrap_credentials(commands.clone(), ctx.config.data_dir.clone())).detach();
@@ -764,6 +845,22 @@ fn shutdown_signal_pending() -> bool {
         [libc::SIGINT, libc::SIGTERM]
             .iter()
             .any(|s| libc::sigismember(&pending, *s) == 1 && libc::sigismember(&watched, *s) == 1)
+    }
+}
+
+/// After the first signal: a thread that waits for another one and then exits at once, without
+/// the clean-shutdown marker (the next start runs recovery) — for an operator who will not wait
+/// for a slow shutdown.
+fn exit_at_second_signal() {
+    let spawned = std::thread::Builder::new().name("sluice-second-signal".into()).spawn(|| {
+        let signal = wait_for_shutdown_signal();
+        crate::logging::fatal(&format!(
+            "second signal ({signal}) during shutdown: exiting now, without a clean shutdown"
+        ));
+        std::process::exit(exit_code::FAILED);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch for a second signal");
     }
 }
 

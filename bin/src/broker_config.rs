@@ -84,6 +84,10 @@ pub struct BrokerSettings {
     pub leader_imbalance_percentage: Option<u32>,
     /// `sluice.metadata.snapshot.entries`.
     pub metadata_snapshot_entries: Option<u64>,
+    /// `sluice.metrics.addr`: `Some(None)` disables the metrics endpoint (`none` or empty).
+    pub metrics_addr: Option<Option<std::net::SocketAddr>>,
+    /// `sluice.hot.keys.enable` (default true): sample produce batches for hot keys.
+    pub hot_keys_enabled: Option<bool>,
     /// Whether `log.dirs` set `log_dir` (it wins over `log.dir`, as in Kafka).
     log_dirs_given: bool,
 }
@@ -158,6 +162,10 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.preallocate_max_step_bytes = Some(parse(key, value)?)
             }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
+            "sluice.metrics.addr" => {
+                settings.metrics_addr = Some(parse_metrics_addr(value).map_err(|e| format!("{key}: {e}"))?)
+            }
+            "sluice.hot.keys.enable" => settings.hot_keys_enabled = Some(parse(key, value)?),
             "sluice.produce.discard" => settings.produce_discard = Some(parse(key, value)?),
             "sluice.segment.io" => {
                 settings.direct_io = Some(match value.as_str() {
@@ -315,6 +323,15 @@ fn apply_txn_setting(txn: &mut sluice_net::txn::TxnConfig, key: &str, value: &st
     Ok(())
 }
 
+/// A metrics address: `host:port`, or `none`/empty for no metrics endpoint.
+pub fn parse_metrics_addr(value: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| format!("expected host:port (an IP address) or none, got {value:?}"))
+}
+
 /// Loads a properties file.
 pub fn load_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -365,6 +382,18 @@ mod tests {
         assert_eq!(s.txn_config.state_log_num_partitions, 3);
         assert!(apply(&mut s, &parse_properties("transaction.max.timeout.ms=0").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("transaction.state.log.num.partitions=100000").unwrap()).is_err());
+    }
+
+    #[test]
+    fn metrics_addr_is_an_address_or_none() {
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &parse_properties("sluice.metrics.addr=127.0.0.1:9700").unwrap()).unwrap();
+        assert_eq!(s.metrics_addr, Some(Some("127.0.0.1:9700".parse().unwrap())));
+        apply(&mut s, &parse_properties("sluice.metrics.addr=none").unwrap()).unwrap();
+        assert_eq!(s.metrics_addr, Some(None));
+        apply(&mut s, &parse_properties("sluice.metrics.addr=").unwrap()).unwrap();
+        assert_eq!(s.metrics_addr, Some(None));
+        assert!(apply(&mut s, &parse_properties("sluice.metrics.addr=localhost").unwrap()).is_err());
     }
 
     #[test]

@@ -27,6 +27,16 @@ pub fn shard_open_delay(shard: usize) -> Option<Duration> {
     Some(Duration::from_millis(ms.trim().parse().ok()?))
 }
 
+/// `SLUICE_FAULT_SHUTDOWN_DELAY_MS=<ms>`: after the first SIGTERM/SIGINT the main thread waits
+/// this long before it starts the shutdown, so a test can send a second signal while the
+/// shutdown is surely still running.
+pub const SHUTDOWN_DELAY_VAR: &str = "SLUICE_FAULT_SHUTDOWN_DELAY_MS";
+
+/// The shutdown delay, if the fault point is set.
+pub fn shutdown_delay() -> Option<Duration> {
+    Some(Duration::from_millis(std::env::var(SHUTDOWN_DELAY_VAR).ok()?.trim().parse().ok()?))
+}
+
 /// `SLUICE_FAULT_ABORT_IN_ATOMIC_WRITE=<file name>:<step>`: the process aborts (as in a crash:
 /// no destructor, no shutdown) when a durable write of a file of that name (`metadata.json`,
 /// `recovery-point.checkpoint`, `.clean_shutdown`, …) reaches the step: `after-temp-create`

@@ -11,6 +11,7 @@ mod broker_config;
 mod fault_points;
 mod listeners;
 mod logging;
+mod print_config;
 mod startup;
 mod storage_format;
 

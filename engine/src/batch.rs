@@ -562,7 +562,7 @@ pub fn validate_from_client(buf: &[u8]) -> Result<BatchInfo, BatchError> {
 ///
 /// Matches Kafka's `ByteUtils.readVarint`: a continuation bit on the fifth byte is an error;
 /// bits of the fifth byte beyond the 32 the value holds are ignored.
-pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     let mut raw: u32 = 0;
     let mut shift = 0u32;
     loop {
@@ -583,7 +583,7 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
 
 /// Reads a zigzag varlong (at most 10 bytes) at `*pos`, advancing `*pos`. Matches Kafka's
 /// `ByteUtils.readVarlong`.
-pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     let mut shift = 0u32;
     loop {

@@ -37,6 +37,7 @@ pub mod segment;
 pub mod segment_file;
 pub mod segment_writer;
 pub mod shard;
+pub mod shard_metrics;
 pub mod shard_storage;
 pub mod stream_copy;
 pub mod tail_cache;

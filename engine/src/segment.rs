@@ -394,8 +394,10 @@ impl Segment {
         len: usize,
     ) -> std::io::Result<Vec<ReadChunk>> {
         if let Some(slices) = cache.and_then(|c| c.borrow_mut().slices(pos, len)) {
+            crate::shard_metrics::note_tail_cache_read(true);
             return Ok(slices.into_iter().map(ReadChunk::Memory).collect());
         }
+        crate::shard_metrics::note_tail_cache_read(false);
         let end = pos + len as u64;
         let mut chunks = Vec::with_capacity(2);
         let written = writer.map_or(u64::MAX, |w| w.written_len());

@@ -112,9 +112,11 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
         if !is_produce && produces_settled.get() < produces_read {
             let _ = produces_settled.wait_for(produces_read).await;
         }
+        let started = std::time::Instant::now();
         let response = match process(frame, &ctx, &mut placement, &security, &identity).await {
             Ok(response) => response,
             Err(reason) => {
+                crate::metrics::record_request(api_key, started.elapsed(), true);
                 sluice_engine::warn_limited!(%peer, %reason, "closing connection");
                 break;
             }
@@ -302,11 +304,18 @@ pub async fn process(
         placement.learn(&frame, produce);
     }
     drop(frame); // the request's views keep what they need
+                 // Latency from here (the frame is read) to the response encoded (a produce: durable).
+    let started = std::time::Instant::now();
     let (ctx_for_denied, identity) = (ctx.clone(), identity.clone());
     let encode = move |response: Option<handlers::HandlerResponse>| match response {
-        None => Ok(None),
+        None => {
+            crate::metrics::record_request(api as i16, started.elapsed(), false);
+            Ok(None)
+        }
         Some(mut r) => {
             denied.apply(&ctx_for_denied, &identity, &mut r.kind);
+            let error = crate::metrics::response_errors::has_error(&r.kind);
+            crate::metrics::record_request(api as i16, started.elapsed(), error);
             encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
         }
     };

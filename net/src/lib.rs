@@ -22,6 +22,7 @@ pub mod internal_topic;
 pub mod kafka_client;
 pub mod leader_election;
 pub mod metadata_image;
+pub mod metrics;
 pub mod placement;
 pub mod produce_placement;
 pub mod reassignment;

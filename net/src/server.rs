@@ -98,6 +98,7 @@ pub async fn serve(
             continue;
         }
         open.set(open.get() + 1);
+        crate::metrics::connection_opened();
         let ctx = ctx.clone();
         let open = open.clone();
         let spec = spec.clone();
@@ -108,6 +109,7 @@ pub async fn serve(
                 connection::serve(transport, security, ctx).await;
             }
             open.set(open.get() - 1);
+            crate::metrics::connection_closed();
         })
         .detach();
     }

@@ -423,7 +423,9 @@ impl PartitionLog {
             self.sync_running.set(true);
             let (writer, sync_target) = (self.active_writer(), self.log_end.get());
             self.syncs.set(self.syncs.get() + 1);
+            let started = std::time::Instant::now();
             let result = writer.sync().await;
+            crate::shard_metrics::note_fsync(started.elapsed());
             self.sync_running.set(false);
             match result {
                 Ok(()) => {

@@ -16,6 +16,7 @@ pub mod compression;
 pub mod consumer;
 pub mod group_member;
 pub mod kafka_client;
+pub mod key_distribution;
 pub mod payload;
 pub mod plan;
 pub mod producer;
@@ -113,6 +114,9 @@ pub struct BenchArgs {
     pub keyed: bool,
     #[arg(long)]
     pub key_space: Option<u64>,
+    /// With --keyed: uniform (default), zipf (exponent 1: key 0 hottest) or zipf:EXPONENT.
+    #[arg(long, value_name = "uniform|zipf|zipf:S")]
+    pub key_distribution: Option<key_distribution::KeyDistribution>,
     #[arg(long)]
     pub max_in_flight: Option<usize>,
     /// earliest or latest (with --group: where partitions without a committed offset start).
@@ -178,6 +182,10 @@ impl BenchArgs {
             compression: self.compression,
             keyed: self.keyed.then_some(true),
             key_space: self.key_space,
+            key_distribution: self.key_distribution.map(|d| match d {
+                key_distribution::KeyDistribution::Uniform => "uniform".to_string(),
+                key_distribution::KeyDistribution::Zipf { exponent } => format!("zipf:{exponent}"),
+            }),
             max_in_flight: self.max_in_flight,
             start: match self.start.as_deref() {
                 None => None,

@@ -200,6 +200,7 @@ async fn produce(
     let max_record_bytes = w.message_size.max_bytes() + if w.keyed { 8 } else { 0 } + 24;
     let mut sticky = rng.below(accs.len() as u64) as usize;
     let mut key = [0u8; 8];
+    let keys = super::key_distribution::KeySampler::new(w.key_distribution, w.key_space)?;
     let broken: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let link = Link { conn: &conn, version, in_flight: &in_flight, plan, run, shard, result, broken: &broken };
     loop {
@@ -221,7 +222,7 @@ async fn produce(
             let Some(intended) = schedule.take_due(now) else { break };
             budget -= 1;
             let index = if w.keyed {
-                let k = rng.below(w.key_space);
+                let k = keys.draw(&mut rng);
                 key = k.to_be_bytes();
                 (fxhash(k) % accs.len() as u64) as usize
             } else {

@@ -202,6 +202,8 @@ pub struct WorkloadFile {
     pub compression: Option<CompressionCodec>,
     pub keyed: Option<bool>,
     pub key_space: Option<u64>,
+    /// `uniform` (default), `zipf` or `zipf:EXPONENT` (see [`super::key_distribution`]).
+    pub key_distribution: Option<String>,
     /// OMB's key distributor: NO_KEY, KEY_ROUND_ROBIN or RANDOM_NANO.
     #[serde(rename = "keyDistributor")]
     pub omb_key_distributor: Option<String>,
@@ -261,6 +263,7 @@ pub struct Workload {
     pub compression: CompressionCodec,
     pub keyed: bool,
     pub key_space: u64,
+    pub key_distribution: super::key_distribution::KeyDistribution,
     pub max_in_flight: usize,
     pub start: StartOffset,
     /// Consumer group of the consumers; `None`: static assignment, no group.
@@ -314,6 +317,7 @@ impl WorkloadFile {
             compression,
             keyed,
             key_space,
+            key_distribution,
             omb_key_distributor,
             max_in_flight,
             start,
@@ -401,6 +405,10 @@ impl WorkloadFile {
             compression: self.compression.unwrap_or(CompressionCodec::None),
             keyed: self.keyed.or(keyed_from_omb).unwrap_or(false),
             key_space: self.key_space.unwrap_or(10_000),
+            key_distribution: match self.key_distribution.as_deref() {
+                None => Default::default(),
+                Some(text) => super::key_distribution::KeyDistribution::parse(text)?,
+            },
             max_in_flight: self.max_in_flight.unwrap_or(5),
             start: self.start.unwrap_or(StartOffset::Earliest),
             group: self.group,
@@ -472,6 +480,9 @@ impl Workload {
         }
         if self.keyed && self.key_space == 0 {
             return Err("key_space must be at least 1 when keyed".into());
+        }
+        if self.keyed {
+            super::key_distribution::KeySampler::new(self.key_distribution, self.key_space)?;
         }
         if let Some(g) = &self.group {
             if !self.kind.consumes() {

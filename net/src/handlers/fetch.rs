@@ -220,6 +220,9 @@ pub async fn handle(
         if records.len() > 0 {
             any_records = true;
             budget = budget.saturating_sub(records.len());
+            if let Some(topic) = &w.topic {
+                crate::metrics::record_fetch(topic, records.len() as u64);
+            }
         }
         let records = match records {
             Records::Bytes(b) => b,

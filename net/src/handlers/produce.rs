@@ -123,6 +123,13 @@ pub async fn handle(
                             .append_buffered_shared(&records, leader_epoch)
                             .await
                             .map_err(|e| ApiError::new(e.error_code(), e.to_string()))?;
+                        // On the owner shard: its counters, rate window and hot-key sketch.
+                        crate::metrics::record_produce(
+                            log.topic(),
+                            log.partition(),
+                            &records,
+                            info.record_count as u64,
+                        );
                         // Durability is awaited on the owner shard; the result crosses back
                         // over a oneshot (Send), so the request's shard can go on meanwhile.
                         let (tx, rx) = oneshot::channel();

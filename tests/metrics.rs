@@ -1,6 +1,6 @@
 //! End-to-end: the metrics endpoint of a real broker. After a known workload (raw produce
 //! requests of known batches to known partitions, a group committing known offsets, one
-//! fetch), the scraped counters equal what was sent and the lag equals high watermark minus
+//! fetch), the scraped counters equal what was sent and the lag (also the admin CLI's) equals high watermark minus
 //! committed; /healthz and /readyz follow start-up; the hot-key report of a Zipf workload names
 //! its hottest key and partition; `--print-config` names each value's source; a second signal
 //! during a shutdown exits at once.
@@ -226,6 +226,20 @@ fn a_known_workload_is_counted_exactly_and_lag_is_high_watermark_minus_committed
         let group = [("group", "g"), ("topic", "known"), ("partition", partition.as_str())];
         assert_eq!(value(&m, "sluice_consumer_group_committed_offset", &group), committed[p as usize] as f64);
         assert_eq!(value(&m, "sluice_consumer_group_lag", &group), records - committed[p as usize] as f64);
+    }
+    // The lag the admin CLI shows (`sluice group describe --output json`) is the metric's.
+    let cli = std::process::Command::new(support::sluice_bin())
+        .args(["group", "describe", "g", "--output", "json", "--bootstrap", &broker.bootstrap()])
+        .output()
+        .expect("run sluice group describe");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("JSON");
+    let rows = doc[0]["partitions"].as_array().expect("partitions").clone();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        let partition = row["partition"].as_i64().expect("partition").to_string();
+        let group = [("group", "g"), ("topic", "known"), ("partition", partition.as_str())];
+        assert_eq!(row["lag"].as_f64(), Some(value(&m, "sluice_consumer_group_lag", &group)), "{row}");
     }
     // Rates over the window since the first append: partition 2 got three times partition 0's.
     let rate = |p: &str| value(&m, "sluice_partition_records_per_second", &[("topic", "known"), ("partition", p)]);

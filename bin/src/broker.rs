@@ -493,6 +493,7 @@ fn start_shards(
         reader_cache_fds: plan.reader_cache_fds_per_shard,
         segment_cache_fds: plan.segment_cache_fds_per_shard,
         metrics_addr: plan.metrics_addr,
+        metrics_addr_explicit: plan.metrics_addr_explicit,
         hot_keys_enabled: plan.hot_keys_enabled,
     });
     ShardPool::start(&pool_config, move |shard, mesh| {
@@ -514,6 +515,7 @@ struct ShardPlan {
     reader_cache_fds: usize,
     segment_cache_fds: usize,
     metrics_addr: Option<SocketAddr>,
+    metrics_addr_explicit: bool,
     hot_keys_enabled: bool,
 }
 
@@ -529,7 +531,11 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
                 tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz, /readyz)");
                 glommio::spawn_local(sluice_net::metrics::http::serve(listener, plan.broker_config.clone())).detach();
             }
-            Err(e) => return reporter.fail(format!("cannot serve metrics on {addr}: {e}")),
+            Err(e) if plan.metrics_addr_explicit => {
+                return reporter.fail(format!("cannot serve metrics on {addr}: {e}"));
+            }
+            // The default address, taken since the check (another broker started meanwhile).
+            Err(e) => tracing::warn!(%addr, error = %e, "the default metrics address is taken; serving no metrics"),
         }
     }
     // Phase "storage": open the partitions this shard owns, install the context.

@@ -61,9 +61,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
-    // Answered by the connection (security::sasl_connection), not dispatch. SaslHandshake v0
-    // (raw SASL tokens after it, outside Kafka's framing) is not served: v1 only.
-    (ApiKey::SaslHandshake, 1, 1),
+    // Answered by the connection (security::sasl_connection), not dispatch; after SaslHandshake
+    // v0 the client sends raw SASL tokens outside Kafka's request framing.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 

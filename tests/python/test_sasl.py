@@ -301,3 +301,32 @@ def test_sessions_with_a_lifetime_are_renewed_by_reauthentication(tmp_path):
         assert consume(config, topic, 40) == [str(i).encode() for i in range(40)]
     finally:
         _stop_broker(broker)
+
+
+def test_sasl_handshake_v0_then_raw_tokens(sasl_broker):
+    """SaslHandshake v0 (Kafka 0.10.0 clients): the SASL tokens follow as raw size-prefixed
+    frames, not SaslAuthenticate requests; PLAIN then requests, or a wrong password and the
+    connection closes."""
+    sasl_bootstrap, _, _ = sasl_broker
+    wait_admin_ready(sasl_bootstrap)
+    host, port = sasl_bootstrap.rsplit(":", 1)
+
+    def handshake_v0(s: socket.socket) -> None:
+        s.sendall(_frame(17, 0, struct.pack(">h", 5) + b"PLAIN"))
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        _, error_code = struct.unpack_from(">ih", s.recv(size, socket.MSG_WAITALL), 0)
+        assert error_code == 0
+
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        handshake_v0(s)
+        token = b"\0admin\0admin-secret"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0] == 0  # an empty server token
+        s.sendall(_frame(3, 1, struct.pack(">i", -1)))  # Metadata v1 of every topic: served now
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        assert size > 4 and len(s.recv(size, socket.MSG_WAITALL)) == size
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        handshake_v0(s)
+        token = b"\0admin\0wrong"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert _closed(s)

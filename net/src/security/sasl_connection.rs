@@ -1,7 +1,8 @@
 //! SASL on one connection (Kafka's `SaslServerAuthenticator` at the edge): on a SASL_PLAINTEXT
 //! or SASL_SSL listener nothing but ApiVersions, SaslHandshake and SaslAuthenticate is served
 //! before the client authenticated; those two requests are answered here from the connection's
-//! [`SaslSession`]. A failed authentication is answered with SASL_AUTHENTICATION_FAILED after
+//! [`SaslSession`]. After a v0 SaslHandshake the tokens come as raw size-prefixed frames (Kafka
+//! 0.10.0's framing) and are answered the same way. A failed authentication is answered with SASL_AUTHENTICATION_FAILED after
 //! `connection.failed.authentication.delay.ms` and the connection closes. With
 //! `connections.max.reauth.ms` the session has a lifetime (KIP-368): the client re-authenticates
 //! on the same connection before it ends, or the connection closes at its next request.
@@ -40,6 +41,8 @@ pub struct ConnectionAuth {
     /// Who the first authentication said this connection is: a re-authentication (KIP-368)
     /// must say the same, as in Kafka.
     principal: Option<String>,
+    /// A v0 SaslHandshake: the next frames are raw SASL tokens, not requests.
+    raw_tokens: bool,
 }
 
 /// The largest frame read before the client authenticated (Kafka's
@@ -53,7 +56,13 @@ impl ConnectionAuth {
             .protocol
             .uses_sasl()
             .then(|| SaslSession::new(ctx.config.security.sasl_enabled_mechanisms.clone()));
-        ConnectionAuth { authenticated: session.is_none(), session, expires_at: None, principal: None }
+        ConnectionAuth {
+            authenticated: session.is_none(),
+            session,
+            expires_at: None,
+            principal: None,
+            raw_tokens: false,
+        }
     }
 
     /// The largest request frame to read now.
@@ -68,6 +77,9 @@ impl ConnectionAuth {
     /// Whether a frame of `api_key` is a SASL request to hand to [`ConnectionAuth::handle`];
     /// `Err` (close, with this reason) if it may not be served now.
     pub fn admit(&self, api_key: i16, now: Instant) -> Result<bool, String> {
+        if self.raw_tokens {
+            return Ok(true); // a raw SASL token, whatever its first bytes
+        }
         let sasl = api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
         if sasl {
             return Ok(true);
@@ -81,8 +93,11 @@ impl ConnectionAuth {
         Ok(false)
     }
 
-    /// Answers a SaslHandshake or SaslAuthenticate frame.
+    /// Answers a SaslHandshake or SaslAuthenticate frame (or a raw token after a v0 handshake).
     pub async fn handle(&mut self, ctx: &ShardContext, frame: Bytes) -> Result<SaslOutcome, String> {
+        if self.raw_tokens {
+            return Ok(self.handle_raw(ctx, frame).await);
+        }
         let Decoded::Request { api, version, correlation_id, request, .. } = decode_request(frame)? else {
             return Err("undecodable SASL request".into());
         };
@@ -104,7 +119,10 @@ impl ConnectionAuth {
                 let mechanisms = session.enabled_names().into_iter().map(str_bytes).collect();
                 let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
                 match session.handshake(&r.mechanism) {
-                    Ok(()) => Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslHandshake(response))?)),
+                    Ok(()) => {
+                        self.raw_tokens = version == 0;
+                        Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslHandshake(response))?))
+                    }
                     Err(code) => Ok(SaslOutcome::Failed {
                         reply: encode(&ResponseKind::SaslHandshake(response.with_error_code(code)))?,
                         reason: format!("SASL mechanism {:?} refused", r.mechanism.as_str()),
@@ -112,54 +130,99 @@ impl ConnectionAuth {
                 }
             }
             RequestKind::SaslAuthenticate(r) => {
-                let image = &ctx.image;
-                let lookup = |user: &str, m| image.borrow().security.credential(user, m);
-                let mut step = session.authenticate(&r.auth_bytes, lookup);
-                if let Step::CheckPassword { mechanism, credential, password, .. } = step {
-                    let ok = glommio::executor()
-                        .spawn_blocking(move || verify_password(mechanism, &credential, &password))
-                        .await;
-                    step = session.password_checked(ok);
-                }
                 let response = SaslAuthenticateResponse::default();
-                match step {
-                    Step::Continue(bytes) => Ok(SaslOutcome::Reply(encode(&ResponseKind::SaslAuthenticate(
-                        response.with_auth_bytes(bytes.into()),
-                    ))?)),
-                    Step::Done { principal, .. } if self.principal.as_ref().is_some_and(|p| *p != principal) => {
-                        let response = response
-                            .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
-                            .with_error_message(Some(str_bytes("Cannot change principals during re-authentication")));
-                        Ok(SaslOutcome::Failed {
-                            reply: encode(&ResponseKind::SaslAuthenticate(response))?,
-                            reason: format!("re-authentication as {principal} instead of {:?}", self.principal),
-                        })
+                let encode_auth = |r: SaslAuthenticateResponse| encode(&ResponseKind::SaslAuthenticate(r));
+                match self.exchange(ctx, &r.auth_bytes).await {
+                    Exchange::Continue(bytes) => {
+                        Ok(SaslOutcome::Reply(encode_auth(response.with_auth_bytes(bytes.into()))?))
                     }
-                    Step::Done { response: bytes, principal } => {
-                        self.principal = Some(principal.clone());
-                        let lifetime_ms = ctx.config.security.max_reauth_ms;
-                        self.authenticated = true;
-                        self.expires_at =
-                            (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64));
-                        let response = response.with_auth_bytes(bytes.into()).with_session_lifetime_ms(lifetime_ms);
-                        Ok(SaslOutcome::Authenticated {
-                            reply: encode(&ResponseKind::SaslAuthenticate(response))?,
-                            principal,
-                        })
-                    }
-                    Step::Failed(reason) => {
-                        // Kafka's `connection.failed.authentication.delay.ms`: slows down guessing.
-                        let delay = Duration::from_millis(ctx.config.security.failed_authentication_delay_ms);
-                        glommio::timer::sleep(delay).await;
-                        let response = response
-                            .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
-                            .with_error_message(Some(str_bytes("Authentication failed: Invalid username or password")));
-                        Ok(SaslOutcome::Failed { reply: encode(&ResponseKind::SaslAuthenticate(response))?, reason })
-                    }
-                    Step::CheckPassword { .. } => unreachable!("a password check is answered above"),
+                    Exchange::Done { response: bytes, principal, lifetime_ms } => Ok(SaslOutcome::Authenticated {
+                        reply: encode_auth(
+                            response.with_auth_bytes(bytes.into()).with_session_lifetime_ms(lifetime_ms),
+                        )?,
+                        principal,
+                    }),
+                    Exchange::Failed { message, reason } => Ok(SaslOutcome::Failed {
+                        reply: encode_auth(
+                            response
+                                .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
+                                .with_error_message(Some(str_bytes(message))),
+                        )?,
+                        reason,
+                    }),
                 }
             }
             _ => Err("not a SASL request".into()),
         }
     }
+
+    /// One client token of the exchange (SaslAuthenticate's bytes, or a raw token after a v0
+    /// SaslHandshake).
+    async fn exchange(&mut self, ctx: &ShardContext, bytes: &[u8]) -> Exchange {
+        let Some(session) = &mut self.session else {
+            return Exchange::Failed { message: "no SASL on this listener", reason: "no SASL session".into() };
+        };
+        let image = &ctx.image;
+        let lookup = |user: &str, m| image.borrow().security.credential(user, m);
+        let mut step = session.authenticate(bytes, lookup);
+        if let Step::CheckPassword { mechanism, credential, password, .. } = step {
+            let ok =
+                glommio::executor().spawn_blocking(move || verify_password(mechanism, &credential, &password)).await;
+            step = session.password_checked(ok);
+        }
+        let failed = |message, reason| async move {
+            // Kafka's `connection.failed.authentication.delay.ms`: slows down guessing.
+            glommio::timer::sleep(Duration::from_millis(ctx.config.security.failed_authentication_delay_ms)).await;
+            Exchange::Failed { message, reason }
+        };
+        match step {
+            Step::Continue(bytes) => Exchange::Continue(bytes),
+            Step::Done { principal, .. } if self.principal.as_ref().is_some_and(|p| *p != principal) => {
+                let reason = format!("re-authentication as {principal} instead of {:?}", self.principal);
+                failed("Cannot change principals during re-authentication", reason).await
+            }
+            Step::Done { response, principal } => {
+                self.principal = Some(principal.clone());
+                self.authenticated = true;
+                self.raw_tokens = false;
+                let lifetime_ms = ctx.config.security.max_reauth_ms;
+                self.expires_at = (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64));
+                Exchange::Done { response, principal, lifetime_ms }
+            }
+            Step::Failed(reason) => failed("Authentication failed: Invalid username or password", reason).await,
+            Step::CheckPassword { .. } => unreachable!("a password check is answered above"),
+        }
+    }
+
+    /// A raw token after a v0 SaslHandshake (Kafka 0.10.0's framing: size-prefixed tokens, no
+    /// request header): the answer is a size-prefixed raw token; a failure closes without one.
+    async fn handle_raw(&mut self, ctx: &ShardContext, frame: Bytes) -> SaslOutcome {
+        let raw = |bytes: Vec<u8>| {
+            let mut out = (bytes.len() as i32).to_be_bytes().to_vec();
+            out.extend_from_slice(&bytes);
+            vec![OutSegment::Bytes(Bytes::from(out))]
+        };
+        match self.exchange(ctx, &frame).await {
+            Exchange::Continue(bytes) => SaslOutcome::Reply(raw(bytes)),
+            Exchange::Done { response, principal, .. } => {
+                SaslOutcome::Authenticated { reply: raw(response), principal }
+            }
+            Exchange::Failed { reason, .. } => SaslOutcome::Failed { reply: Vec::new(), reason },
+        }
+    }
+}
+
+/// What one client token of the exchange came to.
+enum Exchange {
+    Continue(Vec<u8>),
+    Done {
+        response: Vec<u8>,
+        principal: String,
+        lifetime_ms: i64,
+    },
+    /// `message` is for the client, `reason` for the log.
+    Failed {
+        message: &'static str,
+        reason: String,
+    },
 }

@@ -16,11 +16,13 @@
 //! READ on the group and each topic; DeleteRecords DELETE and CreatePartitions ALTER on each
 //! topic; DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS on each
 //! topic (brokers: on the cluster); DeleteGroups and OffsetDelete DELETE on the group; the ACL
-//! and SCRAM admin APIs ALTER or DESCRIBE on the cluster; what only brokers send (a follower's
-//! Fetch and OffsetForLeaderEpoch, WriteTxnMarkers, AddPartitionsToTxn v4) CLUSTER_ACTION. An API without a check here yet
-//! (ElectLeaders, the reassignments, DescribeProducers, the transaction listings) is allowed
-//! only to principals with ALTER on the cluster (super users among them); for others the connection is closed with a log line —
-//! never let through unchecked.
+//! and SCRAM admin APIs ALTER or DESCRIBE on the cluster, as do ElectLeaders and the
+//! reassignments; DescribeTransactions and ListTransactions DESCRIBE on each transactional id
+//! (the listing shows only those); DescribeProducers READ on each topic; what only brokers send
+//! (a follower's Fetch and OffsetForLeaderEpoch, WriteTxnMarkers, AddPartitionsToTxn v4)
+//! CLUSTER_ACTION. Any other API is allowed only to principals with ALTER on the cluster (super
+//! users among them); for others the connection is closed with a log line — never let through
+//! unchecked.
 //!
 //! Owns: [`check`] and [`Denied::apply`]. Must never: hand a handler a resource its principal
 //! may not touch, or decide differently from [`super::authorizer::authorize`].
@@ -77,6 +79,8 @@ pub struct Denied {
     config_resources: Vec<(i8, String, i16)>,
     /// DeleteGroups: the groups refused.
     groups: Vec<GroupId>,
+    /// DescribeTransactions: the transactional ids refused.
+    transactional_ids: Vec<TransactionalId>,
 }
 
 /// Kafka's config resource types.
@@ -580,6 +584,65 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 AlterUserScramCredentialsResponse::default().with_results(results),
             ))
         }
+        RequestKind::ElectLeaders(r) if !c.may_cluster(Operation::Alter) => {
+            let results = r
+                .topic_partitions
+                .iter()
+                .flatten()
+                .map(|t| {
+                    elect_leaders_response::ReplicaElectionResult::default()
+                        .with_topic(t.topic.clone())
+                        .with_partition_result(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    elect_leaders_response::PartitionResult::default()
+                                        .with_partition_id(*p)
+                                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let code = if version >= 1 { codes::CLUSTER_AUTHORIZATION_FAILED } else { codes::NONE };
+            Verdict::Answer(ResponseKind::ElectLeaders(
+                ElectLeadersResponse::default().with_error_code(code).with_replica_election_results(results),
+            ))
+        }
+        RequestKind::AlterPartitionReassignments(_) if !c.may_cluster(Operation::Alter) => {
+            Verdict::Answer(ResponseKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::ListPartitionReassignments(_) if !c.may_cluster(Operation::Describe) => {
+            Verdict::Answer(ResponseKind::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::ElectLeaders(_)
+        | RequestKind::AlterPartitionReassignments(_)
+        | RequestKind::ListPartitionReassignments(_)
+        | RequestKind::ListTransactions(_) => proceed(codes::NONE, Vec::new()), // listings filtered in `apply`
+        RequestKind::DescribeTransactions(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.transactional_ids)
+                .into_iter()
+                .partition(|id| c.may(Operation::Describe, ResourceType::TransactionalId, id));
+            r.transactional_ids = allowed;
+            Verdict::Proceed(Denied {
+                transactional_ids: denied,
+                code: codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                ..Denied::default()
+            })
+        }
+        RequestKind::DescribeProducers(r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Read, &t.name));
+            r.topics = allowed;
+            proceed(
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                denied.into_iter().map(|t| (t.name, t.partition_indexes)).collect(),
+            )
+        }
         // Requests only brokers send: CLUSTER_ACTION on the cluster (Kafka's rule), e.g. an ACL
         // for the inter-broker listener's principal from the brokers' hosts.
         RequestKind::WriteTxnMarkers(_) | RequestKind::AddPartitionsToTxn(_) => {
@@ -814,6 +877,31 @@ impl Denied {
                         .into_iter()
                         .map(|p| {
                             txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })),
+            ResponseKind::ListTransactions(r) => {
+                let c = Checker { ctx, identity };
+                r.transaction_states
+                    .retain(|t| c.may(Operation::Describe, ResourceType::TransactionalId, &t.transactional_id));
+            }
+            ResponseKind::DescribeTransactions(r) => {
+                r.transaction_states.extend(self.transactional_ids.into_iter().map(|id| {
+                    describe_transactions_response::TransactionState::default()
+                        .with_transactional_id(id)
+                        .with_error_code(code)
+                        .with_producer_id(ProducerId(-1))
+                }))
+            }
+            ResponseKind::DescribeProducers(r) => r.topics.extend(self.topics.into_iter().map(|(name, partitions)| {
+                describe_producers_response::TopicResponse::default().with_name(name).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            describe_producers_response::PartitionResponse::default()
                                 .with_partition_index(p)
                                 .with_error_code(code)
                         })

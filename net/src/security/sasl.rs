@@ -72,7 +72,12 @@ enum State {
     AwaitingHandshake,
     Plain,
     Scram(ServerExchange),
-    CheckingPassword { user: String },
+    /// `known`: the user has a credential (an unknown one is checked against a dummy, so both
+    /// take as long, and fails whatever the check says).
+    CheckingPassword {
+        user: String,
+        known: bool,
+    },
     Authenticated,
     Failed,
 }
@@ -119,13 +124,11 @@ impl SaslSession {
                     let found = [Mechanism::Sha256, Mechanism::Sha512]
                         .into_iter()
                         .find_map(|m| lookup(&user, m).map(|c| (m, c)));
-                    match found {
-                        Some((mechanism, credential)) => {
-                            self.state = State::CheckingPassword { user: user.clone() };
-                            Step::CheckPassword { user, mechanism, credential, password }
-                        }
-                        None => Step::Failed(format!("PLAIN: unknown user {user:?}")),
-                    }
+                    let known = found.is_some();
+                    let (mechanism, credential) =
+                        found.unwrap_or_else(|| (Mechanism::Sha256, dummy_credential().clone()));
+                    self.state = State::CheckingPassword { user: user.clone(), known };
+                    Step::CheckPassword { user, mechanism, credential, password }
                 }
                 Err(reason) => Step::Failed(reason),
             },
@@ -159,14 +162,29 @@ impl SaslSession {
     /// The outcome of a [`Step::CheckPassword`].
     pub fn password_checked(&mut self, ok: bool) -> Step {
         match std::mem::replace(&mut self.state, State::Failed) {
-            State::CheckingPassword { user } if ok => {
+            State::CheckingPassword { user, known: true } if ok => {
                 self.state = State::Authenticated;
                 Step::Done { response: Vec::new(), principal: format!("User:{user}") }
             }
-            State::CheckingPassword { user } => Step::Failed(format!("PLAIN: wrong password for {user:?}")),
+            State::CheckingPassword { user, known: true } => {
+                Step::Failed(format!("PLAIN: wrong password for {user:?}"))
+            }
+            State::CheckingPassword { user, known: false } => Step::Failed(format!("PLAIN: unknown user {user:?}")),
             _ => Step::Failed("no password check under way".into()),
         }
     }
+}
+
+/// What an unknown PLAIN user's password is checked against (a random password: nothing
+/// matches it, and the caller fails an unknown user anyway).
+fn dummy_credential() -> &'static ScramCredential {
+    static DUMMY: std::sync::OnceLock<ScramCredential> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut password = [0u8; 16];
+        getrandom::getrandom(&mut password).expect("the OS random source");
+        let password: String = password.iter().map(|b| format!("{b:02x}")).collect();
+        ScramCredential::from_password(Mechanism::Sha256, &password, super::scram::MIN_ITERATIONS)
+    })
 }
 
 /// PLAIN's message: `[authzid] NUL authcid NUL passwd` (RFC 4616).
@@ -213,9 +231,11 @@ mod tests {
         s.handshake("PLAIN").unwrap();
         assert!(matches!(s.authenticate(b"\0alice\0wrong", store("secret")), Step::CheckPassword { .. }));
         assert!(matches!(s.password_checked(false), Step::Failed(_)));
+        // An unknown user is checked like a known one (same cost) and always fails.
         let mut s = session();
         s.handshake("PLAIN").unwrap();
-        assert!(matches!(s.authenticate(b"\0bob\0secret", store("secret")), Step::Failed(_)));
+        assert!(matches!(s.authenticate(b"\0bob\0secret", store("secret")), Step::CheckPassword { .. }));
+        assert!(matches!(s.password_checked(true), Step::Failed(_)));
         for garbage in [&b"alice"[..], b"\0\0", b"x\0alice\0secret", b"\0a\0b\0c", &[0xff]] {
             let mut s = session();
             s.handshake("PLAIN").unwrap();

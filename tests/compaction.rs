@@ -17,7 +17,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureRecord, Producer};
 use rdkafka::Message;
-use support::{assigned_consumer, base_producer, create_topic_with_configs, free_port, future_producer, Broker};
+use support::{
+    assigned_consumer, base_producer, create_topic_with_configs, free_port, future_producer, wait_for_port_release,
+    Broker,
+};
 
 const KEYS: usize = 1000;
 const VERSIONS: usize = 20;
@@ -285,6 +288,7 @@ fn a_crash_inside_a_cleaning_leaves_a_log_that_reads_correctly_and_is_cleaned_af
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_ne!(broker.wait_exit(), 0, "{step}: an abort");
+        wait_for_port_release(port);
         // First without the cleaner: the interrupted replacement is settled by the start alone.
         let broker = Broker::start_on(dir.path(), port, &["--cores", "1", "--set", "log.cleaner.enable=false"]);
         broker.wait_for("sluice broker started");

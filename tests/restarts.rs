@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::raw::RawClient;
-use support::{base_producer, create_topic, free_port, latest_offsets, Broker};
+use support::{base_producer, create_topic, free_port, latest_offsets, wait_for_port_release, Broker};
 
 use rdkafka::producer::{BaseRecord, Producer};
 
@@ -152,6 +152,9 @@ fn clients_are_served_only_once_every_shard_is_ready() {
     drop((client, producer));
     broker.signal(libc::SIGKILL);
     broker.wait_exit();
+    // The killed broker's listening sockets go with its io_uring, a moment after its exit: a
+    // probe in that window reaches a socket nobody accepts on.
+    wait_for_port_release(port);
 
     let delay = [("SLUICE_FAULT_SHARD_OPEN_DELAY_MS", "1:3000")];
     let mut broker = Broker::start_on_with_env(dir.path(), port, &["--cores", "2"], &delay);

@@ -145,7 +145,13 @@ impl Cluster {
     }
 
     /// Starts node `i` again on the same ports and data dir, and waits until it serves.
+    /// Starts node `i` again on its ports and data dir (after a kill: once the dead process's
+    /// sockets are released) and waits until it serves.
     pub fn restart(&mut self, i: usize) {
+        super::wait_for_port_release(self.nodes[i].port);
+        if let Some(port) = self.nodes[i].controller_port {
+            super::wait_for_port_release(port);
+        }
         self.spawn(i);
         self.wait_started(i);
     }

@@ -57,6 +57,18 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits (up to 20 s) until nothing listens on `port` any more. A broker that crashed (abort,
+/// SIGKILL) is gone, but the kernel tears its io_uring down after the exit, asynchronously: a
+/// listening socket an in-flight accept still holds may linger a moment, and a restart on the
+/// same port would be refused ("Address already in use") in that window.
+pub fn wait_for_port_release(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "port {port} still taken 20 s after its broker exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running broker process; killed (SIGKILL) when dropped if still running.
 pub struct Broker {
     child: Child,

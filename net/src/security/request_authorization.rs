@@ -149,9 +149,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                     return proceed(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, denied);
                 }
             }
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topic_data).into_iter().partition(|t| c.may_topic(Operation::Write, &t.name));
-            r.topic_data = allowed;
+            let denied = take_refused(&mut r.topic_data, |t| c.may_topic(Operation::Write, &t.name));
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied.into_iter().map(|t| (t.name, t.partition_data.iter().map(|p| p.index).collect())).collect(),
@@ -168,14 +166,13 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                     Some(t.topic.to_string())
                 }
             };
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics).into_iter().partition(|t| {
+            let denied = take_refused(&mut r.topics, |t| {
                 if follower {
                     cluster_ok
                 } else {
                     name_of(t).is_none_or(|n| c.may_topic(Operation::Read, &n))
                 }
             });
-            r.topics = allowed;
             // Fetch names topics (< v13) or their ids (v13+); answer the same way.
             let (by_id, by_name): (Vec<_>, Vec<_>) = denied.into_iter().partition(|t| t.topic.is_empty());
             let partitions = |t: &fetch_request::FetchTopic| t.partitions.iter().map(|p| p.partition).collect();
@@ -187,9 +184,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             })
         }
         RequestKind::ListOffsets(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Describe, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Describe, &t.name));
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied
@@ -201,14 +196,13 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         RequestKind::OffsetForLeaderEpoch(r) => {
             let follower = r.replica_id.0 >= 0;
             let cluster_ok = follower && c.may_cluster(Operation::ClusterAction);
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics).into_iter().partition(|t| {
+            let denied = take_refused(&mut r.topics, |t| {
                 if follower {
                     cluster_ok
                 } else {
                     c.may_topic(Operation::Describe, &t.topic)
                 }
             });
-            r.topics = allowed;
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied.into_iter().map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect())).collect(),
@@ -242,17 +236,12 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         }
         RequestKind::CreateTopics(r) => {
             let may_create_all = c.may_cluster(Operation::Create);
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
-                .into_iter()
-                .partition(|t| may_create_all || c.may_topic(Operation::Create, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| may_create_all || c.may_topic(Operation::Create, &t.name));
             let names = denied.into_iter().map(|t| t.name).collect();
             Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
         }
         RequestKind::DeleteTopics(r) => {
-            let (allowed, mut denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topic_names).into_iter().partition(|t| c.may_topic(Operation::Delete, t));
-            r.topic_names = allowed;
+            let mut denied = take_refused(&mut r.topic_names, |t| c.may_topic(Operation::Delete, t));
             // v6 names topics (or their ids) in `topics`.
             let image = ctx.image.borrow();
             r.topics.retain(|t| {
@@ -326,10 +315,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         | RequestKind::LeaveGroup(_) => proceed(codes::NONE, Vec::new()),
         RequestKind::OffsetCommit(r) => {
             let group_ok = c.may_group(Operation::Read, &r.group_id);
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
-                .into_iter()
-                .partition(|t| group_ok && c.may_topic(Operation::Read, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| group_ok && c.may_topic(Operation::Read, &t.name));
             let code = if group_ok { codes::TOPIC_AUTHORIZATION_FAILED } else { codes::GROUP_AUTHORIZATION_FAILED };
             proceed(
                 code,
@@ -351,9 +337,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             proceed(codes::NONE, Vec::new())
         }
         RequestKind::OffsetFetch(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.groups).into_iter().partition(|g| c.may_group(Operation::Describe, &g.group_id));
-            r.groups = allowed;
+            let denied = take_refused(&mut r.groups, |g| c.may_group(Operation::Describe, &g.group_id));
             for g in &mut r.groups {
                 if let Some(topics) = &mut g.topics {
                     topics.retain(|t| c.may_topic(Operation::Describe, &t.name));
@@ -382,9 +366,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         }
         RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
         RequestKind::DeleteRecords(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Delete, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Delete, &t.name));
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied
@@ -394,9 +376,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             )
         }
         RequestKind::CreatePartitions(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Alter, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Alter, &t.name));
             let names = denied.into_iter().map(|t| t.name).collect();
             Verdict::Proceed(Denied { code: codes::TOPIC_AUTHORIZATION_FAILED, names, ..Denied::default() })
         }
@@ -419,9 +399,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             Verdict::Proceed(Denied { config_resources: denied, ..Denied::default() })
         }
         RequestKind::DeleteGroups(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.groups_names).into_iter().partition(|g| c.may_group(Operation::Delete, g));
-            r.groups_names = allowed;
+            let denied = take_refused(&mut r.groups_names, |g| c.may_group(Operation::Delete, g));
             Verdict::Proceed(Denied { groups: denied, code: codes::GROUP_AUTHORIZATION_FAILED, ..Denied::default() })
         }
         RequestKind::OffsetDelete(r) => {
@@ -430,9 +408,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                     OffsetDeleteResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
                 ));
             }
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Read, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Read, &t.name));
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied
@@ -449,10 +425,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             } else {
                 None
             };
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
-                .into_iter()
-                .partition(|t| code.is_none() && c.may_topic(Operation::Read, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| code.is_none() && c.may_topic(Operation::Read, &t.name));
             proceed(
                 code.unwrap_or(codes::TOPIC_AUTHORIZATION_FAILED),
                 denied
@@ -624,10 +597,9 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         | RequestKind::ListPartitionReassignments(_)
         | RequestKind::ListTransactions(_) => proceed(codes::NONE, Vec::new()), // listings filtered in `apply`
         RequestKind::DescribeTransactions(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.transactional_ids)
-                .into_iter()
-                .partition(|id| c.may(Operation::Describe, ResourceType::TransactionalId, id));
-            r.transactional_ids = allowed;
+            let denied = take_refused(&mut r.transactional_ids, |id| {
+                c.may(Operation::Describe, ResourceType::TransactionalId, id)
+            });
             Verdict::Proceed(Denied {
                 transactional_ids: denied,
                 code: codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
@@ -635,9 +607,7 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             })
         }
         RequestKind::DescribeProducers(r) => {
-            let (allowed, denied): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut r.topics).into_iter().partition(|t| c.may_topic(Operation::Read, &t.name));
-            r.topics = allowed;
+            let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Read, &t.name));
             proceed(
                 codes::TOPIC_AUTHORIZATION_FAILED,
                 denied.into_iter().map(|t| (t.name, t.partition_indexes)).collect(),
@@ -664,6 +634,13 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             api_name(other)
         )),
     }
+}
+
+/// Takes the items `may` refuses out of `items` (their order kept) and returns them.
+fn take_refused<T>(items: &mut Vec<T>, mut may: impl FnMut(&T) -> bool) -> Vec<T> {
+    let (allowed, refused) = std::mem::take(items).into_iter().partition(|item| may(item));
+    *items = allowed;
+    refused
 }
 
 /// Takes the config resources `operation` is refused on out of `resources` (topics: on the

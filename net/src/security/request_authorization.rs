@@ -592,6 +592,11 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 ListPartitionReassignmentsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
             ))
         }
+        RequestKind::DescribeLogDirs(_) if !c.may_cluster(Operation::Describe) => {
+            Verdict::Answer(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
         RequestKind::ElectLeaders(_)
         | RequestKind::AlterPartitionReassignments(_)
         | RequestKind::ListPartitionReassignments(_)
@@ -627,7 +632,8 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         | RequestKind::DescribeAcls(_)
         | RequestKind::DescribeUserScramCredentials(_)
         | RequestKind::AlterUserScramCredentials(_)
-        | RequestKind::DescribeCluster(_) => proceed(codes::NONE, Vec::new()),
+        | RequestKind::DescribeCluster(_)
+        | RequestKind::DescribeLogDirs(_) => proceed(codes::NONE, Vec::new()),
         _ if c.may_cluster(Operation::Alter) => proceed(codes::NONE, Vec::new()),
         other => Verdict::Close(format!(
             "{:?} is served only to principals with ALTER on the cluster while authorization is on",

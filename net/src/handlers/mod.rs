@@ -10,6 +10,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod cluster_brokers;
 pub mod config_resources;
 pub mod create_partitions;
@@ -158,6 +159,12 @@ pub async fn dispatch(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r, version, listener).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, r, version).await)
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, r, version).await)
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r, version).await)

@@ -597,6 +597,34 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 DescribeLogDirsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
             ))
         }
+        RequestKind::DescribeClientQuotas(_) if !c.may_cluster(Operation::DescribeConfigs) => {
+            Verdict::Answer(ResponseKind::DescribeClientQuotas(
+                DescribeClientQuotasResponse::default()
+                    .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_entries(None),
+            ))
+        }
+        RequestKind::AlterClientQuotas(r) if !c.may_cluster(Operation::AlterConfigs) => {
+            let entries = r
+                .entries
+                .iter()
+                .map(|e| {
+                    alter_client_quotas_response::EntryData::default()
+                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                        .with_entity(
+                            e.entity
+                                .iter()
+                                .map(|d| {
+                                    alter_client_quotas_response::EntityData::default()
+                                        .with_entity_type(d.entity_type.clone())
+                                        .with_entity_name(d.entity_name.clone())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::AlterClientQuotas(AlterClientQuotasResponse::default().with_entries(entries)))
+        }
         RequestKind::ElectLeaders(_)
         | RequestKind::AlterPartitionReassignments(_)
         | RequestKind::ListPartitionReassignments(_)
@@ -633,7 +661,9 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         | RequestKind::DescribeUserScramCredentials(_)
         | RequestKind::AlterUserScramCredentials(_)
         | RequestKind::DescribeCluster(_)
-        | RequestKind::DescribeLogDirs(_) => proceed(codes::NONE, Vec::new()),
+        | RequestKind::DescribeLogDirs(_)
+        | RequestKind::DescribeClientQuotas(_)
+        | RequestKind::AlterClientQuotas(_) => proceed(codes::NONE, Vec::new()),
         _ if c.may_cluster(Operation::Alter) => proceed(codes::NONE, Vec::new()),
         other => Verdict::Close(format!(
             "{:?} is served only to principals with ALTER on the cluster while authorization is on",

@@ -9,6 +9,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
+from kafka.protocol.admin import AlterClientQuotasRequest, DescribeClientQuotasRequest
 
 from helpers import NUM_PARTITIONS
 
@@ -61,3 +62,79 @@ def test_describe_log_dirs_sizes_grow_after_producing(bootstrap, topic, admin):
     # A topic filter: only the partitions asked for.
     only = _partition_sizes(admin.describe_log_dirs(topic_partitions={topic: [1]}), topic)
     assert only == {1: after[1]}
+
+
+def _alter_quotas(admin, entries, validate_only=False):
+    """AlterClientQuotas through kafka-python's protocol classes: entries are
+    ({type: name-or-None}, {key: value-or-None (remove)}); returns the error codes."""
+    Entry = AlterClientQuotasRequest.EntryData
+    request = AlterClientQuotasRequest(
+        entries=[
+            Entry(
+                entity=[Entry.EntityData(entity_type=t, entity_name=n) for t, n in entity.items()],
+                ops=[Entry.OpData(key=k, value=v if v is not None else 0.0, remove=v is None) for k, v in ops.items()],
+            )
+            for entity, ops in entries
+        ],
+        validate_only=validate_only,
+    )
+    response = admin._manager.run(admin._manager.send, request)
+    return [e.error_code for e in response.entries]
+
+
+def _describe_quotas(admin, components, strict=False):
+    """DescribeClientQuotas: (error code, {frozenset of (type, name)}: {key: value})."""
+    Component = DescribeClientQuotasRequest.ComponentData
+    request = DescribeClientQuotasRequest(
+        components=[Component(entity_type=t, match_type=m, match=n) for t, m, n in components], strict=strict)
+    response = admin._manager.run(admin._manager.send, request)
+    found = {}
+    for e in response.entries or []:
+        found[frozenset((d.entity_type, d.entity_name) for d in e.entity)] = {v.key: v.value for v in e.values}
+    return response.error_code, found
+
+
+def test_client_quotas_admin_round_trip(bootstrap, admin, topic):
+    client = f"quota-client-{topic}"
+    user = f"quota-user-{topic}"
+    assert _alter_quotas(admin, [
+        ({"client-id": client}, {"producer_byte_rate": 1048576.0, "consumer_byte_rate": 2097152.0}),
+        ({"user": user, "client-id": None}, {"request_percentage": 25.0}),
+        ({"user": user}, {"bogus": 1.0}),
+        ({"ip": "10.9.8.7"}, {"producer_byte_rate": 1.0}),
+    ]) == [0, 0, 42, 42]
+    assert _alter_quotas(admin, [({"client-id": "never-" + client}, {"producer_byte_rate": 5.0})],
+                         validate_only=True) == [0]
+
+    code, found = _describe_quotas(admin, [("client-id", 0, client)])
+    assert code == 0
+    assert found == {frozenset({("client-id", client)}): {"producer_byte_rate": 1048576.0,
+                                                          "consumer_byte_rate": 2097152.0}}
+    code, found = _describe_quotas(admin, [("user", 0, user)])
+    assert found == {frozenset({("user", user), ("client-id", None)}): {"request_percentage": 25.0}}
+    code, found = _describe_quotas(admin, [("user", 0, user)], strict=True)
+    assert found == {}
+    _, found = _describe_quotas(admin, [("client-id", 0, "never-" + client)])
+    assert found == {}, "validate_only changed nothing"
+
+    # Removing the keys removes the entity.
+    assert _alter_quotas(admin, [({"client-id": client}, {"producer_byte_rate": None, "consumer_byte_rate": None})]) == [0]
+    _, found = _describe_quotas(admin, [("client-id", 0, client)])
+    assert found == {}
+
+
+def test_quota_throttles_a_kafka_python_producer(bootstrap, admin, topic):
+    """A producer over its quota gets throttled: kafka-python records the broker's
+    throttle_time_ms in its metrics. 300 KB against 25 KB/s: a new sensor measures over at
+    least 10 s, so 30 KB/s, throttled for about (30 - 25) / 25 × 10 s."""
+    client = f"throttled-{topic}"
+    assert _alter_quotas(admin, [({"client-id": client}, {"producer_byte_rate": 25000.0})]) == [0]
+    p = KafkaProducer(bootstrap_servers=bootstrap, client_id=client, enable_idempotence=False,
+                      linger_ms=5, batch_size=65536)
+    for _ in range(30):
+        p.send(topic, value=b"z" * 10_000, partition=0)
+    p.flush(timeout=60)
+    throttles = [v for group in p.metrics().values() for k, v in group.items() if k == "throttle-time-max"]
+    p.close()
+    assert throttles and max(throttles) > 500, throttles
+    _alter_quotas(admin, [({"client-id": client}, {"producer_byte_rate": None})])

@@ -138,3 +138,25 @@ def test_quota_throttles_a_kafka_python_producer(bootstrap, admin, topic):
     p.close()
     assert throttles and max(throttles) > 500, throttles
     _alter_quotas(admin, [({"client-id": client}, {"producer_byte_rate": None})])
+
+
+def test_log_dirs_and_quotas_need_cluster_permissions(tmp_path):
+    """With an authorizer and no ACLs for ANONYMOUS: DescribeLogDirs answers
+    CLUSTER_AUTHORIZATION_FAILED (no results), DescribeClientQuotas likewise, and each
+    AlterClientQuotas entry is refused."""
+    from kafka.protocol.admin import DescribeLogDirsRequest
+    from conftest import _start_broker, _stop_broker
+
+    broker = _start_broker(tmp_path / "data", [
+        "--set", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "--set", "super.users=User:admin"])
+    try:
+        client = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+        response = client._manager.run(client._manager.send, DescribeLogDirsRequest(topics=None))
+        assert response.error_code == 31 and list(response.results) == []
+        code, found = _describe_quotas(client, [])
+        assert code == 31 and found == {}
+        assert _alter_quotas(client, [({"user": "x"}, {"producer_byte_rate": 1.0})]) == [31]
+        client.close()
+    finally:
+        _stop_broker(broker)

@@ -352,3 +352,38 @@ fn a_quotad_producer_converges_to_its_rate_and_others_are_unaffected() {
     assert!(fast_rate >= 4.0 * quota, "unquota'd producer held back: {fast_rate:.0} B/s");
     broker.stop();
 }
+
+#[test]
+fn connections_over_an_ips_connection_creation_rate_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        &["--cores", "2", "--set", "quota.window.num=3", "--set", "quota.window.size.seconds=1"],
+    );
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    let mut admin = RawClient::connect(&bootstrap);
+    // 2 per second over a window of at least 2 s: 4 connections at once are within it.
+    let codes =
+        alter(&mut admin, vec![entry(&[("ip", Some("127.0.0.1"))], &[("connection_creation_rate", Some(2.0))])], false);
+    assert_eq!(codes, vec![NONE]);
+    let mut clients: Vec<RawClient> = (0..10).map(|_| RawClient::connect(&bootstrap)).collect();
+    let mut answered = 0;
+    for c in clients.iter_mut() {
+        let (_, framed) = c.encode(&kafka_protocol::messages::ApiVersionsRequest::default(), 0);
+        c.write_bytes_lossy(&framed);
+        answered += usize::from(c.read_frame().is_some());
+    }
+    assert!((1..=5).contains(&answered), "{answered} of 10 connections answered");
+    // Without the quota every connection is served again.
+    assert_eq!(
+        alter(&mut admin, vec![entry(&[("ip", Some("127.0.0.1"))], &[("connection_creation_rate", None)])], false),
+        vec![NONE]
+    );
+    for _ in 0..10 {
+        let mut c = RawClient::connect(&bootstrap);
+        let response = c.send(&kafka_protocol::messages::ApiVersionsRequest::default(), 0);
+        assert_eq!(response.error_code, NONE);
+    }
+    broker.stop();
+}

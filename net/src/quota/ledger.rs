@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn sensor(client: &str) -> SensorKey {
-        SensorKey { kind: QuotaKind::Produce, user: String::new(), client_id: client.into() }
+        SensorKey { kind: QuotaKind::Produce, user: String::new(), client_id: client.into(), ip: String::new() }
     }
 
     #[test]

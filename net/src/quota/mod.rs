@@ -11,9 +11,11 @@
 //! (KIP-219: the client is told, and cannot get around it). Rates add up across shards: each
 //! sensor lives on one owner shard (see [`ledger`] for why and what it costs).
 //!
+//! `connection_creation_rate` (per IP): a new connection over its IP's rate is held for the
+//! throttle time and then closed, as Kafka's `ConnectionQuotas` does; it does not count.
+//!
 //! Not enforced (stored and described only): `request_percentage` (sluice has no request
-//! handler pool whose time could be shared out), `controller_mutation_rate`, and
-//! `connection_creation_rate`.
+//! handler pool whose time could be shared out) and `controller_mutation_rate`.
 //!
 //! Must never: cost a request anything beyond an empty-map check when no quotas are set, or
 //! block the shard (muting is a timer on the connection's task).
@@ -97,6 +99,16 @@ pub async fn record(ctx: &ShardContext, quota: ResolvedQuota, bytes: usize, unre
         .unwrap_or(0)
 }
 
+/// Whether a new connection from `ip` is within the IP's `connection_creation_rate`: `None`
+/// if so (or no quota applies), else how long to hold it before closing it (Kafka accepts an
+/// over-rate connection and closes it after the throttle time, slowing reconnect loops; the
+/// refused connection does not count towards the rate).
+pub async fn connection_throttle_ms(ctx: &ShardContext, ip: std::net::IpAddr) -> Option<i64> {
+    let quota = resolve::connection_rate(&ctx.image.borrow().client_quotas, ip)?;
+    let throttle_ms = record(ctx, quota, 1, true).await;
+    (throttle_ms > 0).then_some(throttle_ms)
+}
+
 /// What one connection remembers of its quotas: the last resolution, valid while the image
 /// version, principal and client id are the same (a client sends one client id on every
 /// request, so this is one lookup per metadata change, not per request).
@@ -143,6 +155,7 @@ impl ConnectionQuotas {
         match kind {
             QuotaKind::Produce => cached.produce.clone(),
             QuotaKind::Fetch => cached.fetch.clone(),
+            QuotaKind::Connection => None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum QuotaKind {
     Produce,
     /// `consumer_byte_rate`: bytes of Fetch responses.
     Fetch,
+    /// `connection_creation_rate`: new connections from one IP.
+    Connection,
 }
 
 impl QuotaKind {
@@ -31,16 +33,20 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => super::image::PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => super::image::CONSUMER_BYTE_RATE,
+            QuotaKind::Connection => super::image::CONNECTION_CREATION_RATE,
         }
     }
 }
 
-/// The sensor a request's bytes are recorded on: one per (kind, user tag, client-id tag).
+/// The sensor a request's bytes are recorded on: one per (kind, user tag, client-id tag);
+/// connection rates: one per (kind, IP).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SensorKey {
     pub kind: QuotaKind,
     pub user: String,
     pub client_id: String,
+    /// The client's IP (connection rates only; empty otherwise).
+    pub ip: String,
 }
 
 /// A quota that applies: its sensor and limit (bytes per second).
@@ -73,7 +79,33 @@ pub fn resolve(image: &ClientQuotaImage, kind: QuotaKind, user: &str, client_id:
     candidates.into_iter().find_map(|(user_name, client_name, by_user, by_client)| {
         let entity = QuotaEntity { user: user_name, client_id: client_name, ip: None };
         image.value(&entity, kind.key()).map(|limit| ResolvedQuota {
-            sensor: SensorKey { kind, user: tag(by_user, user), client_id: tag(by_client, client_id) },
+            sensor: SensorKey {
+                kind,
+                user: tag(by_user, user),
+                client_id: tag(by_client, client_id),
+                ip: String::new(),
+            },
+            limit_per_second: limit,
+        })
+    })
+}
+
+/// The `connection_creation_rate` of connections from `ip`: the IP's own entity, else the
+/// default IP entity (each IP then has its own sensor), as Kafka's `ConnectionQuotas`.
+pub fn connection_rate(image: &ClientQuotaImage, ip: std::net::IpAddr) -> Option<ResolvedQuota> {
+    if image.is_empty() {
+        return None;
+    }
+    let ip = ip.to_canonical().to_string();
+    [EntityName::Named(ip.clone()), EntityName::Default].into_iter().find_map(|name| {
+        let entity = QuotaEntity { user: None, client_id: None, ip: Some(name) };
+        image.value(&entity, QuotaKind::Connection.key()).map(|limit| ResolvedQuota {
+            sensor: SensorKey {
+                kind: QuotaKind::Connection,
+                user: String::new(),
+                client_id: String::new(),
+                ip: ip.clone(),
+            },
             limit_per_second: limit,
         })
     })
@@ -141,6 +173,24 @@ mod tests {
         assert_eq!(applied(&image, "other", "c").map(|a| a.0), Some(1.0));
         assert_eq!(resolve(&image, QuotaKind::Fetch, "other", "other"), None);
         assert_eq!(resolve(&ClientQuotaImage::default(), QuotaKind::Produce, "u", "c"), None);
+    }
+
+    #[test]
+    fn connection_rates_apply_per_ip_from_the_ip_or_the_default_entity() {
+        let mut image = ClientQuotaImage::default();
+        let alteration = |ip: Option<&str>, limit: f64| {
+            let entity = QuotaEntity::from_pairs([("ip", ip)]).unwrap();
+            QuotaAlteration::new(entity, &[("connection_creation_rate".to_string(), limit, false)]).unwrap()
+        };
+        image.apply(QuotaCommand::Alter { alterations: vec![alteration(Some("10.0.0.1"), 3.0)] });
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(connection_rate(&image, ip("10.0.0.1")).map(|q| q.limit_per_second), Some(3.0));
+        assert_eq!(connection_rate(&image, ip("::ffff:10.0.0.1")).map(|q| q.limit_per_second), Some(3.0));
+        assert_eq!(connection_rate(&image, ip("10.0.0.2")), None);
+        image.apply(QuotaCommand::Alter { alterations: vec![alteration(None, 7.0)] });
+        let other = connection_rate(&image, ip("10.0.0.2")).unwrap();
+        assert_eq!((other.limit_per_second, other.sensor.ip.as_str()), (7.0, "10.0.0.2"));
+        assert_eq!(resolve(&image, QuotaKind::Produce, "u", "c"), None);
     }
 
     #[test]

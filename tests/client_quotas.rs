@@ -387,3 +387,28 @@ fn connections_over_an_ips_connection_creation_rate_are_closed() {
     }
     broker.stop();
 }
+
+#[test]
+fn quotas_altered_on_one_broker_reach_every_broker_of_a_cluster() {
+    use support::cluster::{wait_until, Cluster};
+    let mut cluster = Cluster::start(3, 0);
+    // Altered through one node (forwarded to the active controller), committed to the metadata
+    // log.
+    let mut client = RawClient::connect(&cluster.bootstrap(1));
+    let codes =
+        alter(&mut client, vec![entry(&[("user", Some("alice"))], &[("producer_byte_rate", Some(4096.0))])], false);
+    assert_eq!(codes, vec![NONE]);
+    let expected: Described = vec![(vec!["user=alice".to_string()], vec![("producer_byte_rate".to_string(), 4096.0)])];
+    for i in 0..3 {
+        let bootstrap = cluster.bootstrap(i);
+        wait_until(&format!("node {} to have the quota", i + 1), Duration::from_secs(20), || {
+            let mut c = RawClient::connect(&bootstrap);
+            (describe(&mut c, &[], false).1 == expected).then_some(())
+        });
+    }
+    // A restarted broker has it from the log.
+    assert_eq!(cluster.stop(1), 0);
+    cluster.restart(1);
+    let mut client = RawClient::connect(&cluster.bootstrap(1));
+    assert_eq!(describe(&mut client, &[], false).1, expected);
+}

@@ -218,9 +218,19 @@ fn fetch_request(topic: &str) -> FetchRequest {
 fn over_quota_produce_and_fetch_get_throttle_time_and_a_muted_connection() {
     let dir = tempfile::tempdir().unwrap();
     // Three 1 s samples: a new sensor measures over at least 2 s.
+    let metrics = format!("127.0.0.1:{}", free_port());
     let broker = Broker::start_with(
         dir.path(),
-        &["--cores", "2", "--set", "quota.window.num=3", "--set", "quota.window.size.seconds=1"],
+        &[
+            "--cores",
+            "2",
+            "--set",
+            "quota.window.num=3",
+            "--set",
+            "quota.window.size.seconds=1",
+            "--metrics-addr",
+            &metrics,
+        ],
     );
     broker.wait_for("sluice broker started");
     let bootstrap = broker.bootstrap();
@@ -268,7 +278,30 @@ fn over_quota_produce_and_fetch_get_throttle_time_and_a_muted_connection() {
     // Another client id has no quota: its fetch returns the data at once.
     let other = raw_fetch_as("someone-else", &bootstrap, "throttled");
     assert!(other >= 40_000, "{other} bytes");
+
+    // The metrics endpoint counts the throttles.
+    let scrape = http_get(&metrics, "/metrics");
+    let value = |line_start: &str| -> f64 {
+        let line =
+            scrape.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("{line_start} in {scrape}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("sluice_quota_throttled_total{kind=\"produce\"}"), 1.0);
+    assert_eq!(value("sluice_quota_throttled_total{kind=\"fetch\"}"), 1.0);
+    assert_eq!(value("sluice_quota_throttled_total{kind=\"connection\"}"), 0.0);
+    assert!(value("sluice_quota_throttle_seconds_total{kind=\"produce\"}") >= 0.8);
     broker.stop();
+}
+
+/// The body of an HTTP GET of `path` from `addr`.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
 /// Bytes a Fetch of `topic`/0 from offset 0 returns to a client with `client_id`.

@@ -140,6 +140,10 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
             break; // the writer stopped (write error)
         }
         if throttle_ms > 0 {
+            crate::metrics::record_quota_throttle(
+                if is_produce { QuotaKind::Produce } else { QuotaKind::Fetch },
+                throttle_ms,
+            );
             // Over its quota: the response (with throttle_time_ms) goes out now, and nothing
             // more is read from this client until the throttle time is over (KIP-219's mute).
             glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms as u64)).await;
@@ -323,7 +327,8 @@ pub async fn process(
     // known. Nothing is looked up or recorded when no quota applies.
     let quota_kind = match &*request {
         RequestKind::Produce(_) => Some(QuotaKind::Produce),
-        RequestKind::Fetch(_) => Some(QuotaKind::Fetch),
+        // A follower's fetch (replication) is not a client's: Kafka's client quotas skip it.
+        RequestKind::Fetch(f) if f.replica_id.0 < 0 && f.replica_state.replica_id.0 < 0 => Some(QuotaKind::Fetch),
         _ => None,
     };
     let quota = quota_kind.and_then(|kind| {

@@ -107,6 +107,7 @@ pub async fn serve(
             if let Ok(peer) = stream.peer_addr() {
                 if let Some(throttle_ms) = crate::quota::connection_throttle_ms(&ctx, peer.ip()).await {
                     sluice_engine::warn_limited!(%peer, throttle_ms, "closing connection: over its IP's connection_creation_rate");
+                    crate::metrics::record_quota_throttle(crate::quota::resolve::QuotaKind::Connection, throttle_ms);
                     glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms as u64)).await;
                     drop(stream);
                     open.set(open.get() - 1);

@@ -181,8 +181,8 @@ pub struct QuotaAlteration {
 }
 
 impl QuotaAlteration {
-    /// Validates one entry's ops: (key, value, remove). A key twice is INVALID_REQUEST, as is an
-    /// unknown key or a bad value.
+    /// Validates one entry's ops: (key, value, remove). A key twice is INVALID_REQUEST, as is
+    /// setting an unknown key or a bad value.
     pub fn new(entity: QuotaEntity, ops: &[(String, f64, bool)]) -> Result<QuotaAlteration, MetadataError> {
         let mut set = BTreeMap::new();
         let mut remove = Vec::new();
@@ -191,13 +191,15 @@ impl QuotaAlteration {
             if !seen.insert(key.as_str()) {
                 return Err(invalid(format!("Duplicate quota key {key} not updating quota for this entity")));
             }
-            let Some(kind) = entity.key_kind(key) else {
-                return Err(invalid(format!("Invalid configuration key {key}")));
-            };
+            // A removal is not checked against the keys (Kafka removes what is there and
+            // ignores the rest).
             if *removal {
                 remove.push(key.clone());
                 continue;
             }
+            let Some(kind) = entity.key_kind(key) else {
+                return Err(invalid(format!("Invalid configuration key {key}")));
+            };
             if !value.is_finite() || *value <= 0.0 {
                 return Err(invalid(format!("Quota {key} must be a positive number, got {value}")));
             }
@@ -392,8 +394,9 @@ mod tests {
         assert_eq!(alter(&user, &[("consumer_byte_rate", f64::NAN, false)]).unwrap_err().code, codes::INVALID_REQUEST);
         let dup = alter(&user, &[("consumer_byte_rate", 1.0, false), ("consumer_byte_rate", 2.0, false)]);
         assert_eq!(dup.unwrap_err().code, codes::INVALID_REQUEST);
-        // Removal of an unknown key is still an unknown key; of an unset one, a no-op.
+        // Removal of an unset or unknown key is a no-op, as in Kafka.
         assert!(alter(&user, &[("consumer_byte_rate", 0.0, true)]).is_ok());
+        assert!(alter(&user, &[("bogus", 0.0, true)]).is_ok());
     }
 
     #[test]

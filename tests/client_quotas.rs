@@ -445,3 +445,46 @@ fn quotas_altered_on_one_broker_reach_every_broker_of_a_cluster() {
     let mut client = RawClient::connect(&cluster.bootstrap(1));
     assert_eq!(describe(&mut client, &[], false).1, expected);
 }
+
+#[test]
+fn a_quotad_consumer_is_slowed_but_gets_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        &["--cores", "2", "--set", "quota.window.num=3", "--set", "quota.window.size.seconds=1"],
+    );
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "slow-read", 1);
+    let producer = future_producer(&bootstrap, &[("linger.ms", "5"), ("compression.type", "none")]);
+    let value = vec![b'r'; 1_000];
+    for _ in 0..150 {
+        let record = rdkafka::producer::FutureRecord::<(), _>::to("slow-read").partition(0).payload(&value);
+        futures::executor::block_on(producer.send(record, Duration::from_secs(20))).expect("produced");
+    }
+    // 20 KB/s over windows of at least 2 s: a fetch may return 40 KB at most. Without that cap
+    // librdkafka's 50 MB fetches would return all 150 KB, be over the quota every time and be
+    // answered empty forever.
+    let mut client = RawClient::connect(&bootstrap);
+    let quota = 20_000.0;
+    let codes = alter(
+        &mut client,
+        vec![entry(&[("client-id", Some("slow-reader"))], &[("consumer_byte_rate", Some(quota))])],
+        false,
+    );
+    assert_eq!(codes, vec![NONE]);
+    let consumer = assigned_consumer(&bootstrap, "slow-read", &[(0, 0)], &[("client.id", "slow-reader")]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(40);
+    let mut bytes = 0;
+    while bytes < 150_000 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(POLL) {
+            bytes += rdkafka::Message::payload(&m).map_or(0, |p| p.len());
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(bytes, 150_000, "the consumer got everything within 40 s");
+    // 150 KB: 40 KB at once, the rest at about 20 KB/s.
+    assert!(took >= 2.0, "150 KB against 20 KB/s took only {took:.1} s");
+    broker.stop();
+}

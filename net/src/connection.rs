@@ -335,6 +335,11 @@ pub async fn process(
         let client_id = header.client_id.as_deref().unwrap_or("");
         quotas.quota_for(&ctx.image.borrow(), &identity.principal, client_id, kind)
     });
+    if let (Some(q), RequestKind::Fetch(fetch)) = (quota.as_ref(), &mut *request) {
+        // Never more than the quota lets through at once (Kafka's maxValueInQuotaWindow).
+        fetch.max_bytes =
+            fetch.max_bytes.min(crate::quota::max_fetch_bytes(q.limit_per_second, ctx.config.quota.window));
+    }
     let mut throttle_ms = 0;
     if let Some(q) = quota.as_ref().filter(|q| q.sensor.kind == QuotaKind::Produce) {
         throttle_ms = crate::quota::record(ctx, q.clone(), frame.len(), false).await;

@@ -8,7 +8,8 @@
 //! that takes the rate over the quota is answered at once with `throttle_time_ms` =
 //! `(rate − quota) / quota × window` (a throttled Fetch with no data, its bytes not counted),
 //! and the connection is then muted — no further request is read from it — for that long
-//! (KIP-219: the client is told, and cannot get around it). Rates add up across shards: each
+//! (KIP-219: the client is told, and cannot get around it). A quota'd Fetch's `max_bytes` is
+//! capped at [`max_fetch_bytes`], so one response alone is never over the quota. Rates add up across shards: each
 //! sensor lives on one owner shard (see [`ledger`] for why and what it costs).
 //!
 //! `connection_creation_rate` (per IP): a new connection over its IP's rate is held for the
@@ -160,6 +161,15 @@ impl ConnectionQuotas {
     }
 }
 
+/// The most bytes one Fetch may return to a client with a fetch quota of `limit_per_second`
+/// (Kafka's `maxValueInQuotaWindow`): what fits the minimum measurement window, so a response
+/// alone can never be over the quota — without the cap a client whose every response is larger
+/// than that would be throttled, and answered empty, forever.
+pub fn max_fetch_bytes(limit_per_second: f64, window: RateWindow) -> i32 {
+    let bytes = limit_per_second * (window.samples.saturating_sub(1)) as f64 * window.window_ms as f64 / 1000.0;
+    bytes.clamp(1.0, i32::MAX as f64) as i32
+}
+
 /// Bytes a Fetch response carries: its records (on disk or in memory), what the fetch quota
 /// counts.
 pub fn fetch_response_bytes(response: &FetchResponse, file_bytes: usize) -> usize {
@@ -197,6 +207,17 @@ fn clamp_ms(ms: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_is_capped_at_what_fits_the_minimum_window() {
+        assert_eq!(max_fetch_bytes(1_000.0, RateWindow::default()), 10_000);
+        assert_eq!(max_fetch_bytes(1_000.0, RateWindow { samples: 3, window_ms: 2_000 }), 4_000);
+        assert_eq!(max_fetch_bytes(1e12, RateWindow::default()), i32::MAX);
+        assert_eq!(max_fetch_bytes(1_000.0, RateWindow { samples: 1, window_ms: 1_000 }), 1);
+        // A response of exactly the cap, on a fresh sensor, is within the quota.
+        let mut rate = rate::Rate::new(RateWindow::default(), 0);
+        assert_eq!(rate.record_and_throttle_ms(max_fetch_bytes(1_000.0, RateWindow::default()) as f64, 1_000.0, 0), 0);
+    }
 
     #[test]
     fn window_settings_are_validated() {

@@ -565,4 +565,100 @@ mod raw_codes {
         assert_ne!(metadata.topics[0].error_code, 0, "not auto-created as a client topic");
         broker.stop();
     }
+
+    /// The group's committed offsets of `topics` through OffsetFetch v7: (topic, partition,
+    /// offset), offsets of -1 (none) left out.
+    fn committed(client: &mut RawClient, group: &str, topics: &[&str]) -> Vec<(String, i32, i64)> {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    OffsetFetchRequestTopic::default().with_name(TopicName(s(t))).with_partition_indexes(vec![0, 1])
+                })
+                .collect(),
+        ));
+        let response = client.send(&request, 7);
+        assert_eq!(response.error_code, 0);
+        let mut out = Vec::new();
+        for t in &response.topics {
+            for p in &t.partitions {
+                if p.committed_offset >= 0 {
+                    out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn deleting_a_topic_removes_its_committed_offsets_from_every_group_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_broker(dir.path());
+        let bootstrap = broker.bootstrap();
+        let mut client = RawClient::connect(&bootstrap);
+        create_topic(&bootstrap, "doomed", 2);
+        create_topic(&bootstrap, "kept", 2);
+        // Two groups (on whichever shards their ids hash to) commit to both topics, without
+        // membership (generation -1, as admin tools and assign()-ing consumers do).
+        for group in ["g-del-a", "g-del-b"] {
+            let request = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(s(""))
+                .with_topics(
+                    ["doomed", "kept"]
+                        .iter()
+                        .map(|t| {
+                            OffsetCommitRequestTopic::default().with_name(TopicName(s(t))).with_partitions(
+                                (0..2)
+                                    .map(|p| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(10 + p as i64)
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+            let response = client.send(&request, 8);
+            for t in &response.topics {
+                assert!(t.partitions.iter().all(|p| p.error_code == 0), "{group}: {t:?}");
+            }
+            assert_eq!(committed(&mut client, group, &["doomed", "kept"]).len(), 4);
+        }
+        let deleted = client.send(&DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("doomed"))]), 5);
+        assert_eq!(deleted.responses[0].error_code, 0);
+        create_topic(&bootstrap, "doomed", 2);
+        let kept = vec![("kept".to_string(), 0, 10), ("kept".to_string(), 1, 11)];
+        for group in ["g-del-a", "g-del-b"] {
+            assert_eq!(committed(&mut client, group, &["doomed", "kept"]), kept, "{group} right after the delete");
+            // A barrier: this commit's record follows the tombstones in the group's
+            // `__consumer_offsets` partition (appends are in call order), so once it is
+            // acknowledged they are on file too.
+            let barrier = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(s(""))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s("kept")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(10)])]);
+            assert_eq!(client.send(&barrier, 8).topics[0].partitions[0].error_code, 0);
+        }
+        drop(client);
+        broker.stop();
+        // The tombstones are on file: replay does not bring the offsets back.
+        let broker = start_broker(dir.path());
+        let bootstrap = broker.bootstrap();
+        let mut client = RawClient::connect(&bootstrap);
+        for group in ["g-del-a", "g-del-b"] {
+            assert_eq!(committed(&mut client, group, &["doomed", "kept"]), kept, "{group} after a restart");
+        }
+        drop(client);
+        broker.stop();
+    }
 }

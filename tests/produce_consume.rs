@@ -74,7 +74,12 @@ fn raw_client_speaks_api_versions_and_metadata() {
 
 /// Consumes everything from `topic` partition 0 and returns (offset, payload) pairs.
 fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Vec<u8>)> {
-    let consumer = assigned_consumer(bootstrap, topic, &[(0, 0)], &[]);
+    consume_all_with(bootstrap, topic, expected, &[])
+}
+
+/// [`consume_all`] with consumer settings.
+fn consume_all_with(bootstrap: &str, topic: &str, expected: usize, extra: &[(&str, &str)]) -> Vec<(i64, Vec<u8>)> {
+    let consumer = assigned_consumer(bootstrap, topic, &[(0, 0)], extra);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut got = Vec::new();
     while got.len() < expected && Instant::now() < deadline {
@@ -126,6 +131,51 @@ fn data_on_disk_is_served_byte_exact_with_and_without_sendfile_and_page_cache() 
         check(&broker.bootstrap(), "after restart");
         broker.stop();
     }
+}
+
+#[test]
+fn a_consumer_tailing_the_files_with_read_ahead_gets_exact_bytes_while_the_tail_page_is_rewritten() {
+    // Read-ahead (`sluice.fetch.readahead.bytes`) fills the page cache past each fetch while
+    // the producer keeps rewriting the active segment's partial last page (one small batch per
+    // record, direct I/O). With no tail cache every fetch is a sendfile from the file; a page
+    // read ahead before its final write would show up here as wrong bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--cores", "1", "--set", "sluice.tail.cache.bytes=0", "--set", "sluice.fetch.readahead.bytes=1048576"];
+    let broker = Broker::start_with(dir.path(), &args);
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "tailed", 1);
+    let payloads: Vec<Vec<u8>> = (0..4000u32)
+        .map(|i| (0..(50 + i * 7 % 1500)).map(|b| (b as u8).wrapping_mul(31) ^ (i as u8)).collect())
+        .collect();
+    let expected = payloads.len();
+    let producer = future_producer(&bootstrap, &[("linger.ms", "0"), ("max.in.flight", "1")]);
+    let send = |p: &Vec<u8>| {
+        let d = producer.send_result(FutureRecord::<(), _>::to("tailed").payload(p)).expect("queued");
+        futures::executor::block_on(d).expect("delivered").expect("acked");
+    };
+    // Half first, so the reader starts behind the written end and reads ahead up to it.
+    payloads[..expected / 2].iter().for_each(send);
+    let reader = {
+        let bootstrap = bootstrap.clone();
+        // Small fetches, so the consumer keeps coming back for the bytes just written.
+        let settings = [
+            ("fetch.max.bytes", "1048576"),
+            ("message.max.bytes", "1048576"),
+            ("max.partition.fetch.bytes", "8192"),
+            ("fetch.wait.max.ms", "5"),
+        ];
+        std::thread::spawn(move || consume_all_with(&bootstrap, "tailed", expected, &settings))
+    };
+    payloads[expected / 2..].iter().for_each(send);
+    drop(producer);
+    let got = reader.join().expect("reader");
+    assert_eq!(got.len(), expected);
+    for (i, (offset, payload)) in got.iter().enumerate() {
+        assert_eq!(*offset, i as i64);
+        assert_eq!(payload, &payloads[i], "offset {offset}");
+    }
+    broker.stop();
 }
 
 #[test]

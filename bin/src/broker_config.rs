@@ -46,6 +46,7 @@ pub struct BrokerSettings {
     pub producer_id_expiration_ms: Option<i64>,
     pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
+    pub fetch_readahead_bytes: Option<u64>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
     /// Consumer-group settings (`group.*`, `offsets.*`).
@@ -115,6 +116,9 @@ impl BrokerSettings {
         if let Some(b) = self.fetch_sendfile {
             config.fetch_sendfile = b;
         }
+        if let Some(b) = self.fetch_readahead_bytes {
+            config.fetch_readahead_bytes = b;
+        }
         if let Some(b) = self.ack_when_written {
             config.ack_when_written = b;
         }
@@ -165,6 +169,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.preallocate_max_step_bytes = Some(parse(key, value)?)
             }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
+            "sluice.fetch.readahead.bytes" => settings.fetch_readahead_bytes = Some(parse(key, value)?),
             "sluice.metrics.addr" => {
                 settings.metrics_addr = Some(parse_metrics_addr(value).map_err(|e| format!("{key}: {e}"))?)
             }

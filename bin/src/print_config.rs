@@ -102,6 +102,11 @@ pub fn render(args: &BrokerArgs) -> Result<String, String> {
     );
     row("sluice.fetch.sendfile", c.fetch_sendfile.to_string(), sources.of(&["sluice.fetch.sendfile"], None));
     row(
+        "sluice.fetch.readahead.bytes",
+        c.fetch_readahead_bytes.to_string(),
+        sources.of(&["sluice.fetch.readahead.bytes"], None),
+    );
+    row(
         "sluice.ack.on",
         if c.ack_when_written { "written" } else { "buffered" }.into(),
         sources.of(&["sluice.ack.on"], None),

@@ -23,7 +23,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use crate::batch::{BatchHeader, BatchInfo, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use crate::offset_index::{log_file_name, offset_index_file_name, time_index_file_name, OffsetIndex};
 use crate::segment_file::SegmentFile;
-use crate::segment_writer::{SegmentWriter, WriterOptions};
+use crate::segment_writer::{SegmentWriter, WriterOptions, PAGE_BYTES};
 use crate::tail_cache::TailCache;
 use crate::time_index::TimeIndex;
 
@@ -38,8 +38,10 @@ const HEADER_SCAN_READ_BYTES: usize = 64 * 1024;
 pub enum ReadChunk {
     /// Bytes that are in the segment file: serve with sendfile/splice or read them. `reader`
     /// is a buffered (non-`O_DIRECT`) handle on the same file for `sendfile`, `Send` so the
-    /// range can be handed to the connection's shard.
-    File { file: Rc<DmaFile>, position: u64, len: usize, reader: Option<Arc<std::fs::File>> },
+    /// range can be handed to the connection's shard. `stable_end`: the file's bytes below it
+    /// are final (never rewritten: whole pages below the written end of the active segment,
+    /// everything of a sealed one), so the page cache may read them ahead.
+    File { file: Rc<DmaFile>, position: u64, len: usize, reader: Option<Arc<std::fs::File>>, stable_end: u64 },
     /// Bytes not on disk yet (the write-behind tail), already copied out.
     Memory(Bytes),
 }
@@ -403,11 +405,14 @@ impl Segment {
         let written = writer.map_or(u64::MAX, |w| w.written_len());
         let file_end = end.min(written.max(pos));
         if file_end > pos {
+            // The active segment's partial last page is rewritten when it fills up: not stable.
+            let stable_end = writer.map_or(u64::MAX, |_| written / PAGE_BYTES * PAGE_BYTES);
             chunks.push(ReadChunk::File {
                 file: file.clone(),
                 position: pos,
                 len: (file_end - pos) as usize,
                 reader: reader.cloned(),
+                stable_end,
             });
         }
         if end > file_end {

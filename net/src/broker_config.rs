@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use sluice_engine::log_config::LogConfig;
 
+/// `sluice.fetch.readahead.bytes` by default (see `tuning/results/consume-readahead`).
+pub const DEFAULT_FETCH_READAHEAD_BYTES: u64 = 4 << 20;
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     /// `node.id`.
@@ -33,6 +36,11 @@ pub struct BrokerConfig {
     /// `sluice.fetch.sendfile`: serve fetched data that is on disk (not in the tail cache) with
     /// `sendfile(2)` from the page cache instead of a direct read and a copy.
     pub fetch_sendfile: bool,
+    /// `sluice.fetch.readahead.bytes`: with `sendfile`, how far past a fetch's range the page
+    /// cache is asked to read ahead (`POSIX_FADV_WILLNEED`), so a sequential consumer's next
+    /// fetches find their bytes in memory. Segments are written with direct I/O, which leaves
+    /// the page cache cold. 0 turns it off.
+    pub fetch_readahead_bytes: u64,
     /// `sluice.ack.on`: `written` (default) acknowledges a produce once its bytes are on file
     /// (a process crash loses no acked record, like Kafka); `buffered` acknowledges once they
     /// are in the write-behind buffer (faster, but a process crash can lose acked records that
@@ -84,6 +92,7 @@ impl BrokerConfig {
             data_dir,
             max_fetch_wait_ms: 30_000,
             fetch_sendfile: true,
+            fetch_readahead_bytes: DEFAULT_FETCH_READAHEAD_BYTES,
             ack_when_written: true,
             produce_discard: false,
             group: crate::group::GroupConfig::default(),

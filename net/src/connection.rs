@@ -411,6 +411,8 @@ const TLS_FILE_CHUNK_BYTES: usize = 1024 * 1024;
 /// Writes a file range through a TLS connection: read (`pread` on glommio's blocking thread
 /// pool, like `sendfile` below) and encrypt, [`TLS_FILE_CHUNK_BYTES`] at a time.
 async fn copy_file_range(writer: &mut TransportWriter, range: FileRange) -> std::io::Result<()> {
+    let advise = range.clone();
+    glommio::executor().spawn_blocking(move || advise_readahead(&advise)).await;
     let mut done = 0usize;
     while done < range.len {
         let (file, position, len) =
@@ -427,12 +429,33 @@ async fn copy_file_range(writer: &mut TransportWriter, range: FileRange) -> std:
     Ok(())
 }
 
+/// Asks the page cache to read `range` and what follows it up to its `readahead_end`
+/// (`POSIX_FADV_WILLNEED`: asynchronous reads, submitted all at once) — segments are written
+/// with direct I/O, so without it a consumer's every fetch waits on the device, 64 KiB at a
+/// time. Blocks while the reads are submitted: call it on the blocking pool only. Best effort.
+fn advise_readahead(range: &FileRange) {
+    let end = range.position + range.len as u64;
+    if range.readahead_end <= end {
+        return;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&*range.file);
+    let len = range.readahead_end - range.position;
+    // SAFETY: the fd is open for the call (the range holds the file); fadvise reads no memory.
+    let rc = unsafe {
+        libc::posix_fadvise(fd, range.position as libc::off_t, len as libc::off_t, libc::POSIX_FADV_WILLNEED)
+    };
+    if rc != 0 {
+        tracing::debug!(error = rc, "posix_fadvise(WILLNEED) failed");
+    }
+}
+
 /// Sends a file range to the socket with `sendfile(2)` on glommio's blocking thread pool: the
 /// socket is a blocking fd, and a blocking syscall must never run on the shard thread. The
 /// bytes go from the page cache to the socket without a user-space copy.
 async fn send_file_range(socket_fd: std::os::fd::RawFd, range: FileRange) -> std::io::Result<()> {
     glommio::executor()
         .spawn_blocking(move || {
+            advise_readahead(&range);
             let file_fd = std::os::fd::AsRawFd::as_raw_fd(&*range.file);
             let mut offset = range.position as libc::off_t;
             let mut left = range.len;

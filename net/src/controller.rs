@@ -355,7 +355,12 @@ pub async fn apply_on_shard(command: MetadataCommand) {
     match &command {
         MetadataCommand::CreateTopic { name, partitions, .. } => ensure_partitions(&ctx, name, 0, *partitions).await,
         MetadataCommand::CreatePartitions { name, total, .. } => ensure_partitions(&ctx, name, 0, *total).await,
-        MetadataCommand::DeleteTopic { name } => delete_topic_partitions(name).await,
+        MetadataCommand::DeleteTopic { name } => {
+            if let Some(groups) = crate::group::service::GroupShard::try_current() {
+                groups.forget_deleted_topic(name);
+            }
+            delete_topic_partitions(name).await
+        }
         // A reassignment adds replicas (their logs are created here) and, once complete,
         // removes some (their logs go).
         MetadataCommand::Reassign { topic, partition, .. }

@@ -301,4 +301,26 @@ mod tests {
         assert_eq!(pick_version((4, 12), Some((0, 3))), None);
         assert_eq!(pick_version((1, 7), None), None);
     }
+
+    #[test]
+    fn a_known_tag_outside_its_versions_is_skipped_like_an_unknown_one() {
+        // A peer broker answered Fetch v12 with tag 0 (node_endpoints, a v16+ field); the
+        // bench reported "Tag 0 is not valid for version 12" and 0 consumed. Such tags are now
+        // kept as unknown ones (third_party/kafka-protocol, `sluice patch`).
+        use kafka_protocol::messages::FetchRequest;
+        let mut frame = BytesMut::new();
+        frame.put_i32(9); // correlation id
+        frame.put_u8(0); // response header v1: no tagged fields
+        frame.put_i32(0); // throttle_time_ms
+        frame.put_i16(0); // error_code
+        frame.put_i32(7); // session_id
+        frame.put_u8(1); // responses: compact array of 0
+        frame.put_u8(2); // two tagged fields
+        frame.extend_from_slice(&[0, 1, 1]); // tag 0, 1 byte: an empty node_endpoints array
+        frame.extend_from_slice(&[5, 2, 0xab, 0xcd]); // tag 5, unknown to every version
+        let response = decode_response::<FetchRequest>(frame.freeze(), 12).expect("decodes");
+        assert_eq!(response.session_id, 7);
+        assert!(response.node_endpoints.is_empty());
+        assert_eq!(response.unknown_tagged_fields.len(), 2);
+    }
 }

@@ -24,6 +24,10 @@ pub struct FileRange {
     pub file: Arc<std::fs::File>,
     pub position: u64,
     pub len: usize,
+    /// Read the file ahead through the page cache up to here (exclusive) when sending; no
+    /// read-ahead when it is not past the range's end. Only bytes that are final may be
+    /// covered (see `LogRead::stable_file_end`).
+    pub readahead_end: u64,
 }
 
 /// One piece of an encoded response.
@@ -280,8 +284,8 @@ mod tests {
         let file = Arc::new(tmp);
         for version in 4..=16 {
             let ranges = vec![
-                FileRange { file: file.clone(), position: 10, len: 200_000 },
-                FileRange { file: file.clone(), position: 0, len: 5 },
+                FileRange { file: file.clone(), position: 10, len: 200_000, readahead_end: 0 },
+                FileRange { file: file.clone(), position: 0, len: 5, readahead_end: 0 },
             ];
             // Expected: the same response with the real bytes inline.
             let real = vec![Bytes::copy_from_slice(&data[10..200_010]), Bytes::copy_from_slice(&data[0..5])];

@@ -53,6 +53,16 @@ impl LogRead {
         }
     }
 
+    /// For a [`LogRead::file_range`] read: the end of the bytes of its file that are final
+    /// (never rewritten), up to which reading ahead through the page cache is safe. 0 for
+    /// any other read.
+    pub fn stable_file_end(&self) -> u64 {
+        match self.chunks.as_slice() {
+            [ReadChunk::File { stable_end, .. }] => *stable_end,
+            _ => 0,
+        }
+    }
+
     /// The read as one `Bytes`: zero-copy when it is a single in-memory slice (a tailing read
     /// from the tail cache), otherwise read and copied into one buffer.
     pub async fn into_bytes(self) -> std::io::Result<bytes::Bytes> {

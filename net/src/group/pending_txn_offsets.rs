@@ -57,6 +57,13 @@ impl PendingTxnOffsets {
     pub fn is_empty(&self) -> bool {
         self.by_producer.is_empty()
     }
+
+    /// Drops every pending offset of `topic` (the topic was deleted).
+    pub fn remove_topic(&mut self, topic: &str) {
+        for offsets in self.by_producer.values_mut() {
+            offsets.retain(|(t, _), _| t != topic);
+        }
+    }
 }
 
 /// Kafka's check of a TxnOffsetCommit against the group (`handleTxnCommitOffsets`): a member

@@ -461,6 +461,40 @@ impl GroupShard {
         Ok(())
     }
 
+    /// A deleted topic's committed offsets leave every group this shard coordinates, as in
+    /// Kafka (`onPartitionsDeleted`): memory first, so a topic of the same name created later
+    /// starts with no offsets, then one tombstone per offset, written in the background (the
+    /// metadata command that deleted the topic must not wait on `__consumer_offsets`). Pending
+    /// transactional offsets of the topic are dropped too. A group left with nothing goes at
+    /// the next retention check, as any empty group.
+    pub fn forget_deleted_topic(self: &Rc<Self>, topic: &str) {
+        let mut tombstones: Vec<(String, Vec<LogRecord>)> = Vec::new();
+        for (group_id, group) in self.groups.borrow_mut().iter_mut() {
+            let partitions: Vec<i32> = group.offsets().keys().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect();
+            for p in &partitions {
+                let removed = group.remove_offset(topic, *p);
+                debug_assert!(removed);
+            }
+            if !partitions.is_empty() {
+                let records = partitions.iter().map(|p| LogRecord::offset(group_id, topic, *p, None)).collect();
+                tombstones.push((group_id.clone(), records));
+            }
+        }
+        for pending in self.txn_offsets.borrow_mut().values_mut() {
+            pending.remove_topic(topic);
+        }
+        for (group_id, records) in tombstones {
+            tracing::info!(group = %group_id, topic, offsets = records.len(), "committed offsets of a deleted topic removed");
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = shard.append(&group_id, &records).await {
+                    sluice_engine::warn_limited!(group = %group_id, error = %e, "tombstones for a deleted topic's offsets not written");
+                }
+            })
+            .detach();
+        }
+    }
+
     /// Deletes an empty group with its offsets (DeleteGroups).
     pub async fn delete_group(&self, group_id: &str) -> i16 {
         let check = self.with_group(group_id, false, |g| {

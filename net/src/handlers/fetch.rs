@@ -313,6 +313,7 @@ fn leader_endpoints(ctx: &ShardContext, leaders: &[i32], listener: &str) -> Vec<
 /// exceed its limit by one batch (min-one-batch), the others are capped.
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -> Vec<PartitionRead> {
     let sendfile = ctx.config.fetch_sendfile;
+    let readahead_bytes = ctx.config.fetch_readahead_bytes;
     let futures = wanted.iter().map(|w| {
         let w = w.clone();
         let ctx = ctx.clone();
@@ -402,7 +403,9 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -
                     };
                     if sendfile {
                         if let Some((file, position, len)) = read.file_range() {
-                            return done(Records::File(FileRange { file, position, len }));
+                            let wanted_end = position + len as u64 + readahead_bytes;
+                            let readahead_end = wanted_end.min(read.stable_file_end());
+                            return done(Records::File(FileRange { file, position, len, readahead_end }));
                         }
                     }
                     let finished = done(Records::Bytes(Bytes::new()));

@@ -213,6 +213,15 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
+            "group.coordinator.rebalance.protocols"
+            | "group.consumer.assignors"
+            | "group.consumer.session.timeout.ms"
+            | "group.consumer.min.session.timeout.ms"
+            | "group.consumer.max.session.timeout.ms"
+            | "group.consumer.heartbeat.interval.ms"
+            | "group.consumer.min.heartbeat.interval.ms"
+            | "group.consumer.max.heartbeat.interval.ms"
+            | "group.consumer.max.size" => apply_consumer_group_setting(&mut settings.group_config, key, value)?,
             "transaction.state.log.num.partitions"
             | "transaction.state.log.replication.factor"
             | "transaction.max.timeout.ms"
@@ -277,6 +286,65 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                     .find(|t| broker_default_name(t) == Some(key.as_str()) || **t == key.as_str())
                     .ok_or_else(|| format!("unknown broker config {key:?}"))?;
                 settings.default_log_config.set(topic_name, value).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+    }
+    settings.group_config.consumer.validate()?;
+    Ok(())
+}
+
+/// One consumer-protocol (KIP-848) group setting: Kafka's names; the bounds across settings
+/// are checked once all are read ([`sluice_net::group::config::ConsumerGroupConfig::validate`]).
+fn apply_consumer_group_setting(
+    group: &mut sluice_net::group::GroupConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty());
+    match key {
+        "group.coordinator.rebalance.protocols" => {
+            let mut consumer = false;
+            let mut classic = false;
+            for protocol in list() {
+                match protocol {
+                    "classic" => classic = true,
+                    "consumer" => consumer = true,
+                    // Share groups (KIP-932) and streams groups are not implemented.
+                    other => return Err(format!("{key}: unsupported protocol {other:?} (supported: classic, consumer)")),
+                }
+            }
+            if !classic {
+                return Err(format!("{key}: must include classic"));
+            }
+            group.consumer_protocol_enabled = consumer;
+        }
+        "group.consumer.assignors" => {
+            let assignors = list()
+                .map(|a| {
+                    sluice_net::group::config::AssignorName::parse(a)
+                        .ok_or_else(|| format!("{key}: unknown assignor {a:?} (supported: uniform, range)"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if assignors.is_empty() {
+                return Err(format!("{key}: needs at least one assignor"));
+            }
+            group.consumer.assignors = assignors;
+        }
+        _ => {
+            let n: u64 = parse_at_least_one(key, value)?;
+            if n > i32::MAX as u64 {
+                return Err(format!("{key}: value {value} out of range"));
+            }
+            let c = &mut group.consumer;
+            match key {
+                "group.consumer.session.timeout.ms" => c.session_timeout_ms = n,
+                "group.consumer.min.session.timeout.ms" => c.min_session_timeout_ms = n,
+                "group.consumer.max.session.timeout.ms" => c.max_session_timeout_ms = n,
+                "group.consumer.heartbeat.interval.ms" => c.heartbeat_interval_ms = n,
+                "group.consumer.min.heartbeat.interval.ms" => c.min_heartbeat_interval_ms = n,
+                "group.consumer.max.heartbeat.interval.ms" => c.max_heartbeat_interval_ms = n,
+                "group.consumer.max.size" => c.max_size = n.min(1_000_000) as usize,
+                _ => return Err(format!("unknown broker config {key:?}")),
             }
         }
     }

@@ -8,6 +8,7 @@
 //! responses. Must never: keep a group on two shards, or share group state between shards.
 
 pub mod config;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod offsets_log;
 pub mod pending_txn_offsets;

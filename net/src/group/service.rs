@@ -22,6 +22,10 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use sluice_engine::shard::ShardGone;
 
+use super::consumer_group::{
+    ConsumerGroup, ConsumerGroupEvent, HeartbeatRequest as ConsumerHeartbeat,
+    HeartbeatResponse as ConsumerHeartbeatResponse, TopicInfo, TopicsImage,
+};
 use super::coordinator::{
     codes, CommittedOffset, Group, GroupConfig, GroupEvent, JoinRequest, JoinResult, Reply, SyncResult,
 };
@@ -38,6 +42,12 @@ type MemberKey = (String, String);
 pub struct GroupShard {
     pub config: GroupConfig,
     groups: RefCell<HashMap<String, Group>>,
+    /// Consumer-protocol (KIP-848) groups. A group id is a consumer group while it has an
+    /// entry here; its committed offsets stay in `groups` (an Empty classic group that only
+    /// holds offsets). The two never both have members.
+    consumer_groups: RefCell<HashMap<String, ConsumerGroup>>,
+    /// The topics consumer groups subscribe to, rebuilt when the metadata image changes.
+    topics: RefCell<Rc<TopicsImage>>,
     join_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<JoinResult>>>,
     sync_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<SyncResult>>>,
     /// Groups that have a group record in the log (deleting them writes a tombstone).
@@ -132,6 +142,8 @@ impl GroupShard {
         let shard = Rc::new(GroupShard {
             config,
             groups: RefCell::new(HashMap::new()),
+            consumer_groups: RefCell::new(HashMap::new()),
+            topics: RefCell::new(Rc::new(TopicsImage { version: u64::MAX, ..TopicsImage::default() })),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             persisted: RefCell::new(HashSet::new()),
@@ -233,6 +245,7 @@ impl GroupShard {
                 groups.remove(id);
             }
         }
+        self.consumer_groups.borrow_mut().retain(|id, _| !mine(id));
         self.persisted.borrow_mut().retain(|id| !mine(id));
         self.txn_offsets.borrow_mut().retain(|id, _| !mine(id));
         self.join_waiters.borrow_mut().retain(|(id, _), _| !mine(id));
@@ -346,6 +359,9 @@ impl GroupShard {
     pub async fn join(self: &Rc<Self>, group_id: &str, req: JoinRequest) -> JoinResult {
         let now = now_ms();
         let fallback_member = req.member_id.clone();
+        if let Some(code) = self.take_over_from_consumer_group(group_id) {
+            return JoinResult::error(code, &fallback_member);
+        }
         let (reply, events) = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
@@ -421,12 +437,19 @@ impl GroupShard {
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), i16> {
         let now = now_ms();
-        let exists = self.groups.borrow().contains_key(group_id);
-        if !exists && generation_id >= 0 {
-            return Err(missing_group_error);
+        let consumer_check =
+            self.consumer_groups.borrow().get(group_id).map(|g| g.validate_offset_commit(member_id, generation_id));
+        if let Some(check) = consumer_check {
+            // KIP-848: generation_id_or_member_epoch is the member epoch.
+            check?;
+        } else {
+            let exists = self.groups.borrow().contains_key(group_id);
+            if !exists && generation_id >= 0 {
+                return Err(missing_group_error);
+            }
+            self.with_group(group_id, true, |g| g.validate_offset_commit(now, member_id, instance_id, generation_id))
+                .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
         }
-        self.with_group(group_id, true, |g| g.validate_offset_commit(now, member_id, instance_id, generation_id))
-            .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
         let records: Vec<LogRecord> =
             commits.iter().map(|(t, p, c)| LogRecord::offset(group_id, t, *p, Some(c))).collect();
         let partition = self.partition_of(group_id);
@@ -463,6 +486,17 @@ impl GroupShard {
 
     /// Deletes an empty group with its offsets (DeleteGroups).
     pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let consumer_empty = self.consumer_groups.borrow().get(group_id).map(ConsumerGroup::is_empty);
+        match consumer_empty {
+            Some(false) => return codes::NON_EMPTY_GROUP,
+            Some(true) => {
+                self.consumer_groups.borrow_mut().remove(group_id);
+                if !self.groups.borrow().contains_key(group_id) {
+                    return codes::NONE;
+                }
+            }
+            None => {}
+        }
         let check = self.with_group(group_id, false, |g| {
             if g.member_count() > 0 || g.state() != super::coordinator::GroupState::Empty {
                 Err(codes::NON_EMPTY_GROUP)
@@ -501,6 +535,21 @@ impl GroupShard {
             for id in due {
                 self.with_group(&id, false, |g| g.tick(now, &self.config));
             }
+            let due: Vec<String> = self
+                .consumer_groups
+                .borrow()
+                .iter()
+                .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !due.is_empty() {
+                let topics = self.topics_image();
+                for id in due {
+                    self.with_consumer_group(&id, |g| {
+                        g.tick(now, &self.config.consumer, &topics);
+                    });
+                }
+            }
             if now.saturating_sub(last_retention_check_ms) >= self.config.offsets_retention_check_interval_ms {
                 last_retention_check_ms = now;
                 self.expire_offsets(now).await;
@@ -537,5 +586,99 @@ impl GroupShard {
                 self.groups.borrow_mut().remove(&group_id);
             }
         }
+    }
+
+    /// ConsumerGroupHeartbeat on this shard. A classic group with members keeps its id
+    /// (GROUP_ID_NOT_FOUND, as Kafka answers without a mixed group); an empty one becomes a
+    /// consumer group (its offsets stay).
+    pub fn consumer_heartbeat(&self, group_id: &str, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
+        let exists = self.consumer_groups.borrow().contains_key(group_id);
+        if !exists {
+            let classic_busy = self
+                .groups
+                .borrow()
+                .get(group_id)
+                .is_some_and(|g| g.member_count() > 0 || g.state() != super::coordinator::GroupState::Empty);
+            if classic_busy {
+                return ConsumerHeartbeatResponse::error(
+                    codes::GROUP_ID_NOT_FOUND,
+                    format!("Group {group_id} is not a consumer group."),
+                );
+            }
+            if req.member_epoch != 0 {
+                // Unknown here (e.g. its coordinator moved without its records): the member
+                // rejoins.
+                return ConsumerHeartbeatResponse::error(
+                    codes::UNKNOWN_MEMBER_ID,
+                    format!("Consumer group {group_id} not found."),
+                );
+            }
+            self.consumer_groups.borrow_mut().insert(group_id.to_string(), ConsumerGroup::new(group_id));
+        }
+        let topics = self.topics_image();
+        let now = now_ms();
+        self.with_consumer_group(group_id, |g| g.heartbeat(now, &self.config.consumer, &topics, req))
+            .unwrap_or_else(|| ConsumerHeartbeatResponse::error(codes::COORDINATOR_NOT_AVAILABLE, "group gone"))
+    }
+
+    /// Runs `f` on a consumer group and handles its events.
+    pub fn with_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&mut ConsumerGroup) -> R) -> Option<R> {
+        let (result, events) = {
+            let mut groups = self.consumer_groups.borrow_mut();
+            let group = groups.get_mut(group_id)?;
+            let result = f(group);
+            (result, group.take_events())
+        };
+        for event in events {
+            match event {
+                ConsumerGroupEvent::Removed { member_id, why } => {
+                    tracing::info!(group = group_id, member = %member_id, ?why, "consumer group member removed");
+                }
+                ConsumerGroupEvent::Changed => {}
+            }
+        }
+        Some(result)
+    }
+
+    /// Read-only view of every consumer-protocol group.
+    pub fn for_each_consumer_group(&self, mut f: impl FnMut(&ConsumerGroup)) {
+        for g in self.consumer_groups.borrow().values() {
+            f(g);
+        }
+    }
+
+    /// Runs `f` on a consumer group if `group_id` is one.
+    pub fn consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&ConsumerGroup) -> R) -> Option<R> {
+        self.consumer_groups.borrow().get(group_id).map(f)
+    }
+
+    /// A classic JoinGroup for an id that is a consumer group: refused while it has members
+    /// (INCONSISTENT_GROUP_PROTOCOL: sluice has no mixed groups), converted when it is empty.
+    fn take_over_from_consumer_group(&self, group_id: &str) -> Option<i16> {
+        let empty = self.consumer_groups.borrow().get(group_id).map(ConsumerGroup::is_empty)?;
+        if !empty {
+            return Some(codes::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        self.consumer_groups.borrow_mut().remove(group_id);
+        tracing::info!(group = group_id, "empty consumer group converted to a classic group");
+        None
+    }
+
+    /// The topics consumer groups may subscribe to (internal ones left out), cached per
+    /// metadata image version.
+    pub fn topics_image(&self) -> Rc<TopicsImage> {
+        let image = self.ctx.image.borrow();
+        if self.topics.borrow().version == image.version {
+            return self.topics.borrow().clone();
+        }
+        let topics = image
+            .topics
+            .iter()
+            .filter(|(name, _)| !crate::topic_name::is_internal(name))
+            .map(|(name, t)| (name.clone(), TopicInfo { id: t.id, partitions: t.partitions }))
+            .collect();
+        let fresh = Rc::new(TopicsImage { version: image.version, topics });
+        *self.topics.borrow_mut() = fresh.clone();
+        fresh
     }
 }

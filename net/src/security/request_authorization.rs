@@ -309,7 +309,13 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         RequestKind::LeaveGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
         ),
+        RequestKind::ConsumerGroupHeartbeat(r) if !c.may_group(Operation::Read, &r.group_id) => {
+            Verdict::Answer(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
+            ))
+        }
         RequestKind::JoinGroup(_)
+        | RequestKind::ConsumerGroupHeartbeat(_)
         | RequestKind::SyncGroup(_)
         | RequestKind::Heartbeat(_)
         | RequestKind::LeaveGroup(_) => proceed(codes::NONE, Vec::new()),

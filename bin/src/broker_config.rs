@@ -310,7 +310,9 @@ fn apply_consumer_group_setting(
                     "classic" => classic = true,
                     "consumer" => consumer = true,
                     // Share groups (KIP-932) and streams groups are not implemented.
-                    other => return Err(format!("{key}: unsupported protocol {other:?} (supported: classic, consumer)")),
+                    other => {
+                        return Err(format!("{key}: unsupported protocol {other:?} (supported: classic, consumer)"))
+                    }
                 }
             }
             if !classic {

@@ -105,7 +105,9 @@ impl ConsumerGroupConfig {
             return Err("group.consumer.heartbeat.interval.ms must be between group.consumer.min.heartbeat.interval.ms and group.consumer.max.heartbeat.interval.ms".into());
         }
         if self.heartbeat_interval_ms >= self.session_timeout_ms {
-            return Err("group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms".into());
+            return Err(
+                "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms".into()
+            );
         }
         if self.assignors.is_empty() {
             return Err("group.consumer.assignors must name at least one assignor".into());

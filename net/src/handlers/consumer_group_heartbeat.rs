@@ -75,7 +75,9 @@ fn response(r: HeartbeatResponse) -> ConsumerGroupHeartbeatResponse {
         WireAssignment::default().with_topic_partitions(
             a.into_iter()
                 .map(|(topic, ps)| {
-                    TopicPartitions::default().with_topic_id(Uuid::from_bytes(topic)).with_partitions(ps.into_iter().collect())
+                    TopicPartitions::default()
+                        .with_topic_id(Uuid::from_bytes(topic))
+                        .with_partitions(ps.into_iter().collect())
                 })
                 .collect(),
         )

@@ -38,7 +38,10 @@ pub fn assign(
 /// Balanced and sticky: members keep the partitions of their previous target while that stays
 /// balanced; unassigned partitions go to the least-loaded eligible member; then partitions
 /// move from the most to the least loaded eligible members until no move narrows the gap.
-fn uniform(members: &BTreeMap<String, MemberSpec>, partitions: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
+fn uniform(
+    members: &BTreeMap<String, MemberSpec>,
+    partitions: &BTreeMap<TopicId, i32>,
+) -> BTreeMap<String, Assignment> {
     let mut out: BTreeMap<String, Assignment> = members.keys().map(|m| (m.clone(), Assignment::new())).collect();
     let mut count: HashMap<&str, usize> = members.keys().map(|m| (m.as_str(), 0)).collect();
     let mut owner: HashMap<(TopicId, i32), &str> = HashMap::new();
@@ -48,10 +51,10 @@ fn uniform(members: &BTreeMap<String, MemberSpec>, partitions: &BTreeMap<TopicId
     let eligible_by_topic: BTreeMap<TopicId, Vec<&str>> = partitions.keys().map(|t| (*t, eligible(t))).collect();
     // A fair share bounds what a member may keep: total eligible partitions over members,
     // rounded up (exact for equal subscriptions; the balancing pass fixes the rest).
-    let subscribed_partitions = |m: &MemberSpec| -> usize {
-        m.subscribed.iter().filter_map(|t| partitions.get(t)).map(|n| *n as usize).sum()
-    };
-    let total: usize = eligible_by_topic.iter().filter(|(_, e)| !e.is_empty()).map(|(t, _)| partitions[t] as usize).sum();
+    let subscribed_partitions =
+        |m: &MemberSpec| -> usize { m.subscribed.iter().filter_map(|t| partitions.get(t)).map(|n| *n as usize).sum() };
+    let total: usize =
+        eligible_by_topic.iter().filter(|(_, e)| !e.is_empty()).map(|(t, _)| partitions[t] as usize).sum();
     let share = |m: &MemberSpec| -> usize {
         let mine = subscribed_partitions(m).min(total);
         let n = members.len().max(1);

@@ -101,9 +101,6 @@ impl ConsumerMember {
 
     /// Every partition the member owns: assigned and pending revocation.
     pub fn owned(&self) -> impl Iterator<Item = (&[u8; 16], i32)> {
-        self.assigned
-            .iter()
-            .chain(self.pending_revocation.iter())
-            .flat_map(|(t, ps)| ps.iter().map(move |p| (t, *p)))
+        self.assigned.iter().chain(self.pending_revocation.iter()).flat_map(|(t, ps)| ps.iter().map(move |p| (t, *p)))
     }
 }

@@ -198,7 +198,11 @@ impl ConsumerGroup {
     }
 
     /// Kafka's checks of a request that do not depend on the group.
-    pub fn validate_request(req: &HeartbeatRequest, version: i16, config: &ConsumerGroupConfig) -> Result<(), (i16, String)> {
+    pub fn validate_request(
+        req: &HeartbeatRequest,
+        version: i16,
+        config: &ConsumerGroupConfig,
+    ) -> Result<(), (i16, String)> {
         let invalid = |m: &str| Err((codes::INVALID_REQUEST, m.to_string()));
         if req.member_id.is_empty() && (version >= 1 || req.member_epoch != 0) {
             return invalid("MemberId can't be empty.");
@@ -230,7 +234,10 @@ impl ConsumerGroup {
         }
         if let Some(regex) = req.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
             if let Err(e) = topics::compile_regex(regex) {
-                return Err((codes::INVALID_REGULAR_EXPRESSION, format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}")));
+                return Err((
+                    codes::INVALID_REGULAR_EXPRESSION,
+                    format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}"),
+                ));
             }
         }
         if let Some(name) = req.server_assignor.as_deref() {
@@ -277,7 +284,10 @@ impl ConsumerGroup {
             member
         } else {
             let Some(member) = self.members.get(&req.member_id) else {
-                return Err((codes::UNKNOWN_MEMBER_ID, format!("Member {} is not a member of group {}.", req.member_id, self.id)));
+                return Err((
+                    codes::UNKNOWN_MEMBER_ID,
+                    format!("Member {} is not a member of group {}.", req.member_id, self.id),
+                ));
             };
             if member.instance_id != req.instance_id && req.instance_id.is_some() {
                 return Err((codes::FENCED_INSTANCE_ID, "The instance id does not match the member's.".into()));
@@ -323,7 +333,8 @@ impl ConsumerGroup {
         let member = self.members[&req.member_id].clone();
         let next = self.reconciled(&member, topics, req.owned.as_ref());
         let entered_revocation = next.state == MemberState::UnrevokedPartitions
-            && (member.state != MemberState::UnrevokedPartitions || next.pending_revocation != member.pending_revocation);
+            && (member.state != MemberState::UnrevokedPartitions
+                || next.pending_revocation != member.pending_revocation);
         let mut next = next;
         if entered_revocation {
             next.revocation_deadline_ms = Some(now_ms + next.rebalance_timeout_ms);
@@ -352,7 +363,11 @@ impl ConsumerGroup {
     /// A member joining with epoch 0: new, rejoining after being fenced (it owns nothing now),
     /// or a static member taking over its instance's assignment. Returns the member and
     /// whether membership changed (a group epoch bump).
-    fn join_member(&mut self, config: &ConsumerGroupConfig, req: &HeartbeatRequest) -> Result<(ConsumerMember, bool), (i16, String)> {
+    fn join_member(
+        &mut self,
+        config: &ConsumerGroupConfig,
+        req: &HeartbeatRequest,
+    ) -> Result<(ConsumerMember, bool), (i16, String)> {
         if let Some(instance) = &req.instance_id {
             if let Some(previous_id) = self.static_members.get(instance).cloned() {
                 if previous_id != req.member_id {
@@ -384,7 +399,10 @@ impl ConsumerGroup {
             return Ok((fresh, false));
         }
         if self.members.len() >= config.max_size {
-            return Err((codes::GROUP_MAX_SIZE_REACHED, format!("The consumer group has reached its maximum capacity of {} members.", config.max_size)));
+            return Err((
+                codes::GROUP_MAX_SIZE_REACHED,
+                format!("The consumer group has reached its maximum capacity of {} members.", config.max_size),
+            ));
         }
         let mut member = ConsumerMember::new(&req.member_id);
         member.instance_id = req.instance_id.clone();
@@ -426,13 +444,18 @@ impl ConsumerGroup {
         let member_id = match &req.instance_id {
             Some(instance) => match self.static_members.get(instance) {
                 Some(id) if *id == req.member_id => id.clone(),
-                Some(_) => return Err((codes::FENCED_INSTANCE_ID, format!("Instance {instance} belongs to another member."))),
+                Some(_) => {
+                    return Err((codes::FENCED_INSTANCE_ID, format!("Instance {instance} belongs to another member.")))
+                }
                 None => return Err((codes::UNKNOWN_MEMBER_ID, format!("Instance {instance} is not in the group."))),
             },
             None => req.member_id.clone(),
         };
         if !self.members.contains_key(&member_id) {
-            return Err((codes::UNKNOWN_MEMBER_ID, format!("Member {member_id} is not a member of group {}.", self.id)));
+            return Err((
+                codes::UNKNOWN_MEMBER_ID,
+                format!("Member {member_id} is not a member of group {}.", self.id),
+            ));
         }
         let response = HeartbeatResponse {
             member_id: member_id.clone(),
@@ -462,7 +485,14 @@ impl ConsumerGroup {
 
     /// Removes a member: its partitions are free, the group epoch moves and a new target is
     /// computed.
-    pub fn remove_member(&mut self, _now_ms: u64, config: &ConsumerGroupConfig, topics: &TopicsImage, member_id: &str, why: Removal) {
+    pub fn remove_member(
+        &mut self,
+        _now_ms: u64,
+        config: &ConsumerGroupConfig,
+        topics: &TopicsImage,
+        member_id: &str,
+        why: Removal,
+    ) {
         let Some(member) = self.members.remove(member_id) else { return };
         self.release(&member);
         self.target.remove(member_id);
@@ -481,10 +511,7 @@ impl ConsumerGroup {
 
     /// The earliest session or revocation deadline, if any.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.members
-            .values()
-            .flat_map(|m| std::iter::once(m.session_deadline_ms).chain(m.revocation_deadline_ms))
-            .min()
+        self.members.values().flat_map(|m| std::iter::once(m.session_deadline_ms).chain(m.revocation_deadline_ms)).min()
     }
 
     /// Removes members whose session ended or who did not revoke in time.
@@ -513,7 +540,8 @@ impl ConsumerGroup {
     fn refresh_topics(&mut self, topics: &TopicsImage) -> bool {
         let regexes: BTreeSet<String> =
             self.members.values().filter_map(|m| m.subscribed_topic_regex.clone()).collect();
-        let resolved_same = regexes.len() == self.resolved_regex.len() && regexes.iter().all(|r| self.resolved_regex.contains_key(r));
+        let resolved_same =
+            regexes.len() == self.resolved_regex.len() && regexes.iter().all(|r| self.resolved_regex.contains_key(r));
         if self.topics_version != Some(topics.version) || !resolved_same {
             self.resolved_regex = regexes
                 .into_iter()
@@ -531,10 +559,8 @@ impl ConsumerGroup {
                 names.extend(self.resolved_regex.get(r).into_iter().flatten());
             }
         }
-        let subscribed: BTreeMap<String, TopicInfo> = names
-            .into_iter()
-            .filter_map(|n| topics.topics.get(n).map(|t| (n.clone(), *t)))
-            .collect();
+        let subscribed: BTreeMap<String, TopicInfo> =
+            names.into_iter().filter_map(|n| topics.topics.get(n).map(|t| (n.clone(), *t))).collect();
         if subscribed != self.subscribed_topics {
             self.subscribed_topics = subscribed;
             true
@@ -571,7 +597,8 @@ impl ConsumerGroup {
                 (m.member_id.clone(), spec)
             })
             .collect();
-        let partitions: BTreeMap<TopicId, i32> = self.subscribed_topics.values().map(|t| (t.id, t.partitions)).collect();
+        let partitions: BTreeMap<TopicId, i32> =
+            self.subscribed_topics.values().map(|t| (t.id, t.partitions)).collect();
         self.target = assignor::assign(assignor, &specs, &partitions);
         self.assignor = Some(assignor);
         self.target_epoch = self.group_epoch;
@@ -676,7 +703,9 @@ impl ConsumerGroup {
 /// one only passes if it is the previous epoch and the member owns no more than it is
 /// assigned (the response carrying the new epoch was lost).
 fn check_member_epoch(member: &ConsumerMember, received: i32, owned: Option<&Assignment>) -> Result<(), (i16, String)> {
-    let fenced = || Err((codes::FENCED_MEMBER_EPOCH, format!("The consumer group member has a greater member epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.", member.member_epoch)));
+    let fenced = || {
+        Err((codes::FENCED_MEMBER_EPOCH, format!("The consumer group member has a greater member epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.", member.member_epoch)))
+    };
     if member.is_static_left() || received > member.member_epoch {
         return fenced();
     }

@@ -80,7 +80,8 @@ fn three_members_share_twelve_partitions_and_a_leaver_only_adds_to_the_others() 
         assert_eq!(*epoch, g.group_epoch());
     }
     let before: BTreeMap<String, Assignment> = told.iter().map(|(k, v)| (k.clone(), v.1.clone())).collect();
-    let r = g.heartbeat(2, &config(), &img, HeartbeatRequest { member_epoch: -1, ..beat("c", told["c"].0, &told["c"].1) });
+    let r =
+        g.heartbeat(2, &config(), &img, HeartbeatRequest { member_epoch: -1, ..beat("c", told["c"].0, &told["c"].1) });
     assert_eq!((r.error, r.member_epoch), (codes::NONE, -1));
     told.remove("c");
     settle(&mut g, 3, &img, &mut told);
@@ -237,7 +238,12 @@ fn range_assigns_contiguous_ranges_when_asked() {
     let mut g = ConsumerGroup::new("g");
     let mut told = BTreeMap::new();
     for m in ["a", "b"] {
-        let r = g.heartbeat(0, &config(), &img, HeartbeatRequest { server_assignor: Some("range".into()), ..join(m, &["t"]) });
+        let r = g.heartbeat(
+            0,
+            &config(),
+            &img,
+            HeartbeatRequest { server_assignor: Some("range".into()), ..join(m, &["t"]) },
+        );
         told.insert(m.to_string(), (r.member_epoch, r.assignment.unwrap()));
     }
     settle(&mut g, 1, &img, &mut told);
@@ -323,7 +329,9 @@ impl Sim {
             group: ConsumerGroup::new("g"),
             img: image(1, &[("t0", 1, 3), ("t1", 2, 5)]),
             now: 0,
-            clients: (0..6).map(|i| Client { instance_id: (i % 2 == 0).then(|| format!("i{i}")), ..Default::default() }).collect(),
+            clients: (0..6)
+                .map(|i| Client { instance_id: (i % 2 == 0).then(|| format!("i{i}")), ..Default::default() })
+                .collect(),
             next_topic: 3,
             cfg: ConsumerGroupConfig { session_timeout_ms: 30_000, ..ConsumerGroupConfig::default() },
         }
@@ -348,7 +356,9 @@ impl Sim {
             return;
         }
         assert!(
-            r.error == codes::NONE || r.error == codes::UNRELEASED_INSTANCE_ID || r.error == codes::GROUP_MAX_SIZE_REACHED,
+            r.error == codes::NONE
+                || r.error == codes::UNRELEASED_INSTANCE_ID
+                || r.error == codes::GROUP_MAX_SIZE_REACHED,
             "{r:?}"
         );
         if r.error != codes::NONE {

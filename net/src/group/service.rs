@@ -55,6 +55,9 @@ pub struct GroupShard {
     /// Transactional offsets waiting for their transaction's end, per group
     /// (see [`super::pending_txn_offsets`]).
     pub(crate) txn_offsets: RefCell<HashMap<String, PendingTxnOffsets>>,
+    /// Consumer-group records are written in the order their changes happened: one write at
+    /// a time.
+    consumer_writes: Rc<glommio::sync::Semaphore>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
     /// The `__consumer_offsets` partitions this shard coordinates, with the leader epoch it
@@ -149,6 +152,7 @@ impl GroupShard {
             persisted: RefCell::new(HashSet::new()),
             txn_offsets: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
+            consumer_writes: Rc::new(glommio::sync::Semaphore::new(1)),
             coordinated: RefCell::new(BTreeMap::new()),
             loading: RefCell::new(HashSet::new()),
             reconciling: glommio::sync::Semaphore::new(1),
@@ -218,6 +222,13 @@ impl GroupShard {
                 }
                 None => Group::new(&id, now),
             };
+            if let Some((record, members, targets)) = replayed.consumer.into_parts() {
+                let topics = self.topics_image();
+                let restored =
+                    ConsumerGroup::restore(&id, now, &self.config.consumer, &topics, record, members, targets);
+                self.consumer_groups.borrow_mut().insert(id.clone(), restored);
+                loaded_groups += 1;
+            }
             if !replayed.pending_txn.is_empty() {
                 self.txn_offsets.borrow_mut().insert(id.clone(), PendingTxnOffsets::from_replay(replayed.pending_txn));
             }
@@ -427,6 +438,7 @@ impl GroupShard {
 
     /// Validates a commit, writes it, and applies it once it is on file. Returns the error
     /// for the whole request, if any.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         group_id: &str,
@@ -434,14 +446,20 @@ impl GroupShard {
         instance_id: Option<&str>,
         generation_id: i32,
         missing_group_error: i16,
+        version: i16,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), i16> {
         let now = now_ms();
         let consumer_check =
             self.consumer_groups.borrow().get(group_id).map(|g| g.validate_offset_commit(member_id, generation_id));
         if let Some(check) = consumer_check {
-            // KIP-848: generation_id_or_member_epoch is the member epoch.
+            // KIP-848: generation_id_or_member_epoch is the member epoch, and members of the
+            // consumer protocol commit with v9+.
             check?;
+            let is_member = self.consumer_groups.borrow().get(group_id).is_some_and(|g| g.member(member_id).is_some());
+            if is_member && version < 9 {
+                return Err(codes::UNSUPPORTED_VERSION);
+            }
         } else {
             let exists = self.groups.borrow().contains_key(group_id);
             if !exists && generation_id >= 0 {
@@ -490,7 +508,7 @@ impl GroupShard {
         match consumer_empty {
             Some(false) => return codes::NON_EMPTY_GROUP,
             Some(true) => {
-                self.consumer_groups.borrow_mut().remove(group_id);
+                self.remove_consumer_group(group_id);
                 if !self.groups.borrow().contains_key(group_id) {
                     return codes::NONE;
                 }
@@ -623,21 +641,31 @@ impl GroupShard {
 
     /// Runs `f` on a consumer group and handles its events.
     pub fn with_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&mut ConsumerGroup) -> R) -> Option<R> {
-        let (result, events) = {
+        let (result, events, changes) = {
             let mut groups = self.consumer_groups.borrow_mut();
             let group = groups.get_mut(group_id)?;
             let result = f(group);
-            (result, group.take_events())
+            let events = group.take_events();
+            let changed = events.contains(&ConsumerGroupEvent::Changed);
+            (result, events, changed.then(|| group.take_changes()))
         };
         for event in events {
-            match event {
-                ConsumerGroupEvent::Removed { member_id, why } => {
-                    tracing::info!(group = group_id, member = %member_id, ?why, "consumer group member removed");
-                }
-                ConsumerGroupEvent::Changed => {}
+            if let ConsumerGroupEvent::Removed { member_id, why } = event {
+                tracing::info!(group = group_id, member = %member_id, ?why, "consumer group member removed");
             }
         }
+        if let Some(changes) = changes.filter(|c| !c.is_empty()) {
+            self.write_consumer_records(group_id, LogRecord::consumer_group_changes(group_id, &changes));
+        }
         Some(result)
+    }
+
+    /// Kafka's OffsetFetch member check (v9+): only consumer-protocol groups check it.
+    pub fn validate_offset_fetch(&self, group_id: &str, member_id: Option<&str>, member_epoch: i32) -> Result<(), i16> {
+        match self.consumer_groups.borrow().get(group_id) {
+            Some(g) => g.validate_offset_fetch(member_id, member_epoch),
+            None => Ok(()),
+        }
     }
 
     /// Read-only view of every consumer-protocol group.
@@ -659,9 +687,35 @@ impl GroupShard {
         if !empty {
             return Some(codes::INCONSISTENT_GROUP_PROTOCOL);
         }
-        self.consumer_groups.borrow_mut().remove(group_id);
+        self.remove_consumer_group(group_id);
         tracing::info!(group = group_id, "empty consumer group converted to a classic group");
         None
+    }
+
+    /// Writes a consumer group's records in the background, in order. Membership is rebuilt
+    /// by members rejoining if a record is lost; committed offsets are written (and
+    /// acknowledged) separately.
+    fn write_consumer_records(&self, group_id: &str, records: Vec<LogRecord>) {
+        let partition = self.partition_of(group_id);
+        let ctx = self.ctx.clone();
+        let creating = self.creating_partition.clone();
+        let writes = self.consumer_writes.clone();
+        let group_id = group_id.to_string();
+        glommio::spawn_local(async move {
+            let Ok(_one_at_a_time) = writes.acquire_permit(1).await else { return };
+            if let Err(e) = offsets_log::append(&ctx, &creating, partition, &records).await {
+                sluice_engine::warn_limited!(group = %group_id, error = %e, "could not persist consumer group records");
+            }
+        })
+        .detach();
+    }
+
+    /// Drops a consumer group and writes the deletion of its records.
+    fn remove_consumer_group(&self, group_id: &str) {
+        let Some(mut group) = self.consumer_groups.borrow_mut().remove(group_id) else { return };
+        let mut records = LogRecord::consumer_group_changes(group_id, &group.take_tombstones());
+        records.push(LogRecord::consumer_group_tombstone(group_id));
+        self.write_consumer_records(group_id, records);
     }
 
     /// The topics consumer groups may subscribe to (internal ones left out), cached per

@@ -14,6 +14,7 @@
 //! pending revocation) by two members at once.
 
 pub mod assignor;
+pub mod changes;
 pub mod member;
 pub mod reconciliation;
 pub mod topics;
@@ -124,6 +125,8 @@ pub struct ConsumerGroup {
     /// The assignor of the last target.
     assignor: Option<AssignorName>,
     events: Vec<ConsumerGroupEvent>,
+    /// The durable state as last handed out for writing.
+    written: changes::Written,
 }
 
 impl ConsumerGroup {
@@ -141,7 +144,66 @@ impl ConsumerGroup {
             topics_version: None,
             assignor: None,
             events: Vec::new(),
+            written: changes::Written::default(),
         }
+    }
+
+    /// A group as the log left it: members' sessions restart now; partitions claimed twice
+    /// (a log cut between two members' records) stay with the first member.
+    pub fn restore(
+        id: &str,
+        now_ms: u64,
+        config: &ConsumerGroupConfig,
+        topics: &TopicsImage,
+        group: changes::GroupRecord,
+        members: Vec<ConsumerMember>,
+        mut targets: BTreeMap<String, Assignment>,
+    ) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(id);
+        g.group_epoch = group.group_epoch;
+        g.target_epoch = group.target_epoch;
+        g.assignor = group.assignor.as_deref().and_then(AssignorName::parse);
+        for mut m in members {
+            m.session_deadline_ms = now_ms + config.session_timeout_ms;
+            m.revocation_deadline_ms =
+                (m.state == MemberState::UnrevokedPartitions).then_some(now_ms + m.rebalance_timeout_ms);
+            for set in [&mut m.assigned, &mut m.pending_revocation] {
+                for (t, ps) in set.iter_mut() {
+                    ps.retain(|p| !g.owners.contains_key(&(*t, *p)));
+                }
+                set.retain(|_, ps| !ps.is_empty());
+            }
+            if let Some(instance) = &m.instance_id {
+                g.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            targets.entry(m.member_id.clone()).or_default();
+            g.claim(&m);
+            g.members.insert(m.member_id.clone(), m);
+        }
+        targets.retain(|id, _| g.members.contains_key(id));
+        g.target = targets;
+        g.written = changes::Written::loaded(group, &g.members, &g.target);
+        g.refresh_topics(topics);
+        if g.target_epoch > g.group_epoch {
+            g.target_epoch = g.group_epoch;
+        }
+        debug_assert!(g.check_invariants());
+        g
+    }
+
+    /// The durable state changed since the last call, to be written.
+    pub fn take_changes(&mut self) -> changes::Changes {
+        let group = changes::GroupRecord {
+            group_epoch: self.group_epoch,
+            target_epoch: self.target_epoch,
+            assignor: self.assignor.map(|a| a.name().to_string()),
+        };
+        self.written.take(group, &self.members, &self.target)
+    }
+
+    /// Deletions of everything written (the group goes away).
+    pub fn take_tombstones(&mut self) -> changes::Changes {
+        self.written.tombstones()
     }
 
     pub fn group_epoch(&self) -> i32 {

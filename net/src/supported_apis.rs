@@ -47,6 +47,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     // The consumer protocol (KIP-848); left out of ApiVersions unless
     // `group.coordinator.rebalance.protocols` includes `consumer`.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     // Transactions (crate::txn). EndTxn v5 is KIP-890 part 2 (an epoch bump per
     // transaction), which sluice does not implement yet.
     (ApiKey::AddPartitionsToTxn, 0, 5),

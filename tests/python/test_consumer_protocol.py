@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import _start_broker, _stop_broker, api_versions
@@ -27,6 +27,7 @@ def kip848_broker(tmp_path_factory):
         "--set", "group.consumer.min.heartbeat.interval.ms=100",
         "--set", f"group.consumer.session.timeout.ms={SESSION_TIMEOUT_MS}",
         "--set", "group.consumer.min.session.timeout.ms=1000",
+        "--set", "group.initial.rebalance.delay.ms=0",
     ])
     try:
         yield b
@@ -68,7 +69,6 @@ class Member:
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.leave = True
         config = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
@@ -105,12 +105,14 @@ class Member:
             with self.lock:
                 self.seen.append((m.partition(), m.offset(), m.value()))
         try:
-            if self.leave:
-                self.consumer.commit(asynchronous=False)
-                self.consumer.close()
+            self.consumer.commit(asynchronous=False)
         except Exception as e:  # noqa: BLE001 - reported by the test
             if "NO_OFFSET" not in str(e):
                 self.errors.append(repr(e))
+        try:
+            self.consumer.close()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(e))
 
     def owned(self) -> set[int]:
         with self.lock:
@@ -178,4 +180,43 @@ def test_three_members_read_everything_once_and_a_leaver_does_not_disturb_the_ot
             assert not m.errors, (m.name, m.errors)
     finally:
         for m in members:
+            m.close()
+
+
+def test_admin_lists_and_describes_consumer_and_classic_groups(bootstrap):
+    topic, modern, classic = "kip848-admin", "kip848-admin-modern", "kip848-admin-classic"
+    create_topic(bootstrap, topic, 4)
+    members = [Member(bootstrap, modern, topic, f"a{i}") for i in range(2)]
+    old = Member(bootstrap, classic, topic, "c", **{"group.protocol": "classic"})
+    try:
+        wait_for(lambda: sorted(len(m.owned()) for m in members) == [2, 2], 60, "two members with two partitions each")
+        wait_for(lambda: len(old.owned()) == 4, 60, "the classic member assigned")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        listed = admin.list_consumer_groups(request_timeout=10).result()
+        types = {g.group_id: g.type for g in listed.valid}
+        assert types.get(modern) == ConsumerGroupType.CONSUMER, types
+        assert types.get(classic) == ConsumerGroupType.CLASSIC, types
+        only = admin.list_consumer_groups(request_timeout=10, types={ConsumerGroupType.CONSUMER}).result()
+        ids = {g.group_id for g in only.valid}
+        assert modern in ids and classic not in ids, ids
+
+        def described_stable():
+            d = admin.describe_consumer_groups([modern], request_timeout=10)[modern].result()
+            return d if d.state == ConsumerGroupState.STABLE else None
+        wait_for(lambda: described_stable() is not None, 20, "the consumer group Stable")
+        d = described_stable()
+        assert d.type == ConsumerGroupType.CONSUMER
+        assert d.partition_assignor == "uniform"
+        assert len(d.members) == 2
+        owned = sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions)
+        assert owned == [0, 1, 2, 3]
+        assert all(tp.topic == topic for m in d.members for tp in m.assignment.topic_partitions)
+        c = admin.describe_consumer_groups([classic], request_timeout=10)[classic].result()
+        assert c.type == ConsumerGroupType.CLASSIC
+        assert len(c.members) == 1
+        for m in [*members, old]:
+            m.close()
+            assert not m.errors, (m.name, m.errors)
+    finally:
+        for m in [*members, old]:
             m.close()

@@ -370,6 +370,23 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 .collect();
             Verdict::Answer(ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups)))
         }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            if r.group_ids.iter().all(|g| c.may_group(Operation::Describe, g)) {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let groups = r
+                .group_ids
+                .iter()
+                .map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeResponse::default().with_groups(groups),
+            ))
+        }
         RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
         RequestKind::DeleteRecords(r) => {
             let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Delete, &t.name));

@@ -220,3 +220,86 @@ def test_admin_lists_and_describes_consumer_and_classic_groups(bootstrap):
     finally:
         for m in [*members, old]:
             m.close()
+
+
+KILLED_MEMBER = """
+import sys, time
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "group.protocol": "consumer",
+              "auto.offset.reset": "earliest"})
+c.subscribe([sys.argv[3]], on_assign=lambda c, ps: print("assigned", len(ps), flush=True))
+while True:
+    c.poll(0.1)
+"""
+
+
+def test_a_killed_member_is_evicted_after_the_session_timeout(bootstrap):
+    import signal
+    import subprocess
+    import sys
+    topic, group = "kip848-kill", "kip848-kill-g"
+    create_topic(bootstrap, topic, 4)
+    survivor = Member(bootstrap, group, topic, "survivor")
+    victim = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, bootstrap, group, topic],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(survivor.owned()) == 2, 60, f"the partitions shared: {survivor.owned()}")
+        mark = len(survivor.events)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: len(survivor.owned()) == 4, 30, "the killed member's partitions taken over")
+        waited = time.monotonic() - killed
+        assert waited >= SESSION_TIMEOUT_MS / 1000 - 1.0, f"taken over after {waited:.1f}s, before the session ended"
+        revoked = [ps for kind, ps in survivor.events[mark:] if kind == "revoke"]
+        assert not revoked, f"the survivor lost nothing: {revoked}"
+        survivor.close()
+        assert not survivor.errors, survivor.errors
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        survivor.close()
+
+
+def test_a_regex_subscription_picks_up_a_topic_created_later(bootstrap):
+    create_topic(bootstrap, "kip848rx-a", 2)
+    create_topic(bootstrap, "kip848other", 2)
+    m = Member(bootstrap, "kip848-rx-g", "^kip848rx-.*", "rx")
+    try:
+        wait_for(lambda: len(m.owned()) == 2, 60, f"the matching topic's partitions: {m.owned()}")
+        create_topic(bootstrap, "kip848rx-b", 3)
+        produce(bootstrap, "kip848rx-b", 30, 3, "later")
+        wait_for(lambda: len([v for v in m.values() if v.startswith(b"later-")]) == 30, 60,
+                 "the later topic's records read")
+        assert not any(v.startswith(b"other") for v in m.values())
+        m.close()
+        assert not m.errors, m.errors
+    finally:
+        m.close()
+
+
+def test_a_static_member_restarts_without_a_reassignment(bootstrap):
+    topic, group = "kip848-static", "kip848-static-g"
+    create_topic(bootstrap, topic, 4)
+    other = Member(bootstrap, group, topic, "other")
+    first = Member(bootstrap, group, topic, "static-1", **{"group.instance.id": "kip848-instance"})
+    try:
+        wait_for(lambda: len(other.owned()) == 2 and len(first.owned()) == 2, 60, "two partitions each")
+        mine, theirs = first.owned(), other.owned()
+        mark = len(other.events)
+        first.close()  # a static member leaves with epoch -2: its partitions wait for it
+        second = Member(bootstrap, group, topic, "static-2", **{"group.instance.id": "kip848-instance"})
+        try:
+            wait_for(lambda: second.owned() == mine, 30, f"the same partitions back: {second.owned()} vs {mine}")
+            # Nothing moved meanwhile: the other member neither lost nor gained partitions.
+            time.sleep(1.0)  # a heartbeat interval or three, for a reassignment to show if there were one
+            assert other.owned() == theirs
+            assert other.events[mark:] == [], other.events[mark:]
+            assert second.events == [("assign", frozenset(mine))], second.events
+            second.close()
+            assert not second.errors, second.errors
+        finally:
+            second.close()
+    finally:
+        first.close()
+        other.close()

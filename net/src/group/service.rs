@@ -576,7 +576,7 @@ impl GroupShard {
     }
 
     /// `offsets.retention.minutes`: drops expired offsets of empty groups, then groups left
-    /// with nothing.
+    /// with nothing (classic and consumer-protocol ones).
     pub async fn expire_offsets(&self, now: u64) {
         let expired: Vec<(String, Vec<(String, i32)>)> = self
             .groups
@@ -603,6 +603,18 @@ impl GroupShard {
             if still {
                 self.groups.borrow_mut().remove(&group_id);
             }
+        }
+        // Empty consumer-protocol groups without offsets go too (Kafka's cleanup cycle).
+        let empty: Vec<String> = self
+            .consumer_groups
+            .borrow()
+            .iter()
+            .filter(|(id, g)| g.is_empty() && !self.groups.borrow().contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in empty {
+            self.remove_consumer_group(&group_id);
+            tracing::info!(group = %group_id, "empty consumer group without offsets deleted");
         }
     }
 

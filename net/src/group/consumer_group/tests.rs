@@ -324,7 +324,12 @@ struct Sim {
 }
 
 impl Sim {
-    fn new() -> Sim {
+    fn new(range: bool) -> Sim {
+        let assignors = if range {
+            vec![AssignorName::Range, AssignorName::Uniform]
+        } else {
+            vec![AssignorName::Uniform, AssignorName::Range]
+        };
         Sim {
             group: ConsumerGroup::new("g"),
             img: image(1, &[("t0", 1, 3), ("t1", 2, 5)]),
@@ -333,7 +338,7 @@ impl Sim {
                 .map(|i| Client { instance_id: (i % 2 == 0).then(|| format!("i{i}")), ..Default::default() })
                 .collect(),
             next_topic: 3,
-            cfg: ConsumerGroupConfig { session_timeout_ms: 30_000, ..ConsumerGroupConfig::default() },
+            cfg: ConsumerGroupConfig { session_timeout_ms: 30_000, assignors, ..ConsumerGroupConfig::default() },
         }
     }
 
@@ -524,8 +529,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn never_two_owners_and_everything_owned_once_quiet(ops in proptest::collection::vec(op(), 1..60)) {
-        let mut sim = Sim::new();
+    fn never_two_owners_and_everything_owned_once_quiet(
+        ops in proptest::collection::vec(op(), 1..60),
+        range in any::<bool>(),
+    ) {
+        let mut sim = Sim::new(range);
         for op in &ops {
             sim.step(op);
             sim.assert_single_owners();
@@ -551,5 +559,50 @@ proptest! {
             }
         }
         prop_assert_eq!(owned, expected);
+    }
+}
+
+proptest! {
+    /// `uniform` with equal subscriptions: valid, balanced within one, and sticky: a member
+    /// keeps every partition of its previous target that still fits its share.
+    #[test]
+    fn uniform_is_balanced_and_sticky(
+        members in 1..8usize,
+        counts in proptest::collection::vec(1..12i32, 1..4),
+        leave in any::<bool>(),
+    ) {
+        use assignor::{assign, is_valid, MemberSpec};
+        let partitions: BTreeMap<TopicId, i32> =
+            counts.iter().enumerate().map(|(i, n)| (tid(i as u8 + 1), *n)).collect();
+        let subscribed: BTreeSet<TopicId> = partitions.keys().copied().collect();
+        let mut specs: BTreeMap<String, MemberSpec> = (0..members)
+            .map(|m| (format!("m{m}"), MemberSpec { subscribed: subscribed.clone(), previous: Assignment::new() }))
+            .collect();
+        let first = assign(AssignorName::Uniform, &specs, &partitions);
+        prop_assert!(is_valid(&first, &specs, &partitions));
+        let sizes: Vec<usize> = first.values().map(count).collect();
+        prop_assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{:?}", sizes);
+        // One member leaves (or one joins): the others keep what they had.
+        for (id, a) in &first {
+            specs.get_mut(id).unwrap().previous = a.clone();
+        }
+        if leave && members > 1 {
+            specs.remove("m0");
+        } else {
+            specs.insert("new".into(), MemberSpec { subscribed: subscribed.clone(), previous: Assignment::new() });
+        }
+        let second = assign(AssignorName::Uniform, &specs, &partitions);
+        prop_assert!(is_valid(&second, &specs, &partitions));
+        let sizes: Vec<usize> = second.values().map(count).collect();
+        prop_assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{:?}", sizes);
+        let total: usize = partitions.values().map(|n| *n as usize).sum();
+        prop_assert_eq!(sizes.iter().sum::<usize>(), total);
+        if leave && members > 1 {
+            for (id, a) in &second {
+                for (t, ps) in &first[id] {
+                    prop_assert!(ps.is_subset(&a[t]), "{} lost a partition when another left", id);
+                }
+            }
+        }
     }
 }

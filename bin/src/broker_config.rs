@@ -289,12 +289,11 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
         }
     }
-    settings.group_config.consumer.validate()?;
     Ok(())
 }
 
 /// One consumer-protocol (KIP-848) group setting: Kafka's names; the bounds across settings
-/// are checked once all are read ([`sluice_net::group::config::ConsumerGroupConfig::validate`]).
+/// are checked once all are read (`ConsumerGroupConfig::validate`, in `settings_from`).
 fn apply_consumer_group_setting(
     group: &mut sluice_net::group::GroupConfig,
     key: &str,
@@ -452,6 +451,42 @@ mod tests {
         assert_eq!(s.txn_config.state_log_num_partitions, 3);
         assert!(apply(&mut s, &parse_properties("transaction.max.timeout.ms=0").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("transaction.state.log.num.partitions=100000").unwrap()).is_err());
+    }
+
+    #[test]
+    fn consumer_group_settings_use_kafka_names_defaults_and_bounds() {
+        use sluice_net::group::config::AssignorName;
+        let mut s = BrokerSettings::default();
+        assert!(s.group_config.consumer_protocol_enabled);
+        assert_eq!(s.group_config.consumer.session_timeout_ms, 45_000);
+        assert_eq!(s.group_config.consumer.heartbeat_interval_ms, 5_000);
+        let props = parse_properties(
+            "group.coordinator.rebalance.protocols=classic\ngroup.consumer.assignors=range,uniform\n\
+             group.consumer.session.timeout.ms=3000\ngroup.consumer.min.session.timeout.ms=1000\n\
+             group.consumer.heartbeat.interval.ms=500\ngroup.consumer.min.heartbeat.interval.ms=100\n",
+        )
+        .unwrap();
+        apply(&mut s, &props).unwrap();
+        assert!(!s.group_config.consumer_protocol_enabled);
+        assert_eq!(s.group_config.consumer.assignors, vec![AssignorName::Range, AssignorName::Uniform]);
+        assert_eq!(s.group_config.consumer.session_timeout_ms, 3000);
+        assert_eq!(s.group_config.consumer.validate(), Ok(()));
+        for bad in [
+            "group.coordinator.rebalance.protocols=consumer",
+            "group.coordinator.rebalance.protocols=classic,share",
+            "group.consumer.assignors=sticky",
+            "group.consumer.assignors=",
+            "group.consumer.session.timeout.ms=0",
+            "group.consumer.session.timeout.ms=x",
+        ] {
+            assert!(apply(&mut s, &parse_properties(bad).unwrap()).is_err(), "{bad}");
+        }
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &parse_properties("group.consumer.session.timeout.ms=1000").unwrap()).unwrap();
+        assert!(s.group_config.consumer.validate().is_err(), "below group.consumer.min.session.timeout.ms");
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &parse_properties("group.consumer.heartbeat.interval.ms=50000").unwrap()).unwrap();
+        assert!(s.group_config.consumer.validate().is_err(), "above the max heartbeat interval");
     }
 
     #[test]

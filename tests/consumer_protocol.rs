@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::raw::RawClient;
-use support::{create_topic, Broker};
+use support::{create_topic, sluice_bin, Broker};
 
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -324,5 +324,35 @@ fn without_the_consumer_protocol_the_heartbeat_api_is_not_advertised() {
     let keys: BTreeMap<i16, i16> = versions.api_keys.iter().map(|k| (k.api_key, k.max_version)).collect();
     assert!(keys.contains_key(&11), "JoinGroup is");
     assert!(!keys.contains_key(&68), "ConsumerGroupHeartbeat is not");
+    broker.stop();
+}
+
+/// `sluice group describe --output json` of a consumer-protocol group (ConsumerGroupDescribe).
+fn cli_describe(bootstrap: &str, group: &str) -> serde_json::Value {
+    let output = std::process::Command::new(sluice_bin())
+        .args(["group", "describe", group, "--output", "json", "--bootstrap", bootstrap])
+        .output()
+        .expect("run sluice group describe");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[test]
+fn the_admin_cli_describes_a_consumer_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), &[]);
+    create_topic(&broker.bootstrap(), "t", 2);
+    let mut c = RawClient::connect(&broker.bootstrap());
+    let r = join(&mut c, Join { group: "cli", member: "m-1", instance: None, topics: vec!["t"], regex: None });
+    assert_eq!(r.error_code, NONE);
+    assert_eq!(commit(&mut c, "cli", "m-1", r.member_epoch, "t", 5), NONE);
+    let doc = cli_describe(&broker.bootstrap(), "cli");
+    assert_eq!(doc[0]["state"], "Stable", "{doc}");
+    let rows = doc[0]["partitions"].as_array().expect("partitions");
+    assert_eq!(rows.len(), 2, "{doc}");
+    for row in rows {
+        assert_eq!(row["consumer_id"], "m-1", "{doc}");
+    }
+    assert_eq!(rows[0]["current_offset"], 5, "{doc}");
     broker.stop();
 }

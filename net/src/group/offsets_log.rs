@@ -24,7 +24,7 @@ use crate::shard_context::ShardContext;
 use crate::internal_topic;
 
 use super::consumer_group::changes::{Changes, GroupRecord};
-use super::consumer_group::{Assignment, ConsumerMember, MemberState};
+use super::consumer_group::{Assignment, ConsumerMember, MemberState, TopicInfo};
 use super::coordinator::{CommittedOffset, Member};
 
 /// Kafka's name for the internal topic.
@@ -94,6 +94,9 @@ pub struct ConsumerGroupValue {
     pub group_epoch: i32,
     pub target_epoch: i32,
     pub assignor: Option<String>,
+    /// (name, id, partitions) of the subscribed topics (Kafka's PartitionMetadata record).
+    #[serde(default)]
+    pub subscribed_topics: Vec<(String, [u8; 16], i32)>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -165,7 +168,16 @@ impl ReplayedConsumerGroup {
     /// The group's record, members and targets (`None` if its group record is gone).
     pub fn into_parts(self) -> Option<(GroupRecord, Vec<ConsumerMember>, BTreeMap<String, Assignment>)> {
         let g = self.group?;
-        let record = GroupRecord { group_epoch: g.group_epoch, target_epoch: g.target_epoch, assignor: g.assignor };
+        let record = GroupRecord {
+            group_epoch: g.group_epoch,
+            target_epoch: g.target_epoch,
+            assignor: g.assignor,
+            subscribed_topics: g
+                .subscribed_topics
+                .into_iter()
+                .map(|(name, id, partitions)| (name, TopicInfo { id, partitions }))
+                .collect(),
+        };
         let members = self.members.into_iter().map(|(id, m)| m.into_member(&id)).collect();
         let targets = self.targets.into_iter().map(|(id, t)| (id, assignment_from(t))).collect();
         Some((record, members, targets))
@@ -304,6 +316,7 @@ impl LogRecord {
                 group_epoch: g.group_epoch,
                 target_epoch: g.target_epoch,
                 assignor: g.assignor.clone(),
+                subscribed_topics: g.subscribed_topics.iter().map(|(n, t)| (n.clone(), t.id, t.partitions)).collect(),
             };
             out.push(LogRecord {
                 key: RecordKey::ConsumerGroup { v: 0, group: group.into() },
@@ -541,6 +554,28 @@ mod tests {
             assert_eq!(restored.target_of(&m.member_id), g.target_of(&m.member_id));
         }
         assert!(restored.check_invariants());
+        // A topic that grew while the group was not loaded: a new epoch and target on load.
+        let (record, members, targets) = {
+            let mut log = BTreeMap::new();
+            let mut g2 = g.clone();
+            g2.take_tombstones();
+            for r in LogRecord::consumer_group_changes("g", &g2.take_changes()) {
+                apply_record(&mut log, r.key, r.value.as_deref());
+            }
+            log.remove("g").unwrap().consumer.into_parts().unwrap()
+        };
+        let mut grown = topics.clone();
+        grown.version = 2;
+        grown.topics.get_mut("t").unwrap().partitions = 6;
+        let moved = ConsumerGroup::restore("g", 10, &cfg, &grown, record, members, targets);
+        assert_eq!(moved.group_epoch(), g.group_epoch() + 1);
+        assert_eq!(moved.target_epoch(), moved.group_epoch());
+        let targeted: usize = moved
+            .members()
+            .map(|m| moved.target_of(&m.member_id).unwrap().values().map(|p| p.len()).sum::<usize>())
+            .sum();
+        assert_eq!(targeted, 6);
+        assert!(moved.check_invariants());
         // Deleting writes tombstones: nothing is left to restore.
         let mut g = restored;
         let mut log = BTreeMap::new();

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::member::ConsumerMember;
-use super::topics::Assignment;
+use super::topics::{Assignment, TopicInfo};
 
 /// The group-level durable fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub struct GroupRecord {
     pub group_epoch: i32,
     pub target_epoch: i32,
     pub assignor: Option<String>,
+    /// The subscribed topics the target was computed from (Kafka's PartitionMetadata record):
+    /// a topic change while the coordinator was away moves the epoch on load.
+    pub subscribed_topics: BTreeMap<String, TopicInfo>,
 }
 
 /// A diff to write: `None` values are deletions (tombstones).

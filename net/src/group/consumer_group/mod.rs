@@ -182,11 +182,18 @@ impl ConsumerGroup {
         }
         targets.retain(|id, _| g.members.contains_key(id));
         g.target = targets;
+        g.subscribed_topics = group.subscribed_topics.clone();
+        g.target_epoch = g.target_epoch.min(g.group_epoch);
         g.written = changes::Written::loaded(group, &g.members, &g.target);
-        g.refresh_topics(topics);
-        if g.target_epoch > g.group_epoch {
-            g.target_epoch = g.group_epoch;
+        // Topics changed while the group was not loaded: a new epoch and target, like any
+        // other subscribed-topic change.
+        if g.refresh_topics(topics) || g.target_epoch < g.group_epoch {
+            if g.target_epoch == g.group_epoch {
+                g.group_epoch += 1;
+            }
+            g.compute_target(config, topics);
         }
+        g.events.clear();
         debug_assert!(g.check_invariants());
         g
     }
@@ -197,6 +204,7 @@ impl ConsumerGroup {
             group_epoch: self.group_epoch,
             target_epoch: self.target_epoch,
             assignor: self.assignor.map(|a| a.name().to_string()),
+            subscribed_topics: self.subscribed_topics.clone(),
         };
         self.written.take(group, &self.members, &self.target)
     }

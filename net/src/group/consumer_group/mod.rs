@@ -388,6 +388,9 @@ impl ConsumerGroup {
             || updated.subscribed_topic_regex != old.subscribed_topic_regex
             || updated.server_assignor != old.server_assignor;
         updated.session_deadline_ms = now_ms + config.session_timeout_ms;
+        if changes::durable(&updated) != changes::durable(&old) {
+            self.events.push(ConsumerGroupEvent::Changed);
+        }
         self.put_member(updated);
         if self.refresh_topics(topics) {
             bump = true;
@@ -446,6 +449,12 @@ impl ConsumerGroup {
                         return Err((
                             codes::UNRELEASED_INSTANCE_ID,
                             format!("Static member {previous_id} with instance id {instance} is still in the group."),
+                        ));
+                    }
+                    if self.members.contains_key(&req.member_id) {
+                        return Err((
+                            codes::FENCED_INSTANCE_ID,
+                            format!("Member {} is another member than instance {instance}'s.", req.member_id),
                         ));
                     }
                     return Ok((self.replace_static_member(&previous_id, &req.member_id), false));

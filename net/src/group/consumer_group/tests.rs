@@ -213,6 +213,12 @@ fn a_static_member_returns_to_its_assignment_without_a_new_epoch() {
     assert_eq!(r.assignment.unwrap(), a_had);
     assert_eq!(g.group_epoch(), epoch);
     assert!(g.member("a").is_none());
+    // An instance cannot take over another member's id.
+    let leave = HeartbeatRequest { member_epoch: -2, instance_id: Some("ia".into()), ..beat("a2", epoch, &a_had) };
+    assert_eq!(g.heartbeat(5, &config(), &img, leave).error, codes::NONE);
+    let steal = HeartbeatRequest { instance_id: Some("ia".into()), ..join("b", &["t"]) };
+    assert_eq!(g.heartbeat(6, &config(), &img, steal).error, codes::FENCED_INSTANCE_ID);
+    assert!(g.check_invariants());
 }
 
 #[test]

@@ -55,9 +55,9 @@ pub struct GroupShard {
     /// Transactional offsets waiting for their transaction's end, per group
     /// (see [`super::pending_txn_offsets`]).
     pub(crate) txn_offsets: RefCell<HashMap<String, PendingTxnOffsets>>,
-    /// Consumer-group records are written in the order their changes happened: one write at
-    /// a time.
-    consumer_writes: Rc<glommio::sync::Semaphore>,
+    /// Consumer-group records are written in the order their changes happened: one queue,
+    /// drained by one writer at a time ([`ConsumerWrites`]).
+    consumer_writes: Rc<ConsumerWrites>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
     /// The `__consumer_offsets` partitions this shard coordinates, with the leader epoch it
@@ -67,6 +67,25 @@ pub struct GroupShard {
     /// One [`GroupShard::reconcile`] at a time.
     reconciling: glommio::sync::Semaphore,
     ctx: Rc<ShardContext>,
+}
+
+/// Resolves once a queued batch of consumer-group records is on file (or failed).
+type Written = oneshot::Receiver<Result<(), String>>;
+
+/// Consumer-group record batches waiting to be written, in the order their changes were made
+/// (a later batch may overwrite an earlier one's keys, so the order is the log's); each batch
+/// tells its waiter, if any, once it is on file.
+#[derive(Default)]
+pub struct ConsumerWrites {
+    queue: RefCell<std::collections::VecDeque<ConsumerWrite>>,
+    writing: std::cell::Cell<bool>,
+}
+
+struct ConsumerWrite {
+    group_id: String,
+    partition: i32,
+    records: Vec<LogRecord>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// Whether a shard answers for a `__consumer_offsets` partition's groups.
@@ -152,7 +171,7 @@ impl GroupShard {
             persisted: RefCell::new(HashSet::new()),
             txn_offsets: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
-            consumer_writes: Rc::new(glommio::sync::Semaphore::new(1)),
+            consumer_writes: Rc::new(ConsumerWrites::default()),
             coordinated: RefCell::new(BTreeMap::new()),
             loading: RefCell::new(HashSet::new()),
             reconciling: glommio::sync::Semaphore::new(1),
@@ -621,7 +640,9 @@ impl GroupShard {
     /// ConsumerGroupHeartbeat on this shard. A classic group with members keeps its id
     /// (GROUP_ID_NOT_FOUND, as Kafka answers without a mixed group); an empty one becomes a
     /// consumer group (its offsets stay).
-    pub fn consumer_heartbeat(&self, group_id: &str, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
+    /// The answer goes out once the changes it made (a new member, epoch or assignment) are on
+    /// file, like Kafka's: a member never holds an epoch its next coordinator would not know.
+    pub async fn consumer_heartbeat(&self, group_id: &str, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
         let exists = self.consumer_groups.borrow().contains_key(group_id);
         if !exists {
             let classic_busy = self
@@ -647,12 +668,43 @@ impl GroupShard {
         }
         let topics = self.topics_image();
         let now = now_ms();
-        self.with_consumer_group(group_id, |g| g.heartbeat(now, &self.config.consumer, &topics, req))
-            .unwrap_or_else(|| ConsumerHeartbeatResponse::error(codes::COORDINATOR_NOT_AVAILABLE, "group gone"))
+        let partition = self.partition_of(group_id);
+        let leadership = self.coordinated.borrow().get(&partition).copied();
+        let Some((response, written)) =
+            self.with_consumer_group_written(group_id, |g| g.heartbeat(now, &self.config.consumer, &topics, req))
+        else {
+            return ConsumerHeartbeatResponse::error(codes::COORDINATOR_NOT_AVAILABLE, "group gone");
+        };
+        if let Some(written) = written {
+            match written.await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return ConsumerHeartbeatResponse::error(
+                        codes::COORDINATOR_NOT_AVAILABLE,
+                        "group state not written",
+                    )
+                }
+            }
+            if self.coordinated.borrow().get(&partition).copied() != leadership {
+                return ConsumerHeartbeatResponse::error(codes::NOT_COORDINATOR, "the coordinator moved");
+            }
+        }
+        response
     }
 
-    /// Runs `f` on a consumer group and handles its events.
+    /// Runs `f` on a consumer group and handles its events (its records are written in the
+    /// background).
     pub fn with_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&mut ConsumerGroup) -> R) -> Option<R> {
+        self.with_consumer_group_written(group_id, f).map(|(r, _)| r)
+    }
+
+    /// [`GroupShard::with_consumer_group`], also returning when the records of its changes
+    /// are on file (`None`: nothing to write).
+    fn with_consumer_group_written<R>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut ConsumerGroup) -> R,
+    ) -> Option<(R, Option<Written>)> {
         let (result, events, changes) = {
             let mut groups = self.consumer_groups.borrow_mut();
             let group = groups.get_mut(group_id)?;
@@ -666,10 +718,10 @@ impl GroupShard {
                 tracing::info!(group = group_id, member = %member_id, ?why, "consumer group member removed");
             }
         }
-        if let Some(changes) = changes.filter(|c| !c.is_empty()) {
-            self.write_consumer_records(group_id, LogRecord::consumer_group_changes(group_id, &changes));
-        }
-        Some(result)
+        let written = changes.filter(|c| !c.is_empty()).map(|changes| {
+            self.write_consumer_records(group_id, LogRecord::consumer_group_changes(group_id, &changes))
+        });
+        Some((result, written))
     }
 
     /// Kafka's OffsetFetch member check (v9+): only consumer-protocol groups check it.
@@ -704,22 +756,38 @@ impl GroupShard {
         None
     }
 
-    /// Writes a consumer group's records in the background, in order. Membership is rebuilt
-    /// by members rejoining if a record is lost; committed offsets are written (and
-    /// acknowledged) separately.
-    fn write_consumer_records(&self, group_id: &str, records: Vec<LogRecord>) {
-        let partition = self.partition_of(group_id);
-        let ctx = self.ctx.clone();
-        let creating = self.creating_partition.clone();
-        let writes = self.consumer_writes.clone();
-        let group_id = group_id.to_string();
-        glommio::spawn_local(async move {
-            let Ok(_one_at_a_time) = writes.acquire_permit(1).await else { return };
-            if let Err(e) = offsets_log::append(&ctx, &creating, partition, &records).await {
-                sluice_engine::warn_limited!(group = %group_id, error = %e, "could not persist consumer group records");
-            }
-        })
-        .detach();
+    /// Queues a consumer group's records for writing, after every batch queued before; the
+    /// receiver learns when they are on file.
+    fn write_consumer_records(&self, group_id: &str, records: Vec<LogRecord>) -> Written {
+        let (tx, rx) = oneshot::channel();
+        let write = ConsumerWrite {
+            group_id: group_id.to_string(),
+            partition: self.partition_of(group_id),
+            records,
+            done: Some(tx),
+        };
+        self.consumer_writes.queue.borrow_mut().push_back(write);
+        if !self.consumer_writes.writing.replace(true) {
+            let writes = self.consumer_writes.clone();
+            let ctx = self.ctx.clone();
+            let creating = self.creating_partition.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    let next = writes.queue.borrow_mut().pop_front();
+                    let Some(mut w) = next else { break };
+                    let result = offsets_log::append(&ctx, &creating, w.partition, &w.records).await;
+                    if let Err(e) = &result {
+                        sluice_engine::warn_limited!(group = %w.group_id, error = %e, "could not persist consumer group records");
+                    }
+                    if let Some(done) = w.done.take() {
+                        let _ = done.send(result);
+                    }
+                }
+                writes.writing.set(false);
+            })
+            .detach();
+        }
+        rx
     }
 
     /// Drops a consumer group and writes the deletion of its records.
@@ -727,7 +795,7 @@ impl GroupShard {
         let Some(mut group) = self.consumer_groups.borrow_mut().remove(group_id) else { return };
         let mut records = LogRecord::consumer_group_changes(group_id, &group.take_tombstones());
         records.push(LogRecord::consumer_group_tombstone(group_id));
-        self.write_consumer_records(group_id, records);
+        drop(self.write_consumer_records(group_id, records));
     }
 
     /// The topics consumer groups may subscribe to (internal ones left out), cached per

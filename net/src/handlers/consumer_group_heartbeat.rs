@@ -64,9 +64,10 @@ pub async fn handle(
     }
     let member_id = req.member_id.clone();
     let gid = group_id.clone();
-    let result = on_group_shard(ctx, &group_id, move |groups| async move { groups.consumer_heartbeat(&gid, req) })
-        .await
-        .unwrap_or_else(|code| HeartbeatResponse { member_id, ..HeartbeatResponse::error(code, "") });
+    let result =
+        on_group_shard(ctx, &group_id, move |groups| async move { groups.consumer_heartbeat(&gid, req).await })
+            .await
+            .unwrap_or_else(|code| HeartbeatResponse { member_id, ..HeartbeatResponse::error(code, "") });
     response(result)
 }
 

@@ -1,6 +1,8 @@
-//! The glommio edge of the group coordinator on one shard: the shard's [`Group`]s, the
+//! The glommio edge of the group coordinator on one shard: the shard's classic [`Group`]s and
+//! consumer-protocol [`ConsumerGroup`]s (KIP-848; a group id is one or the other), the
 //! JoinGroup/SyncGroup requests waiting for a rebalance, the timer that drives deadlines,
-//! writes to the `__consumer_offsets` log, and replay at start-up.
+//! writes to the `__consumer_offsets` log (consumer-group records through one ordered queue),
+//! and replay at start-up.
 //!
 //! Owns: every group whose `__consumer_offsets` partition this shard owns and this node leads
 //! (requests for a group run here, sent by [`on_group_shard`] through the shard mesh), and the

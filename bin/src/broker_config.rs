@@ -221,7 +221,10 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "group.consumer.heartbeat.interval.ms"
             | "group.consumer.min.heartbeat.interval.ms"
             | "group.consumer.max.heartbeat.interval.ms"
-            | "group.consumer.max.size" => apply_consumer_group_setting(&mut settings.group_config, key, value)?,
+            | "group.consumer.max.size"
+            | "group.consumer.migration.policy" => {
+                apply_consumer_group_setting(&mut settings.group_config, key, value)?
+            }
             "transaction.state.log.num.partitions"
             | "transaction.state.log.replication.factor"
             | "transaction.max.timeout.ms"
@@ -318,6 +321,15 @@ fn apply_consumer_group_setting(
                 return Err(format!("{key}: must include classic"));
             }
             group.consumer_protocol_enabled = consumer;
+        }
+        // sluice converts only empty groups between the protocols (Kafka's `disabled` for
+        // groups with members; see README): other policies are refused, not ignored.
+        "group.consumer.migration.policy" => {
+            if !value.trim().eq_ignore_ascii_case("disabled") {
+                return Err(format!(
+                    "{key}: only `disabled` is supported (no online upgrade or downgrade of a group with members)"
+                ));
+            }
         }
         "group.consumer.assignors" => {
             let assignors = list()
@@ -471,6 +483,7 @@ mod tests {
         assert_eq!(s.group_config.consumer.assignors, vec![AssignorName::Range, AssignorName::Uniform]);
         assert_eq!(s.group_config.consumer.session_timeout_ms, 3000);
         assert_eq!(s.group_config.consumer.validate(), Ok(()));
+        apply(&mut s, &parse_properties("group.consumer.migration.policy=disabled").unwrap()).unwrap();
         for bad in [
             "group.coordinator.rebalance.protocols=consumer",
             "group.coordinator.rebalance.protocols=classic,share",
@@ -478,6 +491,7 @@ mod tests {
             "group.consumer.assignors=",
             "group.consumer.session.timeout.ms=0",
             "group.consumer.session.timeout.ms=x",
+            "group.consumer.migration.policy=bidirectional",
         ] {
             assert!(apply(&mut s, &parse_properties(bad).unwrap()).is_err(), "{bad}");
         }

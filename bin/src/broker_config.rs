@@ -56,6 +56,8 @@ pub struct BrokerSettings {
     pub replication_config: sluice_net::replication::config::ReplicationConfig,
     /// Authentication and authorization settings (`sasl.*`, `authorizer.class.name`, …).
     pub security_config: sluice_net::security::SecurityConfig,
+    /// Client quota windows (`quota.window.num`, `quota.window.size.seconds`).
+    pub quota_config: sluice_net::quota::QuotaConfig,
     /// `listeners`, `advertised.listeners` and the KRaft role settings (see [`crate::listeners`]).
     pub listeners: crate::listeners::ListenerSettings,
     /// `ssl.*` of the TLS listeners ([`sluice_net::security::tls_config`]).
@@ -123,6 +125,7 @@ impl BrokerSettings {
         config.txn = self.txn_config.clone();
         config.replication = self.replication_config.clone();
         config.security = self.security_config.clone();
+        config.quota = self.quota_config;
         config.txn.hold_markers = crate::fault_points::txn_hold_markers();
     }
 }
@@ -235,6 +238,7 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.replication_config.set(key, value)?
             }
             key if sluice_net::security::SECURITY_KEYS.contains(&key) => settings.security_config.set(key, value)?,
+            key if sluice_net::quota::QUOTA_KEYS.contains(&key) => settings.quota_config.set(key, value)?,
             "broker.rack" => {
                 if value.is_empty() || value.len() > 255 {
                     return Err(format!("{key}: expected a rack name of 1 to 255 characters"));

@@ -50,6 +50,8 @@ pub struct BrokerConfig {
     pub replication: crate::replication::config::ReplicationConfig,
     /// Authentication and authorization settings (`sasl.*`, `authorizer.class.name`, …).
     pub security: crate::security::SecurityConfig,
+    /// Client quota windows (`quota.window.num`, `quota.window.size.seconds`).
+    pub quota: crate::quota::QuotaConfig,
     /// `max.connections` split across shards: more are accepted and closed at once. Below the
     /// open-files limit so connections cannot take the descriptors segment files need.
     pub max_connections_per_shard: usize,
@@ -88,6 +90,7 @@ impl BrokerConfig {
             txn: crate::txn::TxnConfig::default(),
             replication: crate::replication::config::ReplicationConfig::default(),
             security: crate::security::SecurityConfig::default(),
+            quota: crate::quota::QuotaConfig::default(),
             max_connections_per_shard: crate::server::MAX_CONNECTIONS_PER_SHARD,
             quorum: None,
         }

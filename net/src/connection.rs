@@ -8,6 +8,10 @@
 //! up to [`MAX_IN_FLIGHT_REQUESTS`] further requests, and a writer task sends the responses
 //! strictly in request order. acks=0 produce gets no response.
 //!
+//! Client quotas ([`crate::quota`]): a Produce or Fetch of a client over its byte-rate quota is
+//! answered at once with `throttle_time_ms`, and then nothing more is read from the connection
+//! until that time is over (Kafka's mute, KIP-219).
+//!
 //! Bad input policy: an oversized, negative or truncated frame, an unknown API key, an
 //! unsupported version (except ApiVersions, which gets the v0 error response of KIP-511) or an
 //! undecodable body closes *this* connection with a log line; nothing else is affected.
@@ -30,6 +34,8 @@ use crate::frame::{read_frame_reusing, FrameError};
 use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
 use crate::produce_placement::ProducePlacement;
+use crate::quota::resolve::QuotaKind;
+use crate::quota::ConnectionQuotas;
 use crate::response_buf::{FileRange, OutSegment, SegmentedBuf};
 use crate::security::protocol::ConnectionSecurity;
 use crate::security::request_authorization::{self, Identity, Verdict};
@@ -69,6 +75,8 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
     // Who this connection is: its mTLS principal or User:ANONYMOUS, until SASL says otherwise.
     let mut identity = Rc::new(Identity { principal: security.principal().to_string(), host: stream_host(&peer) });
     let mut auth = ConnectionAuth::new(&ctx, &security);
+    // The client quotas that apply to this connection's requests (crate::quota).
+    let mut quotas = ConnectionQuotas::default();
     loop {
         let phase = placement.phase();
         let max_frame_bytes = auth.max_frame_bytes(max_request_bytes);
@@ -113,14 +121,15 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
             let _ = produces_settled.wait_for(produces_read).await;
         }
         let started = std::time::Instant::now();
-        let response = match process(frame, &ctx, &mut placement, &security, &identity).await {
-            Ok(response) => response,
-            Err(reason) => {
-                crate::metrics::record_request(api_key, started.elapsed(), true);
-                sluice_engine::warn_limited!(%peer, %reason, "closing connection");
-                break;
-            }
-        };
+        let (response, throttle_ms) =
+            match process(frame, &ctx, &mut placement, &security, &identity, &mut quotas).await {
+                Ok(answer) => answer,
+                Err(reason) => {
+                    crate::metrics::record_request(api_key, started.elapsed(), true);
+                    sluice_engine::warn_limited!(%peer, %reason, "closing connection");
+                    break;
+                }
+            };
         let response = if is_produce {
             produces_read += 1;
             settle_on_completion(response, produces_settled.clone(), produces_read)
@@ -129,6 +138,15 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
         };
         if queue.send(response).await.is_err() {
             break; // the writer stopped (write error)
+        }
+        if throttle_ms > 0 {
+            crate::metrics::record_quota_throttle(
+                if is_produce { QuotaKind::Produce } else { QuotaKind::Fetch },
+                throttle_ms,
+            );
+            // Over its quota: the response (with throttle_time_ms) goes out now, and nothing
+            // more is read from this client until the throttle time is over (KIP-219's mute).
+            glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms as u64)).await;
         }
     }
     // Earlier requests still get their responses; then both halves drop and the socket closes.
@@ -274,18 +292,20 @@ pub fn encode_response(
 }
 
 /// Decodes and handles one request; the response may still be pending (see
-/// [`PendingResponse`]). `Err`: close the connection.
+/// [`PendingResponse`]). Also returns how long the connection must stay muted afterwards (a
+/// client over its quota, see [`crate::quota`]; 0 otherwise). `Err`: close the connection.
 pub async fn process(
     frame: Bytes,
     ctx: &Rc<ShardContext>,
     placement: &mut ProducePlacement,
     security: &ConnectionSecurity,
     identity: &Rc<Identity>,
-) -> Result<PendingResponse, String> {
+    quotas: &mut ConnectionQuotas,
+) -> Result<(PendingResponse, i64), String> {
     let (api, version, correlation_id, header, request) = match decode_request(frame.clone())? {
         Decoded::Reply(bytes) => {
             let reply = vec![OutSegment::Bytes(bytes.freeze())];
-            return Ok(Box::pin(std::future::ready(Ok(Some(reply)))));
+            return Ok((Box::pin(std::future::ready(Ok(Some(reply)))), 0));
         }
         Decoded::Request { api, version, correlation_id, header, request } => {
             (api, version, correlation_id, header, request)
@@ -296,33 +316,86 @@ pub async fn process(
         Verdict::Proceed(denied) => denied,
         Verdict::Answer(kind) => {
             let reply = encode_response(api, version, correlation_id, &kind, Vec::new())?;
-            return Ok(Box::pin(std::future::ready(Ok(Some(reply)))));
+            return Ok((Box::pin(std::future::ready(Ok(Some(reply)))), 0));
         }
         Verdict::Close(reason) => return Err(format!("{} not authorized: {reason}", identity.principal)),
     };
     if let RequestKind::Produce(produce) = &*request {
         placement.learn(&frame, produce);
     }
+    // Client quotas: a produce's bytes count when it arrives, a fetch's once its response is
+    // known. Nothing is looked up or recorded when no quota applies.
+    let quota_kind = match &*request {
+        RequestKind::Produce(_) => Some(QuotaKind::Produce),
+        // A follower's fetch (replication) is not a client's: Kafka's client quotas skip it.
+        RequestKind::Fetch(f) if f.replica_id.0 < 0 && f.replica_state.replica_id.0 < 0 => Some(QuotaKind::Fetch),
+        _ => None,
+    };
+    let quota = quota_kind.and_then(|kind| {
+        let client_id = header.client_id.as_deref().unwrap_or("");
+        quotas.quota_for(&ctx.image.borrow(), &identity.principal, client_id, kind)
+    });
+    if let (Some(q), RequestKind::Fetch(fetch)) = (quota.as_ref(), &mut *request) {
+        // Never more than the quota lets through at once (Kafka's maxValueInQuotaWindow).
+        fetch.max_bytes =
+            fetch.max_bytes.min(crate::quota::max_fetch_bytes(q.limit_per_second, ctx.config.quota.window));
+    }
+    let mut throttle_ms = 0;
+    if let Some(q) = quota.as_ref().filter(|q| q.sensor.kind == QuotaKind::Produce) {
+        throttle_ms = crate::quota::record(ctx, q.clone(), frame.len(), false).await;
+    }
     drop(frame); // the request's views keep what they need
                  // Latency from here (the frame is read) to the response encoded (a produce: durable).
     let started = std::time::Instant::now();
     let (ctx_for_denied, identity) = (ctx.clone(), identity.clone());
-    let encode = move |response: Option<handlers::HandlerResponse>| match response {
+    let encode = move |response: Option<handlers::HandlerResponse>, throttle_ms: i64| match response {
         None => {
             crate::metrics::record_request(api as i16, started.elapsed(), false);
             Ok(None)
         }
         Some(mut r) => {
             denied.apply(&ctx_for_denied, &identity, &mut r.kind);
+            if throttle_ms > 0 {
+                crate::quota::set_throttle_time(&mut r.kind, throttle_ms);
+            }
             let error = crate::metrics::response_errors::has_error(&r.kind);
             crate::metrics::record_request(api as i16, started.elapsed(), error);
             encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
         }
     };
-    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await? {
+    let reply = handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await?;
+    let reply = match (reply, quota) {
+        (Reply::Now(Some(response)), Some(q)) if q.sensor.kind == QuotaKind::Fetch => {
+            let (response, fetch_throttle_ms) = throttle_fetch(ctx, response, q).await;
+            throttle_ms = fetch_throttle_ms;
+            Reply::Now(Some(response))
+        }
+        (reply, _) => reply,
+    };
+    let encode = move |response| encode(response, throttle_ms);
+    let pending: PendingResponse = match reply {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
-    })
+    };
+    Ok((pending, throttle_ms))
+}
+
+/// Records a Fetch response's bytes against the client's fetch quota; over it, the response is
+/// replaced by an empty one with the throttle time (its bytes not counted), as Kafka does.
+async fn throttle_fetch(
+    ctx: &ShardContext,
+    mut response: handlers::HandlerResponse,
+    quota: crate::quota::resolve::ResolvedQuota,
+) -> (handlers::HandlerResponse, i64) {
+    let ResponseKind::Fetch(fetch) = &response.kind else { return (response, 0) };
+    let file_bytes: usize = response.files.iter().map(|f| f.len).sum();
+    let bytes = crate::quota::fetch_response_bytes(fetch, file_bytes);
+    let throttle_ms = crate::quota::record(ctx, quota, bytes, true).await;
+    if throttle_ms > 0 {
+        response.kind = ResponseKind::Fetch(crate::quota::throttled_fetch_response(fetch, throttle_ms));
+        response.files.clear();
+    }
+    (response, throttle_ms)
 }
 
 /// The client's address without its port (ACLs name hosts).

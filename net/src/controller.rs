@@ -348,8 +348,8 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         sluice_engine::error_limited!(?command, error = ?e, "committed metadata command failed on a shard");
         return;
     }
-    if let MetadataCommand::Security(_) = command {
-        return; // ACLs and credentials: nothing else on the shard changes
+    if let MetadataCommand::Security(_) | MetadataCommand::ClientQuotas(_) = command {
+        return; // ACLs, credentials and quotas: nothing else on the shard changes
     }
     ctx.refresh_replica_states();
     match &command {
@@ -369,7 +369,8 @@ pub async fn apply_on_shard(command: MetadataCommand) {
         | MetadataCommand::UnfenceBroker { .. }
         | MetadataCommand::ElectLeaders { .. }
         | MetadataCommand::InitCluster { .. }
-        | MetadataCommand::Security(_) => {}
+        | MetadataCommand::Security(_)
+        | MetadataCommand::ClientQuotas(_) => {}
         MetadataCommand::SetTopicConfigs { name, .. } | MetadataCommand::SetTopicConfigsIfUnchanged { name, .. } => {
             let config = ctx.image.borrow().log_config(name, &defaults);
             if let Some(config) = config {

@@ -25,6 +25,7 @@ pub mod metadata_image;
 pub mod metrics;
 pub mod placement;
 pub mod produce_placement;
+pub mod quota;
 pub mod reassignment;
 pub mod replication;
 pub mod response_buf;

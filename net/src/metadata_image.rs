@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sluice_engine::log_config::LogConfig;
 
+use crate::quota::image::{ClientQuotaImage, QuotaCommand};
 use crate::security::image::{SecurityCommand, SecurityImage};
 use crate::topic_name::{collides, validate_topic_name};
 
@@ -206,6 +207,8 @@ pub enum MetadataCommand {
     },
     /// ACLs and SCRAM credentials ([`crate::security::image`]).
     Security(SecurityCommand),
+    /// Client quotas (AlterClientQuotas, [`crate::quota::image`]).
+    ClientQuotas(QuotaCommand),
 }
 
 /// Most partitions one ElectLeaders command may name.
@@ -242,6 +245,9 @@ pub struct MetadataImage {
     /// ACLs and SCRAM credentials (images written before security lack them: none).
     #[serde(default)]
     pub security: SecurityImage,
+    /// Client quotas (images written before quotas lack them: none).
+    #[serde(default)]
+    pub client_quotas: ClientQuotaImage,
 }
 
 impl MetadataImage {
@@ -253,6 +259,7 @@ impl MetadataImage {
             next_producer_id: 0,
             brokers: BTreeMap::new(),
             security: SecurityImage::default(),
+            client_quotas: ClientQuotaImage::default(),
         }
     }
 
@@ -429,6 +436,7 @@ impl MetadataImage {
                 Ok(())
             }
             MetadataCommand::Security(c) => self.security.validate(c),
+            MetadataCommand::ClientQuotas(c) => self.client_quotas.validate(c),
             MetadataCommand::InitCluster { cluster_id } => {
                 if !self.cluster_id.is_empty() || cluster_id.is_empty() || cluster_id.len() > 64 {
                     return Err(MetadataError::new(
@@ -591,6 +599,7 @@ impl MetadataImage {
             }
             MetadataCommand::InitCluster { cluster_id } => self.cluster_id = cluster_id,
             MetadataCommand::Security(c) => self.security.apply(c),
+            MetadataCommand::ClientQuotas(c) => self.client_quotas.apply(c),
             MetadataCommand::AlterPartition { topic, partition, isr, .. } => {
                 let brokers = &self.brokers;
                 let is_fenced = |r: i32| brokers.get(&r).is_none_or(|b| b.fenced);

@@ -104,6 +104,17 @@ pub async fn serve(
         let spec = spec.clone();
         let name = name.clone();
         glommio::spawn_local(async move {
+            if let Ok(peer) = stream.peer_addr() {
+                if let Some(throttle_ms) = crate::quota::connection_throttle_ms(&ctx, peer.ip()).await {
+                    sluice_engine::warn_limited!(%peer, throttle_ms, "closing connection: over its IP's connection_creation_rate");
+                    crate::metrics::record_quota_throttle(crate::quota::resolve::QuotaKind::Connection, throttle_ms);
+                    glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms as u64)).await;
+                    drop(stream);
+                    open.set(open.get() - 1);
+                    crate::metrics::connection_closed();
+                    return;
+                }
+            }
             let security = ConnectionSecurity { listener: name, protocol: spec.protocol, tls_principal: None };
             if let Some((transport, security)) = secure(stream, &spec, security).await {
                 connection::serve(transport, security, ctx).await;

@@ -31,6 +31,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Kafka 4.x removed DescribeLogDirs v0 (KIP-896).
+    (ApiKey::DescribeLogDirs, 1, 4),
+    // Client quotas (crate::quota).
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
     // Consumer groups.
     (ApiKey::FindCoordinator, 0, 6),

@@ -255,6 +255,25 @@ pub fn render(shards: &[ShardSnapshot], node: &NodeInputs) -> String {
             s.connections_accepted as f64,
         );
     }
+    out.family(
+        "sluice_quota_throttled_total",
+        "counter",
+        "Requests (kind=produce, fetch) and connections (kind=connection) throttled by a client quota.",
+    );
+    let kinds = ["produce", "fetch", "connection"];
+    for (slot, kind) in kinds.iter().enumerate() {
+        let count: u64 = shards.iter().map(|s| s.quota_throttles[slot].count).sum();
+        out.sample("sluice_quota_throttled_total", &[("kind", kind)], count as f64);
+    }
+    out.family(
+        "sluice_quota_throttle_seconds_total",
+        "counter",
+        "Throttle time given to clients over a quota (the time their connections were muted or held).",
+    );
+    for (slot, kind) in kinds.iter().enumerate() {
+        let ms: u64 = shards.iter().map(|s| s.quota_throttles[slot].throttle_ms).sum();
+        out.sample("sluice_quota_throttle_seconds_total", &[("kind", kind)], ms as f64 / 1000.0);
+    }
     out.family("sluice_shard_busy_seconds_total", "counter", "Time the shard's executor spent running tasks.");
     for s in shards {
         out.sample("sluice_shard_busy_seconds_total", &[("shard", &s.shard.to_string())], s.busy_seconds);

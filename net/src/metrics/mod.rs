@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::shard_metrics::{EngineMetrics, LatencyHistogram};
 
+use crate::quota::resolve::QuotaKind;
 use key_sketch::{HotKey, KeySketch};
 use rate_window::{Rate, RateWindow};
 
@@ -61,6 +62,9 @@ pub struct ShardMetrics {
     topics: RefCell<HashMap<String, TopicStats>>,
     connections_open: Cell<u64>,
     connections_accepted: Cell<u64>,
+    /// Requests (connections) throttled by a client quota and their throttle time, per
+    /// [`QuotaKind`] (produce, fetch, connection).
+    quota_throttles: Cell<[QuotaThrottles; 3]>,
     /// Task run time accumulated from glommio's executor stats (which reset when read).
     busy_ns: Cell<u64>,
     sketch: RefCell<KeySketch>,
@@ -90,6 +94,7 @@ impl ShardMetrics {
             topics: RefCell::new(HashMap::new()),
             connections_open: Cell::new(0),
             connections_accepted: Cell::new(0),
+            quota_throttles: Cell::new([QuotaThrottles::default(); 3]),
             busy_ns: Cell::new(0),
             sketch: RefCell::new(KeySketch::new(seed)),
             hot_keys_enabled: Cell::new(true),
@@ -157,6 +162,33 @@ pub fn connection_opened() {
     });
 }
 
+/// Throttles for one kind of client quota.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaThrottles {
+    pub count: u64,
+    pub throttle_ms: u64,
+}
+
+/// The slot of a quota kind in [`ShardSnapshot::quota_throttles`].
+pub fn quota_slot(kind: QuotaKind) -> usize {
+    match kind {
+        QuotaKind::Produce => 0,
+        QuotaKind::Fetch => 1,
+        QuotaKind::Connection => 2,
+    }
+}
+
+/// A client over its `kind` quota was throttled for `throttle_ms` (on the connection's shard).
+pub fn record_quota_throttle(kind: QuotaKind, throttle_ms: i64) {
+    METRICS.with(|m| {
+        let mut all = m.quota_throttles.get();
+        let slot = &mut all[quota_slot(kind)];
+        slot.count += 1;
+        slot.throttle_ms += throttle_ms.max(0) as u64;
+        m.quota_throttles.set(all);
+    });
+}
+
 pub fn connection_closed() {
     METRICS.with(|m| m.connections_open.set(m.connections_open.get().saturating_sub(1)));
 }
@@ -200,6 +232,8 @@ pub struct ShardSnapshot {
     pub hot_key_skipped_compressed_batches: u64,
     pub connections_open: u64,
     pub connections_accepted: u64,
+    /// By [`quota_slot`]: produce, fetch, connection.
+    pub quota_throttles: [QuotaThrottles; 3],
     pub busy_seconds: f64,
     pub engine: EngineMetrics,
 }
@@ -216,6 +250,7 @@ pub fn snapshot() -> ShardSnapshot {
         out.busy_seconds = m.busy_ns.get() as f64 / 1e9;
         out.connections_open = m.connections_open.get();
         out.connections_accepted = m.connections_accepted.get();
+        out.quota_throttles = m.quota_throttles.get();
         out.apis = m
             .apis
             .borrow()

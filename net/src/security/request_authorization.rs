@@ -615,6 +615,39 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 ListPartitionReassignmentsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
             ))
         }
+        RequestKind::DescribeLogDirs(_) if !c.may_cluster(Operation::Describe) => {
+            Verdict::Answer(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default().with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::DescribeClientQuotas(_) if !c.may_cluster(Operation::DescribeConfigs) => {
+            Verdict::Answer(ResponseKind::DescribeClientQuotas(
+                DescribeClientQuotasResponse::default()
+                    .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_entries(None),
+            ))
+        }
+        RequestKind::AlterClientQuotas(r) if !c.may_cluster(Operation::AlterConfigs) => {
+            let entries = r
+                .entries
+                .iter()
+                .map(|e| {
+                    alter_client_quotas_response::EntryData::default()
+                        .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                        .with_entity(
+                            e.entity
+                                .iter()
+                                .map(|d| {
+                                    alter_client_quotas_response::EntityData::default()
+                                        .with_entity_type(d.entity_type.clone())
+                                        .with_entity_name(d.entity_name.clone())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::AlterClientQuotas(AlterClientQuotasResponse::default().with_entries(entries)))
+        }
         RequestKind::ElectLeaders(_)
         | RequestKind::AlterPartitionReassignments(_)
         | RequestKind::ListPartitionReassignments(_)
@@ -650,7 +683,10 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         | RequestKind::DescribeAcls(_)
         | RequestKind::DescribeUserScramCredentials(_)
         | RequestKind::AlterUserScramCredentials(_)
-        | RequestKind::DescribeCluster(_) => proceed(codes::NONE, Vec::new()),
+        | RequestKind::DescribeCluster(_)
+        | RequestKind::DescribeLogDirs(_)
+        | RequestKind::DescribeClientQuotas(_)
+        | RequestKind::AlterClientQuotas(_) => proceed(codes::NONE, Vec::new()),
         _ if c.may_cluster(Operation::Alter) => proceed(codes::NONE, Vec::new()),
         other => Verdict::Close(format!(
             "{:?} is served only to principals with ALTER on the cluster while authorization is on",

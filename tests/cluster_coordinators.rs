@@ -195,3 +195,84 @@ fn transactions_span_partitions_led_by_other_nodes_and_survive_their_coordinator
     let new_coordinator = coordinator(&cluster, "__transaction_state", "payments-tx");
     assert_ne!(new_coordinator, coordinator_id, "the coordinator moved");
 }
+
+/// The node coordinating `group` as FindCoordinator (v4) on a running node names it, once
+/// there is one.
+fn find_group_coordinator(cluster: &Cluster, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    wait_until("a group coordinator", SETTLE, || {
+        let node = *cluster.running().first()?;
+        let mut client = try_connect(&cluster.bootstrap(node))?;
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        let response = client.send(&request, 4);
+        let c = response.coordinators.first()?;
+        (c.error_code == 0 && c.node_id.0 > 0).then_some(c.node_id.0)
+    })
+}
+
+/// One ConsumerGroupHeartbeat (v1) to `bootstrap`: (error, member epoch, assigned partitions).
+fn consumer_heartbeat(
+    bootstrap: &str,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    owned: &[i32],
+) -> Option<(i16, i32, Option<Vec<i32>>)> {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let mut client = try_connect(bootstrap)?;
+    let topic_id = metadata(bootstrap, Some(&["orders-kip848"])).topics.first()?.topic_id;
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(-1)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic_id(topic_id)
+            .with_partitions(owned.to_vec())]));
+    if epoch == 0 {
+        request = request
+            .with_rebalance_timeout_ms(60_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("orders-kip848"))]))
+            .with_topic_partitions(Some(Vec::new()));
+    }
+    let r = client.send(&request, 1);
+    let assigned = r.assignment.map(|a| a.topic_partitions.iter().flat_map(|t| t.partitions.clone()).collect());
+    Some((r.error_code, r.member_epoch, assigned))
+}
+
+#[test]
+fn a_consumer_protocol_group_keeps_its_members_epochs_after_its_coordinators_node_is_killed() {
+    let mut cluster = start_cluster();
+    let (code, message) = create_topic_rf(&cluster.bootstrap(0), "orders-kip848", 2, 3);
+    assert_eq!(code, 0, "{message:?}");
+    let group = "kip848-failover";
+    let first = find_group_coordinator(&cluster, group);
+    let at = |cluster: &Cluster, node: i32| cluster.bootstrap(cluster.index_of(node));
+    let (error, epoch, assigned) = wait_until("the member joined", SETTLE, || {
+        consumer_heartbeat(&at(&cluster, first), group, "m1", 0, &[]).filter(|r| r.0 == 0)
+    });
+    assert_eq!((error, epoch), (0, 1));
+    let mut owned = assigned.expect("an assignment");
+    owned.sort_unstable();
+    assert_eq!(owned, vec![0, 1]);
+    // The answers came once the group's records were written (and replicated).
+    let (error, epoch_again, _) = consumer_heartbeat(&at(&cluster, first), group, "m1", epoch, &owned).unwrap();
+    assert_eq!((error, epoch_again), (0, epoch));
+
+    cluster.kill(cluster.index_of(first));
+    let second = wait_until("a new coordinator", SETTLE, || {
+        let c = find_group_coordinator(&cluster, group);
+        (c != first).then_some(c)
+    });
+    // The new coordinator loaded the group from its replica: the member keeps its epoch.
+    let (error, epoch_after, _) = wait_until("the member's heartbeat on the new coordinator", SETTLE, || {
+        consumer_heartbeat(&at(&cluster, second), group, "m1", epoch, &owned).filter(|r| r.0 != 14 && r.0 != 16)
+    });
+    assert_eq!((error, epoch_after), (0, epoch), "the group and the member's epoch moved with the coordinator");
+}

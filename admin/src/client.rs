@@ -52,6 +52,7 @@ pub const CLI_API_RANGES: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub struct Connection {

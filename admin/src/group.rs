@@ -1,6 +1,7 @@
 //! `sluice group list|describe|delete|reset-offsets`, as `kafka-consumer-groups` does them:
-//! ListGroups (asked of every node: each lists the groups it coordinates), DescribeGroups and
-//! OffsetFetch on the group's coordinator, log end offsets from partition leaders (ListOffsets),
+//! ListGroups (asked of every node: each lists the groups it coordinates), DescribeGroups (or
+//! ConsumerGroupDescribe for a group of the KIP-848 consumer protocol) and OffsetFetch on the
+//! group's coordinator, log end offsets from partition leaders (ListOffsets),
 //! DeleteGroups. `reset-offsets` lives in [`crate::reset_offsets`].
 //!
 //! Owns: the describe table — GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG
@@ -10,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+};
 use serde_json::json;
 use sluice_engine::error_code::codes;
 use sluice_harness::bench::group_member::{decode_assignment, PROTOCOL_TYPE};
@@ -215,12 +218,18 @@ pub fn describe(session: &mut Session, group: &str) -> CliResult<Description> {
     let response = session.coordinator(group)?.call(&request)?;
     let g =
         response.groups.first().ok_or_else(|| CliError::kafka(format!("describe group '{group}': empty answer")))?;
+    // (topic, partition) → (member id, host, client id)
+    let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
+    if g.error_code == codes::GROUP_ID_NOT_FOUND || g.group_state.as_str() == "Dead" {
+        if let Some(consumer) = describe_consumer_group(session, group)? {
+            let committed = fetch_committed(session, group, None)?;
+            return Ok(rows(session, consumer.state, consumer.members, consumer.owners, committed));
+        }
+    }
     if g.error_code == codes::GROUP_ID_NOT_FOUND {
         return Err(kafka_error(&format!("group '{group}' does not exist"), g.error_code, None));
     }
     check(&format!("describe group '{group}'"), g.error_code, g.error_message.as_deref())?;
-    // (topic, partition) → (member id, host, client id)
-    let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
     if g.protocol_type.as_str() == PROTOCOL_TYPE {
         for m in &g.members {
             let assignment = decode_assignment(&m.member_assignment).unwrap_or_default();
@@ -238,6 +247,48 @@ pub fn describe(session: &mut Session, group: &str) -> CliResult<Description> {
     if g.group_state.as_str() == "Dead" && committed.is_empty() {
         return Err(CliError::kafka(format!("group '{group}' does not exist; list groups with `sluice group list`")));
     }
+    Ok(rows(session, g.group_state.to_string(), g.members.len(), owners, committed))
+}
+
+/// A consumer-protocol group as ConsumerGroupDescribe shows it.
+pub struct ConsumerGroupView {
+    pub state: String,
+    pub members: usize,
+    pub owners: BTreeMap<(String, i32), (String, String, String)>,
+}
+
+/// ConsumerGroupDescribe on the group's coordinator; `None` when the group is not a consumer
+/// group there (or the broker does not speak the consumer protocol).
+pub fn describe_consumer_group(session: &mut Session, group: &str) -> CliResult<Option<ConsumerGroupView>> {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let Ok(response) = session.coordinator(group)?.call(&request) else { return Ok(None) };
+    let Some(g) = response.groups.first() else { return Ok(None) };
+    if g.error_code == codes::GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    check(&format!("describe group '{group}'"), g.error_code, g.error_message.as_deref())?;
+    let mut owners = BTreeMap::new();
+    for m in &g.members {
+        for tp in &m.assignment.topic_partitions {
+            for p in &tp.partitions {
+                owners.insert(
+                    (tp.topic_name.0.to_string(), *p),
+                    (m.member_id.to_string(), m.client_host.to_string(), m.client_id.to_string()),
+                );
+            }
+        }
+    }
+    Ok(Some(ConsumerGroupView { state: g.group_state.to_string(), members: g.members.len(), owners }))
+}
+
+/// The describe table of a group: every owned or committed partition with its log end.
+fn rows(
+    session: &mut Session,
+    state: String,
+    members: usize,
+    owners: BTreeMap<(String, i32), (String, String, String)>,
+    committed: BTreeMap<String, BTreeMap<i32, i64>>,
+) -> Description {
     let mut keys: BTreeSet<(String, i32)> = owners.keys().cloned().collect();
     for (t, ps) in &committed {
         keys.extend(ps.keys().map(|p| (t.clone(), *p)));
@@ -263,5 +314,5 @@ pub fn describe(session: &mut Session, group: &str) -> CliResult<Description> {
             partition,
         })
         .collect();
-    Ok(Description { state: g.group_state.to_string(), members: g.members.len(), rows })
+    Description { state, members, rows }
 }

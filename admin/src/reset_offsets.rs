@@ -14,6 +14,7 @@ use clap::Args;
 use kafka_protocol::messages::DescribeGroupsRequest;
 use kafka_protocol::messages::GroupId;
 use serde_json::json;
+use sluice_engine::error_code::codes;
 
 use crate::error::{check, kafka_error, CliError, CliResult};
 use crate::offsets::{commit, fetch_committed, Committer, TopicOffsets};
@@ -193,12 +194,19 @@ impl ResetArgs {
     }
 }
 
-/// The group's state and member count (DescribeGroups on its coordinator).
+/// The group's state and member count (DescribeGroups, or ConsumerGroupDescribe, on its
+/// coordinator).
 pub fn group_state(session: &mut Session, group: &str) -> CliResult<(String, usize)> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let response = session.coordinator(group)?.call(&request)?;
     let g =
         response.groups.first().ok_or_else(|| CliError::kafka(format!("describe group '{group}': empty answer")))?;
+    if g.error_code == codes::GROUP_ID_NOT_FOUND || g.group_state.as_str() == "Dead" {
+        // Maybe a group of the consumer protocol (KIP-848), which DescribeGroups does not show.
+        if let Some(consumer) = crate::group::describe_consumer_group(session, group)? {
+            return Ok((consumer.state, consumer.members));
+        }
+    }
     check(&format!("describe group '{group}'"), g.error_code, g.error_message.as_deref())?;
     Ok((g.group_state.to_string(), g.members.len()))
 }

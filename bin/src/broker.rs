@@ -126,6 +126,8 @@ pub(crate) fn settings_from(args: &BrokerArgs) -> Result<BrokerSettings, String>
         overrides.insert(k.trim().to_string(), v.trim().to_string());
     }
     broker_config::apply(&mut settings, &overrides)?;
+    // Bounds across settings, once the file and the overrides are both in.
+    settings.group_config.consumer.validate()?;
     Ok(settings)
 }
 

@@ -221,6 +221,18 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             | "offsets.retention.minutes"
             | "offsets.retention.check.interval.ms"
             | "offset.metadata.max.bytes" => apply_group_setting(&mut settings.group_config, key, value)?,
+            "group.coordinator.rebalance.protocols"
+            | "group.consumer.assignors"
+            | "group.consumer.session.timeout.ms"
+            | "group.consumer.min.session.timeout.ms"
+            | "group.consumer.max.session.timeout.ms"
+            | "group.consumer.heartbeat.interval.ms"
+            | "group.consumer.min.heartbeat.interval.ms"
+            | "group.consumer.max.heartbeat.interval.ms"
+            | "group.consumer.max.size"
+            | "group.consumer.migration.policy" => {
+                apply_consumer_group_setting(&mut settings.group_config, key, value)?
+            }
             "transaction.state.log.num.partitions"
             | "transaction.state.log.replication.factor"
             | "transaction.max.timeout.ms"
@@ -286,6 +298,75 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                     .find(|t| broker_default_name(t) == Some(key.as_str()) || **t == key.as_str())
                     .ok_or_else(|| format!("unknown broker config {key:?}"))?;
                 settings.default_log_config.set(topic_name, value).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One consumer-protocol (KIP-848) group setting: Kafka's names; the bounds across settings
+/// are checked once all are read (`ConsumerGroupConfig::validate`, in `settings_from`).
+fn apply_consumer_group_setting(
+    group: &mut sluice_net::group::GroupConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty());
+    match key {
+        "group.coordinator.rebalance.protocols" => {
+            let mut consumer = false;
+            let mut classic = false;
+            for protocol in list() {
+                match protocol {
+                    "classic" => classic = true,
+                    "consumer" => consumer = true,
+                    // Share groups (KIP-932) and streams groups are not implemented.
+                    other => {
+                        return Err(format!("{key}: unsupported protocol {other:?} (supported: classic, consumer)"))
+                    }
+                }
+            }
+            if !classic {
+                return Err(format!("{key}: must include classic"));
+            }
+            group.consumer_protocol_enabled = consumer;
+        }
+        // sluice converts only empty groups between the protocols (Kafka's `disabled` for
+        // groups with members; see README): other policies are refused, not ignored.
+        "group.consumer.migration.policy" => {
+            if !value.trim().eq_ignore_ascii_case("disabled") {
+                return Err(format!(
+                    "{key}: only `disabled` is supported (no online upgrade or downgrade of a group with members)"
+                ));
+            }
+        }
+        "group.consumer.assignors" => {
+            let assignors = list()
+                .map(|a| {
+                    sluice_net::group::config::AssignorName::parse(a)
+                        .ok_or_else(|| format!("{key}: unknown assignor {a:?} (supported: uniform, range)"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if assignors.is_empty() {
+                return Err(format!("{key}: needs at least one assignor"));
+            }
+            group.consumer.assignors = assignors;
+        }
+        _ => {
+            let n: u64 = parse_at_least_one(key, value)?;
+            if n > i32::MAX as u64 {
+                return Err(format!("{key}: value {value} out of range"));
+            }
+            let c = &mut group.consumer;
+            match key {
+                "group.consumer.session.timeout.ms" => c.session_timeout_ms = n,
+                "group.consumer.min.session.timeout.ms" => c.min_session_timeout_ms = n,
+                "group.consumer.max.session.timeout.ms" => c.max_session_timeout_ms = n,
+                "group.consumer.heartbeat.interval.ms" => c.heartbeat_interval_ms = n,
+                "group.consumer.min.heartbeat.interval.ms" => c.min_heartbeat_interval_ms = n,
+                "group.consumer.max.heartbeat.interval.ms" => c.max_heartbeat_interval_ms = n,
+                "group.consumer.max.size" => c.max_size = n.min(1_000_000) as usize,
+                _ => return Err(format!("unknown broker config {key:?}")),
             }
         }
     }
@@ -391,6 +472,44 @@ mod tests {
         assert_eq!(s.txn_config.state_log_num_partitions, 3);
         assert!(apply(&mut s, &parse_properties("transaction.max.timeout.ms=0").unwrap()).is_err());
         assert!(apply(&mut s, &parse_properties("transaction.state.log.num.partitions=100000").unwrap()).is_err());
+    }
+
+    #[test]
+    fn consumer_group_settings_use_kafka_names_defaults_and_bounds() {
+        use sluice_net::group::config::AssignorName;
+        let mut s = BrokerSettings::default();
+        assert!(s.group_config.consumer_protocol_enabled);
+        assert_eq!(s.group_config.consumer.session_timeout_ms, 45_000);
+        assert_eq!(s.group_config.consumer.heartbeat_interval_ms, 5_000);
+        let props = parse_properties(
+            "group.coordinator.rebalance.protocols=classic\ngroup.consumer.assignors=range,uniform\n\
+             group.consumer.session.timeout.ms=3000\ngroup.consumer.min.session.timeout.ms=1000\n\
+             group.consumer.heartbeat.interval.ms=500\ngroup.consumer.min.heartbeat.interval.ms=100\n",
+        )
+        .unwrap();
+        apply(&mut s, &props).unwrap();
+        assert!(!s.group_config.consumer_protocol_enabled);
+        assert_eq!(s.group_config.consumer.assignors, vec![AssignorName::Range, AssignorName::Uniform]);
+        assert_eq!(s.group_config.consumer.session_timeout_ms, 3000);
+        assert_eq!(s.group_config.consumer.validate(), Ok(()));
+        apply(&mut s, &parse_properties("group.consumer.migration.policy=disabled").unwrap()).unwrap();
+        for bad in [
+            "group.coordinator.rebalance.protocols=consumer",
+            "group.coordinator.rebalance.protocols=classic,share",
+            "group.consumer.assignors=sticky",
+            "group.consumer.assignors=",
+            "group.consumer.session.timeout.ms=0",
+            "group.consumer.session.timeout.ms=x",
+            "group.consumer.migration.policy=bidirectional",
+        ] {
+            assert!(apply(&mut s, &parse_properties(bad).unwrap()).is_err(), "{bad}");
+        }
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &parse_properties("group.consumer.session.timeout.ms=1000").unwrap()).unwrap();
+        assert!(s.group_config.consumer.validate().is_err(), "below group.consumer.min.session.timeout.ms");
+        let mut s = BrokerSettings::default();
+        apply(&mut s, &parse_properties("group.consumer.heartbeat.interval.ms=50000").unwrap()).unwrap();
+        assert!(s.group_config.consumer.validate().is_err(), "above the max heartbeat interval");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // The consumer protocol (KIP-848); left out of ApiVersions unless
+    // `group.coordinator.rebalance.protocols` includes `consumer`.
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     // Transactions (crate::txn). EndTxn v5 is KIP-890 part 2 (an epoch bump per
     // transaction), which sluice does not implement yet.
     (ApiKey::AddPartitionsToTxn, 0, 5),
@@ -71,6 +75,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// APIs advertised only while `group.coordinator.rebalance.protocols` includes `consumer`.
+pub fn needs_consumer_protocol(api: ApiKey) -> bool {
+    matches!(api, ApiKey::ConsumerGroupHeartbeat | ApiKey::ConsumerGroupDescribe)
+}
 
 /// Versions of `api` this broker decodes and answers, if any.
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {

@@ -25,6 +25,100 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// `offset.metadata.max.bytes` (Kafka default 4096).
     pub offset_metadata_max_bytes: usize,
+    /// `group.coordinator.rebalance.protocols` contains `consumer` (Kafka default
+    /// `classic,consumer`): ConsumerGroupHeartbeat and ConsumerGroupDescribe are advertised.
+    pub consumer_protocol_enabled: bool,
+    /// `group.consumer.*`: groups of the consumer protocol (KIP-848).
+    pub consumer: ConsumerGroupConfig,
+}
+
+/// A server-side assignor of the consumer protocol (`group.consumer.assignors`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignorName {
+    Uniform,
+    Range,
+}
+
+impl AssignorName {
+    /// Kafka's name (ConsumerGroupHeartbeat `server_assignor`, ConsumerGroupDescribe).
+    pub fn name(self) -> &'static str {
+        match self {
+            AssignorName::Uniform => "uniform",
+            AssignorName::Range => "range",
+        }
+    }
+
+    /// A name or Kafka's class name of an assignor.
+    pub fn parse(name: &str) -> Option<AssignorName> {
+        match name.trim() {
+            "uniform" | "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => Some(AssignorName::Uniform),
+            "range" | "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => Some(AssignorName::Range),
+            _ => None,
+        }
+    }
+}
+
+/// Consumer-protocol group settings (Kafka's `group.consumer.*` names and defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupConfig {
+    /// `group.consumer.session.timeout.ms` (Kafka default 45000).
+    pub session_timeout_ms: u64,
+    /// `group.consumer.min.session.timeout.ms` (Kafka default 45000).
+    pub min_session_timeout_ms: u64,
+    /// `group.consumer.max.session.timeout.ms` (Kafka default 60000).
+    pub max_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms` (Kafka default 5000).
+    pub heartbeat_interval_ms: u64,
+    /// `group.consumer.min.heartbeat.interval.ms` (Kafka default 5000).
+    pub min_heartbeat_interval_ms: u64,
+    /// `group.consumer.max.heartbeat.interval.ms` (Kafka default 15000).
+    pub max_heartbeat_interval_ms: u64,
+    /// `group.consumer.max.size`. Kafka's default is unbounded; sluice bounds memory with 1000.
+    pub max_size: usize,
+    /// `group.consumer.assignors` (Kafka default `uniform,range`): the first is the default.
+    pub assignors: Vec<AssignorName>,
+}
+
+impl Default for ConsumerGroupConfig {
+    fn default() -> Self {
+        ConsumerGroupConfig {
+            session_timeout_ms: 45_000,
+            min_session_timeout_ms: 45_000,
+            max_session_timeout_ms: 60_000,
+            heartbeat_interval_ms: 5_000,
+            min_heartbeat_interval_ms: 5_000,
+            max_heartbeat_interval_ms: 15_000,
+            max_size: 1000,
+            assignors: vec![AssignorName::Uniform, AssignorName::Range],
+        }
+    }
+}
+
+impl ConsumerGroupConfig {
+    /// Kafka's cross-setting checks (run once every setting is read).
+    pub fn validate(&self) -> Result<(), String> {
+        let within = |v: u64, min: u64, max: u64| min <= v && v <= max;
+        if !within(self.session_timeout_ms, self.min_session_timeout_ms, self.max_session_timeout_ms) {
+            return Err("group.consumer.session.timeout.ms must be between group.consumer.min.session.timeout.ms and group.consumer.max.session.timeout.ms".into());
+        }
+        if !within(self.heartbeat_interval_ms, self.min_heartbeat_interval_ms, self.max_heartbeat_interval_ms) {
+            return Err("group.consumer.heartbeat.interval.ms must be between group.consumer.min.heartbeat.interval.ms and group.consumer.max.heartbeat.interval.ms".into());
+        }
+        if self.heartbeat_interval_ms >= self.session_timeout_ms {
+            return Err(
+                "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms".into()
+            );
+        }
+        if self.assignors.is_empty() {
+            return Err("group.consumer.assignors must name at least one assignor".into());
+        }
+        Ok(())
+    }
+
+    /// The assignor a group uses when its members name none.
+    pub fn default_assignor(&self) -> AssignorName {
+        self.assignors.first().copied().unwrap_or(AssignorName::Uniform)
+    }
 }
 
 impl Default for GroupConfig {
@@ -40,6 +134,8 @@ impl Default for GroupConfig {
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            consumer_protocol_enabled: true,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Consumer groups and committed offsets (Kafka's classic group protocol).
+//! Consumer groups and committed offsets: Kafka's classic group protocol and the consumer
+//! protocol of KIP-848.
 //!
-//! Owns: the sans-I/O group state machine ([`coordinator`]), the `__consumer_offsets` log
+//! Owns: the sans-I/O group state machines ([`coordinator`] for classic groups,
+//! [`consumer_group`] for consumer-protocol ones), the `__consumer_offsets` log
 //! format and replay ([`offsets_log`]), transactional offsets waiting for their transaction
 //! ([`pending_txn_offsets`]), and the per-shard glommio edge that runs groups on the
 //! shard owning their offsets partition ([`service`]). The request handlers in
@@ -8,6 +10,7 @@
 //! responses. Must never: keep a group on two shards, or share group state between shards.
 
 pub mod config;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod offsets_log;
 pub mod pending_txn_offsets;

@@ -1,5 +1,6 @@
 //! The internal `__consumer_offsets` log: which partition holds a group, the record format of
-//! committed offsets and group metadata, and replay at start-up.
+//! committed offsets, classic group metadata and consumer-protocol groups (epochs, members,
+//! target assignments), and replay at start-up.
 //!
 //! Owns: the key/value encoding (JSON, versioned by a `"v"` field; a null value is a
 //! tombstone), appending through the storage engine on the group's owner shard (the caller
@@ -22,6 +23,8 @@ use crate::shard_context::ShardContext;
 
 use crate::internal_topic;
 
+use super::consumer_group::changes::{Changes, GroupRecord};
+use super::consumer_group::{Assignment, ConsumerMember, MemberState, TopicInfo};
 use super::coordinator::{CommittedOffset, Member};
 
 /// Kafka's name for the internal topic.
@@ -61,6 +64,124 @@ pub enum RecordKey {
     /// The end of a producer's transaction for a group's offsets (value: [`TxnEndValue`]).
     #[serde(rename = "txn_end")]
     TxnEnd { v: u8, group: String, producer_id: i64 },
+    /// A consumer-protocol group's epochs (Kafka's ConsumerGroupMetadata and
+    /// TargetAssignmentMetadata records); a tombstone deletes the group.
+    #[serde(rename = "cg")]
+    ConsumerGroup { v: u8, group: String },
+    /// One consumer-protocol member: subscription, epochs, current assignment (Kafka's
+    /// MemberMetadata and CurrentMemberAssignment records).
+    #[serde(rename = "cg_member")]
+    ConsumerMember { v: u8, group: String, member: String },
+    /// One member's target assignment (Kafka's TargetAssignmentMember record).
+    #[serde(rename = "cg_target")]
+    ConsumerTarget { v: u8, group: String, member: String },
+}
+
+/// Partitions by topic id, as written.
+pub type AssignmentValue = Vec<([u8; 16], Vec<i32>)>;
+
+fn assignment_value(a: &Assignment) -> AssignmentValue {
+    a.iter().map(|(t, ps)| (*t, ps.iter().copied().collect())).collect()
+}
+
+fn assignment_from(v: AssignmentValue) -> Assignment {
+    v.into_iter().filter(|(_, ps)| !ps.is_empty()).map(|(t, ps)| (t, ps.into_iter().collect())).collect()
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupValue {
+    pub v: u8,
+    pub group_epoch: i32,
+    pub target_epoch: i32,
+    pub assignor: Option<String>,
+    /// (name, id, partitions) of the subscribed topics (Kafka's PartitionMetadata record).
+    #[serde(default)]
+    pub subscribed_topics: Vec<(String, [u8; 16], i32)>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberValue {
+    pub v: u8,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: u64,
+    pub server_assignor: Option<String>,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned: AssignmentValue,
+    pub pending_revocation: AssignmentValue,
+}
+
+impl ConsumerMemberValue {
+    pub fn from_member(m: &ConsumerMember) -> ConsumerMemberValue {
+        ConsumerMemberValue {
+            v: 0,
+            instance_id: m.instance_id.clone(),
+            rack_id: m.rack_id.clone(),
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            server_assignor: m.server_assignor.clone(),
+            subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+            subscribed_topic_regex: m.subscribed_topic_regex.clone(),
+            member_epoch: m.member_epoch,
+            previous_member_epoch: m.previous_member_epoch,
+            state: m.state.value(),
+            assigned: assignment_value(&m.assigned),
+            pending_revocation: assignment_value(&m.pending_revocation),
+        }
+    }
+
+    pub fn into_member(self, member_id: &str) -> ConsumerMember {
+        let mut m = ConsumerMember::new(member_id);
+        m.instance_id = self.instance_id;
+        m.rack_id = self.rack_id;
+        m.client_id = self.client_id;
+        m.client_host = self.client_host;
+        m.rebalance_timeout_ms = self.rebalance_timeout_ms;
+        m.server_assignor = self.server_assignor;
+        m.subscribed_topic_names = self.subscribed_topic_names.into_iter().collect();
+        m.subscribed_topic_regex = self.subscribed_topic_regex;
+        m.member_epoch = self.member_epoch;
+        m.previous_member_epoch = self.previous_member_epoch;
+        m.state = MemberState::from_value(self.state);
+        m.assigned = assignment_from(self.assigned);
+        m.pending_revocation = assignment_from(self.pending_revocation);
+        m
+    }
+}
+
+/// A consumer-protocol group as the log left it.
+#[derive(Default, Debug)]
+pub struct ReplayedConsumerGroup {
+    pub group: Option<ConsumerGroupValue>,
+    pub members: BTreeMap<String, ConsumerMemberValue>,
+    pub targets: BTreeMap<String, AssignmentValue>,
+}
+
+impl ReplayedConsumerGroup {
+    /// The group's record, members and targets (`None` if its group record is gone).
+    pub fn into_parts(self) -> Option<(GroupRecord, Vec<ConsumerMember>, BTreeMap<String, Assignment>)> {
+        let g = self.group?;
+        let record = GroupRecord {
+            group_epoch: g.group_epoch,
+            target_epoch: g.target_epoch,
+            assignor: g.assignor,
+            subscribed_topics: g
+                .subscribed_topics
+                .into_iter()
+                .map(|(name, id, partitions)| (name, TopicInfo { id, partitions }))
+                .collect(),
+        };
+        let members = self.members.into_iter().map(|(id, m)| m.into_member(&id)).collect();
+        let targets = self.targets.into_iter().map(|(id, t)| (id, assignment_from(t))).collect();
+        Some((record, members, targets))
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -170,6 +291,47 @@ impl LogRecord {
         }
     }
 
+    /// The records of a consumer group's changes, in an order whose every prefix is a
+    /// consistent state: members first (a member giving up partitions is written before the
+    /// one taking them, as they changed), then targets, then the group's epochs.
+    pub fn consumer_group_changes(group: &str, changes: &Changes) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        for (member, m) in &changes.members {
+            out.push(LogRecord {
+                key: RecordKey::ConsumerMember { v: 0, group: group.into(), member: member.clone() },
+                value: m
+                    .as_ref()
+                    .map(|m| serde_json::to_vec(&ConsumerMemberValue::from_member(m)).expect("serializes")),
+            });
+        }
+        for (member, t) in &changes.targets {
+            out.push(LogRecord {
+                key: RecordKey::ConsumerTarget { v: 0, group: group.into(), member: member.clone() },
+                value: t.as_ref().map(|t| serde_json::to_vec(&assignment_value(t)).expect("serializes")),
+            });
+        }
+        if let Some(g) = &changes.group {
+            let value = ConsumerGroupValue {
+                v: 0,
+                group_epoch: g.group_epoch,
+                target_epoch: g.target_epoch,
+                assignor: g.assignor.clone(),
+                subscribed_topics: g.subscribed_topics.iter().map(|(n, t)| (n.clone(), t.id, t.partitions)).collect(),
+            };
+            out.push(LogRecord {
+                key: RecordKey::ConsumerGroup { v: 0, group: group.into() },
+                value: Some(serde_json::to_vec(&value).expect("serializes")),
+            });
+        }
+        out
+    }
+
+    /// Deletes a consumer group's record (its members' and targets' go with
+    /// [`LogRecord::consumer_group_changes`] of its tombstones).
+    pub fn consumer_group_tombstone(group: &str) -> LogRecord {
+        LogRecord { key: RecordKey::ConsumerGroup { v: 0, group: group.into() }, value: None }
+    }
+
     pub fn group(group: &str, value: Option<&GroupValue>) -> LogRecord {
         LogRecord {
             key: RecordKey::Group { v: 0, group: group.into() },
@@ -200,6 +362,8 @@ pub struct Replayed {
     pub group: Option<GroupValue>,
     /// Transactional offsets whose transaction had not ended, per producer id.
     pub pending_txn: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
+    /// The consumer-protocol group of this id, if it has records.
+    pub consumer: ReplayedConsumerGroup,
 }
 
 /// Reads one partition of the internal topic from its start and folds the records (later
@@ -259,6 +423,35 @@ fn apply_record(groups: &mut BTreeMap<String, Replayed>, key: RecordKey, value: 
                 entry.offsets.extend(pending);
             }
         }
+        RecordKey::ConsumerGroup { group, .. } => {
+            let entry = groups.entry(group).or_default();
+            match value.and_then(|v| serde_json::from_slice::<ConsumerGroupValue>(v).ok()) {
+                Some(g) => entry.consumer.group = Some(g),
+                None => entry.consumer = ReplayedConsumerGroup::default(),
+            }
+        }
+        RecordKey::ConsumerMember { group, member, .. } => {
+            let entry = groups.entry(group).or_default();
+            match value.and_then(|v| serde_json::from_slice::<ConsumerMemberValue>(v).ok()) {
+                Some(m) => {
+                    entry.consumer.members.insert(member, m);
+                }
+                None => {
+                    entry.consumer.members.remove(&member);
+                }
+            }
+        }
+        RecordKey::ConsumerTarget { group, member, .. } => {
+            let entry = groups.entry(group).or_default();
+            match value.and_then(|v| serde_json::from_slice::<AssignmentValue>(v).ok()) {
+                Some(t) => {
+                    entry.consumer.targets.insert(member, t);
+                }
+                None => {
+                    entry.consumer.targets.remove(&member);
+                }
+            }
+        }
     }
 }
 
@@ -316,5 +509,82 @@ mod tests {
         assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 10, "producer 7 committed");
         assert!(!g.offsets.contains_key(&("t".to_string(), 1)), "producer 8 aborted");
         assert_eq!(g.pending_txn.keys().copied().collect::<Vec<_>>(), vec![9], "producer 9 still open");
+    }
+
+    #[test]
+    fn a_consumer_group_survives_replay_with_its_epochs_and_assignments() {
+        use crate::group::config::ConsumerGroupConfig;
+        use crate::group::consumer_group::{ConsumerGroup, HeartbeatRequest, TopicInfo, TopicsImage};
+        let cfg = ConsumerGroupConfig::default();
+        let topics = TopicsImage {
+            version: 1,
+            topics: [("t".to_string(), TopicInfo { id: [1; 16], partitions: 4 })].into_iter().collect(),
+        };
+        let join = |m: &str| HeartbeatRequest {
+            member_id: m.into(),
+            rebalance_timeout_ms: 1000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned: Some(Assignment::new()),
+            instance_id: (m == "b").then(|| "ib".to_string()),
+            ..Default::default()
+        };
+        let mut g = ConsumerGroup::new("g");
+        let mut log = BTreeMap::new();
+        let mut write = |g: &mut ConsumerGroup| {
+            for r in LogRecord::consumer_group_changes("g", &g.take_changes()) {
+                apply_record(&mut log, r.key, r.value.as_deref());
+            }
+        };
+        g.heartbeat(0, &cfg, &topics, join("a"));
+        write(&mut g);
+        assert!(g.take_changes().is_empty(), "nothing new to write");
+        g.heartbeat(1, &cfg, &topics, join("b"));
+        write(&mut g);
+        g.heartbeat(2, &cfg, &topics, join("c"));
+        g.remove_member(3, &cfg, &topics, "c", crate::group::consumer_group::Removal::Left);
+        write(&mut g);
+        let (record, members, targets) = log.remove("g").unwrap().consumer.into_parts().unwrap();
+        let restored = ConsumerGroup::restore("g", 10, &cfg, &topics, record, members, targets);
+        assert_eq!(restored.group_epoch(), g.group_epoch());
+        assert_eq!(restored.target_epoch(), g.target_epoch());
+        assert_eq!(restored.member_count(), 2);
+        for m in g.members() {
+            let r = restored.member(&m.member_id).unwrap();
+            assert_eq!((r.member_epoch, &r.assigned, &r.instance_id), (m.member_epoch, &m.assigned, &m.instance_id));
+            assert_eq!(restored.target_of(&m.member_id), g.target_of(&m.member_id));
+        }
+        assert!(restored.check_invariants());
+        // A topic that grew while the group was not loaded: a new epoch and target on load.
+        let (record, members, targets) = {
+            let mut log = BTreeMap::new();
+            let mut g2 = g.clone();
+            g2.take_tombstones();
+            for r in LogRecord::consumer_group_changes("g", &g2.take_changes()) {
+                apply_record(&mut log, r.key, r.value.as_deref());
+            }
+            log.remove("g").unwrap().consumer.into_parts().unwrap()
+        };
+        let mut grown = topics.clone();
+        grown.version = 2;
+        grown.topics.get_mut("t").unwrap().partitions = 6;
+        let moved = ConsumerGroup::restore("g", 10, &cfg, &grown, record, members, targets);
+        assert_eq!(moved.group_epoch(), g.group_epoch() + 1);
+        assert_eq!(moved.target_epoch(), moved.group_epoch());
+        let targeted: usize = moved
+            .members()
+            .map(|m| moved.target_of(&m.member_id).unwrap().values().map(|p| p.len()).sum::<usize>())
+            .sum();
+        assert_eq!(targeted, 6);
+        assert!(moved.check_invariants());
+        // Deleting writes tombstones: nothing is left to restore.
+        let mut g = restored;
+        let mut log = BTreeMap::new();
+        for r in LogRecord::consumer_group_changes("g", &g.take_tombstones())
+            .into_iter()
+            .chain([LogRecord::consumer_group_tombstone("g")])
+        {
+            apply_record(&mut log, r.key, r.value.as_deref());
+        }
+        assert!(log.remove("g").unwrap().consumer.into_parts().is_none());
     }
 }

@@ -1,6 +1,8 @@
-//! The glommio edge of the group coordinator on one shard: the shard's [`Group`]s, the
+//! The glommio edge of the group coordinator on one shard: the shard's classic [`Group`]s and
+//! consumer-protocol [`ConsumerGroup`]s (KIP-848; a group id is one or the other), the
 //! JoinGroup/SyncGroup requests waiting for a rebalance, the timer that drives deadlines,
-//! writes to the `__consumer_offsets` log, and replay at start-up.
+//! writes to the `__consumer_offsets` log (consumer-group records through one ordered queue),
+//! and replay at start-up.
 //!
 //! Owns: every group whose `__consumer_offsets` partition this shard owns and this node leads
 //! (requests for a group run here, sent by [`on_group_shard`] through the shard mesh), and the
@@ -22,6 +24,10 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use sluice_engine::shard::ShardGone;
 
+use super::consumer_group::{
+    ConsumerGroup, ConsumerGroupEvent, HeartbeatRequest as ConsumerHeartbeat,
+    HeartbeatResponse as ConsumerHeartbeatResponse, TopicInfo, TopicsImage,
+};
 use super::coordinator::{
     codes, CommittedOffset, Group, GroupConfig, GroupEvent, JoinRequest, JoinResult, Reply, SyncResult,
 };
@@ -38,6 +44,12 @@ type MemberKey = (String, String);
 pub struct GroupShard {
     pub config: GroupConfig,
     groups: RefCell<HashMap<String, Group>>,
+    /// Consumer-protocol (KIP-848) groups. A group id is a consumer group while it has an
+    /// entry here; its committed offsets stay in `groups` (an Empty classic group that only
+    /// holds offsets). The two never both have members.
+    consumer_groups: RefCell<HashMap<String, ConsumerGroup>>,
+    /// The topics consumer groups subscribe to, rebuilt when the metadata image changes.
+    topics: RefCell<Rc<TopicsImage>>,
     join_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<JoinResult>>>,
     sync_waiters: RefCell<HashMap<MemberKey, oneshot::Sender<SyncResult>>>,
     /// Groups that have a group record in the log (deleting them writes a tombstone).
@@ -45,6 +57,9 @@ pub struct GroupShard {
     /// Transactional offsets waiting for their transaction's end, per group
     /// (see [`super::pending_txn_offsets`]).
     pub(crate) txn_offsets: RefCell<HashMap<String, PendingTxnOffsets>>,
+    /// Consumer-group records are written in the order their changes happened: one queue,
+    /// drained by one writer at a time ([`ConsumerWrites`]).
+    consumer_writes: Rc<ConsumerWrites>,
     /// Serializes creation of this shard's `__consumer_offsets` partitions on first use.
     creating_partition: Rc<glommio::sync::Semaphore>,
     /// The `__consumer_offsets` partitions this shard coordinates, with the leader epoch it
@@ -54,6 +69,25 @@ pub struct GroupShard {
     /// One [`GroupShard::reconcile`] at a time.
     reconciling: glommio::sync::Semaphore,
     ctx: Rc<ShardContext>,
+}
+
+/// Resolves once a queued batch of consumer-group records is on file (or failed).
+type Written = oneshot::Receiver<Result<(), String>>;
+
+/// Consumer-group record batches waiting to be written, in the order their changes were made
+/// (a later batch may overwrite an earlier one's keys, so the order is the log's); each batch
+/// tells its waiter, if any, once it is on file.
+#[derive(Default)]
+pub struct ConsumerWrites {
+    queue: RefCell<std::collections::VecDeque<ConsumerWrite>>,
+    writing: std::cell::Cell<bool>,
+}
+
+struct ConsumerWrite {
+    group_id: String,
+    partition: i32,
+    records: Vec<LogRecord>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// Whether a shard answers for a `__consumer_offsets` partition's groups.
@@ -132,11 +166,14 @@ impl GroupShard {
         let shard = Rc::new(GroupShard {
             config,
             groups: RefCell::new(HashMap::new()),
+            consumer_groups: RefCell::new(HashMap::new()),
+            topics: RefCell::new(Rc::new(TopicsImage { version: u64::MAX, ..TopicsImage::default() })),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             persisted: RefCell::new(HashSet::new()),
             txn_offsets: RefCell::new(HashMap::new()),
             creating_partition: Rc::new(glommio::sync::Semaphore::new(1)),
+            consumer_writes: Rc::new(ConsumerWrites::default()),
             coordinated: RefCell::new(BTreeMap::new()),
             loading: RefCell::new(HashSet::new()),
             reconciling: glommio::sync::Semaphore::new(1),
@@ -206,6 +243,13 @@ impl GroupShard {
                 }
                 None => Group::new(&id, now),
             };
+            if let Some((record, members, targets)) = replayed.consumer.into_parts() {
+                let topics = self.topics_image();
+                let restored =
+                    ConsumerGroup::restore(&id, now, &self.config.consumer, &topics, record, members, targets);
+                self.consumer_groups.borrow_mut().insert(id.clone(), restored);
+                loaded_groups += 1;
+            }
             if !replayed.pending_txn.is_empty() {
                 self.txn_offsets.borrow_mut().insert(id.clone(), PendingTxnOffsets::from_replay(replayed.pending_txn));
             }
@@ -233,6 +277,7 @@ impl GroupShard {
                 groups.remove(id);
             }
         }
+        self.consumer_groups.borrow_mut().retain(|id, _| !mine(id));
         self.persisted.borrow_mut().retain(|id| !mine(id));
         self.txn_offsets.borrow_mut().retain(|id, _| !mine(id));
         self.join_waiters.borrow_mut().retain(|(id, _), _| !mine(id));
@@ -346,6 +391,9 @@ impl GroupShard {
     pub async fn join(self: &Rc<Self>, group_id: &str, req: JoinRequest) -> JoinResult {
         let now = now_ms();
         let fallback_member = req.member_id.clone();
+        if let Some(code) = self.take_over_from_consumer_group(group_id) {
+            return JoinResult::error(code, &fallback_member);
+        }
         let (reply, events) = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
@@ -411,6 +459,7 @@ impl GroupShard {
 
     /// Validates a commit, writes it, and applies it once it is on file. Returns the error
     /// for the whole request, if any.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         group_id: &str,
@@ -418,15 +467,28 @@ impl GroupShard {
         instance_id: Option<&str>,
         generation_id: i32,
         missing_group_error: i16,
+        version: i16,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), i16> {
         let now = now_ms();
-        let exists = self.groups.borrow().contains_key(group_id);
-        if !exists && generation_id >= 0 {
-            return Err(missing_group_error);
+        let consumer_check =
+            self.consumer_groups.borrow().get(group_id).map(|g| g.validate_offset_commit(member_id, generation_id));
+        if let Some(check) = consumer_check {
+            // KIP-848: generation_id_or_member_epoch is the member epoch, and members of the
+            // consumer protocol commit with v9+.
+            check?;
+            let is_member = self.consumer_groups.borrow().get(group_id).is_some_and(|g| g.member(member_id).is_some());
+            if is_member && version < 9 {
+                return Err(codes::UNSUPPORTED_VERSION);
+            }
+        } else {
+            let exists = self.groups.borrow().contains_key(group_id);
+            if !exists && generation_id >= 0 {
+                return Err(missing_group_error);
+            }
+            self.with_group(group_id, true, |g| g.validate_offset_commit(now, member_id, instance_id, generation_id))
+                .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
         }
-        self.with_group(group_id, true, |g| g.validate_offset_commit(now, member_id, instance_id, generation_id))
-            .unwrap_or(Err(codes::COORDINATOR_NOT_AVAILABLE))?;
         let records: Vec<LogRecord> =
             commits.iter().map(|(t, p, c)| LogRecord::offset(group_id, t, *p, Some(c))).collect();
         let partition = self.partition_of(group_id);
@@ -497,6 +559,17 @@ impl GroupShard {
 
     /// Deletes an empty group with its offsets (DeleteGroups).
     pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let consumer_empty = self.consumer_groups.borrow().get(group_id).map(ConsumerGroup::is_empty);
+        match consumer_empty {
+            Some(false) => return codes::NON_EMPTY_GROUP,
+            Some(true) => {
+                self.remove_consumer_group(group_id);
+                if !self.groups.borrow().contains_key(group_id) {
+                    return codes::NONE;
+                }
+            }
+            None => {}
+        }
         let check = self.with_group(group_id, false, |g| {
             if g.member_count() > 0 || g.state() != super::coordinator::GroupState::Empty {
                 Err(codes::NON_EMPTY_GROUP)
@@ -535,6 +608,21 @@ impl GroupShard {
             for id in due {
                 self.with_group(&id, false, |g| g.tick(now, &self.config));
             }
+            let due: Vec<String> = self
+                .consumer_groups
+                .borrow()
+                .iter()
+                .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !due.is_empty() {
+                let topics = self.topics_image();
+                for id in due {
+                    self.with_consumer_group(&id, |g| {
+                        g.tick(now, &self.config.consumer, &topics);
+                    });
+                }
+            }
             if now.saturating_sub(last_retention_check_ms) >= self.config.offsets_retention_check_interval_ms {
                 last_retention_check_ms = now;
                 self.expire_offsets(now).await;
@@ -543,7 +631,7 @@ impl GroupShard {
     }
 
     /// `offsets.retention.minutes`: drops expired offsets of empty groups, then groups left
-    /// with nothing.
+    /// with nothing (classic and consumer-protocol ones).
     pub async fn expire_offsets(&self, now: u64) {
         let expired: Vec<(String, Vec<(String, i32)>)> = self
             .groups
@@ -571,5 +659,196 @@ impl GroupShard {
                 self.groups.borrow_mut().remove(&group_id);
             }
         }
+        // Empty consumer-protocol groups without offsets go too (Kafka's cleanup cycle).
+        let empty: Vec<String> = self
+            .consumer_groups
+            .borrow()
+            .iter()
+            .filter(|(id, g)| g.is_empty() && !self.groups.borrow().contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in empty {
+            self.remove_consumer_group(&group_id);
+            tracing::info!(group = %group_id, "empty consumer group without offsets deleted");
+        }
+    }
+
+    /// ConsumerGroupHeartbeat on this shard. A classic group with members keeps its id
+    /// (GROUP_ID_NOT_FOUND, as Kafka answers without a mixed group); an empty one becomes a
+    /// consumer group (its offsets stay).
+    /// The answer goes out once the changes it made (a new member, epoch or assignment) are on
+    /// file, like Kafka's: a member never holds an epoch its next coordinator would not know.
+    pub async fn consumer_heartbeat(&self, group_id: &str, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
+        let exists = self.consumer_groups.borrow().contains_key(group_id);
+        if !exists {
+            let classic_busy = self
+                .groups
+                .borrow()
+                .get(group_id)
+                .is_some_and(|g| g.member_count() > 0 || g.state() != super::coordinator::GroupState::Empty);
+            if classic_busy {
+                return ConsumerHeartbeatResponse::error(
+                    codes::GROUP_ID_NOT_FOUND,
+                    format!("Group {group_id} is not a consumer group."),
+                );
+            }
+            if req.member_epoch != 0 {
+                // Unknown here (e.g. its coordinator moved without its records): the member
+                // rejoins.
+                return ConsumerHeartbeatResponse::error(
+                    codes::UNKNOWN_MEMBER_ID,
+                    format!("Consumer group {group_id} not found."),
+                );
+            }
+            self.consumer_groups.borrow_mut().insert(group_id.to_string(), ConsumerGroup::new(group_id));
+        }
+        let topics = self.topics_image();
+        let now = now_ms();
+        let partition = self.partition_of(group_id);
+        let leadership = self.coordinated.borrow().get(&partition).copied();
+        let Some((response, written)) =
+            self.with_consumer_group_written(group_id, |g| g.heartbeat(now, &self.config.consumer, &topics, req))
+        else {
+            return ConsumerHeartbeatResponse::error(codes::COORDINATOR_NOT_AVAILABLE, "group gone");
+        };
+        if let Some(written) = written {
+            match written.await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return ConsumerHeartbeatResponse::error(
+                        codes::COORDINATOR_NOT_AVAILABLE,
+                        "group state not written",
+                    )
+                }
+            }
+            if self.coordinated.borrow().get(&partition).copied() != leadership {
+                return ConsumerHeartbeatResponse::error(codes::NOT_COORDINATOR, "the coordinator moved");
+            }
+        }
+        response
+    }
+
+    /// Runs `f` on a consumer group and handles its events (its records are written in the
+    /// background).
+    pub fn with_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&mut ConsumerGroup) -> R) -> Option<R> {
+        self.with_consumer_group_written(group_id, f).map(|(r, _)| r)
+    }
+
+    /// [`GroupShard::with_consumer_group`], also returning when the records of its changes
+    /// are on file (`None`: nothing to write).
+    fn with_consumer_group_written<R>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut ConsumerGroup) -> R,
+    ) -> Option<(R, Option<Written>)> {
+        let (result, events, changes) = {
+            let mut groups = self.consumer_groups.borrow_mut();
+            let group = groups.get_mut(group_id)?;
+            let result = f(group);
+            let events = group.take_events();
+            let changed = events.contains(&ConsumerGroupEvent::Changed);
+            (result, events, changed.then(|| group.take_changes()))
+        };
+        for event in events {
+            if let ConsumerGroupEvent::Removed { member_id, why } = event {
+                tracing::info!(group = group_id, member = %member_id, ?why, "consumer group member removed");
+            }
+        }
+        let written = changes.filter(|c| !c.is_empty()).map(|changes| {
+            self.write_consumer_records(group_id, LogRecord::consumer_group_changes(group_id, &changes))
+        });
+        Some((result, written))
+    }
+
+    /// Kafka's OffsetFetch member check (v9+): only consumer-protocol groups check it.
+    pub fn validate_offset_fetch(&self, group_id: &str, member_id: Option<&str>, member_epoch: i32) -> Result<(), i16> {
+        match self.consumer_groups.borrow().get(group_id) {
+            Some(g) => g.validate_offset_fetch(member_id, member_epoch),
+            None => Ok(()),
+        }
+    }
+
+    /// Read-only view of every consumer-protocol group.
+    pub fn for_each_consumer_group(&self, mut f: impl FnMut(&ConsumerGroup)) {
+        for g in self.consumer_groups.borrow().values() {
+            f(g);
+        }
+    }
+
+    /// Runs `f` on a consumer group if `group_id` is one.
+    pub fn consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&ConsumerGroup) -> R) -> Option<R> {
+        self.consumer_groups.borrow().get(group_id).map(f)
+    }
+
+    /// A classic JoinGroup for an id that is a consumer group: refused while it has members
+    /// (INCONSISTENT_GROUP_PROTOCOL: sluice has no mixed groups), converted when it is empty.
+    fn take_over_from_consumer_group(&self, group_id: &str) -> Option<i16> {
+        let empty = self.consumer_groups.borrow().get(group_id).map(ConsumerGroup::is_empty)?;
+        if !empty {
+            return Some(codes::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        self.remove_consumer_group(group_id);
+        tracing::info!(group = group_id, "empty consumer group converted to a classic group");
+        None
+    }
+
+    /// Queues a consumer group's records for writing, after every batch queued before; the
+    /// receiver learns when they are on file.
+    fn write_consumer_records(&self, group_id: &str, records: Vec<LogRecord>) -> Written {
+        let (tx, rx) = oneshot::channel();
+        let write = ConsumerWrite {
+            group_id: group_id.to_string(),
+            partition: self.partition_of(group_id),
+            records,
+            done: Some(tx),
+        };
+        self.consumer_writes.queue.borrow_mut().push_back(write);
+        if !self.consumer_writes.writing.replace(true) {
+            let writes = self.consumer_writes.clone();
+            let ctx = self.ctx.clone();
+            let creating = self.creating_partition.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    let next = writes.queue.borrow_mut().pop_front();
+                    let Some(mut w) = next else { break };
+                    let result = offsets_log::append(&ctx, &creating, w.partition, &w.records).await;
+                    if let Err(e) = &result {
+                        sluice_engine::warn_limited!(group = %w.group_id, error = %e, "could not persist consumer group records");
+                    }
+                    if let Some(done) = w.done.take() {
+                        let _ = done.send(result);
+                    }
+                }
+                writes.writing.set(false);
+            })
+            .detach();
+        }
+        rx
+    }
+
+    /// Drops a consumer group and writes the deletion of its records.
+    fn remove_consumer_group(&self, group_id: &str) {
+        let Some(mut group) = self.consumer_groups.borrow_mut().remove(group_id) else { return };
+        let mut records = LogRecord::consumer_group_changes(group_id, &group.take_tombstones());
+        records.push(LogRecord::consumer_group_tombstone(group_id));
+        drop(self.write_consumer_records(group_id, records));
+    }
+
+    /// The topics consumer groups may subscribe to (internal ones left out), cached per
+    /// metadata image version.
+    pub fn topics_image(&self) -> Rc<TopicsImage> {
+        let image = self.ctx.image.borrow();
+        if self.topics.borrow().version == image.version {
+            return self.topics.borrow().clone();
+        }
+        let topics = image
+            .topics
+            .iter()
+            .filter(|(name, _)| !crate::topic_name::is_internal(name))
+            .map(|(name, t)| (name.clone(), TopicInfo { id: t.id, partitions: t.partitions }))
+            .collect();
+        let fresh = Rc::new(TopicsImage { version: image.version, topics });
+        *self.topics.borrow_mut() = fresh.clone();
+        fresh
     }
 }

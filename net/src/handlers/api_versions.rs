@@ -1,4 +1,5 @@
-//! ApiVersions: advertises exactly [`crate::supported_apis::SUPPORTED_APIS`]. An unsupported
+//! ApiVersions: advertises exactly [`crate::supported_apis::SUPPORTED_APIS`] (less the
+//! consumer-protocol APIs when `group.coordinator.rebalance.protocols` leaves `consumer` out). An unsupported
 //! ApiVersions version is answered in the v0 format with UNSUPPORTED_VERSION and the supported
 //! list (KIP-511), so the client can retry with a version we speak.
 
@@ -8,11 +9,15 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::Encodable;
 
 use crate::handlers::codes;
-use crate::supported_apis::SUPPORTED_APIS;
+use crate::supported_apis::{needs_consumer_protocol, SUPPORTED_APIS};
 
 fn api_keys() -> Vec<ApiVersion> {
+    // `group.coordinator.rebalance.protocols` without `consumer` hides the KIP-848 APIs.
+    let consumer_protocol =
+        crate::shard_context::ShardContext::try_current().is_none_or(|c| c.config.group.consumer_protocol_enabled);
     SUPPORTED_APIS
         .iter()
+        .filter(|(key, _, _)| consumer_protocol || !needs_consumer_protocol(*key))
         .map(|(key, min, max)| {
             ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
         })

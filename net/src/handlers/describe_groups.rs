@@ -1,5 +1,6 @@
 //! DescribeGroups (v0–v6): state, protocol, members; member metadata and assignments only
-//! when Stable (like Kafka). Unknown groups are Dead (v6+: GROUP_ID_NOT_FOUND).
+//! when Stable (like Kafka). Unknown groups are Dead (v6+: GROUP_ID_NOT_FOUND), and so are
+//! consumer-protocol groups, as in Kafka (ConsumerGroupDescribe describes those).
 
 use std::rc::Rc;
 
@@ -25,6 +26,9 @@ pub struct GroupSummary {
 pub async fn summary(ctx: &ShardContext, group_id: &str) -> Result<Option<GroupSummary>, i16> {
     let gid = group_id.to_string();
     on_group_shard(ctx, group_id, move |groups| async move {
+        if groups.consumer_group(&gid, |_| ()).is_some() {
+            return None; // not a classic group (Kafka: GROUP_ID_NOT_FOUND / Dead)
+        }
         groups.with_group(&gid, false, |g| {
             let stable = g.state() == GroupState::Stable;
             let protocol = if stable { g.protocol_name().unwrap_or_default().to_string() } else { String::new() };

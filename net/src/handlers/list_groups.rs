@@ -1,5 +1,5 @@
-//! ListGroups (v0–v5): every group of every shard, filtered by state (v4+, case-insensitive
-//! like Kafka) and type (v5+; all groups here are `classic`).
+//! ListGroups (v0–v5): every group of every shard, classic and consumer-protocol (KIP-848),
+//! filtered by state (v4+, case-insensitive like Kafka) and type (v5+: `classic`, `consumer`).
 
 use std::rc::Rc;
 
@@ -12,15 +12,26 @@ use crate::handlers::str_bytes;
 use crate::shard_context::ShardContext;
 
 pub const GROUP_TYPE: &str = "classic";
+/// The group type of consumer-protocol groups.
+pub const CONSUMER_GROUP_TYPE: &str = "consumer";
 
 pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let per_shard = ctx
         .mesh
         .call_all(|| async {
-            let mut out: Vec<(String, String, &'static str)> = Vec::new();
+            let mut out: Vec<(String, String, &'static str, &'static str)> = Vec::new();
             let groups = GroupShard::try_current()?;
+            let mut consumer = std::collections::HashSet::new();
+            groups.for_each_consumer_group(|g| {
+                consumer.insert(g.id.clone());
+                out.push((g.id.clone(), "consumer".to_string(), g.state().name(), CONSUMER_GROUP_TYPE));
+            });
+            // A consumer group's offsets live in a classic group of its id: listed once.
             groups.for_each_group(|g| {
-                out.push((g.id.clone(), g.protocol_type().unwrap_or_default().to_string(), g.state().name()))
+                if !consumer.contains(&g.id) {
+                    let protocol_type = g.protocol_type().unwrap_or_default().to_string();
+                    out.push((g.id.clone(), protocol_type, g.state().name(), GROUP_TYPE))
+                }
             });
             Some(out)
         })
@@ -41,11 +52,11 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version:
                 continue;
             }
         };
-        for (id, protocol_type, state) in list {
+        for (id, protocol_type, state, group_type) in list {
             if version >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {
                 continue;
             }
-            if version >= 5 && !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
+            if version >= 5 && !types.is_empty() && !types.iter().any(|t| t == group_type) {
                 continue;
             }
             let mut g = ListedGroup::default()
@@ -55,7 +66,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: ListGroupsRequest, version:
                 g = g.with_group_state(str_bytes(state));
             }
             if version >= 5 {
-                g = g.with_group_type(str_bytes(GROUP_TYPE));
+                g = g.with_group_type(str_bytes(group_type));
             }
             groups.push(g);
         }

@@ -13,6 +13,8 @@ pub mod api_versions;
 pub mod client_quotas;
 pub mod cluster_brokers;
 pub mod config_resources;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -180,6 +182,12 @@ pub async fn dispatch(
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, header, r, version).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r, version).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r, version).await),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r, version).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(ctx, header, r, version).await)
+        }
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version).await),

@@ -1,5 +1,6 @@
 //! OffsetCommit (v2–v9): generation and member checks on the group's coordinator shard
-//! (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, REBALANCE_IN_PROGRESS), then
+//! (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, REBALANCE_IN_PROGRESS; for a
+//! consumer-protocol group the member epoch: STALE_MEMBER_EPOCH, FENCED_MEMBER_EPOCH), then
 //! the commits are appended to `__consumer_offsets` and acknowledged once on file.
 
 use std::rc::Rc;
@@ -77,7 +78,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetCommitRequest, versio
         let missing = if version >= 9 { codes::GROUP_ID_NOT_FOUND } else { codes::ILLEGAL_GENERATION };
         let gid = group_id.clone();
         on_group_shard(ctx, &group_id, move |groups| async move {
-            groups.commit(&gid, &member_id, instance_id.as_deref(), generation_id, missing, commits).await
+            groups.commit(&gid, &member_id, instance_id.as_deref(), generation_id, missing, version, commits).await
         })
         .await
         .unwrap_or_else(Err)

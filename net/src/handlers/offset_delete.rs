@@ -30,12 +30,20 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetDeleteRequest, _versi
     }
     let gid = group_id.clone();
     let outcome = on_group_shard(ctx, &group_id, move |groups| async move {
-        let check = groups.with_group(&gid, false, |g| {
-            if g.member_count() == 0 {
-                return Ok(None);
-            }
-            g.subscribed_topics(consumer_subscription_topics).map(Some).ok_or(codes::NON_EMPTY_GROUP)
+        // A consumer-protocol group: the topics its members subscribe to (names and regex
+        // matches); its offsets are in the classic group of the same id.
+        let consumer = groups.consumer_group(&gid, |g| {
+            (!g.is_empty()).then(|| g.subscribed_topic_names().cloned().collect::<std::collections::BTreeSet<_>>())
         });
+        let check = match consumer {
+            Some(subscribed) => Some(Ok(subscribed)),
+            None => groups.with_group(&gid, false, |g| {
+                if g.member_count() == 0 {
+                    return Ok(None);
+                }
+                g.subscribed_topics(consumer_subscription_topics).map(Some).ok_or(codes::NON_EMPTY_GROUP)
+            }),
+        };
         let subscribed = match check {
             None => return Err(codes::GROUP_ID_NOT_FOUND),
             Some(Err(code)) => return Err(code),

@@ -2,7 +2,8 @@
 //! metadata per partition, -1 where nothing is committed. Commits are applied only once on
 //! file; offsets a transaction committed stay invisible until it commits, and with
 //! `require_stable` (v7+) a partition with such a pending offset answers UNSTABLE_OFFSET_COMMIT
-//! (retriable), like Kafka, instead of the older stable offset.
+//! (retriable), like Kafka, instead of the older stable offset. v9 members of a consumer-protocol
+//! group name their member epoch: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH (KIP-848).
 
 use std::rc::Rc;
 
@@ -31,12 +32,16 @@ pub async fn fetch(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
+    member: Option<(Option<String>, i32)>,
 ) -> GroupOffsets {
     if group_id.is_empty() {
         return Err(codes::INVALID_GROUP_ID);
     }
     let gid = group_id.clone();
     on_group_shard(ctx, &group_id, move |groups| async move {
+        if let Some((member_id, member_epoch)) = &member {
+            groups.validate_offset_fetch(&gid, member_id.as_deref(), *member_epoch)?;
+        }
         let answer = groups.with_group(&gid, false, |g| match &topics {
             Some(topics) => topics
                 .iter()
@@ -83,7 +88,8 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
         for g in request.groups {
             let topics =
                 g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-            let answer = fetch(ctx, g.group_id.0.to_string(), topics, request.require_stable).await;
+            let member = (version >= 9).then(|| (g.member_id.as_ref().map(|m| m.to_string()), g.member_epoch));
+            let answer = fetch(ctx, g.group_id.0.to_string(), topics, request.require_stable, member).await;
             let (error, topics) = match answer {
                 Ok(t) => (codes::NONE, t),
                 Err(e) => (e, Vec::new()),
@@ -118,7 +124,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: OffsetFetchRequest, version
     }
     let topics = request.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let require_stable = version >= 7 && request.require_stable;
-    let (error, topics) = match fetch(ctx, request.group_id.0.to_string(), topics, require_stable).await {
+    let (error, topics) = match fetch(ctx, request.group_id.0.to_string(), topics, require_stable, None).await {
         Ok(t) => (codes::NONE, t),
         Err(e) => (e, Vec::new()),
     };

@@ -26,6 +26,7 @@ pub fn has_error(response: &ResponseKind) -> bool {
         ResponseKind::JoinGroup(r) => r.error_code != 0,
         ResponseKind::SyncGroup(r) => r.error_code != 0,
         ResponseKind::Heartbeat(r) => r.error_code != 0,
+        ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
         ResponseKind::LeaveGroup(r) => r.error_code != 0,
         ResponseKind::InitProducerId(r) => r.error_code != 0,
         ResponseKind::EndTxn(r) => r.error_code != 0,

@@ -309,7 +309,13 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
         RequestKind::LeaveGroup(r) if !c.may_group(Operation::Read, &r.group_id) => Verdict::Answer(
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED)),
         ),
+        RequestKind::ConsumerGroupHeartbeat(r) if !c.may_group(Operation::Read, &r.group_id) => {
+            Verdict::Answer(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED),
+            ))
+        }
         RequestKind::JoinGroup(_)
+        | RequestKind::ConsumerGroupHeartbeat(_)
         | RequestKind::SyncGroup(_)
         | RequestKind::Heartbeat(_)
         | RequestKind::LeaveGroup(_) => proceed(codes::NONE, Vec::new()),
@@ -363,6 +369,23 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
                 })
                 .collect();
             Verdict::Answer(ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups)))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            if r.group_ids.iter().all(|g| c.may_group(Operation::Describe, g)) {
+                return proceed(codes::NONE, Vec::new());
+            }
+            let groups = r
+                .group_ids
+                .iter()
+                .map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            Verdict::Answer(ResponseKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeResponse::default().with_groups(groups),
+            ))
         }
         RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
         RequestKind::DeleteRecords(r) => {

@@ -46,6 +46,10 @@ pub struct BrokerSettings {
     pub producer_id_expiration_ms: Option<i64>,
     pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
+    /// `max.incremental.fetch.session.cache.slots` (whole broker),
+    /// `min.incremental.fetch.session.eviction.ms`.
+    pub fetch_session_cache_slots: Option<usize>,
+    pub fetch_session_eviction_ms: Option<u64>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
     /// Consumer-group settings (`group.*`, `offsets.*`).
@@ -113,6 +117,12 @@ impl BrokerSettings {
         if let Some(b) = self.fetch_sendfile {
             config.fetch_sendfile = b;
         }
+        if let Some(slots) = self.fetch_session_cache_slots {
+            config.fetch_sessions.cache_slots = slots;
+        }
+        if let Some(ms) = self.fetch_session_eviction_ms {
+            config.fetch_sessions.eviction_ms = ms;
+        }
         if let Some(b) = self.ack_when_written {
             config.ack_when_written = b;
         }
@@ -162,6 +172,12 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
                 settings.preallocate_max_step_bytes = Some(parse(key, value)?)
             }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
+            "max.incremental.fetch.session.cache.slots" => {
+                settings.fetch_session_cache_slots = Some(parse(key, value)?)
+            }
+            "min.incremental.fetch.session.eviction.ms" => {
+                settings.fetch_session_eviction_ms = Some(parse(key, value)?)
+            }
             "sluice.metrics.addr" => {
                 settings.metrics_addr = Some(parse_metrics_addr(value).map_err(|e| format!("{key}: {e}"))?)
             }

@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     /// `sluice.fetch.sendfile`: serve fetched data that is on disk (not in the tail cache) with
     /// `sendfile(2)` from the page cache instead of a direct read and a copy.
     pub fetch_sendfile: bool,
+    /// Incremental fetch sessions (KIP-227): `max.incremental.fetch.session.cache.slots` (whole
+    /// broker, split across shards) and `min.incremental.fetch.session.eviction.ms`.
+    pub fetch_sessions: crate::fetch_session::cache::FetchSessionConfig,
     /// `sluice.ack.on`: `written` (default) acknowledges a produce once its bytes are on file
     /// (a process crash loses no acked record, like Kafka); `buffered` acknowledges once they
     /// are in the write-behind buffer (faster, but a process crash can lose acked records that
@@ -82,6 +85,7 @@ impl BrokerConfig {
             data_dir,
             max_fetch_wait_ms: 30_000,
             fetch_sendfile: true,
+            fetch_sessions: Default::default(),
             ack_when_written: true,
             produce_discard: false,
             group: crate::group::GroupConfig::default(),

@@ -306,20 +306,20 @@ pub async fn process(
     drop(frame); // the request's views keep what they need
                  // Latency from here (the frame is read) to the response encoded (a produce: durable).
     let started = std::time::Instant::now();
-    let (ctx_for_denied, identity) = (ctx.clone(), identity.clone());
+    let (ctx_for_denied, identity_for_denied) = (ctx.clone(), identity.clone());
     let encode = move |response: Option<handlers::HandlerResponse>| match response {
         None => {
             crate::metrics::record_request(api as i16, started.elapsed(), false);
             Ok(None)
         }
         Some(mut r) => {
-            denied.apply(&ctx_for_denied, &identity, &mut r.kind);
+            denied.apply(&ctx_for_denied, &identity_for_denied, &mut r.kind);
             let error = crate::metrics::response_errors::has_error(&r.kind);
             crate::metrics::record_request(api as i16, started.elapsed(), error);
             encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
         }
     };
-    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await? {
+    Ok(match handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security, identity).await? {
         Reply::Now(response) => Box::pin(std::future::ready(encode(response))),
         Reply::Later(later) => Box::pin(async move { encode(later.await) }),
     })

@@ -54,6 +54,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::FileRange;
 use crate::security::protocol::ConnectionSecurity;
+use crate::security::request_authorization::{self, Identity};
 use crate::shard_context::ShardContext;
 
 /// A response that is ready now, or one that resolves later (a produce acknowledgement
@@ -75,6 +76,7 @@ pub async fn dispatch_pipelined(
     version: i16,
     placement: &mut ProducePlacement,
     security: &ConnectionSecurity,
+    identity: &Identity,
 ) -> Result<Reply, String> {
     match request {
         RequestKind::Produce(r) => {
@@ -83,7 +85,7 @@ pub async fn dispatch_pipelined(
                 async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
             )))
         }
-        other => dispatch(ctx, header, other, version, security).await.map(Reply::Now),
+        other => dispatch(ctx, header, other, version, security, identity).await.map(Reply::Now),
     }
 }
 
@@ -105,19 +107,23 @@ pub use sluice_engine::error_code::codes;
 
 /// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
 /// `Err` closes the connection. `security` is the connection's: its listener decides the
-/// endpoints Metadata, DescribeCluster and FindCoordinator answer with.
+/// endpoints Metadata, DescribeCluster and FindCoordinator answer with. `identity`: who sent
+/// the request (checked already; Fetch checks the partitions a session adds).
 pub async fn dispatch(
     ctx: &Rc<ShardContext>,
     header: &RequestHeader,
     request: RequestKind,
     version: i16,
     security: &ConnectionSecurity,
+    identity: &Identity,
 ) -> Result<Option<HandlerResponse>, String> {
     let listener: &str = &security.listener;
     // Fetch may answer with file ranges (sendfile) besides the response itself.
     let request = match request {
         RequestKind::Fetch(r) => {
-            let (response, files) = fetch::handle(ctx, r, version, &security.listener).await;
+            let follower = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
+            let may_fetch = |topic: &str| request_authorization::may_fetch(ctx, identity, follower, topic);
+            let (response, files) = fetch::handle(ctx, r, version, &security.listener, &may_fetch).await;
             return Ok(Some(HandlerResponse { kind: ResponseKind::Fetch(response), files }));
         }
         other => other,

@@ -127,6 +127,20 @@ impl Checker<'_> {
     }
 }
 
+/// May `identity` fetch from `topic`: READ on it, or for a follower CLUSTER_ACTION (Fetch's
+/// check, for the partitions an incremental fetch takes from its session).
+pub fn may_fetch(ctx: &ShardContext, identity: &Identity, follower: bool, topic: &str) -> bool {
+    if !ctx.config.security.authorizer.enabled {
+        return true;
+    }
+    let c = Checker { ctx, identity };
+    if follower {
+        c.may_cluster(Operation::ClusterAction)
+    } else {
+        c.may_topic(Operation::Read, topic)
+    }
+}
+
 /// Checks `request` (and takes denied resources out of it) for `identity`.
 pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mut RequestKind) -> Verdict {
     if !ctx.config.security.authorizer.enabled {

@@ -88,8 +88,13 @@ pub enum FetchContext {
     /// ([`FetchSessionCache::create`]).
     Full,
     /// Read the session's `partitions` (in this order) and answer only those that changed
-    /// ([`FetchSession::respond`] with `epoch`).
-    Incremental { session: Rc<RefCell<FetchSession>>, epoch: i32, partitions: Vec<(PartitionKey, PartitionRequest)> },
+    /// ([`FetchSession::respond`] with `epoch` and `generation`).
+    Incremental {
+        session: Rc<RefCell<FetchSession>>,
+        epoch: i32,
+        generation: u64,
+        partitions: Vec<(PartitionKey, PartitionRequest)>,
+    },
     /// Answer this error, with no partitions and session id 0.
     Error(i16),
 }
@@ -173,9 +178,9 @@ impl FetchSessionCache {
         }
         s.last_used_ms = now_ms;
         s.epoch = next_epoch(s.epoch);
-        let (epoch, partitions) = (s.epoch, s.partitions());
+        let (epoch, generation, partitions) = (s.epoch, s.generation(), s.partitions());
         drop(s);
-        FetchContext::Incremental { session, epoch, partitions }
+        FetchContext::Incremental { session, epoch, generation, partitions }
     }
 
     /// After a full fetch: creates a session of `partitions`, told `outcomes`, if a slot is free
@@ -256,7 +261,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(partition: i32) -> PartitionKey {
-        PartitionKey { topic: TopicKey::Name("t".into()), partition }
+        PartitionKey { topic: TopicKey::Name(std::rc::Rc::from("t")), partition }
     }
 
     fn partitions(n: i32) -> Vec<(PartitionKey, PartitionRequest)> {

@@ -14,6 +14,7 @@
 //! Must never: do I/O, read a clock (time is an argument) or know about the wire format.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use uuid::Uuid;
 
@@ -22,7 +23,8 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TopicKey {
     Id(Uuid),
-    Name(String),
+    /// Shared: a session's partitions of one topic hold one copy.
+    Name(Rc<str>),
 }
 
 /// One partition of a fetch, as the fetcher names it.
@@ -104,8 +106,14 @@ pub struct FetchSession {
     pub last_used_ms: u64,
     /// The epoch the next incremental request must carry.
     pub epoch: i32,
+    /// The partitions, in the order they were added (rebuilt when some are forgotten).
     partitions: Vec<CachedPartition>,
+    /// Read order: indices into `partitions`.
+    order: Vec<usize>,
     index: HashMap<PartitionKey, usize>,
+    /// Changes with every change to the partitions or their order, so a response computed for
+    /// an older state is refused.
+    generation: u64,
 }
 
 impl FetchSession {
@@ -128,16 +136,15 @@ impl FetchSession {
             last_used_ms: now_ms,
             epoch: next_epoch(0),
             partitions: Vec::with_capacity(partitions.len()),
+            order: Vec::with_capacity(partitions.len()),
             index: HashMap::with_capacity(partitions.len()),
+            generation: 0,
         };
         for ((key, request), outcome) in partitions.iter().zip(outcomes) {
             let told = told_after(TOLD_NOTHING, outcome);
             match session.index.get(key) {
                 Some(&i) => session.partitions[i] = CachedPartition { key: key.clone(), request: *request, told },
-                None => {
-                    session.index.insert(key.clone(), session.partitions.len());
-                    session.partitions.push(CachedPartition { key: key.clone(), request: *request, told });
-                }
+                None => session.push(CachedPartition { key: key.clone(), request: *request, told }),
             }
         }
         session
@@ -155,46 +162,65 @@ impl FetchSession {
     /// its state) or has its request parameters replaced; then the forgotten ones are removed
     /// (Kafka's order: a partition both listed and forgotten is gone).
     pub fn update(&mut self, listed: &[(PartitionKey, PartitionRequest)], forgotten: &[PartitionKey]) {
+        self.generation += 1;
         for (key, request) in listed {
             match self.index.get(key) {
                 Some(&i) => self.partitions[i].request = *request,
-                None => {
-                    self.index.insert(key.clone(), self.partitions.len());
-                    self.partitions.push(CachedPartition { key: key.clone(), request: *request, told: TOLD_NOTHING });
-                }
+                None => self.push(CachedPartition { key: key.clone(), request: *request, told: TOLD_NOTHING }),
             }
         }
         if forgotten.iter().any(|k| self.index.contains_key(k)) {
             let forgotten: std::collections::HashSet<&PartitionKey> = forgotten.iter().collect();
-            self.partitions.retain(|p| !forgotten.contains(&p.key));
-            self.reindex();
+            let kept: Vec<CachedPartition> = self
+                .order
+                .iter()
+                .map(|&i| &self.partitions[i])
+                .filter(|p| !forgotten.contains(&p.key))
+                .cloned()
+                .collect();
+            self.partitions.clear();
+            self.order.clear();
+            self.index.clear();
+            for p in kept {
+                self.push(p);
+            }
         }
+    }
+
+    fn push(&mut self, p: CachedPartition) {
+        let i = self.partitions.len();
+        self.index.insert(p.key.clone(), i);
+        self.order.push(i);
+        self.partitions.push(p);
     }
 
     /// The partitions to read for an incremental fetch, in session order.
     pub fn partitions(&self) -> Vec<(PartitionKey, PartitionRequest)> {
-        self.partitions.iter().map(|p| (p.key.clone(), p.request)).collect()
+        self.order.iter().map(|&i| &self.partitions[i]).map(|p| (p.key.clone(), p.request)).collect()
+    }
+
+    /// The state [`FetchSession::respond`] expects (see there).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Decides which partitions of an incremental response to send, given `outcomes` in the
-    /// order of [`FetchSession::partitions`] when the request began, and records what they are
-    /// told. [`SessionMovedOn`] if another request of the same epoch was answered meanwhile (the
-    /// epoch or the partitions changed): the caller answers INVALID_FETCH_SESSION_EPOCH.
+    /// order of [`FetchSession::partitions`] when the request began (at `expected_epoch` and
+    /// `expected_generation`), and records what they are told. [`SessionMovedOn`] if another
+    /// request was applied meanwhile: the caller answers INVALID_FETCH_SESSION_EPOCH.
     pub fn respond(
         &mut self,
         expected_epoch: i32,
-        read: &[PartitionKey],
+        expected_generation: u64,
         outcomes: &[PartitionOutcome],
     ) -> Result<Vec<bool>, SessionMovedOn> {
-        assert_eq!(read.len(), outcomes.len(), "one outcome per partition read");
-        if self.epoch != expected_epoch
-            || read.len() != self.partitions.len()
-            || read.iter().zip(&self.partitions).any(|(k, p)| *k != p.key)
-        {
+        if self.epoch != expected_epoch || self.generation != expected_generation {
             return Err(SessionMovedOn);
         }
+        assert_eq!(self.order.len(), outcomes.len(), "one outcome per partition read");
         let mut include = Vec::with_capacity(outcomes.len());
-        for (p, outcome) in self.partitions.iter_mut().zip(outcomes) {
+        for (&i, outcome) in self.order.iter().zip(outcomes) {
+            let p = &mut self.partitions[i];
             let told = told_after(p.told, outcome);
             let must_respond = outcome.records_bytes > 0 || outcome.error != 0 || outcome.redirect || told != p.told;
             p.told = told;
@@ -203,19 +229,12 @@ impl FetchSession {
         // Fairness: partitions that returned records go to the back of the order.
         if outcomes.iter().any(|o| o.records_bytes > 0) {
             let (mut quiet, served): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.partitions).into_iter().zip(outcomes).partition(|(_, o)| o.records_bytes == 0);
+                self.order.iter().zip(outcomes).partition(|(_, o)| o.records_bytes == 0);
             quiet.extend(served);
-            self.partitions = quiet.into_iter().map(|(p, _)| p).collect();
-            self.reindex();
+            self.order = quiet.into_iter().map(|(&i, _)| i).collect();
+            self.generation += 1;
         }
         Ok(include)
-    }
-
-    fn reindex(&mut self) {
-        self.index.clear();
-        for (i, p) in self.partitions.iter().enumerate() {
-            self.index.insert(p.key.clone(), i);
-        }
     }
 }
 
@@ -237,7 +256,7 @@ mod tests {
     use super::*;
 
     fn key(topic: &str, partition: i32) -> PartitionKey {
-        PartitionKey { topic: TopicKey::Name(topic.into()), partition }
+        PartitionKey { topic: TopicKey::Name(Rc::from(topic)), partition }
     }
 
     fn request(fetch_offset: i64) -> PartitionRequest {
@@ -282,27 +301,25 @@ mod tests {
     #[test]
     fn unchanged_partitions_are_left_out_and_changes_are_answered_once() {
         let mut s = session(3);
-        let read = keys(&s);
-        let include = s.respond(1, &read, &[quiet(10), quiet(12), quiet(10)]).unwrap();
+        let include = s.respond(1, s.generation(), &[quiet(10), quiet(12), quiet(10)]).unwrap();
         assert_eq!(include, vec![false, true, false], "only the moved high watermark");
-        let include = s.respond(1, &read, &[quiet(10), quiet(12), quiet(10)]).unwrap();
+        let include = s.respond(1, s.generation(), &[quiet(10), quiet(12), quiet(10)]).unwrap();
         assert_eq!(include, vec![false, false, false], "already told");
     }
 
     #[test]
     fn records_errors_redirects_and_start_offsets_are_answered() {
         let mut s = session(4);
-        let read = keys(&s);
         let with_records = PartitionOutcome { records_bytes: 100, ..quiet(10) };
         let failed = PartitionOutcome { error: 6, ..quiet(-1) };
         let redirect = PartitionOutcome { redirect: true, ..quiet(10) };
         let truncated = PartitionOutcome { log_start_offset: 5, ..quiet(10) };
-        let include = s.respond(1, &read, &[with_records, failed, redirect, truncated]).unwrap();
+        let include = s.respond(1, s.generation(), &[with_records, failed, redirect, truncated]).unwrap();
         assert_eq!(include, vec![true, true, true, true]);
         // The error cleared: answered again although its high watermark is what it was.
         // (Partition 0 returned records: it is now last.)
         assert_eq!(keys(&s), vec![key("t", 1), key("t", 2), key("t", 3), key("t", 0)]);
-        let include = s.respond(1, &keys(&s), &[quiet(10), quiet(10), truncated, quiet(10)]).unwrap();
+        let include = s.respond(1, s.generation(), &[quiet(10), quiet(10), truncated, quiet(10)]).unwrap();
         let answered: Vec<_> = keys(&s).into_iter().zip(include).filter(|(_, i)| *i).map(|(k, _)| k).collect();
         assert_eq!(answered, vec![key("t", 1)]);
     }
@@ -310,8 +327,7 @@ mod tests {
     #[test]
     fn partitions_with_records_rotate_to_the_back() {
         let mut s = session(3);
-        let read = keys(&s);
-        s.respond(1, &read, &[PartitionOutcome { records_bytes: 1, ..quiet(10) }, quiet(10), quiet(10)]).unwrap();
+        s.respond(1, s.generation(), &[PartitionOutcome { records_bytes: 1, ..quiet(10) }, quiet(10), quiet(10)]).unwrap();
         assert_eq!(keys(&s), vec![key("t", 1), key("t", 2), key("t", 0)]);
     }
 
@@ -324,7 +340,7 @@ mod tests {
         assert_eq!(partitions[0], (key("t", 1), request(5)));
         assert_eq!(partitions[1].0, key("u", 0));
         // The added partition is answered even with nothing new.
-        let include = s.respond(1, &keys(&s), &[quiet(10), quiet(10)]).unwrap();
+        let include = s.respond(1, s.generation(), &[quiet(10), quiet(10)]).unwrap();
         assert_eq!(include, vec![false, true]);
         // Listed and forgotten in one request: gone.
         s.update(&[(key("v", 0), request(0))], &[key("v", 0)]);
@@ -334,10 +350,10 @@ mod tests {
     #[test]
     fn a_response_for_a_session_that_moved_on_is_refused() {
         let mut s = session(2);
-        let read = keys(&s);
-        assert!(s.respond(2, &read, &[quiet(10), quiet(10)]).is_err(), "wrong epoch");
+        let generation = s.generation();
+        assert!(s.respond(2, generation, &[quiet(10), quiet(10)]).is_err(), "wrong epoch");
         s.update(&[], &[key("t", 0)]);
-        assert!(s.respond(1, &read, &[quiet(10), quiet(10)]).is_err(), "partitions changed");
+        assert!(s.respond(1, generation, &[quiet(10), quiet(10)]).is_err(), "partitions changed");
     }
 
     #[test]

@@ -71,8 +71,6 @@ const READ_COMMITTED: i8 = 1;
 /// One partition to read, resolved against the metadata image.
 #[derive(Clone)]
 struct Wanted {
-    /// The topic as the fetcher names it (the response names it the same way).
-    topic_key: TopicKey,
     topic: Option<String>,
     partition: i32,
     fetch_offset: i64,
@@ -139,7 +137,7 @@ pub async fn handle(
         if by_id {
             TopicKey::Id(*id)
         } else {
-            TopicKey::Name(name.0.to_string())
+            TopicKey::Name(Rc::from(name.0.as_str()))
         }
     };
     let listed: Vec<(PartitionKey, PartitionRequest)> = request
@@ -186,7 +184,9 @@ pub async fn handle(
         FetchContext::Error(code) => return (session_error(code, INVALID_SESSION_ID), Vec::new()),
         FetchContext::Sessionless => (listed, None, false),
         FetchContext::Full => (listed, None, true),
-        FetchContext::Incremental { session, epoch, partitions } => (partitions, Some((session, epoch)), false),
+        FetchContext::Incremental { session, epoch, generation, partitions } => {
+            (partitions, Some((session, epoch, generation)), false)
+        }
     };
 
     let mut wanted = Vec::with_capacity(to_read.len());
@@ -197,7 +197,7 @@ pub async fn handle(
             let image = ctx.image.borrow();
             let meta = match &key.topic {
                 TopicKey::Id(id) => image.topic_by_id(id.as_bytes()).map(|(n, m)| (n.clone(), m.partitions)),
-                TopicKey::Name(name) => image.topic(name).map(|m| (name.clone(), m.partitions)),
+                TopicKey::Name(name) => image.topic(name).map(|m| (name.to_string(), m.partitions)),
             };
             resolved = Some((key.topic.clone(), meta));
         }
@@ -217,7 +217,6 @@ pub async fn handle(
         // batch of the first partition aside, which min-one-batch reads whole anyway).
         let partition_max_bytes = (asked.partition_max_bytes.max(0) as usize).min(request.max_bytes.max(0) as usize);
         wanted.push(Wanted {
-            topic_key: key.topic.clone(),
             topic: meta.map(|(n, _)| n.clone()),
             partition: p,
             fetch_offset: asked.fetch_offset,
@@ -289,10 +288,9 @@ pub async fn handle(
             };
             (vec![true; wanted.len()], session_id)
         }
-        Some((session, epoch)) => {
-            let keys: Vec<PartitionKey> = to_read.iter().map(|(k, _)| k.clone()).collect();
+        Some((session, epoch, generation)) => {
             let mut session = session.borrow_mut();
-            match session.respond(*epoch, &keys, &outcomes) {
+            match session.respond(*epoch, *generation, &outcomes) {
                 Ok(include) => (include, session.id),
                 // Another request of this session's epoch was answered meanwhile.
                 Err(_moved_on) => return (session_error(codes::INVALID_FETCH_SESSION_EPOCH, session.id), Vec::new()),
@@ -304,7 +302,7 @@ pub async fn handle(
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     let mut leaders: Vec<i32> = Vec::new();
     let mut files = Vec::new();
-    for ((w, r), included) in wanted.iter().zip(reads).zip(include) {
+    for (((w, r), included), (key, _)) in wanted.iter().zip(reads).zip(include).zip(&to_read) {
         if !included {
             continue;
         }
@@ -359,15 +357,15 @@ pub async fn handle(
             }
             _ => data,
         };
-        let same_topic = responses.last().is_some_and(|t| match &w.topic_key {
+        let same_topic = responses.last().is_some_and(|t| match &key.topic {
             TopicKey::Id(id) => t.topic_id == *id,
-            TopicKey::Name(name) => t.topic.0.as_str() == name.as_str(),
+            TopicKey::Name(name) => t.topic.0.as_str() == &**name,
         });
         if !same_topic {
             let t = FetchableTopicResponse::default().with_partitions(vec![]);
-            responses.push(match &w.topic_key {
+            responses.push(match &key.topic {
                 TopicKey::Id(id) => t.with_topic_id(*id),
-                TopicKey::Name(name) => t.with_topic(TopicName(StrBytes::from_string(name.clone()))),
+                TopicKey::Name(name) => t.with_topic(TopicName(StrBytes::from_string(name.to_string()))),
             });
         }
         responses.last_mut().expect("pushed").partitions.push(data);

@@ -327,7 +327,8 @@ mod tests {
     #[test]
     fn partitions_with_records_rotate_to_the_back() {
         let mut s = session(3);
-        s.respond(1, s.generation(), &[PartitionOutcome { records_bytes: 1, ..quiet(10) }, quiet(10), quiet(10)]).unwrap();
+        s.respond(1, s.generation(), &[PartitionOutcome { records_bytes: 1, ..quiet(10) }, quiet(10), quiet(10)])
+            .unwrap();
         assert_eq!(keys(&s), vec![key("t", 1), key("t", 2), key("t", 0)]);
     }
 

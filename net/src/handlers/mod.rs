@@ -21,6 +21,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -131,6 +132,15 @@ pub async fn dispatch(
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version, listener).await),
+        RequestKind::DescribeTopicPartitions(r) => {
+            let may_describe = |topic: &str| request_authorization::may_describe_topic(ctx, identity, topic);
+            let operations = |topic: &str| request_authorization::topic_authorized_operations(ctx, identity, topic);
+            let access = describe_topic_partitions::TopicAccess {
+                may_describe: &may_describe,
+                authorized_operations: &operations,
+            };
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r, version, &access))
+        }
         RequestKind::Produce(r) => {
             match produce::handle(ctx, r, version, &mut ProducePlacement::default(), security.listener.clone())
                 .await

@@ -274,3 +274,39 @@ fn a_consumer_of_many_partitions_reads_everything() {
     assert!(per_partition.values().all(|n| *n == 3), "{per_partition:?}");
     broker.stop();
 }
+
+/// Sessions live on the shard of the connection that created them (their id says which): an
+/// incremental fetch on a connection of the other shard is FETCH_SESSION_ID_NOT_FOUND, and a
+/// full fetch there naming the session closes it on its own shard.
+#[test]
+fn a_session_belongs_to_its_shard_and_is_closed_from_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let b = broker.bootstrap();
+    create_topic(&b, "shards", 1);
+    let shard_of = |id: i32| id / (i32::MAX / 2);
+    let all = || vec![by_name("shards", vec![partition(0, 0)])];
+    let mut first = raw::RawClient::connect(&b);
+    let session = first.send(&fetch(0, 0, all(), vec![]), 12).session_id;
+    assert!(session > 0);
+    // Connections land on shards by the kernel's hash: open until one is on the other shard.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut other = loop {
+        assert!(Instant::now() < deadline, "no connection landed on the other shard");
+        let mut client = raw::RawClient::connect(&b);
+        let id = client.send(&fetch(0, 0, all(), vec![]), 12).session_id;
+        assert!(id > 0);
+        if shard_of(id) != shard_of(session) {
+            break client;
+        }
+    };
+    let response = other.send(&fetch(session, 1, vec![], vec![]), 12);
+    assert_eq!(response.error_code, FETCH_SESSION_ID_NOT_FOUND);
+    // The session is still fine on its own shard.
+    assert_eq!(first.send(&fetch(session, 1, vec![], vec![]), 12).error_code, 0);
+    // Closed from the other shard (epoch -1), then gone on its own.
+    let response = other.send(&fetch(session, -1, all(), vec![]), 12);
+    assert_eq!((response.error_code, response.session_id), (0, 0));
+    assert_eq!(first.send(&fetch(session, 2, vec![], vec![]), 12).error_code, FETCH_SESSION_ID_NOT_FOUND);
+    broker.stop();
+}

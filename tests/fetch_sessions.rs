@@ -310,3 +310,42 @@ fn a_session_belongs_to_its_shard_and_is_closed_from_any() {
     assert_eq!(first.send(&fetch(session, 2, vec![], vec![]), 12).error_code, FETCH_SESSION_ID_NOT_FOUND);
     broker.stop();
 }
+
+/// A full cache gives the slot of a session unused for `min.incremental.fetch.session.eviction.ms`
+/// to a new one; the evicted session's next fetch is FETCH_SESSION_ID_NOT_FOUND.
+#[test]
+fn a_stale_session_is_evicted_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(
+        dir.path(),
+        &[
+            "--set",
+            "max.incremental.fetch.session.cache.slots=1",
+            "--set",
+            "min.incremental.fetch.session.eviction.ms=1000",
+        ],
+    );
+    let b = broker.bootstrap();
+    create_topic(&b, "stale", 1);
+    let mut client = raw::RawClient::connect(&b);
+    let all = || vec![by_name("stale", vec![partition(0, 0)])];
+    let old = client.send(&fetch(0, 0, all(), vec![]), 12).session_id;
+    assert!(old > 0);
+    // Refused while the old session is fresh; granted once it has been idle long enough.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = 0;
+    let new = loop {
+        assert!(Instant::now() < deadline, "no eviction");
+        let id = client.send(&fetch(0, 0, all(), vec![]), 12).session_id;
+        if id > 0 {
+            break id;
+        }
+        refused += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused > 0, "the young session was kept at first");
+    assert_ne!(new, old);
+    assert_eq!(client.send(&fetch(old, 1, vec![], vec![]), 12).error_code, FETCH_SESSION_ID_NOT_FOUND);
+    assert_eq!(client.send(&fetch(new, 1, vec![], vec![]), 12).error_code, 0);
+    broker.stop();
+}

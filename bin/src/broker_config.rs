@@ -401,6 +401,22 @@ mod tests {
     }
 
     #[test]
+    fn fetch_session_settings_use_kafka_names_and_defaults() {
+        let mut s = BrokerSettings::default();
+        let mut config = sluice_net::broker_config::BrokerConfig::new("/tmp".into(), "h".into(), 1);
+        s.apply_to(&mut config);
+        assert_eq!((config.fetch_sessions.cache_slots, config.fetch_sessions.eviction_ms), (1000, 120_000));
+        let props = parse_properties(
+            "max.incremental.fetch.session.cache.slots=0\nmin.incremental.fetch.session.eviction.ms=500\n",
+        )
+        .unwrap();
+        apply(&mut s, &props).unwrap();
+        s.apply_to(&mut config);
+        assert_eq!((config.fetch_sessions.cache_slots, config.fetch_sessions.eviction_ms), (0, 500));
+        assert!(apply(&mut s, &parse_properties("max.incremental.fetch.session.cache.slots=-1").unwrap()).is_err());
+    }
+
+    #[test]
     fn metrics_addr_is_an_address_or_none() {
         let mut s = BrokerSettings::default();
         apply(&mut s, &parse_properties("sluice.metrics.addr=127.0.0.1:9700").unwrap()).unwrap();

@@ -53,6 +53,7 @@ use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::partition_log::{LogError, ReadBound};
+use sluice_engine::PartitionLog;
 use uuid::Uuid;
 
 use crate::fetch_session::cache::{
@@ -431,116 +432,147 @@ fn leader_endpoints(ctx: &ShardContext, leaders: &[i32], listener: &str) -> Vec<
         .collect()
 }
 
-/// Reads every wanted partition concurrently on its owner. The first non-empty partition may
-/// exceed its limit by one batch (min-one-batch), the others are capped.
+/// Reads every wanted partition concurrently on its owner: one cross-shard call per owner shard
+/// (not per partition), which reads its partitions concurrently. The first non-empty partition
+/// may exceed its limit by one batch (min-one-batch), the others are capped.
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -> Vec<PartitionRead> {
     let sendfile = ctx.config.fetch_sendfile;
-    let futures = wanted.iter().map(|w| {
-        let w = w.clone();
-        let ctx = ctx.clone();
+    let mut reads: Vec<Option<PartitionRead>> = vec![None; wanted.len()];
+    let mut by_shard: Vec<Vec<(usize, Wanted)>> = vec![Vec::new(); ctx.mesh.shard_count()];
+    for (i, w) in wanted.iter().enumerate() {
+        match &w.topic {
+            Some(topic) if w.error == codes::NONE => by_shard[ctx.owner_of(topic, w.partition)].push((i, w.clone())),
+            _ => reads[i] = Some(unread(w.error)),
+        }
+    }
+    let calls = by_shard.into_iter().enumerate().filter(|(_, batch)| !batch.is_empty()).map(|(shard, batch)| {
+        let (indices, batch): (Vec<usize>, Vec<Wanted>) = batch.into_iter().unzip();
         async move {
-            let empty = || Records::Bytes(Bytes::new());
-            let missing = PartitionRead {
-                error: w.error,
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: empty(),
-                aborted: Vec::new(),
-                diverging: None,
-                preferred_read_replica: None,
-            };
-            if w.error != codes::NONE {
-                return missing;
-            }
-            let topic = w.topic.clone().expect("resolved");
-            let result = ctx
-                .on_partition(&topic, w.partition, move |log| async move {
-                    let failed = |error: i16| PartitionRead {
-                        error,
-                        high_watermark: log.high_watermark(),
-                        last_stable_offset: log.last_stable_offset(),
-                        log_start_offset: log.log_start_offset(),
-                        records: empty(),
-                        aborted: Vec::new(),
-                        diverging: None,
-                        preferred_read_replica: None,
-                    };
-                    if let Some(client_rack) = &w.client_rack {
-                        if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
-                            return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };
+            let count = batch.len();
+            let answered = ctx
+                .mesh
+                .call(shard, move || async move {
+                    let ctx = ShardContext::current();
+                    futures::future::join_all(batch.into_iter().map(|w| {
+                        let log = ctx.storage.partition(w.topic.as_deref().expect("resolved"), w.partition);
+                        async move {
+                            match log {
+                                Some(log) => read_one(log, w, bound, sendfile).await,
+                                None => unread(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                            }
                         }
-                    }
-                    if let Some((replica_id, last_fetched_epoch)) = w.replica {
-                        let ctx = ShardContext::current();
-                        let state = ctx.replica_state(log.topic(), log.partition());
-                        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
-                        let leader_end = leader_end_for_epoch(
-                            last_fetched_epoch,
-                            EpochEnd { epoch, end_offset },
-                            log.latest_epoch(),
-                            state.leader_epoch,
-                            log.log_end_offset(),
-                        );
-                        if let Some(d) = diverging_epoch(last_fetched_epoch, w.fetch_offset, leader_end) {
-                            return PartitionRead { error: codes::NONE, diverging: Some(d), ..failed(codes::NONE) };
-                        }
-                        if let Err(code) = on_follower_fetch(&log, &state, replica_id, w.fetch_offset) {
-                            return failed(code);
-                        }
-                    }
-                    let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
-                        Ok(read) => read,
-                        Err(e) => {
-                            let error = match e {
-                                LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
-                                other => other.error_code().0,
-                            };
-                            return failed(error);
-                        }
-                    };
-                    // The transactions aborted within what is returned: it starts at the batch
-                    // holding the fetch offset and ends below the last stable offset (a
-                    // superset of Kafka's range is harmless: the client drops records only of
-                    // batches it is given).
-                    let aborted = if bound == ReadBound::LastStable && !read.is_empty() {
-                        let from = w.fetch_offset.min(read.first_batch_offset.max(0));
-                        log.aborted_transactions(from, read.last_stable_offset)
-                            .iter()
-                            .map(|a| (a.producer_id, a.first_offset))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let done = |records| PartitionRead {
-                        error: codes::NONE,
-                        high_watermark: read.high_watermark,
-                        last_stable_offset: read.last_stable_offset,
-                        log_start_offset: read.log_start_offset,
-                        records,
-                        aborted,
-                        diverging: None,
-                        preferred_read_replica: None,
-                    };
-                    if sendfile {
-                        if let Some((file, position, len)) = read.file_range() {
-                            return done(Records::File(FileRange { file, position, len }));
-                        }
-                    }
-                    let finished = done(Records::Bytes(Bytes::new()));
-                    match read.into_bytes().await {
-                        Ok(bytes) => PartitionRead { records: Records::Bytes(bytes), ..finished },
-                        Err(e) => {
-                            sluice_engine::error_limited!(error = %e, "fetch read failed");
-                            failed(codes::KAFKA_STORAGE_ERROR)
-                        }
-                    }
+                    }))
+                    .await
                 })
-                .await;
-            result.unwrap_or(PartitionRead { error: codes::UNKNOWN_TOPIC_OR_PARTITION, ..missing })
+                .await
+                .unwrap_or_else(|_| vec![unread(codes::UNKNOWN_TOPIC_OR_PARTITION); count]);
+            (indices, answered)
         }
     });
-    futures::future::join_all(futures).await
+    for (indices, answered) in futures::future::join_all(calls).await {
+        for (i, read) in indices.into_iter().zip(answered) {
+            reads[i] = Some(read);
+        }
+    }
+    reads.into_iter().map(|r| r.expect("every partition is read or refused")).collect()
+}
+
+/// A partition answered `error` without reading it.
+fn unread(error: i16) -> PartitionRead {
+    PartitionRead {
+        error,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        records: Records::Bytes(Bytes::new()),
+        aborted: Vec::new(),
+        diverging: None,
+        preferred_read_replica: None,
+    }
+}
+
+/// Reads one partition on its owner shard.
+async fn read_one(log: Rc<PartitionLog>, w: Wanted, bound: ReadBound, sendfile: bool) -> PartitionRead {
+    let empty = || Records::Bytes(Bytes::new());
+    let failed = |error: i16| PartitionRead {
+        error,
+        high_watermark: log.high_watermark(),
+        last_stable_offset: log.last_stable_offset(),
+        log_start_offset: log.log_start_offset(),
+        records: empty(),
+        aborted: Vec::new(),
+        diverging: None,
+        preferred_read_replica: None,
+    };
+    if let Some(client_rack) = &w.client_rack {
+        if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
+            return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };
+        }
+    }
+    if let Some((replica_id, last_fetched_epoch)) = w.replica {
+        let ctx = ShardContext::current();
+        let state = ctx.replica_state(log.topic(), log.partition());
+        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+        let leader_end = leader_end_for_epoch(
+            last_fetched_epoch,
+            EpochEnd { epoch, end_offset },
+            log.latest_epoch(),
+            state.leader_epoch,
+            log.log_end_offset(),
+        );
+        if let Some(d) = diverging_epoch(last_fetched_epoch, w.fetch_offset, leader_end) {
+            return PartitionRead { error: codes::NONE, diverging: Some(d), ..failed(codes::NONE) };
+        }
+        if let Err(code) = on_follower_fetch(&log, &state, replica_id, w.fetch_offset) {
+            return failed(code);
+        }
+    }
+    let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
+        Ok(read) => read,
+        Err(e) => {
+            let error = match e {
+                LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+                other => other.error_code().0,
+            };
+            return failed(error);
+        }
+    };
+    // The transactions aborted within what is returned: it starts at the batch
+    // holding the fetch offset and ends below the last stable offset (a
+    // superset of Kafka's range is harmless: the client drops records only of
+    // batches it is given).
+    let aborted = if bound == ReadBound::LastStable && !read.is_empty() {
+        let from = w.fetch_offset.min(read.first_batch_offset.max(0));
+        log.aborted_transactions(from, read.last_stable_offset)
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let done = |records| PartitionRead {
+        error: codes::NONE,
+        high_watermark: read.high_watermark,
+        last_stable_offset: read.last_stable_offset,
+        log_start_offset: read.log_start_offset,
+        records,
+        aborted,
+        diverging: None,
+        preferred_read_replica: None,
+    };
+    if sendfile {
+        if let Some((file, position, len)) = read.file_range() {
+            return done(Records::File(FileRange { file, position, len }));
+        }
+    }
+    let finished = done(Records::Bytes(Bytes::new()));
+    match read.into_bytes().await {
+        Ok(bytes) => PartitionRead { records: Records::Bytes(bytes), ..finished },
+        Err(e) => {
+            sluice_engine::error_limited!(error = %e, "fetch read failed");
+            failed(codes::KAFKA_STORAGE_ERROR)
+        }
+    }
 }
 
 /// Waits until one partition's high watermark (read_committed: last stable offset) moves past
@@ -556,7 +588,8 @@ async fn wait_for_data(
     if remaining.is_zero() {
         return false;
     }
-    let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
+    // What each owner shard waits on: (topic, partition, offset the bound must pass).
+    let mut by_shard: Vec<Vec<(String, i32, u64)>> = vec![Vec::new(); ctx.mesh.shard_count()];
     for (w, r) in wanted.iter().zip(reads) {
         let Some(topic) = w.topic.clone() else { continue };
         // Wake when the bound passes both the fetch offset and what we saw.
@@ -566,29 +599,46 @@ async fn wait_for_data(
             ReadBound::LogEnd => w.fetch_offset, // nothing was returned: the log ends there
         };
         let seen = w.fetch_offset.max(seen_bound).max(0) as u64;
-        let partition = w.partition;
+        let owner = ctx.owner_of(&topic, w.partition);
+        by_shard[owner].push((topic, w.partition, seen));
+    }
+    // One waiter per shard (not per partition): it registers on each of its partitions'
+    // watermarks and ends at the first that moves, its timer, or this fetch answering.
+    let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
+    for (shard, batch) in by_shard.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
         let ctx = ctx.clone();
         waits.push(Box::pin(async move {
-            // The waiter runs on the partition's shard; when this fetch answers (another
-            // partition woke it, or the deadline), dropping `_answered` ends it there too,
-            // instead of leaving it registered until its own timer fires.
+            // When this fetch answers (another shard woke it, or the deadline), dropping
+            // `_answered` ends the waiter there too, instead of leaving it registered until
+            // its own timer fires.
             let (_answered, cancelled) = futures::channel::oneshot::channel::<()>();
-            ctx.on_partition(&topic, partition, move |log| async move {
-                let watermark = match bound {
-                    ReadBound::LastStable => log.last_stable_watermark(),
-                    ReadBound::HighWatermark => log.high_watermark_watermark(),
-                    ReadBound::LogEnd => log.log_end_watermark(),
-                };
-                let wait = watermark.wait_for(seen + 1);
-                let timer = glommio::timer::sleep(remaining);
-                futures::pin_mut!(wait, timer);
-                match select(select(wait, timer), cancelled).await {
-                    Either::Left((Either::Left((woke, _)), _)) => woke.is_ok(),
-                    _ => false,
-                }
-            })
-            .await
-            .unwrap_or(false)
+            ctx.mesh
+                .call(shard, move || async move {
+                    let ctx = ShardContext::current();
+                    let partition_waits: Vec<_> = batch
+                        .into_iter()
+                        .filter_map(|(topic, partition, seen)| {
+                            let log = ctx.storage.partition(&topic, partition)?;
+                            let watermark = match bound {
+                                ReadBound::LastStable => log.last_stable_watermark(),
+                                ReadBound::HighWatermark => log.high_watermark_watermark(),
+                                ReadBound::LogEnd => log.log_end_watermark(),
+                            };
+                            Some(watermark.wait_for(seen + 1))
+                        })
+                        .collect();
+                    if partition_waits.is_empty() {
+                        return false;
+                    }
+                    let timer = glommio::timer::sleep(remaining);
+                    futures::pin_mut!(timer);
+                    match select(select(select_all(partition_waits), timer), cancelled).await {
+                        Either::Left((Either::Left(((woke, _, _), _)), _)) => woke.is_ok(),
+                        _ => false,
+                    }
+                })
+                .await
+                .unwrap_or(false)
         }));
     }
     if waits.is_empty() {

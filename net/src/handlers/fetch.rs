@@ -1,4 +1,5 @@
-//! Fetch: read each requested partition on its owner shard, from the batch containing the fetch
+//! Fetch: read each requested partition on its owner shard (one cross-shard call per owner
+//! shard, for the reads and for the long-poll waiters), from the batch containing the fetch
 //! offset, bounded by the high watermark, `partition_max_bytes` and the response's `max_bytes`
 //! (the first non-empty partition is returned whole even past the limits, so consumers make
 //! progress — KIP-74). If fewer than `min_bytes` are available the request waits — woken by the

@@ -98,6 +98,13 @@ fn a_consumer_group_resumes_from_its_committed_offset_after_its_coordinators_nod
     consumer.commit(&committed, CommitMode::Sync).expect("commit");
     drop(consumer);
 
+    // Metadata of every topic lists the offsets topic as internal, user topics as not.
+    let listing = support::cluster::metadata(&cluster.bootstrap(0), None);
+    let is_internal = |topic: &str| {
+        listing.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).map(|t| t.is_internal)
+    };
+    assert_eq!((is_internal("__consumer_offsets"), is_internal("orders")), (Some(true), Some(false)));
+
     let coordinator_id = coordinator(&cluster, "__consumer_offsets", "billing");
     cluster.kill(cluster.index_of(coordinator_id));
 

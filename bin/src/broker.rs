@@ -636,6 +636,7 @@ async fn shard_main(shard: usize, mesh: ShardMesh, plan: Arc<ShardPlan>, mut rep
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(ReplicaState::single_node(plan.broker_config.node_id)),
         replica_states: RefCell::new(Default::default()),
+        fetch_sessions: ShardContext::new_fetch_sessions(plan.broker_config.fetch_sessions, shard, plan.shard_count),
     });
     ctx.refresh_replica_states();
     ShardContext::install(ctx.clone());

@@ -47,6 +47,10 @@ pub struct BrokerSettings {
     pub direct_io: Option<bool>,
     pub fetch_sendfile: Option<bool>,
     pub fetch_readahead_bytes: Option<u64>,
+    /// `max.incremental.fetch.session.cache.slots` (whole broker),
+    /// `min.incremental.fetch.session.eviction.ms`.
+    pub fetch_session_cache_slots: Option<usize>,
+    pub fetch_session_eviction_ms: Option<u64>,
     pub ack_when_written: Option<bool>,
     pub produce_discard: Option<bool>,
     /// Consumer-group settings (`group.*`, `offsets.*`).
@@ -119,6 +123,12 @@ impl BrokerSettings {
         if let Some(b) = self.fetch_readahead_bytes {
             config.fetch_readahead_bytes = b;
         }
+        if let Some(slots) = self.fetch_session_cache_slots {
+            config.fetch_sessions.cache_slots = slots;
+        }
+        if let Some(ms) = self.fetch_session_eviction_ms {
+            config.fetch_sessions.eviction_ms = ms;
+        }
         if let Some(b) = self.ack_when_written {
             config.ack_when_written = b;
         }
@@ -170,6 +180,12 @@ pub fn apply(settings: &mut BrokerSettings, props: &BTreeMap<String, String>) ->
             }
             "sluice.fetch.sendfile" => settings.fetch_sendfile = Some(parse(key, value)?),
             "sluice.fetch.readahead.bytes" => settings.fetch_readahead_bytes = Some(parse(key, value)?),
+            "max.incremental.fetch.session.cache.slots" => {
+                settings.fetch_session_cache_slots = Some(parse(key, value)?)
+            }
+            "min.incremental.fetch.session.eviction.ms" => {
+                settings.fetch_session_eviction_ms = Some(parse(key, value)?)
+            }
             "sluice.metrics.addr" => {
                 settings.metrics_addr = Some(parse_metrics_addr(value).map_err(|e| format!("{key}: {e}"))?)
             }
@@ -510,6 +526,22 @@ mod tests {
         let mut s = BrokerSettings::default();
         apply(&mut s, &parse_properties("group.consumer.heartbeat.interval.ms=50000").unwrap()).unwrap();
         assert!(s.group_config.consumer.validate().is_err(), "above the max heartbeat interval");
+    }
+
+    #[test]
+    fn fetch_session_settings_use_kafka_names_and_defaults() {
+        let mut s = BrokerSettings::default();
+        let mut config = sluice_net::broker_config::BrokerConfig::new("/tmp".into(), "h".into(), 1);
+        s.apply_to(&mut config);
+        assert_eq!((config.fetch_sessions.cache_slots, config.fetch_sessions.eviction_ms), (1000, 120_000));
+        let props = parse_properties(
+            "max.incremental.fetch.session.cache.slots=0\nmin.incremental.fetch.session.eviction.ms=500\n",
+        )
+        .unwrap();
+        apply(&mut s, &props).unwrap();
+        s.apply_to(&mut config);
+        assert_eq!((config.fetch_sessions.cache_slots, config.fetch_sessions.eviction_ms), (0, 500));
+        assert!(apply(&mut s, &parse_properties("max.incremental.fetch.session.cache.slots=-1").unwrap()).is_err());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct BrokerConfig {
     /// fetches find their bytes in memory. Segments are written with direct I/O, which leaves
     /// the page cache cold. 0 turns it off.
     pub fetch_readahead_bytes: u64,
+    /// Incremental fetch sessions (KIP-227): `max.incremental.fetch.session.cache.slots` (whole
+    /// broker, split across shards) and `min.incremental.fetch.session.eviction.ms`.
+    pub fetch_sessions: crate::fetch_session::cache::FetchSessionConfig,
     /// `sluice.ack.on`: `written` (default) acknowledges a produce once its bytes are on file
     /// (a process crash loses no acked record, like Kafka); `buffered` acknowledges once they
     /// are in the write-behind buffer (faster, but a process crash can lose acked records that
@@ -93,6 +96,7 @@ impl BrokerConfig {
             max_fetch_wait_ms: 30_000,
             fetch_sendfile: true,
             fetch_readahead_bytes: DEFAULT_FETCH_READAHEAD_BYTES,
+            fetch_sessions: Default::default(),
             ack_when_written: true,
             produce_discard: false,
             group: crate::group::GroupConfig::default(),

@@ -347,14 +347,14 @@ pub async fn process(
     drop(frame); // the request's views keep what they need
                  // Latency from here (the frame is read) to the response encoded (a produce: durable).
     let started = std::time::Instant::now();
-    let (ctx_for_denied, identity) = (ctx.clone(), identity.clone());
+    let (ctx_for_denied, identity_for_denied) = (ctx.clone(), identity.clone());
     let encode = move |response: Option<handlers::HandlerResponse>, throttle_ms: i64| match response {
         None => {
             crate::metrics::record_request(api as i16, started.elapsed(), false);
             Ok(None)
         }
         Some(mut r) => {
-            denied.apply(&ctx_for_denied, &identity, &mut r.kind);
+            denied.apply(&ctx_for_denied, &identity_for_denied, &mut r.kind);
             if throttle_ms > 0 {
                 crate::quota::set_throttle_time(&mut r.kind, throttle_ms);
             }
@@ -363,7 +363,7 @@ pub async fn process(
             encode_response(api, version, correlation_id, &r.kind, r.files).map(Some)
         }
     };
-    let reply = handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security).await?;
+    let reply = handlers::dispatch_pipelined(ctx, &header, *request, version, placement, security, identity).await?;
     let reply = match (reply, quota) {
         (Reply::Now(Some(response)), Some(q)) if q.sensor.kind == QuotaKind::Fetch => {
             let (response, fetch_throttle_ms) = throttle_fetch(ctx, response, q).await;

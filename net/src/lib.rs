@@ -14,6 +14,7 @@ pub mod broker_config;
 pub mod connection;
 pub mod controller;
 pub mod controller_quorum;
+pub mod fetch_session;
 pub mod frame;
 pub mod frame_buffers;
 pub mod group;

@@ -36,6 +36,8 @@ pub struct ShardContext {
     /// applied metadata command ([`ShardContext::refresh_replica_states`]). Topics without
     /// assignments are single-node ones.
     pub replica_states: RefCell<HashMap<String, Vec<Rc<ReplicaState>>>>,
+    /// This shard's incremental fetch sessions (KIP-227; [`crate::fetch_session`]).
+    pub fetch_sessions: RefCell<crate::fetch_session::cache::FetchSessionCache>,
 }
 
 thread_local! {
@@ -50,6 +52,27 @@ impl ShardContext {
     /// The context of the calling shard. Panics off a shard thread (a programming error).
     pub fn current() -> Rc<ShardContext> {
         CONTEXT.with(|c| c.borrow().clone()).expect("no shard context on this thread")
+    }
+
+    /// An empty fetch session cache for shard `shard` of `shard_count`, with its share of the
+    /// broker's slots.
+    pub fn new_fetch_sessions(
+        config: crate::fetch_session::cache::FetchSessionConfig,
+        shard: usize,
+        shard_count: usize,
+    ) -> RefCell<crate::fetch_session::cache::FetchSessionCache> {
+        let mut seed = [0u8; 8];
+        // Ids need not be secret, only spread: fall back to the clock.
+        if getrandom::getrandom(&mut seed).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            seed = (nanos.as_nanos() as u64 ^ shard as u64).to_le_bytes();
+        }
+        RefCell::new(crate::fetch_session::cache::FetchSessionCache::new(
+            config,
+            shard,
+            shard_count,
+            u64::from_le_bytes(seed),
+        ))
     }
 
     pub fn try_current() -> Option<Rc<ShardContext>> {

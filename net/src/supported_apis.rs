@@ -14,10 +14,13 @@ use kafka_protocol::messages::ApiKey;
 
 /// (api key, min version, max version).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    // Produce v12 is KIP-890 part 2 (the transaction epoch bump), not implemented yet.
     (ApiKey::Produce, 0, 11),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 9),
-    (ApiKey::Metadata, 0, 12),
+    (ApiKey::Fetch, 4, 17),
+    // v10's TimeoutMs is for tiered-storage lookups, which this broker does not have.
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),

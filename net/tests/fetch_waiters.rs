@@ -49,6 +49,7 @@ async fn install_context(shard: usize, mesh: ShardMesh, dir: PathBuf) -> Rc<Shar
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
         replica_states: Default::default(),
+        fetch_sessions: ShardContext::new_fetch_sessions(Default::default(), shard, SHARDS),
     });
     ShardContext::install(ctx.clone());
     sluice_net::controller::ensure_partitions(&ctx, TOPIC, 0, SHARDS as i32).await;
@@ -103,7 +104,10 @@ fn an_answered_fetch_leaves_no_waiter_on_another_shard() {
             let started = Instant::now();
             let fetcher = ctx.clone();
             let fetch = glommio::spawn_local(async move {
-                sluice_net::handlers::fetch::handle(&fetcher, fetch_request(&[local, remote]), 12, "PLAINTEXT").await
+                sluice_net::handlers::fetch::handle(&fetcher, fetch_request(&[local, remote]), 12, "PLAINTEXT", &|_| {
+                    true
+                })
+                .await
             });
             // Data arrives on the local partition once the fetch waits on both shards.
             let mut registered = remote_waiters(mesh.clone()).await;

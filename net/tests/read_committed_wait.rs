@@ -48,6 +48,7 @@ async fn install_context(mesh: ShardMesh, dir: PathBuf) -> Rc<ShardContext> {
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
         replica_states: Default::default(),
+        fetch_sessions: ShardContext::new_fetch_sessions(Default::default(), 0, 1),
     });
     ShardContext::install(ctx.clone());
     sluice_net::controller::ensure_partitions(&ctx, TOPIC, 0, 1).await;
@@ -90,7 +91,7 @@ fn a_read_committed_long_poll_wakes_when_the_last_stable_offset_moves() {
             let started = Instant::now();
             let fetcher = ctx.clone();
             let fetch = glommio::spawn_local(async move {
-                sluice_net::handlers::fetch::handle(&fetcher, read_committed_fetch(), 12, "PLAINTEXT").await
+                sluice_net::handlers::fetch::handle(&fetcher, read_committed_fetch(), 12, "PLAINTEXT", &|_| true).await
             });
             while log.last_stable_watermark().waiter_count() == 0 {
                 assert!(started.elapsed() < Duration::from_secs(10), "the fetch never waited on the LSO");

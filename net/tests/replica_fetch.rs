@@ -76,6 +76,7 @@ async fn install_context(mesh: ShardMesh, dir: std::path::PathBuf) -> Rc<ShardCo
         controller_lock: glommio::sync::Semaphore::new(1),
         single_node_replica_state: Rc::new(sluice_engine::replica_state::ReplicaState::single_node(1)),
         replica_states: Default::default(),
+        fetch_sessions: ShardContext::new_fetch_sessions(Default::default(), 0, 1),
     });
     ShardContext::install(ctx.clone());
     ctx.refresh_replica_states();
@@ -102,7 +103,7 @@ fn fetch(replica_id: i32, offset: i64, last_fetched_epoch: i32, current_leader_e
 }
 
 async fn fetched(ctx: &Rc<ShardContext>, request: FetchRequest) -> PartitionData {
-    let (response, files) = sluice_net::handlers::fetch::handle(ctx, request, 12, "PLAINTEXT").await;
+    let (response, files) = sluice_net::handlers::fetch::handle(ctx, request, 12, "PLAINTEXT", &|_| true).await;
     assert!(files.is_empty(), "sendfile is off");
     response.responses[0].partitions[0].clone()
 }
@@ -163,7 +164,7 @@ fn a_leader_serves_followers_to_its_log_end_and_moves_its_high_watermark_with_th
             // A partition other brokers hold: its leader, epoch and endpoint (KIP-951).
             let mut request = fetch(-1, 0, -1, -1);
             request.topics[0].topic_id = uuid::Uuid::from_bytes([8; 16]); // v13+: by topic id
-            let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16, "PLAINTEXT").await;
+            let (response, _) = sluice_net::handlers::fetch::handle(&ctx, request, 16, "PLAINTEXT", &|_| true).await;
             let partition = &response.responses[0].partitions[0];
             assert_eq!(partition.error_code, NOT_LEADER_OR_FOLLOWER);
             assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (2, 0));

@@ -1,12 +1,20 @@
-//! Fetch: read each requested partition on its owner shard, from the batch containing the fetch
+//! Fetch: read each requested partition on its owner shard (one cross-shard call per owner
+//! shard, for the reads and for the long-poll waiters), from the batch containing the fetch
 //! offset, bounded by the high watermark, `partition_max_bytes` and the response's `max_bytes`
 //! (the first non-empty partition is returned whole even past the limits, so consumers make
 //! progress — KIP-74). If fewer than `min_bytes` are available the request waits — woken by the
 //! append that moves a high watermark, not by polling — until `max_wait_ms` passes.
 //!
-//! Sessions (KIP-227): this broker answers every fetch as a full, sessionless fetch (session id
-//! 0, which clients treat as "no session"); an incremental request naming a session id gets
-//! FETCH_SESSION_ID_NOT_FOUND so the client falls back to a full fetch.
+//! Sessions (KIP-227, [`crate::fetch_session`]): a v7+ request with epoch 0 is a full fetch
+//! that creates a session of its partitions when its shard has a slot (the response names the
+//! session id; 0 if none); then requests with the session's next epoch list only partitions
+//! whose fetch parameters changed (and `forgotten_topics_data`), the whole session is read, and
+//! the response carries only partitions with news: records, a moved high watermark / last
+//! stable offset / log start offset, an error, a diverging epoch or a preferred read replica.
+//! Epoch -1 (or a full request naming a session) closes the session; -1 answers sessionless.
+//! Unknown sessions get FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH,
+//! a v13+ request on a v12- session (or the reverse) FETCH_SESSION_TOPIC_ID_ERROR: all with no
+//! partitions and session id 0, so the client falls back to a full fetch.
 //!
 //! Isolation (KIP-98): read_uncommitted reads below the high watermark; read_committed below
 //! the last stable offset, with the aborted transactions overlapping what it reads (the client
@@ -46,8 +54,13 @@ use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::partition_log::{LogError, ReadBound};
+use sluice_engine::PartitionLog;
 use uuid::Uuid;
 
+use crate::fetch_session::cache::{
+    shard_of_session, FetchContext, SessionRequest, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
+};
+use crate::fetch_session::session::{PartitionKey, PartitionOutcome, PartitionRequest, TopicKey};
 use crate::handlers::{check_leader_epoch, codes};
 use crate::replication::divergence::{diverging_epoch, leader_end_for_epoch, EpochEnd};
 use crate::replication::leader::{on_follower_fetch, preferred_read_replica};
@@ -60,7 +73,6 @@ const READ_COMMITTED: i8 = 1;
 /// One partition to read, resolved against the metadata image.
 #[derive(Clone)]
 struct Wanted {
-    topic_index: usize,
     topic: Option<String>,
     partition: i32,
     fetch_offset: i64,
@@ -110,63 +122,111 @@ struct PartitionRead {
 
 /// Answers a Fetch; the file ranges are what the response's file markers stand for.
 /// `listener`: the connection's; leaders (KIP-951) are named at their endpoints on it.
+/// `may_fetch`: whether the principal may fetch from a topic (checked for the partitions an
+/// incremental fetch takes from its session; those the request lists were checked before).
 pub async fn handle(
     ctx: &Rc<ShardContext>,
     request: FetchRequest,
     version: i16,
     listener: &str,
+    may_fetch: &dyn Fn(&str) -> bool,
 ) -> (FetchResponse, Vec<FileRange>) {
-    if request.session_id != 0 {
-        let response = FetchResponse::default()
-            .with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND)
-            .with_session_id(0)
-            .with_responses(vec![]);
-        return (response, Vec::new());
-    }
     let by_id = version >= 13;
     let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
     // KIP-392: a consumer's fetch of v11+ carries its rack and may be served by a follower.
     let client_rack = (replica_id < 0 && version >= 11).then(|| request.rack_id.to_string());
-    let mut topic_headers: Vec<(TopicName, Uuid)> = Vec::new();
-    let mut wanted = Vec::new();
-    for topic in &request.topics {
-        let resolved: Option<(String, i32)> = {
-            let image = ctx.image.borrow();
-            if by_id {
-                image.topic_by_id(topic.topic_id.as_bytes()).map(|(n, m)| (n.clone(), m.partitions))
-            } else {
-                let name = topic.topic.0.to_string();
-                image.topic(&name).map(|m| (name, m.partitions))
-            }
-        };
-        let topic_index = topic_headers.len();
-        topic_headers.push((topic.topic.clone(), topic.topic_id));
-        for p in &topic.partitions {
-            let error = match &resolved {
-                None if by_id => codes::UNKNOWN_TOPIC_ID,
-                None => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some((_, count)) if p.partition < 0 || p.partition >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some((name, _)) => match check_leader_epoch(ctx, name, p.partition, p.current_leader_epoch) {
-                    codes::NOT_LEADER_OR_FOLLOWER if client_rack.is_some() && is_follower(ctx, name, p.partition) => {
-                        codes::NONE
-                    }
-                    code => code,
-                },
-            };
-            // No partition can contribute more than the whole response may hold (the first
-            // batch of the first partition aside, which min-one-batch reads whole anyway).
-            let partition_max_bytes = (p.partition_max_bytes.max(0) as usize).min(request.max_bytes.max(0) as usize);
-            wanted.push(Wanted {
-                topic_index,
-                topic: resolved.as_ref().map(|(n, _)| n.clone()),
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                partition_max_bytes,
-                error,
-                replica: (replica_id >= 0).then_some((replica_id, p.last_fetched_epoch)),
-                client_rack: client_rack.clone(),
-            });
+    let topic_key = |name: &TopicName, id: &Uuid| {
+        if by_id {
+            TopicKey::Id(*id)
+        } else {
+            TopicKey::Name(Rc::from(name.0.as_str()))
         }
+    };
+    let listed: Vec<(PartitionKey, PartitionRequest)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| {
+                let key = PartitionKey { topic: topic.clone(), partition: p.partition };
+                let asked = PartitionRequest {
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    log_start_offset: p.log_start_offset,
+                };
+                (key, asked)
+            })
+        })
+        .collect();
+    let forgotten: Vec<PartitionKey> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| PartitionKey { topic: topic.clone(), partition: *p })
+        })
+        .collect();
+    // Sessions (KIP-227): v7+ (older versions decode as session 0, epoch -1: sessionless).
+    let session_request = SessionRequest {
+        session_id: request.session_id,
+        epoch: request.session_epoch,
+        uses_topic_ids: by_id,
+        privileged: replica_id >= 0,
+        listed: &listed,
+        forgotten: &forgotten,
+    };
+    let context = ctx.fetch_sessions.borrow_mut().begin(&session_request, now_ms());
+    let full = matches!(request.session_epoch, INITIAL_EPOCH | FINAL_EPOCH);
+    if full && request.session_id != INVALID_SESSION_ID {
+        close_remote_session(ctx, request.session_id).await;
+    }
+    let (to_read, incremental, create) = match context {
+        FetchContext::Error(code) => return (session_error(code, INVALID_SESSION_ID), Vec::new()),
+        FetchContext::Sessionless => (listed, None, false),
+        FetchContext::Full => (listed, None, true),
+        FetchContext::Incremental { session, epoch, generation, partitions } => {
+            (partitions, Some((session, epoch, generation)), false)
+        }
+    };
+
+    let mut wanted = Vec::with_capacity(to_read.len());
+    // Topics resolve once per run of partitions of the same topic (by id is a scan).
+    let mut resolved: Option<(TopicKey, Option<(String, i32)>)> = None;
+    for (key, asked) in &to_read {
+        if resolved.as_ref().is_none_or(|(k, _)| k != &key.topic) {
+            let image = ctx.image.borrow();
+            let meta = match &key.topic {
+                TopicKey::Id(id) => image.topic_by_id(id.as_bytes()).map(|(n, m)| (n.clone(), m.partitions)),
+                TopicKey::Name(name) => image.topic(name).map(|m| (name.to_string(), m.partitions)),
+            };
+            resolved = Some((key.topic.clone(), meta));
+        }
+        let meta = resolved.as_ref().and_then(|(_, m)| m.as_ref());
+        let p = key.partition;
+        let error = match meta {
+            None if by_id => codes::UNKNOWN_TOPIC_ID,
+            None => codes::UNKNOWN_TOPIC_OR_PARTITION,
+            Some((name, _)) if incremental.is_some() && !may_fetch(name) => codes::TOPIC_AUTHORIZATION_FAILED,
+            Some((_, count)) if p < 0 || p >= *count => codes::UNKNOWN_TOPIC_OR_PARTITION,
+            Some((name, _)) => match check_leader_epoch(ctx, name, p, asked.current_leader_epoch) {
+                codes::NOT_LEADER_OR_FOLLOWER if client_rack.is_some() && is_follower(ctx, name, p) => codes::NONE,
+                code => code,
+            },
+        };
+        // No partition can contribute more than the whole response may hold (the first
+        // batch of the first partition aside, which min-one-batch reads whole anyway).
+        let partition_max_bytes = (asked.partition_max_bytes.max(0) as usize).min(request.max_bytes.max(0) as usize);
+        wanted.push(Wanted {
+            topic: meta.map(|(n, _)| n.clone()),
+            partition: p,
+            fetch_offset: asked.fetch_offset,
+            partition_max_bytes,
+            error,
+            replica: (replica_id >= 0).then_some((replica_id, asked.last_fetched_epoch)),
+            client_rack: client_rack.clone(),
+        });
     }
     let bound = if replica_id >= 0 {
         ReadBound::LogEnd
@@ -195,36 +255,65 @@ pub async fn handle(
         }
     };
 
-    // Assemble in request order within the response budget.
-    let mut responses: Vec<FetchableTopicResponse> = topic_headers
+    // Within the response budget, in order: the first non-empty partition whole, the others
+    // only if they fit (dropped ones are read again next time).
+    let mut budget = max_bytes;
+    let mut any_records = false;
+    let mut reads = reads;
+    for r in &mut reads {
+        if r.records.len() > budget && any_records {
+            r.records = Records::Bytes(Bytes::new());
+        }
+        if r.records.len() > 0 {
+            any_records = true;
+            budget = budget.saturating_sub(r.records.len());
+        }
+    }
+    let outcomes: Vec<PartitionOutcome> = reads
         .iter()
-        .map(|(name, id)| {
-            let mut t = FetchableTopicResponse::default().with_partitions(vec![]);
-            if by_id {
-                t = t.with_topic_id(*id);
-            } else {
-                t = t.with_topic(name.clone());
-            }
-            t
+        .map(|r| PartitionOutcome {
+            records_bytes: r.records.len(),
+            error: r.error,
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
+            log_start_offset: r.log_start_offset,
+            redirect: r.diverging.is_some() || r.preferred_read_replica.is_some(),
         })
         .collect();
-    let mut budget = max_bytes;
-    let mut leaders: Vec<i32> = Vec::new();
-    let mut any_records = false;
-    let mut files = Vec::new();
-    for (w, r) in wanted.iter().zip(reads) {
-        let mut records = r.records;
-        if records.len() > budget && any_records {
-            records = Records::Bytes(Bytes::new());
+    // Which partitions the response carries, and its session id.
+    let (include, session_id) = match &incremental {
+        None => {
+            let session_id = if create {
+                ctx.fetch_sessions.borrow_mut().create(replica_id >= 0, by_id, &to_read, &outcomes, now_ms())
+            } else {
+                INVALID_SESSION_ID
+            };
+            (vec![true; wanted.len()], session_id)
         }
-        if records.len() > 0 {
-            any_records = true;
-            budget = budget.saturating_sub(records.len());
-            if let Some(topic) = &w.topic {
-                crate::metrics::record_fetch(topic, records.len() as u64);
+        Some((session, epoch, generation)) => {
+            let mut session = session.borrow_mut();
+            match session.respond(*epoch, *generation, &outcomes) {
+                Ok(include) => (include, session.id),
+                // Another request of this session's epoch was answered meanwhile.
+                Err(_moved_on) => return (session_error(codes::INVALID_FETCH_SESSION_EPOCH, session.id), Vec::new()),
             }
         }
-        let records = match records {
+    };
+
+    // Assemble in read order; consecutive partitions of one topic share its entry.
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut leaders: Vec<i32> = Vec::new();
+    let mut files = Vec::new();
+    for (((w, r), included), (key, _)) in wanted.iter().zip(reads).zip(include).zip(&to_read) {
+        if !included {
+            continue;
+        }
+        if r.records.len() > 0 {
+            if let Some(topic) = &w.topic {
+                crate::metrics::record_fetch(topic, r.records.len() as u64);
+            }
+        }
+        let records = match r.records {
             Records::Bytes(b) => b,
             Records::File(range) if files.len() < MAX_FILE_MARKERS => {
                 files.push(range);
@@ -270,16 +359,51 @@ pub async fn handle(
             }
             _ => data,
         };
-        responses[w.topic_index].partitions.push(data);
+        let same_topic = responses.last().is_some_and(|t| match &key.topic {
+            TopicKey::Id(id) => t.topic_id == *id,
+            TopicKey::Name(name) => t.topic.0.as_str() == &**name,
+        });
+        if !same_topic {
+            let t = FetchableTopicResponse::default().with_partitions(vec![]);
+            responses.push(match &key.topic {
+                TopicKey::Id(id) => t.with_topic_id(*id),
+                TopicKey::Name(name) => t.with_topic(TopicName(StrBytes::from_string(name.to_string()))),
+            });
+        }
+        responses.last_mut().expect("pushed").partitions.push(data);
     }
     let node_endpoints = if version >= 16 { leader_endpoints(ctx, &leaders, listener) } else { Vec::new() };
     let response = FetchResponse::default()
         .with_throttle_time_ms(0)
         .with_error_code(codes::NONE)
-        .with_session_id(0)
+        .with_session_id(session_id)
         .with_responses(responses)
         .with_node_endpoints(node_endpoints);
     (response, files)
+}
+
+/// A response with a session-level error and no partitions.
+fn session_error(code: i16, session_id: i32) -> FetchResponse {
+    FetchResponse::default().with_error_code(code).with_session_id(session_id).with_responses(vec![])
+}
+
+/// A full fetch closes the session it names; one of another shard is closed there.
+async fn close_remote_session(ctx: &ShardContext, session_id: i32) {
+    let Some(owner) = shard_of_session(session_id, ctx.mesh.shard_count()) else { return };
+    if owner == ctx.shard {
+        return; // closed by `begin`
+    }
+    let _ = ctx
+        .mesh
+        .call(owner, move || async move {
+            ShardContext::current().fetch_sessions.borrow_mut().remove(session_id);
+        })
+        .await;
+}
+
+/// Wall-clock milliseconds: session ages (eviction) only.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Whether this broker is a follower of `topic`/`partition` (a replica, not its leader): it then
@@ -309,119 +433,155 @@ fn leader_endpoints(ctx: &ShardContext, leaders: &[i32], listener: &str) -> Vec<
         .collect()
 }
 
-/// Reads every wanted partition concurrently on its owner. The first non-empty partition may
-/// exceed its limit by one batch (min-one-batch), the others are capped.
+/// Reads every wanted partition concurrently on its owner: one cross-shard call per owner shard
+/// (not per partition), which reads its partitions concurrently. The first non-empty partition
+/// may exceed its limit by one batch (min-one-batch), the others are capped.
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound) -> Vec<PartitionRead> {
     let sendfile = ctx.config.fetch_sendfile;
     let readahead_bytes = ctx.config.fetch_readahead_bytes;
-    let futures = wanted.iter().map(|w| {
-        let w = w.clone();
-        let ctx = ctx.clone();
+    let mut reads: Vec<Option<PartitionRead>> = vec![None; wanted.len()];
+    let mut by_shard: Vec<Vec<(usize, Wanted)>> = vec![Vec::new(); ctx.mesh.shard_count()];
+    for (i, w) in wanted.iter().enumerate() {
+        match &w.topic {
+            Some(topic) if w.error == codes::NONE => by_shard[ctx.owner_of(topic, w.partition)].push((i, w.clone())),
+            _ => reads[i] = Some(unread(w.error)),
+        }
+    }
+    let calls = by_shard.into_iter().enumerate().filter(|(_, batch)| !batch.is_empty()).map(|(shard, batch)| {
+        let (indices, batch): (Vec<usize>, Vec<Wanted>) = batch.into_iter().unzip();
         async move {
-            let empty = || Records::Bytes(Bytes::new());
-            let missing = PartitionRead {
-                error: w.error,
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: empty(),
-                aborted: Vec::new(),
-                diverging: None,
-                preferred_read_replica: None,
-            };
-            if w.error != codes::NONE {
-                return missing;
-            }
-            let topic = w.topic.clone().expect("resolved");
-            let result = ctx
-                .on_partition(&topic, w.partition, move |log| async move {
-                    let failed = |error: i16| PartitionRead {
-                        error,
-                        high_watermark: log.high_watermark(),
-                        last_stable_offset: log.last_stable_offset(),
-                        log_start_offset: log.log_start_offset(),
-                        records: empty(),
-                        aborted: Vec::new(),
-                        diverging: None,
-                        preferred_read_replica: None,
-                    };
-                    if let Some(client_rack) = &w.client_rack {
-                        if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
-                            return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };
+            let count = batch.len();
+            let answered = ctx
+                .mesh
+                .call(shard, move || async move {
+                    let ctx = ShardContext::current();
+                    futures::future::join_all(batch.into_iter().map(|w| {
+                        let log = ctx.storage.partition(w.topic.as_deref().expect("resolved"), w.partition);
+                        async move {
+                            match log {
+                                Some(log) => read_one(log, w, bound, sendfile, readahead_bytes).await,
+                                None => unread(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                            }
                         }
-                    }
-                    if let Some((replica_id, last_fetched_epoch)) = w.replica {
-                        let ctx = ShardContext::current();
-                        let state = ctx.replica_state(log.topic(), log.partition());
-                        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
-                        let leader_end = leader_end_for_epoch(
-                            last_fetched_epoch,
-                            EpochEnd { epoch, end_offset },
-                            log.latest_epoch(),
-                            state.leader_epoch,
-                            log.log_end_offset(),
-                        );
-                        if let Some(d) = diverging_epoch(last_fetched_epoch, w.fetch_offset, leader_end) {
-                            return PartitionRead { error: codes::NONE, diverging: Some(d), ..failed(codes::NONE) };
-                        }
-                        if let Err(code) = on_follower_fetch(&log, &state, replica_id, w.fetch_offset) {
-                            return failed(code);
-                        }
-                    }
-                    let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
-                        Ok(read) => read,
-                        Err(e) => {
-                            let error = match e {
-                                LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
-                                other => other.error_code().0,
-                            };
-                            return failed(error);
-                        }
-                    };
-                    // The transactions aborted within what is returned: it starts at the batch
-                    // holding the fetch offset and ends below the last stable offset (a
-                    // superset of Kafka's range is harmless: the client drops records only of
-                    // batches it is given).
-                    let aborted = if bound == ReadBound::LastStable && !read.is_empty() {
-                        let from = w.fetch_offset.min(read.first_batch_offset.max(0));
-                        log.aborted_transactions(from, read.last_stable_offset)
-                            .iter()
-                            .map(|a| (a.producer_id, a.first_offset))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let done = |records| PartitionRead {
-                        error: codes::NONE,
-                        high_watermark: read.high_watermark,
-                        last_stable_offset: read.last_stable_offset,
-                        log_start_offset: read.log_start_offset,
-                        records,
-                        aborted,
-                        diverging: None,
-                        preferred_read_replica: None,
-                    };
-                    if sendfile {
-                        if let Some((file, position, len)) = read.file_range() {
-                            let wanted_end = position + len as u64 + readahead_bytes;
-                            let readahead_end = wanted_end.min(read.stable_file_end());
-                            return done(Records::File(FileRange { file, position, len, readahead_end }));
-                        }
-                    }
-                    let finished = done(Records::Bytes(Bytes::new()));
-                    match read.into_bytes().await {
-                        Ok(bytes) => PartitionRead { records: Records::Bytes(bytes), ..finished },
-                        Err(e) => {
-                            sluice_engine::error_limited!(error = %e, "fetch read failed");
-                            failed(codes::KAFKA_STORAGE_ERROR)
-                        }
-                    }
+                    }))
+                    .await
                 })
-                .await;
-            result.unwrap_or(PartitionRead { error: codes::UNKNOWN_TOPIC_OR_PARTITION, ..missing })
+                .await
+                .unwrap_or_else(|_| vec![unread(codes::UNKNOWN_TOPIC_OR_PARTITION); count]);
+            (indices, answered)
         }
     });
-    futures::future::join_all(futures).await
+    for (indices, answered) in futures::future::join_all(calls).await {
+        for (i, read) in indices.into_iter().zip(answered) {
+            reads[i] = Some(read);
+        }
+    }
+    reads.into_iter().map(|r| r.expect("every partition is read or refused")).collect()
+}
+
+/// A partition answered `error` without reading it.
+fn unread(error: i16) -> PartitionRead {
+    PartitionRead {
+        error,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        records: Records::Bytes(Bytes::new()),
+        aborted: Vec::new(),
+        diverging: None,
+        preferred_read_replica: None,
+    }
+}
+
+/// Reads one partition on its owner shard.
+async fn read_one(
+    log: Rc<PartitionLog>,
+    w: Wanted,
+    bound: ReadBound,
+    sendfile: bool,
+    readahead_bytes: u64,
+) -> PartitionRead {
+    let empty = || Records::Bytes(Bytes::new());
+    let failed = |error: i16| PartitionRead {
+        error,
+        high_watermark: log.high_watermark(),
+        last_stable_offset: log.last_stable_offset(),
+        log_start_offset: log.log_start_offset(),
+        records: empty(),
+        aborted: Vec::new(),
+        diverging: None,
+        preferred_read_replica: None,
+    };
+    if let Some(client_rack) = &w.client_rack {
+        if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
+            return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };
+        }
+    }
+    if let Some((replica_id, last_fetched_epoch)) = w.replica {
+        let ctx = ShardContext::current();
+        let state = ctx.replica_state(log.topic(), log.partition());
+        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+        let leader_end = leader_end_for_epoch(
+            last_fetched_epoch,
+            EpochEnd { epoch, end_offset },
+            log.latest_epoch(),
+            state.leader_epoch,
+            log.log_end_offset(),
+        );
+        if let Some(d) = diverging_epoch(last_fetched_epoch, w.fetch_offset, leader_end) {
+            return PartitionRead { error: codes::NONE, diverging: Some(d), ..failed(codes::NONE) };
+        }
+        if let Err(code) = on_follower_fetch(&log, &state, replica_id, w.fetch_offset) {
+            return failed(code);
+        }
+    }
+    let read = match log.read(w.fetch_offset, w.partition_max_bytes, bound, true).await {
+        Ok(read) => read,
+        Err(e) => {
+            let error = match e {
+                LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+                other => other.error_code().0,
+            };
+            return failed(error);
+        }
+    };
+    // The transactions aborted within what is returned: it starts at the batch
+    // holding the fetch offset and ends below the last stable offset (a
+    // superset of Kafka's range is harmless: the client drops records only of
+    // batches it is given).
+    let aborted = if bound == ReadBound::LastStable && !read.is_empty() {
+        let from = w.fetch_offset.min(read.first_batch_offset.max(0));
+        log.aborted_transactions(from, read.last_stable_offset)
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let done = |records| PartitionRead {
+        error: codes::NONE,
+        high_watermark: read.high_watermark,
+        last_stable_offset: read.last_stable_offset,
+        log_start_offset: read.log_start_offset,
+        records,
+        aborted,
+        diverging: None,
+        preferred_read_replica: None,
+    };
+    if sendfile {
+        if let Some((file, position, len)) = read.file_range() {
+            let readahead_end = (position + len as u64 + readahead_bytes).min(read.stable_file_end());
+            return done(Records::File(FileRange { file, position, len, readahead_end }));
+        }
+    }
+    let finished = done(Records::Bytes(Bytes::new()));
+    match read.into_bytes().await {
+        Ok(bytes) => PartitionRead { records: Records::Bytes(bytes), ..finished },
+        Err(e) => {
+            sluice_engine::error_limited!(error = %e, "fetch read failed");
+            failed(codes::KAFKA_STORAGE_ERROR)
+        }
+    }
 }
 
 /// Waits until one partition's high watermark (read_committed: last stable offset) moves past
@@ -437,7 +597,8 @@ async fn wait_for_data(
     if remaining.is_zero() {
         return false;
     }
-    let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
+    // What each owner shard waits on: (topic, partition, offset the bound must pass).
+    let mut by_shard: Vec<Vec<(String, i32, u64)>> = vec![Vec::new(); ctx.mesh.shard_count()];
     for (w, r) in wanted.iter().zip(reads) {
         let Some(topic) = w.topic.clone() else { continue };
         // Wake when the bound passes both the fetch offset and what we saw.
@@ -447,29 +608,46 @@ async fn wait_for_data(
             ReadBound::LogEnd => w.fetch_offset, // nothing was returned: the log ends there
         };
         let seen = w.fetch_offset.max(seen_bound).max(0) as u64;
-        let partition = w.partition;
+        let owner = ctx.owner_of(&topic, w.partition);
+        by_shard[owner].push((topic, w.partition, seen));
+    }
+    // One waiter per shard (not per partition): it registers on each of its partitions'
+    // watermarks and ends at the first that moves, its timer, or this fetch answering.
+    let mut waits: Vec<Pin<Box<dyn Future<Output = bool>>>> = Vec::new();
+    for (shard, batch) in by_shard.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
         let ctx = ctx.clone();
         waits.push(Box::pin(async move {
-            // The waiter runs on the partition's shard; when this fetch answers (another
-            // partition woke it, or the deadline), dropping `_answered` ends it there too,
-            // instead of leaving it registered until its own timer fires.
+            // When this fetch answers (another shard woke it, or the deadline), dropping
+            // `_answered` ends the waiter there too, instead of leaving it registered until
+            // its own timer fires.
             let (_answered, cancelled) = futures::channel::oneshot::channel::<()>();
-            ctx.on_partition(&topic, partition, move |log| async move {
-                let watermark = match bound {
-                    ReadBound::LastStable => log.last_stable_watermark(),
-                    ReadBound::HighWatermark => log.high_watermark_watermark(),
-                    ReadBound::LogEnd => log.log_end_watermark(),
-                };
-                let wait = watermark.wait_for(seen + 1);
-                let timer = glommio::timer::sleep(remaining);
-                futures::pin_mut!(wait, timer);
-                match select(select(wait, timer), cancelled).await {
-                    Either::Left((Either::Left((woke, _)), _)) => woke.is_ok(),
-                    _ => false,
-                }
-            })
-            .await
-            .unwrap_or(false)
+            ctx.mesh
+                .call(shard, move || async move {
+                    let ctx = ShardContext::current();
+                    let partition_waits: Vec<_> = batch
+                        .into_iter()
+                        .filter_map(|(topic, partition, seen)| {
+                            let log = ctx.storage.partition(&topic, partition)?;
+                            let watermark = match bound {
+                                ReadBound::LastStable => log.last_stable_watermark(),
+                                ReadBound::HighWatermark => log.high_watermark_watermark(),
+                                ReadBound::LogEnd => log.log_end_watermark(),
+                            };
+                            Some(watermark.wait_for(seen + 1))
+                        })
+                        .collect();
+                    if partition_waits.is_empty() {
+                        return false;
+                    }
+                    let timer = glommio::timer::sleep(remaining);
+                    futures::pin_mut!(timer);
+                    match select(select(select_all(partition_waits), timer), cancelled).await {
+                        Either::Left((Either::Left(((woke, _, _), _)), _)) => woke.is_ok(),
+                        _ => false,
+                    }
+                })
+                .await
+                .unwrap_or(false)
         }));
     }
     if waits.is_empty() {

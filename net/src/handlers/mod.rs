@@ -25,6 +25,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -58,6 +59,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::produce_placement::ProducePlacement;
 use crate::response_buf::FileRange;
 use crate::security::protocol::ConnectionSecurity;
+use crate::security::request_authorization::{self, Identity};
 use crate::shard_context::ShardContext;
 
 /// A response that is ready now, or one that resolves later (a produce acknowledgement
@@ -79,6 +81,7 @@ pub async fn dispatch_pipelined(
     version: i16,
     placement: &mut ProducePlacement,
     security: &ConnectionSecurity,
+    identity: &Identity,
 ) -> Result<Reply, String> {
     match request {
         RequestKind::Produce(r) => {
@@ -87,7 +90,7 @@ pub async fn dispatch_pipelined(
                 async move { ack.await.map(|r| HandlerResponse::from(ResponseKind::Produce(r))) },
             )))
         }
-        other => dispatch(ctx, header, other, version, security).await.map(Reply::Now),
+        other => dispatch(ctx, header, other, version, security, identity).await.map(Reply::Now),
     }
 }
 
@@ -109,19 +112,23 @@ pub use sluice_engine::error_code::codes;
 
 /// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
 /// `Err` closes the connection. `security` is the connection's: its listener decides the
-/// endpoints Metadata, DescribeCluster and FindCoordinator answer with.
+/// endpoints Metadata, DescribeCluster and FindCoordinator answer with. `identity`: who sent
+/// the request (checked already; Fetch checks the partitions a session adds).
 pub async fn dispatch(
     ctx: &Rc<ShardContext>,
     header: &RequestHeader,
     request: RequestKind,
     version: i16,
     security: &ConnectionSecurity,
+    identity: &Identity,
 ) -> Result<Option<HandlerResponse>, String> {
     let listener: &str = &security.listener;
     // Fetch may answer with file ranges (sendfile) besides the response itself.
     let request = match request {
         RequestKind::Fetch(r) => {
-            let (response, files) = fetch::handle(ctx, r, version, &security.listener).await;
+            let follower = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
+            let may_fetch = |topic: &str| request_authorization::may_fetch(ctx, identity, follower, topic);
+            let (response, files) = fetch::handle(ctx, r, version, &security.listener, &may_fetch).await;
             return Ok(Some(HandlerResponse { kind: ResponseKind::Fetch(response), files }));
         }
         other => other,
@@ -129,6 +136,15 @@ pub async fn dispatch(
     Ok(Some(HandlerResponse::from(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version, listener).await),
+        RequestKind::DescribeTopicPartitions(r) => {
+            let may_describe = |topic: &str| request_authorization::may_describe_topic(ctx, identity, topic);
+            let operations = |topic: &str| request_authorization::topic_authorized_operations(ctx, identity, topic);
+            let access = describe_topic_partitions::TopicAccess {
+                may_describe: &may_describe,
+                authorized_operations: &operations,
+            };
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r, version, &access))
+        }
         RequestKind::Produce(r) => {
             match produce::handle(ctx, r, version, &mut ProducePlacement::default(), security.listener.clone())
                 .await

@@ -16,6 +16,7 @@ pub fn has_error(response: &ResponseKind) -> bool {
         }
         ResponseKind::ListOffsets(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
         ResponseKind::Metadata(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().any(|t| t.error_code != 0),
         ResponseKind::OffsetCommit(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
         ResponseKind::OffsetFetch(r) => {
             r.error_code != 0

@@ -7,6 +7,7 @@
 //! transactional id); Fetch READ on each topic (a follower's: CLUSTER_ACTION on the cluster);
 //! Metadata, ListOffsets, OffsetForLeaderEpoch DESCRIBE on each topic (Metadata of every topic
 //! lists only those, and auto-creates only with CREATE on the cluster or the topic);
+//! DescribeTopicPartitions DESCRIBE on each topic (checked in its handler, before paginating);
 //! CreateTopics CREATE on the cluster or the topic; DeleteTopics DELETE; group APIs READ on the
 //! group (DescribeGroups DESCRIBE, ListGroups lists what the principal may DESCRIBE),
 //! OffsetCommit also READ on each topic; FindCoordinator DESCRIBE on the group or
@@ -125,6 +126,47 @@ impl Checker<'_> {
     fn may_group(&self, operation: Operation, name: &str) -> bool {
         self.may(operation, ResourceType::Group, name)
     }
+}
+
+/// May `identity` fetch from `topic`: READ on it, or for a follower CLUSTER_ACTION (Fetch's
+/// check, for the partitions an incremental fetch takes from its session).
+pub fn may_fetch(ctx: &ShardContext, identity: &Identity, follower: bool, topic: &str) -> bool {
+    if !ctx.config.security.authorizer.enabled {
+        return true;
+    }
+    let c = Checker { ctx, identity };
+    if follower {
+        c.may_cluster(Operation::ClusterAction)
+    } else {
+        c.may_topic(Operation::Read, topic)
+    }
+}
+
+/// May `identity` DESCRIBE `topic` (DescribeTopicPartitions checks each topic itself: its
+/// pagination must never count or name a topic the principal may not see).
+pub fn may_describe_topic(ctx: &ShardContext, identity: &Identity, topic: &str) -> bool {
+    !ctx.config.security.authorizer.enabled || (Checker { ctx, identity }).may_topic(Operation::Describe, topic)
+}
+
+/// Kafka's `topic_authorized_operations` bitfield (bit = operation code) of what `identity`
+/// may do to `topic`, among the operations topics support; all of them with no authorizer.
+pub fn topic_authorized_operations(ctx: &ShardContext, identity: &Identity, topic: &str) -> i32 {
+    const TOPIC_OPERATIONS: [Operation; 8] = [
+        Operation::Read,
+        Operation::Write,
+        Operation::Create,
+        Operation::Delete,
+        Operation::Alter,
+        Operation::Describe,
+        Operation::DescribeConfigs,
+        Operation::AlterConfigs,
+    ];
+    let enabled = ctx.config.security.authorizer.enabled;
+    let c = Checker { ctx, identity };
+    TOPIC_OPERATIONS
+        .iter()
+        .filter(|op| !enabled || c.may_topic(**op, topic))
+        .fold(0, |bits, op| bits | (1 << op.code()))
 }
 
 /// Checks `request` (and takes denied resources out of it) for `identity`.
@@ -388,6 +430,8 @@ pub fn check(ctx: &ShardContext, identity: &Identity, version: i16, request: &mu
             ))
         }
         RequestKind::ListGroups(_) => proceed(codes::NONE, Vec::new()), // filtered in `apply`
+        // DESCRIBE on each topic, checked by the handler (before it paginates).
+        RequestKind::DescribeTopicPartitions(_) => proceed(codes::NONE, Vec::new()),
         RequestKind::DeleteRecords(r) => {
             let denied = take_refused(&mut r.topics, |t| c.may_topic(Operation::Delete, &t.name));
             proceed(

@@ -268,12 +268,15 @@ fn over_quota_produce_and_fetch_get_throttle_time_and_a_muted_connection() {
         "answered after {waited:?}, throttle {throttle_ms} ms"
     );
 
-    // A fetch over the consumer quota answers nothing, with its throttle time.
+    // A fetch over the consumer quota answers nothing, with its throttle time. It asked for a
+    // fetch session (epoch 0): the session its handling created is dropped with the data, so
+    // the client is not left holding a session whose state moved past what it was told.
     let mut fetcher = RawClient::connect(&bootstrap);
-    let response = fetcher.send(&fetch_request("throttled"), 12);
+    let response = fetcher.send(&fetch_request("throttled").with_session_epoch(0), 12);
     assert_eq!(response.error_code, NONE);
     assert!(response.throttle_time_ms > 0, "fetch of ~40 KB against 6000 B/s");
     assert!(response.responses.is_empty(), "a throttled fetch carries no data: {:?}", response.responses);
+    assert_eq!(response.session_id, 0, "a throttled fetch leaves no session behind");
 
     // Another client id has no quota: its fetch returns the data at once.
     let other = raw_fetch_as("someone-else", &bootstrap, "throttled");

@@ -382,6 +382,10 @@ pub async fn process(
 
 /// Records a Fetch response's bytes against the client's fetch quota; over it, the response is
 /// replaced by an empty one with the throttle time (its bytes not counted), as Kafka does.
+/// Unlike Kafka, which decides before the fetch session moves on, the handler has already
+/// created or advanced the request's session by then: the session is dropped and the empty
+/// response carries no session id, so the client starts over with a full fetch instead of
+/// believing it was told about partitions it was not.
 async fn throttle_fetch(
     ctx: &ShardContext,
     mut response: handlers::HandlerResponse,
@@ -392,7 +396,10 @@ async fn throttle_fetch(
     let bytes = crate::quota::fetch_response_bytes(fetch, file_bytes);
     let throttle_ms = crate::quota::record(ctx, quota, bytes, true).await;
     if throttle_ms > 0 {
-        response.kind = ResponseKind::Fetch(crate::quota::throttled_fetch_response(fetch, throttle_ms));
+        if fetch.session_id != 0 {
+            ctx.fetch_sessions.borrow_mut().remove(fetch.session_id);
+        }
+        response.kind = ResponseKind::Fetch(crate::quota::throttled_fetch_response(throttle_ms));
         response.files.clear();
     }
     (response, throttle_ms)

@@ -79,7 +79,7 @@ pub async fn alter(
 ) -> AlterClientQuotasResponse {
     // Per entry, in request order: its validated alteration or its error.
     let mut outcomes: Vec<Result<QuotaAlteration, MetadataError>> = Vec::with_capacity(request.entries.len());
-    let mut seen: Vec<QuotaEntity> = Vec::new();
+    let mut seen: std::collections::HashSet<QuotaEntity> = std::collections::HashSet::new();
     for entry in &request.entries {
         let pairs = entry.entity.iter().map(|e| (e.entity_type.as_str(), e.entity_name.as_deref()));
         let outcome = QuotaEntity::from_pairs(pairs).and_then(|entity| {
@@ -89,7 +89,7 @@ pub async fn alter(
                     format!("Ignoring duplicate entity {:?}", entity.pairs()),
                 ));
             }
-            seen.push(entity.clone());
+            seen.insert(entity.clone());
             let ops: Vec<(String, f64, bool)> =
                 entry.ops.iter().map(|op| (op.key.to_string(), op.value, op.remove)).collect();
             QuotaAlteration::new(entity, &ops)

@@ -570,7 +570,8 @@ async fn read_one(
     };
     if sendfile {
         if let Some((file, position, len)) = read.file_range() {
-            let readahead_end = (position + len as u64 + readahead_bytes).min(read.stable_file_end());
+            let wanted_end = (position + len as u64).saturating_add(readahead_bytes);
+            let readahead_end = wanted_end.min(read.stable_file_end());
             return done(Records::File(FileRange { file, position, len, readahead_end }));
         }
     }

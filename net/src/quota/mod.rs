@@ -182,13 +182,11 @@ pub fn fetch_response_bytes(response: &FetchResponse, file_bytes: usize) -> usiz
     in_memory + file_bytes
 }
 
-/// What a throttled Fetch answers (Kafka's `getThrottledResponse`): no partitions, the
-/// throttle time, the same session.
-pub fn throttled_fetch_response(response: &FetchResponse, throttle_ms: i64) -> FetchResponse {
-    FetchResponse::default()
-        .with_throttle_time_ms(clamp_ms(throttle_ms))
-        .with_error_code(0)
-        .with_session_id(response.session_id)
+/// What a throttled Fetch answers (as Kafka's `getThrottledResponse`): no partitions, the
+/// throttle time; no session (the caller drops the fetch's session, see
+/// `connection::throttle_fetch`).
+pub fn throttled_fetch_response(throttle_ms: i64) -> FetchResponse {
+    FetchResponse::default().with_throttle_time_ms(clamp_ms(throttle_ms)).with_error_code(0).with_session_id(0)
 }
 
 /// Puts `throttle_ms` into a Produce or Fetch response.

@@ -751,10 +751,14 @@ impl ConsumerGroup {
         }
     }
 
-    /// Kafka's OffsetFetch check (v9+ with a member): UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH.
+    /// Kafka's OffsetFetch check (v9+): a request without a member id and with a negative epoch
+    /// (admin clients, consumers outside the group) is accepted; otherwise the member must
+    /// exist (UNKNOWN_MEMBER_ID) at that epoch (STALE_MEMBER_EPOCH).
     pub fn validate_offset_fetch(&self, member_id: Option<&str>, member_epoch: i32) -> Result<(), i16> {
-        let Some(member_id) = member_id.filter(|_| member_epoch >= 0) else { return Ok(()) };
-        let member = self.members.get(member_id).ok_or(codes::UNKNOWN_MEMBER_ID)?;
+        if member_id.is_none() && member_epoch < 0 {
+            return Ok(());
+        }
+        let member = member_id.and_then(|id| self.members.get(id)).ok_or(codes::UNKNOWN_MEMBER_ID)?;
         if member.member_epoch != member_epoch {
             return Err(codes::STALE_MEMBER_EPOCH);
         }

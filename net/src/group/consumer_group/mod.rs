@@ -572,18 +572,31 @@ impl ConsumerGroup {
         member_id: &str,
         why: Removal,
     ) {
-        let Some(member) = self.members.remove(member_id) else { return };
-        self.release(&member);
-        self.target.remove(member_id);
-        if let Some(instance) = &member.instance_id {
-            if self.static_members.get(instance).is_some_and(|m| m == member_id) {
-                self.static_members.remove(instance);
+        self.remove_members(config, topics, &[(member_id.to_string(), why)]);
+    }
+
+    /// Removes members at once: one group epoch bump and one target computation for all of
+    /// them (a group whose members all time out together costs one assignment, not one each).
+    fn remove_members(&mut self, config: &ConsumerGroupConfig, topics: &TopicsImage, removed: &[(String, Removal)]) {
+        let mut any = false;
+        for (member_id, why) in removed {
+            let Some(member) = self.members.remove(member_id) else { continue };
+            self.release(&member);
+            self.target.remove(member_id);
+            if let Some(instance) = &member.instance_id {
+                if self.static_members.get(instance).is_some_and(|m| m == member_id) {
+                    self.static_members.remove(instance);
+                }
             }
+            self.events.push(ConsumerGroupEvent::Removed { member_id: member_id.clone(), why: *why });
+            any = true;
+        }
+        if !any {
+            return;
         }
         self.group_epoch += 1;
         self.refresh_topics(topics);
         self.compute_target(config, topics);
-        self.events.push(ConsumerGroupEvent::Removed { member_id: member_id.to_string(), why });
         self.events.push(ConsumerGroupEvent::Changed);
         debug_assert!(self.check_invariants());
     }
@@ -608,9 +621,7 @@ impl ConsumerGroup {
                 }
             })
             .collect();
-        for (id, why) in &due {
-            self.remove_member(now_ms, config, topics, id, *why);
-        }
+        self.remove_members(config, topics, &due);
         due
     }
 

@@ -762,3 +762,60 @@ fn with_default_flush_a_sigkill_right_after_the_last_ack_loses_nothing() {
         assert_eq!(recovered, acked, "attempt {attempt}: records acked with acks=all but lost by a process crash");
     }
 }
+
+#[test]
+fn a_fetch_fills_its_byte_budget_in_order_and_reports_the_offsets_of_the_partitions_left_out() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    const MANY: i32 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), &["--cores", "1"]);
+    broker.wait_for("sluice broker started");
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "budget", MANY);
+    let producer = future_producer(&bootstrap, &[("linger.ms", "0")]);
+    let value = pattern(10_000, 7);
+    let results = deliver(&producer, (0..MANY).map(|p| FutureRecord::to("budget").partition(p).payload(&value[..])));
+    assert!(results.iter().all(|r| r.is_ok()));
+    // One request for every partition from offset 0 with room for about five of them: the
+    // broker reads partitions in request order until the budget is spent and answers the
+    // others with their offsets only; asking again from where each stands reads the rest.
+    let mut client = support::raw::RawClient::connect(&bootstrap);
+    let mut next = vec![0i64; MANY as usize];
+    let mut rounds = 0;
+    while next.iter().any(|&o| o < 1) {
+        rounds += 1;
+        assert!(rounds <= MANY, "no progress: {next:?}");
+        let partitions = (0..MANY)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(next[p as usize])
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        let request =
+            FetchRequest::default().with_max_wait_ms(0).with_min_bytes(0).with_max_bytes(50_000).with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("budget")))
+                    .with_partitions(partitions),
+            ]);
+        let response = client.send(&request, 12);
+        let mut returned = 0usize;
+        for p in &response.responses[0].partitions {
+            assert_eq!(p.error_code, 0);
+            assert_eq!(p.high_watermark, 1, "partition {} reports its offsets, read or not", p.partition_index);
+            let records = p.records.clone().unwrap_or_default();
+            if !records.is_empty() {
+                returned += records.len();
+                next[p.partition_index as usize] = 1;
+            }
+        }
+        assert!(returned > 0, "every round returns something");
+        assert!(returned <= 50_000 + 11_000, "{returned} bytes: the budget and at most one batch over it");
+    }
+    assert!(rounds >= 5, "{rounds} rounds: the budget held each response to a few partitions");
+    drop(producer);
+    broker.stop();
+}

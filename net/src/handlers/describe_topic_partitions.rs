@@ -132,17 +132,7 @@ fn error_topic(name: String, code: i16) -> DescribeTopicPartitionsResponseTopic 
 fn partition_entry(ctx: &ShardContext, topic: &str, partition: i32) -> DescribeTopicPartitionsResponsePartition {
     let replica = ctx.replica_state(topic, partition);
     let error = if replica.leader_id < 0 { LEADER_NOT_AVAILABLE } else { codes::NONE };
-    let offline: Vec<BrokerId> = if ctx.config.quorum.is_some() {
-        let image = ctx.image.borrow();
-        replica
-            .replicas
-            .iter()
-            .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
-            .map(|r| BrokerId(*r))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let offline = crate::handlers::metadata::offline_replicas(ctx, &replica.replicas);
     DescribeTopicPartitionsResponsePartition::default()
         .with_error_code(error)
         .with_partition_index(partition)

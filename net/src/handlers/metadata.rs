@@ -112,6 +112,16 @@ pub async fn handle(
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
+/// Replicas on fenced (or unregistered) brokers are offline, as in Kafka's KRaft metadata
+/// cache; a single node has no registrations and no offline replicas.
+pub(crate) fn offline_replicas(ctx: &ShardContext, replicas: &[i32]) -> Vec<BrokerId> {
+    if ctx.config.quorum.is_none() {
+        return Vec::new();
+    }
+    let image = ctx.image.borrow();
+    replicas.iter().filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced)).map(|r| BrokerId(*r)).collect()
+}
+
 fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResponseTopic {
     let partitions = (0..meta.partitions)
         .map(|p| {
@@ -119,19 +129,7 @@ fn topic_entry(ctx: &ShardContext, name: &str, meta: &TopicMeta) -> MetadataResp
             // No eligible leader (its ISR is fenced): Kafka's LEADER_NOT_AVAILABLE, with the
             // replicas and ISR still listed.
             let error = if replica.leader_id < 0 { LEADER_NOT_AVAILABLE } else { codes::NONE };
-            // Replicas on fenced (or unregistered) brokers are offline, as in Kafka's KRaft
-            // metadata cache; a single node has no registrations and no offline replicas.
-            let offline: Vec<BrokerId> = if ctx.config.quorum.is_some() {
-                let image = ctx.image.borrow();
-                replica
-                    .replicas
-                    .iter()
-                    .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
-                    .map(|r| BrokerId(*r))
-                    .collect()
-            } else {
-                vec![]
-            };
+            let offline = offline_replicas(ctx, &replica.replicas);
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(p)

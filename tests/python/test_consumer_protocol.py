@@ -211,9 +211,12 @@ def test_admin_lists_and_describes_consumer_and_classic_groups(bootstrap):
         owned = sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions)
         assert owned == [0, 1, 2, 3]
         assert all(tp.topic == topic for m in d.members for tp in m.assignment.topic_partitions)
+        # Members' hosts as Kafka shows them: the client's address after a slash.
+        assert [m.host for m in d.members] == ["/127.0.0.1"] * 2, [m.host for m in d.members]
         c = admin.describe_consumer_groups([classic], request_timeout=10)[classic].result()
         assert c.type == ConsumerGroupType.CLASSIC
         assert len(c.members) == 1
+        assert c.members[0].host == "/127.0.0.1", c.members[0].host
         for m in [*members, old]:
             m.close()
             assert not m.errors, (m.name, m.errors)

@@ -20,6 +20,7 @@ pub async fn handle(
     header: &RequestHeader,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
+    client_host: &str,
 ) -> ConsumerGroupHeartbeatResponse {
     if !ctx.config.group.consumer_protocol_enabled {
         return response(HeartbeatResponse::error(
@@ -53,7 +54,7 @@ pub async fn handle(
         server_assignor: opt_string(&request.server_assignor),
         owned,
         client_id: opt_string(&header.client_id).unwrap_or_default(),
-        client_host: String::new(),
+        client_host: super::member_client_host(client_host),
     };
     if let Err((code, message)) = ConsumerGroup::validate_request(&req, version, &ctx.config.group.consumer) {
         return response(HeartbeatResponse { member_id: req.member_id, ..HeartbeatResponse::error(code, message) });

@@ -18,6 +18,7 @@ pub async fn handle(
     header: &RequestHeader,
     request: JoinGroupRequest,
     version: i16,
+    client_host: &str,
 ) -> JoinGroupResponse {
     let group_id = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
@@ -29,7 +30,7 @@ pub async fn handle(
         member_id: member_id.clone(),
         instance_id: opt_string(&request.group_instance_id),
         client_id: client_id.clone(),
-        client_host: String::new(),
+        client_host: super::member_client_host(client_host),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 { request.rebalance_timeout_ms } else { request.session_timeout_ms },
         protocol_type: request.protocol_type.to_string(),

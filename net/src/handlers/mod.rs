@@ -110,6 +110,12 @@ impl From<ResponseKind> for HandlerResponse {
 /// Kafka error codes (the one table: `sluice_engine::error_code`).
 pub use sluice_engine::error_code::codes;
 
+/// A group member's host as Kafka's DescribeGroups and ConsumerGroupDescribe show it: the
+/// client's address after a slash (Java's `InetAddress.toString()`), e.g. `/127.0.0.1`.
+pub fn member_client_host(host: &str) -> String {
+    format!("/{host}")
+}
+
 /// Routes a request to its handler. `Ok(None)` means "send no response" (acks=0 produce);
 /// `Err` closes the connection. `security` is the connection's: its listener decides the
 /// endpoints Metadata, DescribeCluster and FindCoordinator answer with. `identity`: who sent
@@ -195,15 +201,17 @@ pub async fn dispatch(
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version, listener).await)
         }
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, header, r, version).await),
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(ctx, header, r, version, &identity.host).await)
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r, version).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r, version).await),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r, version).await)
         }
-        RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(ctx, header, r, version).await)
-        }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(ctx, header, r, version, &identity.host).await,
+        ),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version).await),

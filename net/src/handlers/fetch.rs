@@ -455,10 +455,12 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound, m
                 .mesh
                 .call(shard, move || async move {
                     let ctx = ShardContext::current();
-                    let read = |w: Wanted| {
+                    // `skim`: answer with the partition's offsets only, without reading it.
+                    let read = |w: Wanted, skim: bool| {
                         let log = ctx.storage.partition(w.topic.as_deref().expect("resolved"), w.partition);
                         async move {
                             match log {
+                                Some(log) if skim => offsets_only(&log),
                                 Some(log) => read_one(log, w, bound, sendfile, readahead_bytes).await,
                                 None => unread(codes::UNKNOWN_TOPIC_OR_PARTITION),
                             }
@@ -473,7 +475,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound, m
                     let mut batch = batch.into_iter().peekable();
                     while batch.peek().is_some() && remaining > 0 {
                         let wave: Vec<Wanted> = batch.by_ref().take(READ_WAVE_PARTITIONS).collect();
-                        for r in futures::future::join_all(wave.into_iter().map(read)).await {
+                        for r in futures::future::join_all(wave.into_iter().map(|w| read(w, false))).await {
                             remaining = remaining.saturating_sub(r.records.len());
                             out.push(r);
                         }
@@ -482,11 +484,7 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound, m
                         // Followers' fetches move the ISR and rack-aware ones may redirect:
                         // those are always read.
                         let skim = w.replica.is_none() && w.client_rack.is_none();
-                        let log = ctx.storage.partition(w.topic.as_deref().expect("resolved"), w.partition);
-                        out.push(match log {
-                            Some(log) if skim => offsets_only(&log),
-                            _ => read(w).await,
-                        });
+                        out.push(read(w, skim).await);
                     }
                     out
                 })
@@ -506,7 +504,8 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted], bound: ReadBound, m
 /// Partitions of one shard read concurrently, per wave of the response budget (see `read_all`).
 const READ_WAVE_PARTITIONS: usize = 16;
 
-/// A partition not read because the response is full: its offsets, no records.
+/// A partition answered with its offsets and no records: not read because the response is full
+/// (see `read_all`), or the base of an answer without records (`read_one`).
 fn offsets_only(log: &PartitionLog) -> PartitionRead {
     PartitionRead {
         error: codes::NONE,
@@ -542,17 +541,7 @@ async fn read_one(
     sendfile: bool,
     readahead_bytes: u64,
 ) -> PartitionRead {
-    let empty = || Records::Bytes(Bytes::new());
-    let failed = |error: i16| PartitionRead {
-        error,
-        high_watermark: log.high_watermark(),
-        last_stable_offset: log.last_stable_offset(),
-        log_start_offset: log.log_start_offset(),
-        records: empty(),
-        aborted: Vec::new(),
-        diverging: None,
-        preferred_read_replica: None,
-    };
+    let failed = |error: i16| PartitionRead { error, ..offsets_only(&log) };
     if let Some(client_rack) = &w.client_rack {
         if let Some(id) = preferred_read_replica(&log, client_rack, w.fetch_offset) {
             return PartitionRead { preferred_read_replica: Some(id), ..failed(codes::NONE) };

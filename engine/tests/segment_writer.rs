@@ -2,7 +2,8 @@
 //! mix of partial pages, full chunks, eager writes and direct writes from shared memory; bytes
 //! not yet written are served from memory; the file is preallocated ahead of the writes and
 //! the padding never leaks into the logical bytes; Kafka's `preallocate` makes a segment file `segment.bytes` long until the
-//! segment is sealed; a crash leaves zeros that recovery reads as the end of the log.
+//! segment is sealed; a crash leaves zeros that recovery reads as the end of the log; a batch's
+//! header and records go out in one write.
 
 mod support;
 
@@ -192,6 +193,33 @@ fn without_preallocation_the_file_ends_at_the_last_page_written() {
         writer.sync().await.unwrap();
         assert_eq!(file.file_size().await.unwrap(), (3 << 20) + PAGE_BYTES);
         assert_eq!(writer.preallocated_len(), 0);
+    });
+}
+
+#[test]
+fn a_held_append_and_the_append_after_it_share_one_eager_write() {
+    on_new_file(|file| async move {
+        let writer = SegmentWriter::new(file.clone(), 0, &[], WriterOptions::default());
+        let (header, records) = (pattern(6, 61), pattern(7, 2_000));
+        // Idle disk: a held append submits nothing; the append after it one write for both.
+        writer.append_held(&header).await.unwrap();
+        assert_eq!(writer.writes_issued(), 0);
+        writer.append(&records).await.unwrap();
+        assert_eq!(writer.writes_issued(), 1);
+        // Up to the page end, so the next batch starts on a fresh page as the first did.
+        let filler = pattern(8, (PAGE_BYTES - writer.logical_len()) as usize);
+        writer.append(&filler).await.unwrap();
+        writer.write_out().await.unwrap();
+        // The same two parts through plain appends: the first goes out alone, and the second
+        // rewrites its page once the first write completes.
+        let before = writer.writes_issued();
+        writer.append(&header).await.unwrap();
+        writer.append(&records).await.unwrap();
+        writer.write_out().await.unwrap();
+        assert_eq!(writer.writes_issued() - before, 2);
+        writer.sync().await.unwrap();
+        let expected = [&header[..], &records[..], &filler[..], &header[..], &records[..]].concat();
+        assert!(file_bytes(&file, expected.len() as u64).await == expected);
     });
 }
 

@@ -7,6 +7,7 @@
 #                                                 # for each broker variant in VARIANTS below
 #   MESSAGES=500000 REPS=1 tuning/produce-rdkafka-perf/run.sh
 #   VARIANTS="default" EXTRA_BROKER_ARGS="--set sluice.flush.mode=always" tuning/produce-rdkafka-perf/run.sh
+#   PARTITIONS=100 NO_CONSUME=1 VARIANTS="default fsync" RESULTS=/tmp/r tuning/produce-rdkafka-perf/run.sh
 #
 # Variants (broker settings) compare the fetch paths by broker CPU-seconds per GB served:
 #   default   tail cache 32 MiB/partition, filled while a reader tails the partition (nobody
@@ -17,6 +18,7 @@
 #   cached    tail cache large enough for all the data, filled on every append: the consumer
 #             reads from memory
 #   buffered  sluice.ack.on=buffered: acks once in the write-behind buffer, not once on file
+#   fsync     sluice.flush.mode=always: fdatasync before every acknowledgement (flush.messages=1)
 #   discard   sluice.produce.discard=true: acks without storing — the client's ceiling, measured
 #             in the same run so "percent of the ceiling" is computed, not quoted (no consume)
 set -euo pipefail
@@ -27,7 +29,7 @@ size="${SIZE:-1024}"
 reps="${REPS:-3}"
 acks_list="${ACKS:-1 -1}"
 variants="${VARIANTS:-discard default always buffered copy cached}"
-results="$root/tuning/results/produce-rdkafka-perf"
+results="${RESULTS:-$root/tuning/results/produce-rdkafka-perf}"
 mkdir -p "$results"
 raw="$results/runs.jsonl"
 : > "$raw"   # each run of this script replaces the raw results
@@ -36,9 +38,15 @@ raw="$results/runs.jsonl"
     echo "commit: $(git -C "$root" rev-parse --short HEAD)"
     echo "nproc: $(nproc)"; echo "kernel: $(uname -r)"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "messages: $messages x $size B, reps: $reps, acks: $acks_list, variants: $variants"
+    echo "messages: $messages x $size B, reps: $reps, acks: $acks_list, variants: $variants, partitions: ${PARTITIONS:-1 (-p 0)}"
     df -T "$root/target" | sed 's/^/  /'
 } > "$results/machine.txt"
+
+# PARTITIONS=N: the topic gets N partitions and the producer spreads over them (random
+# partitioner) instead of writing partition 0; use with NO_CONSUME=1 (the consumer reads
+# partition 0 only).
+partitions_args=""; partition_arg="-p 0"
+if [ -n "${PARTITIONS:-}" ]; then partitions_args="--set num.partitions=$PARTITIONS"; partition_arg=""; fi
 
 variant_args() {
     case "$1" in
@@ -47,6 +55,7 @@ variant_args() {
         copy) echo "--set sluice.fetch.sendfile=false" ;;
         buffered) echo "--set sluice.ack.on=buffered" ;;
         discard) echo "--set sluice.produce.discard=true" ;;
+        fsync) echo "--set sluice.flush.mode=always" ;;
         cached) echo "--set sluice.tail.cache.fill=always --set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac
@@ -66,16 +75,16 @@ run_one() {
     port="$(free_port)"
     log="$data.log"
     # shellcheck disable=SC2086
-    taskset -c 0 "$sluice" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$variant") ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
+    taskset -c 0 "$sluice" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$variant") $partitions_args ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
 
     local c0 c1 c2 out_p out_c
     c0=$(cpu_ticks "$pid")
-    out_p=$(taskset -c 1 "$perf" -P -t bench -p 0 -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
+    out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid")
-    if [ "$variant" = discard ]; then
+    if [ "$variant" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
         out_c="|1|0|0|"   # nothing stored, nothing to consume
     else
         out_c=$(taskset -c 1 "$perf" -C -t bench -p 0 -o beginning -c "$messages" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)

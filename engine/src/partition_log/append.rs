@@ -245,7 +245,8 @@ impl PartitionLog {
                 let active = state.active();
                 (active.writer.clone().expect("active writer"), active.size_bytes)
             };
-            writer.append(&header).await.map_err(|e| AppendError::Log(write_error(e)))?;
+            // One eager write for header and records (the records' append submits it).
+            writer.append_held(&header).await.map_err(|e| AppendError::Log(write_error(e)))?;
             match shared {
                 Some(shared) => {
                     writer.append_shared(shared.slice(batch_range.start + BATCH_HEADER_LEN..batch_range.end)).await

@@ -10,13 +10,14 @@
 #   tuning/partition-sweep/run.sh                         # 1M x 1 KiB per run
 #   MESSAGES=300000 COUNTS="1 100 1000" tuning/partition-sweep/run.sh
 #   SLUICE=/path/to/sluice tuning/partition-sweep/run.sh
+#   RESULTS=/some/dir tuning/partition-sweep/run.sh          # elsewhere than tuning/results/partition-sweep
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 . "$root/tuning/lib.sh"
 messages="${MESSAGES:-1000000}"
 counts="${COUNTS:-1 10 100 1000 10000}"
-results="$root/tuning/results/partition-sweep"
+results="${RESULTS:-$root/tuning/results/partition-sweep}"
 mkdir -p "$results"
 perf="$("$root/tuning/produce-rdkafka-perf/build-rdkafka-performance.sh")"
 if [ -z "${SLUICE:-}" ]; then (cd "$root" && cargo build --release -q --bin sluice); fi

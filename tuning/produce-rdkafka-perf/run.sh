@@ -18,6 +18,8 @@
 #   cached    tail cache large enough for all the data, filled on every append: the consumer
 #             reads from memory
 #   buffered  sluice.ack.on=buffered: acks once in the write-behind buffer, not once on file
+#   pagecache sluice.segment.io=buffered: segments written through the page cache, as Kafka does
+#   roll256m  log.segment.bytes=256 MiB: a segment roll every 256 MiB (1 GiB by default)
 #   fsync     sluice.flush.mode=always: fdatasync before every acknowledgement (flush.messages=1)
 #   discard   sluice.produce.discard=true: acks without storing — the client's ceiling, measured
 #             in the same run so "percent of the ceiling" is computed, not quoted (no consume)
@@ -56,6 +58,8 @@ variant_args() {
         buffered) echo "--set sluice.ack.on=buffered" ;;
         discard) echo "--set sluice.produce.discard=true" ;;
         fsync) echo "--set sluice.flush.mode=always" ;;
+        pagecache) echo "--set sluice.segment.io=buffered" ;;
+        roll256m) echo "--set log.segment.bytes=268435456" ;;
         cached) echo "--set sluice.tail.cache.fill=always --set sluice.tail.cache.bytes=$((messages * size * 12 / 10)) --set sluice.shard.memory.bytes=$((messages * size * 2))" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac

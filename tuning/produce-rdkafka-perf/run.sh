@@ -72,6 +72,10 @@ clk_tck=$(getconf CLK_TCK)
 
 . "$root/tuning/lib.sh"
 
+# Write requests completed by the device holding directory $1 (all processes: the machine's
+# other writers count too; compare variants run back to back).
+device_writes() { awk -v d="$(basename "$(df --output=source "$1" | tail -1)")" '$3 == d {print $8}' /proc/diskstats; }
+
 run_one() {
     local acks="$1" rep="$2" variant="$3"
     local data port log pid
@@ -85,9 +89,9 @@ run_one() {
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
 
     local c0 c1 c2 out_p out_c
-    c0=$(cpu_ticks "$pid")
+    c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
-    c1=$(cpu_ticks "$pid")
+    c1=$(cpu_ticks "$pid"); d1=$(device_writes "$data")
     if [ "$variant" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
         out_c="|1|0|0|"   # nothing stored, nothing to consume
     else
@@ -96,7 +100,7 @@ run_one() {
     c2=$(cpu_ticks "$pid")
     kill -TERM "$pid"; wait "$pid" || true
     local bytes=$((messages * size))
-    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" "$variant" <<'PY' | tee -a "$raw"
+    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" "$variant" "$((d1 - d0))" <<'PY' | tee -a "$raw"
 import json, sys
 acks, rep, nbytes, c0, c1, c2, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(int, sys.argv[4:8])
 p = [x.strip() for x in sys.argv[8].strip('|').split('|')]
@@ -111,6 +115,7 @@ gb = nbytes / 1e9
 print(json.dumps({"variant": variant, "acks": acks, "rep": rep, "bytes": nbytes,
                   "produce_mb_s": round(p_mbs, 1), "produce_broker_cpu_s_per_gb": round((c1 - c0) / tck / gb, 3),
                   "consume_mb_s": round(c_mbs, 1), "consume_broker_cpu_s_per_gb": c_cpu,
+                  "device_writes_per_s": round(int(sys.argv[11]) / (p_elapsed_ms / 1000)),
                   "delivered_errors": int(p[7])}))
 PY
     rm -rf "$data" "$log"

@@ -88,7 +88,7 @@ run_one() {
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
 
-    local c0 c1 c2 out_p out_c
+    local c0 c1 c2 d0 d1 out_p out_c
     c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid"); d1=$(device_writes "$data")

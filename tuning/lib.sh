@@ -14,3 +14,7 @@ librdkafka_src() {
     [ -n "$src" ] || { echo "rdkafka-sys source not found in the cargo registry" >&2; return 1; }
     echo "$src"
 }
+
+# Write requests completed so far by the device holding directory $1 (/proc/diskstats; every
+# process's writes count: compare runs made back to back).
+device_writes() { awk -v d="$(basename "$(df --output=source "$1" | tail -1)")" '$3 == d {print $8}' /proc/diskstats; }

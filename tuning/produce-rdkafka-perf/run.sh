@@ -72,10 +72,6 @@ clk_tck=$(getconf CLK_TCK)
 
 . "$root/tuning/lib.sh"
 
-# Write requests completed by the device holding directory $1 (all processes: the machine's
-# other writers count too; compare variants run back to back).
-device_writes() { awk -v d="$(basename "$(df --output=source "$1" | tail -1)")" '$3 == d {print $8}' /proc/diskstats; }
-
 run_one() {
     local acks="$1" rep="$2" variant="$3"
     local data port log pid

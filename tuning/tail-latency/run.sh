@@ -39,8 +39,6 @@ raw="$results/runs.jsonl"
 } > "$results/machine.txt"
 work="$(mktemp -d -p "$root/target" tail-latency-XXXX)"
 trap 'rm -rf "$work"' EXIT
-device="$(basename "$(df --output=source "$work" | tail -1)")"
-disk_writes() { awk -v d="$device" '$3 == d {print $8}' /proc/diskstats; }
 steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
 
 start_broker() { # $1 binary, rest: settings; sets pid and port
@@ -68,9 +66,9 @@ run_case() { # $1 case, $2 round
     # Counters over the middle of the measured period (seconds 3–9 of 10).
     sleep 3
     local c0 w0 s0 c1 w1 s1
-    c0=$(cpu_ticks "$pid"); w0=$(disk_writes); s0=$(steal_ticks)
+    c0=$(cpu_ticks "$pid"); w0=$(device_writes "$work"); s0=$(steal_ticks)
     sleep 6
-    c1=$(cpu_ticks "$pid"); w1=$(disk_writes); s1=$(steal_ticks)
+    c1=$(cpu_ticks "$pid"); w1=$(device_writes "$work"); s1=$(steal_ticks)
     wait "$bench"
     kill -TERM "$pid"; wait "$pid" || true
     python3 - "$1" "$2" "$work/bench.json" "$c0" "$c1" "$w0" "$w1" "$s0" "$s1" "$clk_tck" <<'PY' | tee -a "$raw"

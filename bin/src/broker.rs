@@ -346,6 +346,7 @@ pub fn run(args: BrokerArgs) -> i32 {
     };
     if let Err(e) = crate::fault_points::install_abort_in_atomic_write()
         .and_then(|()| crate::fault_points::install_abort_in_cleaner())
+        .and_then(|()| crate::fault_points::install_abort_in_seal())
     {
         tracing::error!("invalid fault point: {e}");
         return exit_code::INVALID_CONFIG;

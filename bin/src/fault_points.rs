@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sluice_engine::checkpoint_file::{set_write_step_hook, WriteStep};
 use sluice_engine::cleaner::CleanerStep;
+use sluice_engine::partition_log::SealStep;
 
 /// `SLUICE_FAULT_SHARD_OPEN_DELAY_MS=<shard>:<ms>`: that shard starts opening its storage only
 /// after the delay, so the other shards finish start-up first (the start-up race of a slow
@@ -119,6 +120,43 @@ fn abort_at_cleaner_step(step: CleanerStep) {
     }
 }
 
+/// `SLUICE_FAULT_ABORT_IN_SEAL=<before-sync|after-sync>`: the process aborts when the first
+/// background seal of a rolled segment reaches that step: `before-sync` with the next segment
+/// taking appends and the rolled one written but not fsynced, `after-sync` once it is fsynced
+/// but its index files, the recovery point and the producer snapshot are not written. See
+/// [`sluice_engine::partition_log::SealStep`].
+pub const ABORT_IN_SEAL_VAR: &str = "SLUICE_FAULT_ABORT_IN_SEAL";
+
+static ABORT_IN_SEAL: OnceLock<SealStep> = OnceLock::new();
+
+/// Reads [`ABORT_IN_SEAL_VAR`] and, if set, installs the seal's hook. An unreadable value is an
+/// error, as for [`install_abort_in_atomic_write`].
+pub fn install_abort_in_seal() -> Result<(), String> {
+    let Ok(value) = std::env::var(ABORT_IN_SEAL_VAR) else { return Ok(()) };
+    let step = parse_abort_in_seal(&value)
+        .ok_or_else(|| format!("{ABORT_IN_SEAL_VAR}={value}: expected before-sync or after-sync"))?;
+    if ABORT_IN_SEAL.set(step).is_err() {
+        return Err(format!("{ABORT_IN_SEAL_VAR} installed twice"));
+    }
+    sluice_engine::partition_log::set_seal_fault_hook(abort_at_seal_step);
+    Ok(())
+}
+
+fn parse_abort_in_seal(value: &str) -> Option<SealStep> {
+    match value.trim() {
+        "before-sync" => Some(SealStep::BeforeSync),
+        "after-sync" => Some(SealStep::AfterSync),
+        _ => None,
+    }
+}
+
+fn abort_at_seal_step(step: SealStep) -> Option<Duration> {
+    if ABORT_IN_SEAL.get() == Some(&step) {
+        crash(&format!("fault point {ABORT_IN_SEAL_VAR}: aborting a segment's seal at {step:?}"));
+    }
+    None
+}
+
 /// Ends the process as a crash would: no destructor, no shutdown, no core file.
 fn crash(message: &str) -> ! {
     crate::logging::fatal(message);
@@ -167,6 +205,15 @@ mod tests {
         assert_eq!(parse_abort_in_cleaner("after-swap:2"), Some(CleanerStep::AfterSwap(2)));
         for bad in ["before-swap", "after-swap:x", "during:1", ":1"] {
             assert_eq!(parse_abort_in_cleaner(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn abort_in_seal_values_parse() {
+        assert_eq!(parse_abort_in_seal("before-sync"), Some(SealStep::BeforeSync));
+        assert_eq!(parse_abort_in_seal(" after-sync "), Some(SealStep::AfterSync));
+        for bad in ["", "sync", "before-sync:1"] {
+            assert_eq!(parse_abort_in_seal(bad), None, "{bad}");
         }
     }
 }

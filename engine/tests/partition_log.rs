@@ -108,6 +108,9 @@ fn segments_roll_by_size_and_reads_cross_them() {
         let bases = log.segment_base_offsets();
         assert!(bases.len() >= 5, "expected several segments, got {bases:?}");
         assert_eq!(bases[0], 0);
+        // The last roll's seal writes its segment's index files in the background.
+        log.wait_sealed().await.unwrap();
+        assert!(log.recovery_point() >= bases[bases.len() - 1], "sealed segments are fsynced");
         let names: Vec<String> = std::fs::read_dir(dir.path().join("t-0"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

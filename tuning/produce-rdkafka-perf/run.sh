@@ -23,6 +23,8 @@
 #   fsync     sluice.flush.mode=always: fdatasync before every acknowledgement (flush.messages=1)
 #   discard   sluice.produce.discard=true: acks without storing — the client's ceiling, measured
 #             in the same run so "percent of the ceiling" is computed, not quoted (no consume)
+#   base-<v>  variant <v> run by the binary $BASELINE_BIN (an earlier build, kept aside), so a
+#             change is measured against what it replaced round by round in one run
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -79,7 +81,11 @@ run_one() {
     port="$(free_port)"
     log="$data.log"
     # shellcheck disable=SC2086
-    taskset -c 0 "$sluice" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$variant") $partitions_args ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
+    local bin="$sluice" settings="$variant"
+    if [ "${variant#base-}" != "$variant" ]; then
+        bin="${BASELINE_BIN:?variant $variant needs BASELINE_BIN}"; settings="${variant#base-}"
+    fi
+    taskset -c 0 "$bin" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$settings") $partitions_args ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
@@ -88,7 +94,7 @@ run_one() {
     c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid"); d1=$(device_writes "$data")
-    if [ "$variant" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
+    if [ "$settings" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
         out_c="|1|0|0|"   # nothing stored, nothing to consume
     else
         out_c=$(taskset -c 1 "$perf" -C -t bench -p 0 -o beginning -c "$messages" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)

@@ -11,6 +11,8 @@
 #   tuning/tail-latency/run.sh                 # 3 rounds of the cases below
 #   ROUNDS=1 CASES="store:0 discard:0" tuning/tail-latency/run.sh
 #   BASE=/path/to/older/sluice tuning/tail-latency/run.sh   # adds base:<linger> cases
+#   RATE=100000 BROKER_SETTINGS="--set log.segment.bytes=67108864" PROBE=0 \
+#     RESULTS=tuning/results/roll-stall tuning/tail-latency/run.sh   # acks across segment rolls
 #
 # A case is <broker>:<linger ms>; broker is store (this build, defaults), discard (this build,
 # sluice.produce.discard=true: the client's and the network's share), buffered
@@ -36,6 +38,7 @@ raw="$results/runs.jsonl"
     echo "kernel: $(uname -r), nproc: $(nproc), cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "rate: $rate msgs/s x 1024 B, acks=all, 1 partition; rounds: $rounds; cases: $cases; base: ${BASE:-none}"
+    echo "broker settings (every case): ${BROKER_SETTINGS:-none}"
 } > "$results/machine.txt"
 work="$(mktemp -d -p "$root/target" tail-latency-XXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -44,7 +47,8 @@ steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
 start_broker() { # $1 binary, rest: settings; sets pid and port
     local bin=$1; shift
     port="$(free_port)"; rm -rf "$work/data"
-    taskset -c 0 "$bin" broker --data-dir "$work/data" --listen "127.0.0.1:$port" --cores 1 --metrics-addr none "$@" >"$work/broker.log" 2>&1 &
+    # shellcheck disable=SC2086
+    taskset -c 0 "$bin" broker --data-dir "$work/data" --listen "127.0.0.1:$port" --cores 1 --metrics-addr none ${BROKER_SETTINGS:-} "$@" >"$work/broker.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -qs "sluice broker started" "$work/broker.log" && break; sleep 0.1; done
     grep -qs "sluice broker started" "$work/broker.log" || { cat "$work/broker.log"; exit 1; }
@@ -109,20 +113,22 @@ PY
     wait "$bench"
     kill -TERM "$pid"; wait "$pid" || true
 }
-: > "$results/vm-probe.jsonl"
-for r in 1 2; do
-    probe store
-    probe discard --set sluice.produce.discard=true
-done
+if [ "${PROBE:-1}" != 0 ]; then
+    : > "$results/vm-probe.jsonl"
+    for r in 1 2; do
+        probe store
+        probe discard --set sluice.produce.discard=true
+    done
+fi
 
 python3 - "$raw" <<'PY' | tee "$results/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-keys = ["ack_p50_ms", "ack_p90_ms", "ack_p99_ms", "ack_p999_ms", "broker_cpu_pct", "device_writes_per_s", "steal_pct_of_one_cpu"]
-print("| case (broker:linger ms) | runs | ack p50 ms | p90 | p99 | p99.9 | broker CPU % | device writes/s | steal % of a CPU |")
-print("|---|---|---|---|---|---|---|---|---|")
+keys = ["ack_p50_ms", "ack_p90_ms", "ack_p99_ms", "ack_p999_ms", "ack_max_ms", "broker_cpu_pct", "device_writes_per_s", "steal_pct_of_one_cpu"]
+print("| case (broker:linger ms) | runs | ack p50 ms | p90 | p99 | p99.9 | max | broker CPU % | device writes/s | steal % of a CPU |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for case in dict.fromkeys(r["case"] for r in rows):
     rs = [r for r in rows if r["case"] == case]
     med = [statistics.median(r[k] for r in rs) for k in keys]
-    print(f"| {case} | {len(rs)} | " + " | ".join(f"{v:.2f}" if i < 4 else f"{v:g}" for i, v in enumerate(med)) + " |")
+    print(f"| {case} | {len(rs)} | " + " | ".join(f"{v:.2f}" if i < 5 else f"{v:g}" for i, v in enumerate(med)) + " |")
 PY

@@ -416,6 +416,11 @@ impl PartitionLog {
             if self.flushed.is_failed() {
                 return Err(LogError::Io("an earlier fdatasync failed".into()));
             }
+            if let Some(sealed_end) = self.sealing_up_to().filter(|end| self.flushed.get() < *end as u64) {
+                // A roll's seal syncs the segment before the active one: it counts first.
+                let _ = self.flushed.wait_for(sealed_end as u64).await;
+                continue;
+            }
             if self.sync_running.get() {
                 let next = self.flushed.get() + 1;
                 let _ = self.flushed.wait_for(next).await;

@@ -4,8 +4,8 @@
 //! offset (LEO), high watermark (HW) and recovery point (fsynced offset) — four separate
 //! numbers — the leader-epoch cache, the idempotent producers' state
 //! ([`crate::producer_state`], checked and updated under `exclusive` with each append, snapshot
-//! to `<offset>.snapshot` on roll and close, rebuilt after the newest snapshot on open and
-//! truncation), transactions (markers, the last stable offset and each segment's
+//! to `<offset>.snapshot` on roll (encoded at the roll, written by its seal) and close,
+//! rebuilt after the newest snapshot on open and truncation), transactions (markers, the last stable offset and each segment's
 //! aborted-transaction index, see `txn.rs`), and the per-partition checkpoint files (`recovery-point.checkpoint`,
 //! `log-start-offset.checkpoint`, `leader-epoch-checkpoint`). Compressed batches are validated
 //! and, per `compression.type`, rewritten here ([`crate::compressed_batch`]). Segments
@@ -15,7 +15,9 @@
 //! Layout: this file holds the state, options, errors and accessors; `open.rs` opens and
 //! recovers, `append.rs` validates and appends and tracks durability, `read.rs` serves reads
 //! and timestamp lookups, `segment_set.rs` rolls, retains, deletes and truncates segments,
-//! closes the log and writes its checkpoints, and `replace.rs` swaps rewritten segments in
+//! closes the log and writes its checkpoints, `seal.rs` finishes a rolled segment in the
+//! background (its fdatasync, index files, recovery point and producer snapshot), and
+//! `replace.rs` swaps rewritten segments in
 //! (both halves of that protocol: the swap, and settling an interrupted one at open), and
 //! `txn.rs` appends transaction markers and keeps the last stable offset and the `.txnindex`
 //! files.
@@ -37,7 +39,9 @@
 //! (a request after an append on the same connection sees it); so for the span of one DMA
 //! write a consumer can read a record that a process crash would still take back — the
 //! producer, though, is never acknowledged before the record is on file. `flush.ms` syncs
-//! happen from the shard's timer ([`PartitionLog::flush_if_due`]). A segment replacement is
+//! happen from the shard's timer ([`PartitionLog::flush_if_due`]). A roll does not sync: the
+//! rolled segment's `fdatasync` runs in the background, and a flush waits for it before the
+//! recovery point passes that segment. A segment replacement is
 //! committed once every replacement file is fsynced and renamed to `.swap`; a crash before
 //! that keeps the old segments, after it the new ones.
 //!
@@ -55,13 +59,14 @@ mod append;
 mod open;
 mod read;
 mod replace;
+mod seal;
 mod segment_set;
 mod txn;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use glommio::sync::Semaphore;
 
@@ -77,6 +82,7 @@ use crate::watermark::Watermark;
 
 pub use read::LogRead;
 pub use replace::CleanedSegment;
+pub use seal::{set_seal_fault_hook, SealStep};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
@@ -373,8 +379,18 @@ impl LogState {
     }
 }
 
+/// The background seal of the segment the last roll closed (see `seal.rs`).
+struct PendingSeal {
+    /// The rolled segment's end: once sealed, everything below it is fsynced.
+    next_base: i64,
+    /// 1 once the seal finished; failed if its fdatasync failed.
+    done: Rc<Watermark>,
+}
+
 /// One partition's log. See the module docs.
 pub struct PartitionLog {
+    /// The `Rc` this log lives in (a roll's background seal holds the log through it).
+    this: Weak<PartitionLog>,
     topic: String,
     partition: i32,
     dir: PathBuf,
@@ -400,6 +416,11 @@ pub struct PartitionLog {
     /// fdatasyncs issued by `flush` (metrics, and the group-commit test).
     syncs: Cell<u64>,
     closed: Cell<bool>,
+    /// The seal a roll left running, if it has not been waited for yet; at most one at a time.
+    seal: RefCell<Option<PendingSeal>>,
+    /// One write of `recovery-point.checkpoint` at a time (a seal, the shard's periodic
+    /// checkpoint and the exclusive sections all write it; two writes would share a temp file).
+    recovery_point_writes: Semaphore,
     /// While a close writes its files: their directory fsync is left for its end, and whether
     /// one is owed.
     dir_sync_deferred: Cell<bool>,

@@ -138,6 +138,12 @@ impl PartitionLog {
                 // Epochs of sealed segments: the first batch's epoch is enough to seed the cache.
                 Self::seed_epochs_from_headers(&segment, &mut rebuilt_epochs).await?;
             }
+            if must_scan && next_base.is_some() {
+                // A segment rolled just before the crash may not be fsynced yet (a roll seals
+                // the old segment in the background): it is now, before the recovery point
+                // moves past it. The active segment is synced through its writer below.
+                file.fdatasync().await.map_err(io)?;
+            }
             segments.insert(base, segment);
             if truncated_at.is_some() {
                 break;
@@ -203,7 +209,8 @@ impl PartitionLog {
         let mut unstable = unstable_offsets(producers.first_unstable_offset());
         let last_stable_offset = unstable.last_stable_offset(log_end_offset);
 
-        let log = Rc::new(PartitionLog {
+        let log = Rc::new_cyclic(|this| PartitionLog {
+            this: this.clone(),
             topic: topic.to_string(),
             partition,
             dir,
@@ -231,6 +238,8 @@ impl PartitionLog {
             sync_running: Cell::new(false),
             syncs: Cell::new(0),
             closed: Cell::new(false),
+            seal: RefCell::new(None),
+            recovery_point_writes: Semaphore::new(1),
             dir_sync_deferred: Cell::new(false),
             dir_sync_pending: Cell::new(false),
             last_tail_read_ms: Cell::new(i64::MIN),

@@ -160,8 +160,12 @@ impl PartitionLog {
         let cleaned_paths: Vec<PathBuf> = final_paths.iter().map(|p| with_suffix(p, CLEANED_SUFFIX)).collect();
         let swap_paths: Vec<PathBuf> = final_paths.iter().map(|p| with_suffix(p, SWAP_SUFFIX)).collect();
         let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        // The replaced segments' index files may still be on their way (a roll's seal).
+        let sealed = self.wait_for_seal().await;
         let refusal = if self.closed.get() {
             Err(LogError::Closed)
+        } else if let Err(e) = sealed {
+            Err(e)
         } else if self.replace_awaits_open.get() {
             Err(LogError::InvalidReplace("an interrupted replacement awaits the next open".into()))
         } else {

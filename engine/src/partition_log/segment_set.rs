@@ -5,10 +5,11 @@
 //! snapshots). Replacing segments is [`super::replace`]'s.
 //!
 //! Owns: those changes to the segment map and the files behind it. Each runs under
-//! `exclusive`. Must never: cut the log below the log end offset except by
-//! [`PartitionLog::truncate_to`], move the log start offset backwards, let the on-disk recovery
-//! point claim offsets the log no longer has, hold a `RefCell` borrow across an await, or run
-//! a blocking syscall on the shard thread.
+//! `exclusive` and first waits for the seal of the last roll ([`super::seal`]): a roll for the
+//! previous seal before it starts its own, the others for any. Must never: cut the log below
+//! the log end offset except by [`PartitionLog::truncate_to`], move the log start offset
+//! backwards, let the on-disk recovery point claim offsets the log no longer has, hold a
+//! `RefCell` borrow across an await, or run a blocking syscall on the shard thread.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::segment::Segment;
 use crate::segment_writer::{align_down, SegmentWriter};
 
 use super::open::{rebuild_producer_state, SegmentExtent};
+use super::seal::SealWork;
 use super::txn::merge_aborted;
 use super::{
     io, io_error, settings_of, write_error, LogError, LogState, PartitionLog, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
@@ -39,13 +41,23 @@ impl PartitionLog {
     /// Writes the producer table as of `next_offset` (everything below it is appended) and
     /// keeps only the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
     pub(super) async fn write_producer_snapshot(&self, next_offset: i64) -> Result<(), LogError> {
+        if self.state.borrow().producer_snapshots.last() == Some(&next_offset) {
+            return self.write_txn_indexes_below(next_offset).await;
+        }
+        let bytes = self.producers.borrow().encode_snapshot(next_offset);
+        self.store_producer_snapshot(next_offset, &bytes).await
+    }
+
+    /// Writes `bytes`, the producer table encoded as of `next_offset`, as that offset's snapshot
+    /// (after the aborted-transaction indexes it relies on) and removes all but the newest
+    /// [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
+    pub(super) async fn store_producer_snapshot(&self, next_offset: i64, bytes: &[u8]) -> Result<(), LogError> {
         // Every abort marker below the snapshot must have its index entry on disk first.
-        self.write_txn_indexes().await?;
+        self.write_txn_indexes_below(next_offset).await?;
         if self.state.borrow().producer_snapshots.last() == Some(&next_offset) {
             return Ok(());
         }
-        let bytes = self.producers.borrow().encode_snapshot(next_offset);
-        self.write_checkpoint_file(&producer_snapshot_path(&self.dir, next_offset), &bytes).await.map_err(io_error)?;
+        self.write_checkpoint_file(&producer_snapshot_path(&self.dir, next_offset), bytes).await.map_err(io_error)?;
         let doomed: Vec<i64> = {
             let mut state = self.state.borrow_mut();
             state.producer_snapshots.retain(|o| *o != next_offset);
@@ -60,8 +72,12 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at `new_base`. Caller holds `exclusive`.
+    /// Closes the active segment and starts a new one at `new_base`. Caller holds `exclusive`.
+    /// The old segment's bytes are written out and its preallocated tail cut off here; its
+    /// `fdatasync`, index files, the recovery point and the producer snapshot at `new_base`
+    /// follow in the background ([`super::seal`]), after the seal of the previous roll.
     pub(super) async fn roll_locked(&self, new_base: i64, config: &LogConfig) -> Result<(), LogError> {
+        self.wait_for_seal().await?;
         let (writer, file, size, base) = {
             let state = self.state.borrow();
             let active = state.active();
@@ -71,10 +87,10 @@ impl PartitionLog {
         if base == new_base {
             return Ok(()); // empty active segment already starts here
         }
-        // Seal: everything written and synced, zero padding cut off, indexes on disk.
-        writer.sync().await.map_err(write_error)?;
+        // Every byte written (not synced), zero padding cut off.
+        writer.drain().await.map_err(write_error)?;
+        assert_eq!(writer.written_len(), size, "a drained writer has written the segment's every byte");
         file.truncate(size).await.map_err(io)?;
-        self.write_segment_indexes(base).await?;
         let mut segment = Segment::create(
             &self.dir,
             new_base,
@@ -93,10 +109,8 @@ impl PartitionLog {
             state.active_mut().file.unpin();
             state.segments.insert(new_base, segment);
         }
-        // Everything below the new base is durable.
-        self.flushed.advance(new_base as u64);
-        self.write_recovery_point(new_base).await?;
-        self.write_producer_snapshot(new_base).await?;
+        let producer_snapshot = self.producers.borrow().encode_snapshot(new_base);
+        self.start_seal(SealWork { file, base, next_base: new_base, producer_snapshot });
         tracing::debug!(topic = %self.topic, partition = self.partition, new_base, "rolled segment");
         Ok(())
     }
@@ -105,7 +119,15 @@ impl PartitionLog {
     pub async fn roll(&self) -> Result<(), LogError> {
         let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         let config = self.config.borrow().clone();
-        self.roll_locked(self.log_end_offset(), &config).await
+        self.roll_locked(self.log_end_offset(), &config).await?;
+        self.wait_for_seal().await
+    }
+
+    /// Waits until every segment rolled so far is sealed: fsynced, its index files, the
+    /// recovery point and the producer snapshot written (a roll seals in the background).
+    pub async fn wait_sealed(&self) -> Result<(), LogError> {
+        let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
+        self.wait_for_seal().await
     }
 
     /// Writes a checkpoint, index or snapshot file durably: at once, or — while
@@ -138,7 +160,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    async fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
+    pub(super) async fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
+        let _one_writer = self.recovery_point_writes.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         if self.state.borrow().checkpointed_recovery_point == offset {
             return Ok(());
         }
@@ -301,6 +324,7 @@ impl PartitionLog {
     /// Removes the `count` oldest segments (never the active one) and advances the log start
     /// offset past them. Caller holds `exclusive`.
     async fn delete_oldest_locked(&self, count: usize) -> Result<usize, LogError> {
+        self.wait_for_seal().await?;
         let removed: Vec<Segment> = {
             let mut state = self.state.borrow_mut();
             let count = count.min(state.segments.len().saturating_sub(1));
@@ -387,8 +411,8 @@ impl PartitionLog {
         }
         *self.producers.borrow_mut() = Default::default();
         let config = self.config.borrow().clone();
-        // A new, empty active segment at `offset` (the roll syncs what the old one holds and
-        // snapshots the now empty producer table there).
+        // A new, empty active segment at `offset` (the roll's seal syncs what the old one holds
+        // and snapshots the now empty producer table there; the deletion below waits for it).
         self.roll_locked(offset, &config).await?;
         self.log_end.advance(offset as u64);
         self.durable.advance(offset as u64);
@@ -441,6 +465,8 @@ impl PartitionLog {
     /// Caller holds `exclusive`. Works on a failed writer too: it waits until none of the old
     /// writer's I/O is still in the kernel.
     async fn truncate_locked(&self, offset: i64) -> Result<(), LogError> {
+        // A failed seal failed `flushed` too; what follows recovers from that.
+        let _ = self.wait_for_seal().await;
         let offset = offset.max(self.log_start_offset());
         // Drop whole segments above, then cut the one containing `offset`.
         let doomed: Vec<i64> = {
@@ -549,6 +575,8 @@ impl PartitionLog {
         if self.closed.replace(true) {
             return Ok(());
         }
+        // A failed seal failed `flushed`: the write failure below recovers from it.
+        let _ = self.wait_for_seal().await;
         if self.write_failed() {
             // A full disk: what was not written was never acknowledged; close what is durable.
             self.recover_locked().await?;
@@ -614,6 +642,7 @@ impl PartitionLog {
     pub async fn delete(&self) -> Result<(), LogError> {
         let _permit = self.exclusive.acquire_permit(1).await.map_err(|_| LogError::Closed)?;
         self.closed.set(true);
+        let _ = self.wait_for_seal().await; // it writes files in the directory
         let writer = self.active_writer();
         let _ = writer.drain().await;
         crate::reader_cache::forget_dir(&self.dir);

@@ -149,11 +149,18 @@ impl PartitionLog {
     /// Writes the `.txnindex` of every segment whose entries changed (removing it when the
     /// segment has none left). Runs before each producer snapshot (see the module docs).
     pub(super) async fn write_txn_indexes(&self) -> Result<(), LogError> {
+        self.write_txn_indexes_below(i64::MAX).await
+    }
+
+    /// [`PartitionLog::write_txn_indexes`] of the segments that start below `offset` (a
+    /// seal's: the active segment's index may change meanwhile, the sealed ones may not).
+    pub(super) async fn write_txn_indexes_below(&self, offset: i64) -> Result<(), LogError> {
         let dirty: Vec<(i64, Vec<u8>, bool)> = self
             .state
             .borrow()
             .segments
-            .values()
+            .range(..offset)
+            .map(|(_, s)| s)
             .filter(|s| s.txn_index.dirty)
             .map(|s| (s.base_offset, s.txn_index.encode(), s.txn_index.is_empty()))
             .collect();

@@ -46,9 +46,9 @@ raw="$results/runs.jsonl"
     df -T "$root/target" | sed 's/^/  /'
 } > "$results/machine.txt"
 
-# PARTITIONS=N: the topic gets N partitions and the producer spreads over them (random
-# partitioner) instead of writing partition 0; use with NO_CONSUME=1 (the consumer reads
-# partition 0 only).
+# PARTITIONS=N: the topic is created first with N partitions and the producer spreads over
+# them (random partitioner) instead of writing partition 0; use with NO_CONSUME=1 (the
+# consumer reads partition 0 only).
 partitions_args=""; partition_arg="-p 0"
 if [ -n "${PARTITIONS:-}" ]; then partitions_args="--set num.partitions=$PARTITIONS"; partition_arg=""; fi
 
@@ -90,6 +90,10 @@ run_one() {
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done
     grep -q "sluice broker started" "$log" || { cat "$log"; kill "$pid"; exit 1; }
 
+    if [ -n "${PARTITIONS:-}" ]; then
+        # Created before the counters start: its files' writes are not the produce's.
+        "$sluice" topic create bench --partitions "$PARTITIONS" --bootstrap "127.0.0.1:$port" >/dev/null
+    fi
     local c0 c1 c2 d0 d1 out_p out_c
     c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" -q -u 2>&1 | grep '^|' | tail -1)

@@ -380,6 +380,40 @@ fn leader_epochs_are_tracked_persisted_and_truncated() {
     });
 }
 
+/// A replica becoming leader records its epoch at once (Kafka's `maybeAssignEpochStartOffset`):
+/// the checkpoint on disk has it before any append, and the epoch's appends leave the file as
+/// it is. An older or equal epoch changes nothing.
+#[test]
+fn a_leader_epoch_assigned_before_any_append_is_checkpointed_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("t-0").join("leader-epoch-checkpoint");
+    run(async {
+        let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
+        assert!(log.assign_leader_epoch(3).await.unwrap());
+        assert_eq!(log.leader_epoch_entries(), vec![(3, 0)]);
+        let written = std::fs::read_to_string(&checkpoint).unwrap();
+        assert_eq!(written, "0\n1\n3 0\n", "Kafka's checkpoint format: version, count, entries");
+        let modified = std::fs::metadata(&checkpoint).unwrap().modified().unwrap();
+        for i in 0..3 {
+            log.append(&tagged_batch(i, 2, 10, 1000), 3).await.unwrap();
+        }
+        assert_eq!(log.leader_epoch_entries(), vec![(3, 0)]);
+        assert_eq!(std::fs::metadata(&checkpoint).unwrap().modified().unwrap(), modified, "no rewrite by the appends");
+        assert!(!log.assign_leader_epoch(3).await.unwrap());
+        assert!(!log.assign_leader_epoch(1).await.unwrap());
+        assert!(log.assign_leader_epoch(4).await.unwrap());
+        assert_eq!(log.leader_epoch_entries(), vec![(3, 0), (4, 6)]);
+        assert_eq!(log.end_offset_for_epoch(3), (3, 6));
+        log.close().await.unwrap();
+    });
+    run(async {
+        // An epoch without records starts at the log end: the open drops it, as Kafka's load
+        // does (`truncateFromEnd(logEndOffset)`); leadership assigns it again.
+        let log = open(dir.path(), config_with(&[]), small_writer_options(), true).await;
+        assert_eq!(log.leader_epoch_entries(), vec![(3, 0)]);
+    });
+}
+
 #[test]
 fn truncate_across_segments_then_append() {
     let dir = tempfile::tempdir().unwrap();

@@ -459,11 +459,22 @@ pub async fn ensure_partitions(ctx: &ShardContext, topic: &str, from: i32, to: i
         if ctx.owner_of(topic, p) != ctx.shard || ctx.storage.partition(topic, p).is_some() {
             continue;
         }
-        if !ctx.replica_state(topic, p).replicas.contains(&ctx.config.node_id) {
+        let replica = ctx.replica_state(topic, p);
+        if !replica.replicas.contains(&ctx.config.node_id) {
             continue;
         }
-        if let Err(e) = ctx.storage.create_partition(topic, p, config.clone()).await {
-            sluice_engine::error_limited!(topic, partition = p, error = %e, "creating partition failed");
+        let log = match ctx.storage.create_partition(topic, p, config.clone()).await {
+            Ok(log) => log,
+            Err(e) => {
+                sluice_engine::error_limited!(topic, partition = p, error = %e, "creating partition failed");
+                continue;
+            }
+        };
+        // The leader's epoch starts here, not in its first produce request (Kafka's makeLeader).
+        if replica.leader_id == ctx.config.node_id {
+            if let Err(e) = log.assign_leader_epoch(replica.leader_epoch).await {
+                sluice_engine::error_limited!(topic, partition = p, error = %e, "recording the leader epoch failed");
+            }
         }
     }
 }

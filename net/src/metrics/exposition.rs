@@ -297,7 +297,11 @@ pub fn render(shards: &[ShardSnapshot], node: &NodeInputs) -> String {
     for s in shards {
         fsync.merge(&s.engine.fsync);
     }
-    out.family("sluice_fsync_latency_seconds", "histogram", "Segment fdatasync latency (one per group commit).");
+    out.family(
+        "sluice_fsync_latency_seconds",
+        "histogram",
+        "Segment fdatasync latency (group commits, rolled segments).",
+    );
     out.histogram("sluice_fsync_latency_seconds", &[], &fsync);
 
     // Hot keys.

@@ -82,11 +82,11 @@ run_one() {
     data="$(mktemp -d -p "$root/target" tuning-perf-XXXX)"
     port="$(free_port)"
     log="$data.log"
-    # shellcheck disable=SC2086
     local bin="$sluice" settings="$variant"
     if [ "${variant#base-}" != "$variant" ]; then
         bin="${BASELINE_BIN:?variant $variant needs BASELINE_BIN}"; settings="${variant#base-}"
     fi
+    # shellcheck disable=SC2086
     taskset -c 0 "$bin" broker --data-dir "$data" --listen "127.0.0.1:$port" --cores 1 $(variant_args "$settings") $partitions_args ${EXTRA_BROKER_ARGS:-} >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "sluice broker started" "$log" && break; sleep 0.1; done

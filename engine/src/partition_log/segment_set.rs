@@ -207,12 +207,22 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Writes the leader-epoch checkpoint if it differs from what is on disk.
+    /// Writes the leader-epoch checkpoint if it differs from what is on disk. An empty cache
+    /// with no file is left so: a missing file is rebuilt from the batch headers, which gives the
+    /// same empty cache (a new partition's leader writes its first epoch at once instead).
     pub(super) async fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
-        let text = self.state.borrow().epoch_cache.encode();
-        if self.state.borrow().checkpointed_epochs.as_deref() == Some(text.as_str()) {
-            return Ok(());
-        }
+        let text = {
+            let state = self.state.borrow();
+            let on_disk = state.checkpointed_epochs.as_deref();
+            if on_disk.is_none() && state.epoch_cache.is_empty() {
+                return Ok(());
+            }
+            let text = state.epoch_cache.encode();
+            if on_disk == Some(text.as_str()) {
+                return Ok(());
+            }
+            text
+        };
         self.write_checkpoint_file(&self.dir.join(LEADER_EPOCH_FILE), text.as_bytes()).await.map_err(io_error)?;
         self.state.borrow_mut().checkpointed_epochs = Some(text);
         Ok(())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_benches::{batch_of, RECORD_BYTES};
 use sluice_engine::batch::{assign_offsets, validate_from_client};
+use sluice_engine::crc::CrcPath;
 
 const SIZES: [(usize, &str); 2] = [(16 << 10, "16KiB"), (1 << 20, "1MiB")];
 
@@ -14,10 +15,16 @@ fn crc32c(c: &mut Criterion) {
     for (size, name) in SIZES {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         group.throughput(Throughput::Bytes(size as u64));
-        // The engine's (crc-fast, VPCLMULQDQ) against the crc32c crate's SSE4.2 loop it replaced.
+        // The engine's (crc-fast, the faster of its two paths on this CPU), each of those paths,
+        // and the crc32c crate's SSE4.2 loop it replaced.
         group.bench_function(BenchmarkId::new("engine", name), |b| {
             b.iter(|| sluice_engine::crc::crc32c(black_box(&data)))
         });
+        for path in [CrcPath::Dedicated, CrcPath::Folding] {
+            group.bench_function(BenchmarkId::new(format!("{path:?}"), name), |b| {
+                b.iter(|| sluice_engine::crc::crc32c_by(path, black_box(&data)))
+            });
+        }
         group.bench_function(BenchmarkId::new("crc32c-crate", name), |b| b.iter(|| crc32c::crc32c(black_box(&data))));
     }
     group.finish();

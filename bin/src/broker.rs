@@ -337,6 +337,8 @@ pub fn run(args: BrokerArgs) -> i32 {
             }
         };
     }
+    // Before any shard runs: the first checksum would otherwise time the paths on a shard.
+    sluice_engine::crc::calibrate();
     let mut plan = match StartPlan::new(&args) {
         Ok(plan) => plan,
         Err(e) => {

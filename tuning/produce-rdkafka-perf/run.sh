@@ -8,6 +8,9 @@
 #   MESSAGES=500000 REPS=1 tuning/produce-rdkafka-perf/run.sh
 #   VARIANTS="default" EXTRA_BROKER_ARGS="--set sluice.flush.mode=always" tuning/produce-rdkafka-perf/run.sh
 #   PARTITIONS=100 NO_CONSUME=1 VARIANTS="default fsync" RESULTS=/tmp/r tuning/produce-rdkafka-perf/run.sh
+#   PERF_RECORD=/tmp/p PERF_ARGS="--call-graph dwarf,16384 -F 499" tuning/produce-rdkafka-perf/run.sh
+#                                                 # also `perf record` the broker while it takes
+#                                                 # the produce: /tmp/p/<variant>-acks<a>-<rep>.data
 #
 # Variants (broker settings) compare the fetch paths by broker CPU-seconds per GB served:
 #   default   tail cache 32 MiB/partition, filled while a reader tails the partition (nobody
@@ -41,6 +44,8 @@ raw="$results/runs.jsonl"
     echo "date: $(date -u +%FT%TZ)"
     echo "commit: $(git -C "$root" rev-parse --short HEAD)"
     echo "nproc: $(nproc)"; echo "kernel: $(uname -r)"
+    # The host under this VM changes between days, and the CRC's speed with it.
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2- | tr -d ' ') model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2- | tr -d ' '); $(grep -m1 -o -w -E 'vpclmulqdq|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)$(grep -m1 -q -w pclmulqdq /proc/cpuinfo && echo pclmulqdq)"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "messages: $messages x $size B, reps: $reps, acks: $acks_list, variants: $variants, partitions: ${PARTITIONS:-1 (-p 0)}"
     df -T "$root/target" | sed 's/^/  /'
@@ -96,11 +101,19 @@ run_one() {
         # Created before the counters start: its files' writes are not the produce's.
         "$sluice" topic create bench --partitions "$PARTITIONS" --bootstrap "127.0.0.1:$port" >/dev/null
     fi
-    local c0 c1 c2 d0 d1 out_p out_c
+    local c0 c1 c2 d0 d1 out_p out_c perf_pid=""
+    if [ -n "${PERF_RECORD:-}" ]; then
+        mkdir -p "$PERF_RECORD"
+        # shellcheck disable=SC2086
+        perf record ${PERF_ARGS:--F 999} -p "$pid" -o "$PERF_RECORD/$variant-acks$acks-$rep.data" -q 2>/dev/null &
+        perf_pid=$!
+        sleep 0.5   # attached before the first request
+    fi
     c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     # shellcheck disable=SC2086
     out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" ${CLIENT_ARGS:-} -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid"); d1=$(device_writes "$data")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     if [ "$settings" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
         out_c="|1|0|0|"   # nothing stored, nothing to consume
     else

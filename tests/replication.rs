@@ -535,6 +535,13 @@ fn in_a_real_cluster_every_replica_holds_the_records_and_the_next_leader_serves_
     });
     println!("node {new_leader} leads at epoch {epoch}");
     let new_leader_index = cluster.index_of(new_leader);
+    // Its epoch starts at its log end when it becomes leader (Kafka's makeLeader), not in the
+    // epoch's first produce request: nothing is produced from here on.
+    let checkpoint = cluster.nodes[new_leader_index].data_dir.join(format!("{TOPIC}-0/leader-epoch-checkpoint"));
+    let entry = format!("{epoch} {count}");
+    wait_until("the new epoch in the new leader's epoch checkpoint", Duration::from_secs(30), || {
+        std::fs::read_to_string(&checkpoint).ok()?.lines().any(|l| l.trim() == entry).then_some(())
+    });
     // Its high watermark (what consumers read below) was its follower one: it reaches the end
     // once the remaining follower fetched from it.
     wait_until("every record below the new leader's high watermark", Duration::from_secs(30), || {

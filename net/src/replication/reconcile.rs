@@ -4,12 +4,15 @@
 //! epoch), or neither. Topics without assignments are single-node: their high watermark
 //! follows the durable end, as it always did.
 //!
-//! Owns: the transitions. Must never: await (it runs inside `apply_on_shard`, synchronously),
-//! or do more than compare when nothing changed.
+//! Owns: the transitions. Must never: await (it runs inside `apply_on_shard`, synchronously;
+//! a new leader's epoch checkpoint is written by a task it spawns), or do more than compare
+//! when nothing changed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
 
 use sluice_engine::clock::now_ms;
+use sluice_engine::partition_log::PartitionLog;
 
 use super::fetcher::{FetchedPartition, FetcherHandle};
 use super::leader::{ensure_isr_check, LeaderPartition};
@@ -23,6 +26,8 @@ pub fn reconcile(ctx: &ShardContext) {
     let mut led: HashSet<PartitionKey> = HashSet::new();
     // Follower partitions by leader id.
     let mut followed: BTreeMap<i32, BTreeMap<PartitionKey, FetchedPartition>> = BTreeMap::new();
+    // Partitions this shard starts leading, with their new leader epoch.
+    let mut new_epochs: Vec<(Rc<PartitionLog>, i32)> = Vec::new();
     let replicated: HashSet<String> = {
         let image = ctx.image.borrow();
         image.topics.iter().filter(|(_, t)| !t.assignments.is_empty()).map(|(n, _)| n.clone()).collect()
@@ -51,6 +56,7 @@ pub fn reconcile(ctx: &ShardContext) {
                     }
                     existing => {
                         let before = existing.is_some_and(|l| l.progress.is_under_replicated());
+                        new_epochs.push((log.clone(), state.leader_epoch));
                         let leader = LeaderPartition::new(&key, log.clone(), (*state).clone());
                         under_replicated_delta += i64::from(leader.progress.is_under_replicated()) - i64::from(before);
                         shard.leaders.insert(key, leader);
@@ -84,6 +90,17 @@ pub fn reconcile(ctx: &ShardContext) {
             }
         }
     });
+    // A new leader's epoch starts at its log end now, not in the epoch's first produce request
+    // (Kafka's makeLeader): recording it writes the epoch checkpoint, which is I/O, so it runs
+    // in a task of its own (spawned after the shard's state is released).
+    for (log, epoch) in new_epochs {
+        glommio::spawn_local(async move {
+            if let Err(e) = log.assign_leader_epoch(epoch).await {
+                sluice_engine::error_limited!(topic = log.topic(), partition = log.partition(), error = %e, "recording the leader epoch failed");
+            }
+        })
+        .detach();
+    }
 }
 
 /// Whether this shard follows `key` now (tests, tools).

@@ -21,13 +21,14 @@ CATEGORIES = [
 ]
 
 
+COMPILED = [(name, [re.compile(p) for p in patterns]) for name, patterns in CATEGORIES]
+
+
 def categorize(stack):
     frames = stack.split(";")
-    for name, patterns in CATEGORIES:
-        for p in patterns:
-            rx = re.compile(p)
-            if any(rx.search(f) for f in frames):
-                return name
+    for name, patterns in COMPILED:
+        if any(rx.search(f) for rx in patterns for f in frames):
+            return name
     return "other"
 
 

@@ -18,27 +18,28 @@ def frames(block):
         sym = m.group(1)
         if sym in ("[unknown]", "") and m.group(2) not in (None, "[unknown]"):
             sym = "[unknown in " + m.group(2).rsplit("/", 1)[-1] + "]"
-        # Generic parameters and closures make one function many names: drop the `+0x..` offset.
+        # One name per function: without the `+0x..` offset within it.
         yield re.sub(r"\+0x[0-9a-f]+$", "", sym).replace(";", ":")
 
 
 def main():
     counts = collections.Counter()
+
+    def add(block):
+        stack = list(frames(block))
+        if stack:
+            counts[";".join(reversed(stack))] += 1
+
     block = []
     for line in sys.stdin:
         line = line.rstrip("\n")
         if line.strip():
             block.append(line)
-            continue
-        if block:
-            stack = list(frames(block))
-            if stack:
-                counts[";".join(reversed(stack))] += 1
+        elif block:
+            add(block)
             block = []
     if block:
-        stack = list(frames(block))
-        if stack:
-            counts[";".join(reversed(stack))] += 1
+        add(block)
     for stack, n in counts.most_common():
         print(f"{stack} {n}")
 

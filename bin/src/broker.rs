@@ -338,7 +338,13 @@ pub fn run(args: BrokerArgs) -> i32 {
         };
     }
     // Before any shard runs: the first checksum would otherwise time the paths on a shard.
-    sluice_engine::crc::calibrate();
+    let crc = sluice_engine::crc::calibrate();
+    tracing::info!(
+        path = ?crc.path,
+        dedicated_gb_per_s = format!("{:.1}", crc.dedicated_gb_per_s),
+        folding_gb_per_s = format!("{:.1}", crc.folding_gb_per_s),
+        "CRC-32C code path chosen"
+    );
     let mut plan = match StartPlan::new(&args) {
         Ok(plan) => plan,
         Err(e) => {

@@ -24,7 +24,15 @@ pub enum CrcPath {
     Folding,
 }
 
-static PATH: OnceLock<CrcPath> = OnceLock::new();
+/// What [`calibrate`] measured and chose.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub path: CrcPath,
+    pub dedicated_gb_per_s: f64,
+    pub folding_gb_per_s: f64,
+}
+
+static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
 
 /// CRC-32C's parameters for the folding path (its keys computed once).
 fn folding_params() -> crc_fast::CrcParams {
@@ -42,11 +50,11 @@ pub fn crc32c_by(path: CrcPath, data: &[u8]) -> u32 {
     }
 }
 
-/// Times both paths on this CPU and keeps the faster for [`crc32c`]; returns the choice. Takes
-/// about a millisecond, once: call it at start-up, before the shards run (the first checksum
-/// calibrates otherwise). Later calls return the first choice.
-pub fn calibrate() -> CrcPath {
-    *PATH.get_or_init(|| {
+/// Times both paths on this CPU and keeps the faster for [`crc32c`]. Takes about a
+/// millisecond, once: call it at start-up, before the shards run (the first checksum calibrates
+/// otherwise). Later calls return the first calibration.
+pub fn calibrate() -> Calibration {
+    *CALIBRATION.get_or_init(|| {
         const SAMPLE_BYTES: usize = 256 << 10;
         const ROUNDS: usize = 5;
         let sample: Vec<u8> = (0..SAMPLE_BYTES as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
@@ -64,27 +72,33 @@ pub fn calibrate() -> CrcPath {
         let (dedicated, folding) = (0..2).fold((Duration::MAX, Duration::MAX), |(d, f), _| {
             (d.min(best_of(CrcPath::Dedicated)), f.min(best_of(CrcPath::Folding)))
         });
-        let path = if folding < dedicated { CrcPath::Folding } else { CrcPath::Dedicated };
         let gb_per_s = |t: Duration| SAMPLE_BYTES as f64 / t.as_secs_f64().max(1e-9) / 1e9;
-        tracing::info!(
-            ?path,
-            dedicated_gb_per_s = format!("{:.1}", gb_per_s(dedicated)),
-            folding_gb_per_s = format!("{:.1}", gb_per_s(folding)),
-            "CRC-32C code path chosen"
-        );
-        path
+        Calibration {
+            path: if folding < dedicated { CrcPath::Folding } else { CrcPath::Dedicated },
+            dedicated_gb_per_s: gb_per_s(dedicated),
+            folding_gb_per_s: gb_per_s(folding),
+        }
     })
+}
+
+/// The calibrated path.
+#[inline]
+fn chosen_path() -> CrcPath {
+    match CALIBRATION.get() {
+        Some(calibration) => calibration.path,
+        None => calibrate().path,
+    }
 }
 
 /// CRC-32C of `data`.
 #[inline]
 pub fn crc32c(data: &[u8]) -> u32 {
-    crc32c_by(PATH.get().copied().unwrap_or_else(calibrate), data)
+    crc32c_by(chosen_path(), data)
 }
 
 /// CRC-32C of `first` followed by `second`, without joining them.
 pub fn crc32c_of_parts(first: &[u8], second: &[u8]) -> u32 {
-    crc32c_of_parts_by(PATH.get().copied().unwrap_or_else(calibrate), first, second)
+    crc32c_of_parts_by(chosen_path(), first, second)
 }
 
 /// [`crc32c_of_parts`] by `path`.
@@ -115,7 +129,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(crc32c(&data), ::crc32c::crc32c(&data), "the calibrated path ({:?})", calibrate());
+        let calibration = calibrate();
+        assert!(calibration.dedicated_gb_per_s > 0.0 && calibration.folding_gb_per_s > 0.0, "{calibration:?}");
+        assert_eq!(crc32c(&data), ::crc32c::crc32c(&data), "the calibrated path: {calibration:?}");
         for split in [0, 1, 61, 4096, 299_999, 300_000] {
             let (a, b) = data.split_at(split);
             for path in [CrcPath::Dedicated, CrcPath::Folding] {

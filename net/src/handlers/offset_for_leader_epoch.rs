@@ -5,9 +5,9 @@
 //! UNKNOWN_TOPIC_OR_PARTITION with epoch and offset -1.
 //!
 //! A Kafka leader writes its epoch's start into the epoch cache when it becomes leader; sluice's
-//! does so when it creates a partition it leads, and otherwise with the epoch's first batch. So
-//! a partition with no entry yet answers as if the cache held (the leader epoch, log end
-//! offset), as Kafka's leader would.
+//! does too (at the partition's creation, or in a task `reconcile` spawns), so for a moment, or
+//! if that write failed, the epoch has no entry yet. Such a partition answers as if the cache
+//! held (the leader epoch, log end offset), as Kafka's leader would.
 //!
 //! Owns: the request/response mapping. Must never: change a log.
 

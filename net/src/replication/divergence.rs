@@ -19,8 +19,8 @@ pub struct EpochEnd {
 
 /// Leader side: Kafka's `lastOffsetForLeaderEpoch` on a leader. A Kafka leader writes its
 /// epoch's start (its log end) into its epoch cache when it becomes leader; sluice's cache
-/// gains the entry at the partition's creation (if this node leads it) or with the epoch's
-/// first batch. `cache_answer` is the log's
+/// gains it then too, but in a task of its own (see `reconcile`), so an answer may come before
+/// the entry (or the epoch's first batch) is there. `cache_answer` is the log's
 /// `end_offset_for_epoch(requested_epoch)` (the cache alone), and this answers as if that
 /// entry were there: the current epoch, or an epoch no cached one follows, ends at the log end.
 pub fn leader_end_for_epoch(

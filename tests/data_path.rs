@@ -604,6 +604,66 @@ fn big_batches_written_straight_from_the_request_read_back_byte_exact() {
     broker.stop();
 }
 
+/// Big batches of all partitions at once on one connection, as librdkafka sends them when a
+/// producer writes many partitions: one partition per request, in turn. Each frame is placed
+/// for the partition its first bytes name (where this connection's last append to it ended),
+/// so from a partition's second request on, its batches' whole pages go to the file straight
+/// from the request, on whichever shard owns it (`sluice_segment_bytes_written_from_frames_
+/// total`). What is consumed, live and after a SIGKILL and recovery, is byte-exact.
+#[test]
+fn interleaved_big_batches_of_all_partitions_are_written_from_their_requests_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let metrics_setting = format!("sluice.metrics.addr={metrics}");
+    let (broker, _) = start(dir.path(), &[&metrics_setting]);
+    let settings = [("linger.ms", "50"), ("batch.size", "1000000"), ("compression.type", "none")];
+    let producer = future_producer(&broker.bootstrap(), &settings);
+    // Every partition's records queued at once, sizes differing per partition so no two
+    // partitions' batches end at the same place within a page.
+    let records: Vec<(i32, Vec<u8>, Vec<u8>)> = (0..2000usize)
+        .flat_map(|i| {
+            (0..PARTITIONS).map(move |p| {
+                let len = 1000 + (i * 13 + p as usize * 101) % 3000;
+                (p, format!("k{p}-{i}").into_bytes(), pattern(len, (p as u64) << 32 | i as u64))
+            })
+        })
+        .collect();
+    let results = deliver(
+        &producer,
+        records.iter().map(|(p, k, v)| FutureRecord::to("spread").partition(*p).key(&k[..]).payload(&v[..])),
+    );
+    let mut sent = BTreeMap::new();
+    for (result, (p, k, v)) in results.iter().zip(records) {
+        let (partition, offset) = acked(result);
+        assert_eq!(partition, p);
+        sent.insert((partition, offset), (k, v));
+    }
+    let bootstrap = broker.bootstrap();
+    let mut stored_bytes = 0;
+    for p in 0..PARTITIONS {
+        let batches = stored_batches(&bootstrap, "spread", p);
+        let big = batches.iter().filter(|b| b.total_len >= 256 << 10).count();
+        assert!(big >= 3, "partition {p}: {big} batches of 256 KiB or more; the test needs several");
+        stored_bytes += batches.iter().map(|b| b.total_len).sum::<usize>();
+    }
+    // All but each partition's first batch, less the partial pages at either end of each.
+    let from_frames = metric_sum(&metrics, "sluice_segment_bytes_written_from_frames_total");
+    assert!(
+        from_frames >= stored_bytes as f64 / 2.0,
+        "{from_frames} of {stored_bytes} bytes written straight from the requests"
+    );
+    assert!(consume_everything(&bootstrap, "spread", sent.len()) == sent, "consumed bytes differ from the produced");
+    drop(producer);
+    broker.signal(libc::SIGKILL);
+    broker.wait_exit();
+
+    let (broker, started) = start(dir.path(), &[]);
+    assert_eq!(started, Start::Recovery);
+    let from_files = consume_everything(&broker.bootstrap(), "spread", sent.len());
+    assert!(from_files == sent, "bytes read back from the files differ from the produced");
+    broker.stop();
+}
+
 #[test]
 fn a_clean_restart_keeps_topics_and_every_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,5 @@
-//! The engine's per-shard operating numbers: tail-cache hits and misses, and fsync latency.
+//! The engine's per-shard operating numbers: tail-cache hits and misses, fsync latency, and
+//! the record bytes written to segment files straight from a network frame.
 //! Each shard thread owns its own (plain `Cell`s in a thread local): nothing is shared or
 //! locked on the data path; the broker's scrape asks every shard for a [`snapshot`] through
 //! the shard mesh and adds them up.
@@ -70,12 +71,16 @@ pub struct EngineMetrics {
     pub tail_cache_misses: u64,
     /// `fdatasync`s of segment files (group commits: one per flush, however many appends).
     pub fsync: LatencyHistogram,
+    /// Record bytes written to segment files from the request (or fetch response) frame they
+    /// arrived in, without a copy into the write-behind.
+    pub written_from_frame_bytes: u64,
 }
 
 thread_local! {
     static TAIL_CACHE_HITS: Cell<u64> = const { Cell::new(0) };
     static TAIL_CACHE_MISSES: Cell<u64> = const { Cell::new(0) };
     static FSYNC: RefCell<LatencyHistogram> = RefCell::new(LatencyHistogram::default());
+    static WRITTEN_FROM_FRAME_BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A read of record data was served from memory (`hit`) or not.
@@ -89,12 +94,18 @@ pub fn note_fsync(elapsed: Duration) {
     FSYNC.with(|h| h.borrow_mut().record(elapsed));
 }
 
+/// `bytes` of records go to a segment file straight from the frame they arrived in.
+pub fn note_written_from_frame(bytes: u64) {
+    WRITTEN_FROM_FRAME_BYTES.with(|c| c.set(c.get() + bytes));
+}
+
 /// This shard's numbers so far.
 pub fn snapshot() -> EngineMetrics {
     EngineMetrics {
         tail_cache_hits: TAIL_CACHE_HITS.with(Cell::get),
         tail_cache_misses: TAIL_CACHE_MISSES.with(Cell::get),
         fsync: FSYNC.with(|h| *h.borrow()),
+        written_from_frame_bytes: WRITTEN_FROM_FRAME_BYTES.with(Cell::get),
     }
 }
 
@@ -129,8 +140,11 @@ mod tests {
         note_tail_cache_read(false);
         note_tail_cache_read(true);
         note_fsync(Duration::from_millis(1));
+        note_written_from_frame(4096);
+        note_written_from_frame(8192);
         let s = snapshot();
         assert_eq!((s.tail_cache_hits, s.tail_cache_misses, s.fsync.count()), (2, 1, 1));
+        assert_eq!(s.written_from_frame_bytes, 12288);
         let other = std::thread::spawn(snapshot).join().unwrap();
         assert_eq!(other, EngineMetrics::default());
     }

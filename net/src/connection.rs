@@ -31,7 +31,6 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::frame::{read_frame_reusing, FrameError};
-use crate::frame_buffers::FrameBuffers;
 use crate::handlers::{self, Reply};
 use crate::produce_placement::ProducePlacement;
 use crate::quota::resolve::QuotaKind;
@@ -63,7 +62,6 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
     // writer awaits and writes them in turn. The queue bounds the requests in flight.
     let (mut queue, pending) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_REQUESTS);
     let writer_task = glommio::spawn_local(write_responses(writer, pending, socket_fd, peer.clone()));
-    let mut frame_buffers = FrameBuffers::default();
     let mut placement = ProducePlacement::default();
     // Produces read on this connection, and how many of them are acknowledged-or-dropped (their
     // appends durable, or failed). A request that is not a produce waits for all earlier ones:
@@ -78,9 +76,9 @@ pub async fn serve(stream: Transport, security: ConnectionSecurity, ctx: Rc<Shar
     // The client quotas that apply to this connection's requests (crate::quota).
     let mut quotas = ConnectionQuotas::default();
     loop {
-        let phase = placement.phase();
         let max_frame_bytes = auth.max_frame_bytes(max_request_bytes);
-        let frame = match read_frame_reusing(&mut reader, max_frame_bytes, &mut frame_buffers, phase).await {
+        let phase = |prefix: &[u8], size: usize| placement.phase(prefix, size);
+        let frame = match read_frame_reusing(&mut reader, max_frame_bytes, phase).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
             Err(e) => {

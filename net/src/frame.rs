@@ -2,14 +2,14 @@
 //!
 //! Owns: reading one frame with the cheap checks first (size within
 //! `socket.request.max.bytes`, not negative, at least a request header's 8 bytes) before any
-//! allocation, like mini-redis's `Frame::check`; frame memory comes from
-//! [`FrameBuffers`]. Must never: allocate from an unchecked size, or
+//! allocation, like mini-redis's `Frame::check`; frame memory comes from the shard's
+//! [`frame_buffers`]. Must never: allocate from an unchecked size, or
 //! return a partial frame.
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
 
-use crate::frame_buffers::FrameBuffers;
+use crate::frame_buffers;
 
 /// Smallest request: api key (2) + api version (2) + correlation id (4).
 pub const MIN_REQUEST_BYTES: i32 = 8;
@@ -44,18 +44,30 @@ pub fn check_size(size: i32, max_request_bytes: usize) -> Result<usize, FrameErr
     Ok(size as usize)
 }
 
-/// Reads one whole frame (without its size prefix) into memory from `buffers`, its first
-/// byte `phase` bytes into a memory page (see [`FrameBuffers::take`]).
+/// Bytes of a frame [`read_frame_reusing`] reads before the frame's memory is chosen: enough
+/// for a produce request's header and the start of its first partition (see
+/// `produce_placement`).
+pub const PREFIX_BYTES: usize = 1024;
+
+/// Reads one whole frame (without its size prefix) into memory from this shard's
+/// [`frame_buffers`]. Its first [`PREFIX_BYTES`] (or fewer, for a smaller frame) are read
+/// first; `choose_phase(prefix, size)` then says how many bytes into a memory page the frame's
+/// first byte goes (see [`frame_buffers::take`]), and the prefix is copied there before the
+/// rest is read after it.
 pub async fn read_frame_reusing<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_request_bytes: usize,
-    buffers: &mut FrameBuffers,
-    phase: usize,
+    choose_phase: impl FnOnce(&[u8], usize) -> usize,
 ) -> Result<Bytes, FrameError> {
     let size = read_size(reader, max_request_bytes).await?;
-    let mut slot = buffers.take(size, phase);
-    reader.read_exact(slot.as_mut_slice()).await.map_err(FrameError::Io)?;
-    Ok(buffers.freeze(slot))
+    let mut prefix = [0u8; PREFIX_BYTES];
+    let prefix = &mut prefix[..size.min(PREFIX_BYTES)];
+    reader.read_exact(prefix).await.map_err(FrameError::Io)?;
+    let mut slot = frame_buffers::take(size, choose_phase(prefix, size));
+    let frame = slot.as_mut_slice();
+    frame[..prefix.len()].copy_from_slice(prefix);
+    reader.read_exact(&mut frame[prefix.len()..]).await.map_err(FrameError::Io)?;
+    Ok(frame_buffers::freeze(slot))
 }
 
 /// Reads a frame's size prefix and checks it.
@@ -127,16 +139,48 @@ mod tests {
             data.extend_from_slice(&20i32.to_be_bytes());
             data.extend_from_slice(b"short");
             let mut r = futures_lite::io::Cursor::new(data);
-            let mut buffers = FrameBuffers::default();
-            let first = read_frame_reusing(&mut r, 100, &mut buffers, 61).await.unwrap();
+            let at = |phase: usize| move |_: &[u8], _: usize| phase;
+            let first = read_frame_reusing(&mut r, 100, at(61)).await.unwrap();
             assert_eq!((&first[..], first.as_ptr() as usize % 4096), (&b"123456789"[..], 61));
-            let second = read_frame_reusing(&mut r, 100, &mut buffers, 0).await.unwrap();
+            let second = read_frame_reusing(&mut r, 100, at(0)).await.unwrap();
             assert_eq!((&second[..], second.as_ptr() as usize % 4096), (&b"abcdefgh"[..], 0));
             drop(second);
             // The first frame is still referenced: the third must not overwrite it.
-            let third = read_frame_reusing(&mut r, 100, &mut buffers, 61).await.unwrap();
+            let third = read_frame_reusing(&mut r, 100, at(61)).await.unwrap();
             assert_eq!((&first[..], &third[..]), (&b"123456789"[..], &b"12345678"[..]));
-            assert!(matches!(read_frame_reusing(&mut r, 100, &mut buffers, 0).await, Err(FrameError::Io(_))));
+            assert!(matches!(read_frame_reusing(&mut r, 100, at(0)).await, Err(FrameError::Io(_))));
+        });
+    }
+
+    #[test]
+    fn the_phase_is_chosen_from_the_frames_first_bytes() {
+        futures_lite::future::block_on(async {
+            // A frame longer than the prefix, and one shorter: the chooser sees the first
+            // PREFIX_BYTES (or the whole frame) and the size; the frame comes back whole.
+            let long: Vec<u8> = (0..PREFIX_BYTES + 5000).map(|i| (i % 251) as u8).collect();
+            let short = b"0123456789".to_vec();
+            let mut data = Vec::new();
+            for body in [&long, &short] {
+                data.extend_from_slice(&(body.len() as i32).to_be_bytes());
+                data.extend_from_slice(body);
+            }
+            let mut r = futures_lite::io::Cursor::new(data);
+            let mut seen = Vec::new();
+            let frame = read_frame_reusing(&mut r, 1 << 20, |prefix: &[u8], size| {
+                seen.push((prefix.to_vec(), size));
+                usize::from(prefix[3]) * 10
+            })
+            .await
+            .unwrap();
+            assert_eq!(seen, vec![(long[..PREFIX_BYTES].to_vec(), long.len())]);
+            assert_eq!((&frame[..], frame.as_ptr() as usize % 4096), (&long[..], usize::from(long[3]) * 10));
+            let frame = read_frame_reusing(&mut r, 1 << 20, |prefix: &[u8], size| {
+                assert_eq!((prefix, size), (&short[..], short.len()));
+                7
+            })
+            .await
+            .unwrap();
+            assert_eq!((&frame[..], frame.as_ptr() as usize % 4096), (&short[..], 7));
         });
     }
 }

@@ -1,23 +1,34 @@
-//! Frame memory one connection reuses, placed so a produce request's records can be written
-//! to a segment file straight from it.
+//! Frame memory the connections of one shard reuse, placed so a produce request's records
+//! can be written to a segment file straight from it.
 //!
-//! Owns: a few page-aligned buffers per connection. A frame is read into one of them at a
-//! chosen offset within a memory page (its *phase*; see `produce_placement`); once read it is
-//! frozen into a [`Bytes`] whose views (the decoded request's record sets and strings) keep
-//! the buffer alive — on this shard or another one, or inside a segment writer until the
-//! direct write of those records completes. A buffer is reused only when no view of it is
-//! left (its `Arc` is unique), so a frame's bytes never change under a reader.
+//! Owns: page-aligned buffers shared by the shard's connections ([`take`] and [`freeze`] use
+//! the shard thread's own [`FrameBuffers`]). A frame is read into one of them at a chosen
+//! offset within a memory page (its *phase*; see `produce_placement`); once read it is frozen
+//! into a [`Bytes`] whose views (the decoded request's record sets and strings) keep the
+//! buffer alive — on this shard or another one, or inside a segment writer until the direct
+//! write of those records completes. A buffer is reused only when no view of it is left (its
+//! `Arc` is unique), so a frame's bytes never change under a reader.
 //!
 //! Why reuse: a megabyte-sized produce frame is read into bytes an earlier frame already
 //! initialized, so it is not zeroed before the socket read overwrites it (that `memset` was
-//! 9% of the broker's produce CPU).
+//! 9% of the broker's produce CPU; a fresh huge page is zeroed by the kernel on first touch
+//! just the same).
+//!
+//! Why per shard: buffers still referenced are kept too, so each comes back for a later frame
+//! once released instead of being freed. A connection producing to many partitions has a
+//! frame per partition write in flight (librdkafka at 100 partitions: up to ~30 1 MB frames,
+//! `MAX_IN_FLIGHT_REQUESTS` at most), so four buffers per connection were not enough (new
+//! huge pages zeroed on first touch were 17% of the broker's CPU), while enough for every
+//! connection would bound memory by the number of connections. One shard-wide set is bounded
+//! once: [`FrameBuffers::KEEP_TOTAL_BYTES`] per shard, outside `sluice.shard.memory.bytes`.
 //!
 //! Must never: hand out memory another view still references, keep more than
 //! [`FrameBuffers::KEEP_BUFFERS`] buffers, a buffer over [`FrameBuffers::KEEP_BYTES`] or
-//! [`FrameBuffers::KEEP_TOTAL_BYTES`] in all between requests, or give a mutable slice of
-//! uninitialized memory (buffers are zeroed when allocated).
+//! [`FrameBuffers::KEEP_TOTAL_BYTES`] in all between requests (per shard), or give a mutable
+//! slice of uninitialized memory (buffers are zeroed when allocated).
 
 use std::alloc::Layout;
+use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -152,7 +163,8 @@ impl FrameSlot {
     }
 }
 
-/// The frame buffers of one connection. See the module docs.
+/// A set of reusable frame buffers; each shard thread has its own ([`take`], [`freeze`]). See
+/// the module docs.
 #[derive(Default)]
 pub struct FrameBuffers {
     /// Buffers kept between requests, least recently used first; some may still be
@@ -163,10 +175,11 @@ pub struct FrameBuffers {
 impl FrameBuffers {
     /// Largest buffer kept between requests.
     pub const KEEP_BYTES: usize = 8 << 20;
-    /// Most buffers kept: a frame being read, one being handled, and writes of earlier ones.
-    pub const KEEP_BUFFERS: usize = 4;
+    /// Most buffers kept: for each connection a frame being read and one being handled, and
+    /// the direct writes of earlier ones in flight.
+    pub const KEEP_BUFFERS: usize = 64;
     /// Most memory kept between requests, in all.
-    pub const KEEP_TOTAL_BYTES: usize = 16 << 20;
+    pub const KEEP_TOTAL_BYTES: usize = 64 << 20;
 
     fn kept_bytes(&self) -> usize {
         self.kept.iter().map(|b| b.capacity()).sum()
@@ -199,6 +212,21 @@ impl FrameBuffers {
         }
         Bytes::from_owner(FrameView { buf, start, len })
     }
+}
+
+thread_local! {
+    /// This shard's frame buffers, shared by its connections.
+    static SHARD_FRAME_BUFFERS: RefCell<FrameBuffers> = RefCell::new(FrameBuffers::default());
+}
+
+/// [`FrameBuffers::take`] from this shard thread's buffers.
+pub fn take(size: usize, phase: usize) -> FrameSlot {
+    SHARD_FRAME_BUFFERS.with(|b| b.borrow_mut().take(size, phase))
+}
+
+/// [`FrameBuffers::freeze`] into this shard thread's buffers.
+pub fn freeze(slot: FrameSlot) -> Bytes {
+    SHARD_FRAME_BUFFERS.with(|b| b.borrow_mut().freeze(slot))
 }
 
 /// Capacity of a new buffer for `needed` bytes: a power of two up to 64 KiB, then 64 KiB
@@ -261,7 +289,8 @@ mod tests {
     #[test]
     fn at_most_keep_buffers_small_buffers_are_kept() {
         let mut buffers = FrameBuffers::default();
-        let held: Vec<Bytes> = (0..10).map(|i| fill(&mut buffers, 100, 0, i)).collect();
+        let held: Vec<Bytes> =
+            (0..FrameBuffers::KEEP_BUFFERS as u8 + 4).map(|i| fill(&mut buffers, 100, 0, i)).collect();
         assert_eq!(buffers.kept.len(), FrameBuffers::KEEP_BUFFERS);
         for (i, frame) in held.iter().enumerate() {
             assert!(frame.iter().all(|&b| b == i as u8), "a kept buffer is never handed out while in use");
@@ -271,8 +300,37 @@ mod tests {
         assert!(buffers.kept.iter().all(|b| b.capacity() <= FrameBuffers::KEEP_BYTES));
         drop(big);
         // Large frames (huge-page buffers) are kept up to the total.
-        let large: Vec<Bytes> = (0..4).map(|i| fill(&mut buffers, FrameBuffers::KEEP_BYTES - 100, 0, i)).collect();
+        let large: Vec<Bytes> = (0..6).map(|i| fill(&mut buffers, FrameBuffers::KEEP_BYTES - 100, 0, i)).collect();
         assert!(buffers.kept_bytes() <= FrameBuffers::KEEP_TOTAL_BYTES);
         assert!(large.iter().enumerate().all(|(i, f)| f.iter().all(|&b| b == i as u8)));
+    }
+
+    #[test]
+    fn buffers_in_use_are_kept_and_come_back_when_released() {
+        // Connections producing to many partitions: 1 MB frames held by writes in flight.
+        let mut buffers = FrameBuffers::default();
+        let held: Vec<Bytes> = (0..20).map(|i| fill(&mut buffers, 1 << 20, 0, i)).collect();
+        let addresses: Vec<*const u8> = held.iter().map(|f| f.as_ptr()).collect();
+        assert_eq!(buffers.kept.len(), 20, "every buffer in use is kept");
+        drop(held);
+        // Released: the next frames reuse them, no new memory.
+        let next: Vec<Bytes> = (0..20).map(|i| fill(&mut buffers, 1 << 20, 0, i)).collect();
+        assert!(next.iter().all(|f| addresses.contains(&f.as_ptr())));
+        assert_eq!(buffers.kept.len(), 20);
+    }
+
+    #[test]
+    fn each_thread_takes_from_its_own_buffers() {
+        let frame = {
+            let mut slot = take(1000, 5);
+            slot.as_mut_slice().fill(1);
+            freeze(slot)
+        };
+        let address = frame.as_ptr();
+        drop(frame);
+        let again = freeze(take(900, 5));
+        assert_eq!(again.as_ptr(), address, "released memory comes back on this thread");
+        let other = std::thread::spawn(|| freeze(take(900, 5)).as_ptr() as usize).join().unwrap();
+        assert_ne!(other, address as usize, "another thread has buffers of its own");
     }
 }

@@ -341,6 +341,23 @@ pub fn raw_fetch(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> R
     }
 }
 
+/// The sum of every sample of `name` in one scrape of the metrics endpoint at `addr` (0 when
+/// none). `tests/metrics.rs` checks the exposition format itself.
+pub fn metric_sum(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    response
+        .lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).expect("a sample's value"))
+        .sum()
+}
+
 /// What DescribeGroups (v5) says of a group now: its state and its members' client ids.
 #[derive(Debug, PartialEq, Eq)]
 pub struct GroupView {

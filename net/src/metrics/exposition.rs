@@ -293,6 +293,13 @@ pub fn render(shards: &[ShardSnapshot], node: &NodeInputs) -> String {
     out.family("sluice_tail_cache_hit_ratio", "gauge", "Tail-cache hits over all reads since start (0 before any).");
     let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
     out.sample("sluice_tail_cache_hit_ratio", &[], ratio);
+    let from_frames: u64 = shards.iter().map(|s| s.engine.written_from_frame_bytes).sum();
+    out.family(
+        "sluice_segment_bytes_written_from_frames_total",
+        "counter",
+        "Record bytes written to segment files straight from the frame they arrived in (no copy).",
+    );
+    out.sample("sluice_segment_bytes_written_from_frames_total", &[], from_frames as f64);
     let mut fsync = LatencyHistogram::default();
     for s in shards {
         fsync.merge(&s.engine.fsync);

@@ -30,9 +30,10 @@
 //! (see `sluice_net::produce_placement`). Their whole pages are then written straight from the
 //! frame, as one more write in flight that holds the frame until it completes; only the bytes
 //! before the first whole page (completing the page being filled) and after the last one are
-//! copied. This removed the copy into the write-behind, 17% of the broker's produce CPU. The
-//! frame's memory is not counted in [`WriterOptions::max_memory_bytes`]: it is bounded by the
-//! connection's frame buffers and by `max_in_flight`.
+//! copied (and everything, below [`MIN_DIRECT_WRITE_BYTES`] of whole pages). This removed the
+//! copy into the write-behind, 17% of the broker's produce CPU. The frame's memory is not
+//! counted in [`WriterOptions::max_memory_bytes`]: it is bounded by the requests a connection
+//! may have in flight and by `max_in_flight`.
 //!
 //! Reads of bytes not yet on disk are served from the in-flight writes, the page buffer and the
 //! current chunk ([`SegmentWriter::copy_unwritten`]).

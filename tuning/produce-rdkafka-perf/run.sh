@@ -11,6 +11,11 @@
 #   PERF_RECORD=/tmp/p PERF_ARGS="--call-graph dwarf,16384 -F 499" tuning/produce-rdkafka-perf/run.sh
 #                                                 # also `perf record` the broker while it takes
 #                                                 # the produce: /tmp/p/<variant>-acks<a>-<rep>.data
+#   CLIENT_STATS=1 tuning/produce-rdkafka-perf/run.sh
+#                                                 # also librdkafka's statistics of the producer
+#                                                 # (every 1 s): produce requests sent, average
+#                                                 # batch size, round trip p50/p99 (medians of
+#                                                 # the windows) in each row of runs.jsonl
 #
 # Variants (broker settings) compare the fetch paths by broker CPU-seconds per GB served:
 #   default   tail cache 32 MiB/partition, filled while a reader tails the partition (nobody
@@ -109,9 +114,12 @@ run_one() {
         perf_pid=$!
         sleep 0.5   # attached before the first request
     fi
+    local stats="$data.stats.jsonl" stats_args=""
+    : > "$stats"
+    if [ -n "${CLIENT_STATS:-}" ]; then stats_args="-T 1000 -Y cat>>$stats"; fi
     c0=$(cpu_ticks "$pid"); d0=$(device_writes "$data")
     # shellcheck disable=SC2086
-    out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" ${CLIENT_ARGS:-} -q -u 2>&1 | grep '^|' | tail -1)
+    out_p=$(taskset -c 1 "$perf" -P -t bench $partition_arg -s "$size" -c "$messages" -a "$acks" -b "127.0.0.1:$port" ${CLIENT_ARGS:-} $stats_args -q -u 2>&1 | grep '^|' | tail -1)
     c1=$(cpu_ticks "$pid"); d1=$(device_writes "$data")
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     if [ "$settings" = discard ] || [ -n "${NO_CONSUME:-}" ]; then
@@ -122,12 +130,31 @@ run_one() {
     c2=$(cpu_ticks "$pid")
     kill -TERM "$pid"; wait "$pid" || true
     local bytes=$((messages * size))
-    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" "$variant" "$((d1 - d0))" <<'PY' | tee -a "$raw"
+    python3 - "$acks" "$rep" "$bytes" "$c0" "$c1" "$c2" "$clk_tck" "$out_p" "$out_c" "$variant" "$((d1 - d0))" "$stats" <<'PY' | tee -a "$raw"
 import json, sys
 acks, rep, nbytes, c0, c1, c2, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(int, sys.argv[4:8])
 p = [x.strip() for x in sys.argv[8].strip('|').split('|')]
 c = [x.strip() for x in sys.argv[9].strip('|').split('|')]
 variant = sys.argv[10]
+
+def client_stats(path):
+    """librdkafka's statistics windows (CLIENT_STATS=1): what the producer sent to the broker."""
+    import statistics
+    windows = []
+    for line in open(path):
+        try:
+            s = json.loads(line)
+        except ValueError:
+            continue
+        for b in s.get("brokers", {}).values():
+            if b.get("nodeid", -1) >= 0 and b["rtt"]["cnt"] > 0:
+                windows.append((b["tx"], b["rtt"]["p50"], b["rtt"]["p99"], s["topics"].get("bench", {}).get("batchsize", {}).get("avg", 0)))
+    if not windows:
+        return {}
+    return {"client_produce_requests": max(w[0] for w in windows),
+            "client_batch_bytes_avg": round(statistics.median(w[3] for w in windows)),
+            "client_rtt_p50_ms": round(statistics.median(w[1] for w in windows) / 1000, 2),
+            "client_rtt_p99_ms": round(statistics.median(w[2] for w in windows) / 1000, 2)}
 # producer table: elapsed msgs bytes rtt dr dr_m/s dr_MB/s dr_err tx_err outq offset
 p_elapsed_ms = int(p[0]); p_mbs = nbytes / 1e6 / (p_elapsed_ms / 1000)
 # consumer table: elapsed msgs bytes rtt ... MB/s is bytes/elapsed
@@ -138,9 +165,9 @@ print(json.dumps({"variant": variant, "acks": acks, "rep": rep, "bytes": nbytes,
                   "produce_mb_s": round(p_mbs, 1), "produce_broker_cpu_s_per_gb": round((c1 - c0) / tck / gb, 3),
                   "consume_mb_s": round(c_mbs, 1), "consume_broker_cpu_s_per_gb": c_cpu,
                   "device_writes_per_s": round(int(sys.argv[11]) / (p_elapsed_ms / 1000)),
-                  "delivered_errors": int(p[7])}))
+                  "delivered_errors": int(p[7]), **client_stats(sys.argv[12])}))
 PY
-    rm -rf "$data" "$log"
+    rm -rf "$data" "$log" "$stats"
 }
 
 for rep in $(seq "$reps"); do

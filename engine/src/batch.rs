@@ -563,6 +563,14 @@ pub fn validate_from_client(buf: &[u8]) -> Result<BatchInfo, BatchError> {
 /// Matches Kafka's `ByteUtils.readVarint`: a continuation bit on the fifth byte is an error;
 /// bits of the fifth byte beyond the 32 the value holds are ignored.
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+    let raw = read_unsigned_varint(buf, pos)?;
+    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// Reads an unsigned varint (at most 5 bytes; the lengths of the protocol's compact fields)
+/// at `*pos`, advancing `*pos`. Matches Kafka's `ByteUtils.readUnsignedVarint`, with
+/// [`read_varint`]'s limits.
+pub fn read_unsigned_varint(buf: &[u8], pos: &mut usize) -> Option<u32> {
     let mut raw: u32 = 0;
     let mut shift = 0u32;
     loop {
@@ -578,7 +586,7 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
             return None;
         }
     }
-    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    Some(raw)
 }
 
 /// Reads a zigzag varlong (at most 10 bytes) at `*pos`, advancing `*pos`. Matches Kafka's

@@ -25,7 +25,9 @@
 
 use std::collections::HashMap;
 
-use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
+use kafka_protocol::protocol::Decodable;
+use sluice_engine::batch::read_unsigned_varint;
 
 use crate::frame_buffers::FRAME_ALIGN_BYTES;
 
@@ -123,34 +125,31 @@ pub struct FirstPartition<'a> {
 }
 
 /// Reads the first partition of a Produce request (v3–v11) from the start of its frame: the
-/// request header, the transactional id, acks, timeout, the first topic's name and its first
-/// partition's index and records length. `None` for another request, a version it does not
-/// know, or a prefix that ends before the records start. Reads only; the request is decoded
-/// and checked in full later.
+/// request header (by the request decoder's own `RequestHeader::decode`), the transactional
+/// id, acks, timeout, the first topic's name and its first partition's index and records
+/// length. `None` for another request, a version it does not know, or a prefix that ends
+/// before the records start. Reads only; the request is decoded and checked in full later.
 pub fn first_partition(prefix: &[u8]) -> Option<FirstPartition<'_>> {
-    let mut r = PrefixReader { bytes: prefix, pos: 0 };
-    let (api_key, version) = (r.i16()?, r.i16()?);
-    if api_key != 0 || !(3..=11).contains(&version) {
+    let version = i16::from_be_bytes(prefix.get(2..4)?.try_into().ok()?);
+    if prefix.get(..2)? != (ApiKey::Produce as i16).to_be_bytes() || !(3..=11).contains(&version) {
         return None;
     }
-    let flexible = version >= 9;
-    r.skip(4)?; // correlation id
-    let client_id_len = r.i16()?; // a nullable string in every header version
-    r.skip(usize::try_from(client_id_len).unwrap_or(0))?;
-    if flexible {
-        r.tagged_fields()?;
+    let mut rest = prefix;
+    RequestHeader::decode(&mut rest, ApiKey::Produce.request_header_version(version)).ok()?;
+    let mut r = PrefixReader { bytes: prefix, pos: prefix.len() - rest.len(), flexible: version >= 9 };
+    let transactional_id_len = r.length(2)?;
+    r.take(usize::try_from(transactional_id_len).unwrap_or(0))?;
+    r.take(2 + 4)?; // acks, timeout
+    if r.length(4)? <= 0 {
+        return None; // no topics
     }
-    r.string(flexible)?; // transactional id
-    r.skip(2 + 4)?; // acks, timeout
-    if r.array_len(flexible)? == 0 {
-        return None;
+    let topic_len = r.length(2)?;
+    let topic = r.take(usize::try_from(topic_len).unwrap_or(0))?;
+    if r.length(4)? <= 0 {
+        return None; // no partitions
     }
-    let topic = r.string(flexible)?.unwrap_or_default();
-    if r.array_len(flexible)? == 0 {
-        return None;
-    }
-    let partition = r.i32()?;
-    let records_len = if flexible { r.uvarint()?.checked_sub(1)? as usize } else { usize::try_from(r.i32()?).ok()? };
+    let partition = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
+    let records_len = usize::try_from(r.length(4)?).ok()?;
     Some(FirstPartition { topic, partition, records_offset: r.pos, records_len })
 }
 
@@ -158,6 +157,8 @@ pub fn first_partition(prefix: &[u8]) -> Option<FirstPartition<'_>> {
 struct PrefixReader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Lengths are compact (an unsigned varint of length + 1) in flexible versions.
+    flexible: bool,
 }
 
 impl<'a> PrefixReader<'a> {
@@ -167,55 +168,17 @@ impl<'a> PrefixReader<'a> {
         Some(taken)
     }
 
-    fn skip(&mut self, n: usize) -> Option<()> {
-        self.take(n).map(|_| ())
-    }
-
-    fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn uvarint(&mut self) -> Option<u32> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let byte = *self.take(1)?.first()?;
-            value |= u32::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
+    /// The length of a string (`width` 2), array or bytes (`width` 4); -1 for null.
+    fn length(&mut self, width: usize) -> Option<i64> {
+        if self.flexible {
+            return Some(i64::from(read_unsigned_varint(self.bytes, &mut self.pos)?) - 1);
         }
-        None // longer than a u32's five bytes
-    }
-
-    /// A (nullable) string: compact (length + 1 as a varint) in flexible versions.
-    fn string(&mut self, flexible: bool) -> Option<Option<&'a [u8]>> {
-        let len = if flexible { i64::from(self.uvarint()?) - 1 } else { i64::from(self.i16()?) };
-        if len < 0 {
-            return Some(None);
-        }
-        self.take(len as usize).map(Some)
-    }
-
-    /// An array's length (compact in flexible versions); a null array reads as empty.
-    fn array_len(&mut self, flexible: bool) -> Option<u32> {
-        if flexible {
-            Some(self.uvarint()?.saturating_sub(1))
+        let raw = self.take(width)?;
+        Some(if width == 2 {
+            i64::from(i16::from_be_bytes(raw.try_into().ok()?))
         } else {
-            Some(u32::try_from(self.i32()?).unwrap_or(0))
-        }
-    }
-
-    fn tagged_fields(&mut self) -> Option<()> {
-        for _ in 0..self.uvarint()? {
-            self.uvarint()?; // tag
-            let size = self.uvarint()?;
-            self.skip(size as usize)?;
-        }
-        Some(())
+            i64::from(i32::from_be_bytes(raw.try_into().ok()?))
+        })
     }
 }
 
@@ -232,7 +195,7 @@ mod tests {
     use crate::connection::{decode_request, Decoded};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, TopicName, TransactionalId};
+    use kafka_protocol::messages::{RequestKind, TopicName, TransactionalId};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     #[test]
